@@ -1,0 +1,74 @@
+# Crowbar's front door. `make lab` brings up the whole system locally; `make test` runs the suite.
+# Both install what they need on a fresh machine: Node 24 (into .tools/ when the machine's node is
+# older than 22), npm packages from the lockfile, Debian packages, and the Go-built control plane.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+NODE_DIR := $(shell tools/ensure-node.sh)
+export PATH := $(NODE_DIR):$(PATH)
+export CROWBAR_BIN_DIR ?= $(HOME)/.cache/crowbar/bin/v1.36.3
+
+APT_PACKAGES := openssl ca-certificates iproute2 iputils-ping procps
+
+.PHONY: help deps apt npm bins generate check-generated lint typecheck unit integration test lab lab-down bench clean
+
+help:
+	@echo "make lab        bring up a local Crowbar: control plane, CRDs, operator, example fleet"
+	@echo "make lab-down   stop a lab left behind"
+	@echo "make test       install what is needed, then lint, type-check, unit and integration tests"
+	@echo "make bins       build kube-apiserver, etcd, kube-controller-manager, kubectl, helm (cached)"
+	@echo "make generate   regenerate TypeScript types from crds/"
+
+deps: apt npm
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+npm: node_modules/.stamp
+
+node_modules/.stamp: package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+bins:
+	@tools/build-bins.sh >/dev/null
+
+generate: npm
+	node tools/generate-types.ts
+
+check-generated: npm
+	node tools/generate-types.ts --check
+
+lint: npm
+	npx eslint --max-warnings 0 .
+	npx prettier --check . --log-level warn
+
+typecheck: npm
+	npx tsc -p tsconfig.json
+
+unit: npm
+	npx vitest run --project unit
+
+integration: deps bins
+	npx vitest run --project integration
+
+test: deps bins
+	@t0=$$SECONDS; \
+	$(MAKE) --no-print-directory check-generated lint typecheck; \
+	npx vitest run; \
+	echo "make test: done in $$((SECONDS - t0))s"
+
+lab: deps bins
+	node lab/main.ts
+
+lab-down:
+	node lab/down.ts
+
+clean:
+	rm -rf node_modules .tools .lab

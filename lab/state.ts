@@ -1,0 +1,8 @@
+/** Where the lab keeps its state: .lab/ in the repo (git-ignored), or $CROWBAR_LAB_DIR. */
+import { join } from 'node:path';
+
+export const LAB_DIR = process.env['CROWBAR_LAB_DIR'] ?? join(import.meta.dirname, '..', '.lab');
+export const CP_DIR = join(LAB_DIR, 'cp');
+export const KUBECONFIG = join(CP_DIR, 'kubeconfig');
+export const PIDS = join(CP_DIR, 'pids');
+export const LAB_PID = join(LAB_DIR, 'lab.pid');

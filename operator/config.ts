@@ -1,0 +1,120 @@
+/** Operator configuration from flags (--name=value) and environment variables, validated. */
+import { hostname } from 'node:os';
+
+export interface OperatorConfig {
+  kubeconfig: string | undefined;
+  healthHost: string;
+  healthPort: number;
+  maxConcurrentRuns: number;
+  executor: 'inline' | 'job';
+  leaderElection: boolean;
+  leaseNamespace: string;
+  leaseName: string;
+  identity: string;
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
+  workers: number;
+}
+
+function flags(argv: string[]): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const a of argv) {
+    const match = /^--([a-z][-a-z0-9]*)(?:=(.*))?$/.exec(a);
+    if (!match?.[1])
+      throw new Error(`unknown argument ${JSON.stringify(a)}: flags look like --name=value`);
+    m.set(match[1], match[2] ?? 'true');
+  }
+  return m;
+}
+
+function int(name: string, v: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new Error(`--${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  }
+  return n;
+}
+
+function bool(name: string, v: string): boolean {
+  if (v === 'true') return true;
+  if (v === 'false') return false;
+  throw new Error(`--${name} must be true or false, got ${JSON.stringify(v)}`);
+}
+
+const KNOWN = new Set([
+  'kubeconfig',
+  'health-addr',
+  'max-concurrent-runs',
+  'executor',
+  'leader-elect',
+  'lease-namespace',
+  'lease-name',
+  'identity',
+  'lease-duration-ms',
+  'renew-deadline-ms',
+  'retry-period-ms',
+  'workers',
+]);
+
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig {
+  const f = flags(argv);
+  for (const k of f.keys()) {
+    if (!KNOWN.has(k))
+      throw new Error(
+        `unknown flag --${k}; known flags: ${[...KNOWN].map((x) => `--${x}`).join(', ')}`,
+      );
+  }
+  const get = (flag: string, envName: string, def: string): string =>
+    f.get(flag) ?? env[envName] ?? def;
+  const [healthHost = '', healthPortStr = ''] = get(
+    'health-addr',
+    'CROWBAR_HEALTH_ADDR',
+    '0.0.0.0:8080',
+  ).split(/:(?=[^:]*$)/);
+  const executor = get('executor', 'CROWBAR_EXECUTOR', 'inline');
+  if (executor !== 'inline' && executor !== 'job')
+    throw new Error(`--executor must be inline or job, got ${JSON.stringify(executor)}`);
+  const leaseDurationMs = int(
+    'lease-duration-ms',
+    get('lease-duration-ms', 'CROWBAR_LEASE_DURATION_MS', '15000'),
+    1000,
+    600_000,
+  );
+  const renewDeadlineMs = int(
+    'renew-deadline-ms',
+    get('renew-deadline-ms', 'CROWBAR_RENEW_DEADLINE_MS', '10000'),
+    500,
+    600_000,
+  );
+  const retryPeriodMs = int(
+    'retry-period-ms',
+    get('retry-period-ms', 'CROWBAR_RETRY_PERIOD_MS', '2000'),
+    100,
+    60_000,
+  );
+  if (renewDeadlineMs >= leaseDurationMs)
+    throw new Error('--renew-deadline-ms must be shorter than --lease-duration-ms');
+  if (retryPeriodMs >= renewDeadlineMs)
+    throw new Error('--retry-period-ms must be shorter than --renew-deadline-ms');
+  return {
+    kubeconfig: f.get('kubeconfig') ?? env['KUBECONFIG'],
+    healthHost,
+    healthPort: int('health-addr', healthPortStr, 0, 65535),
+    maxConcurrentRuns: int(
+      'max-concurrent-runs',
+      get('max-concurrent-runs', 'CROWBAR_MAX_CONCURRENT_RUNS', '10'),
+      1,
+      1000,
+    ),
+    executor,
+    leaderElection: bool('leader-elect', get('leader-elect', 'CROWBAR_LEADER_ELECT', 'true')),
+    leaseNamespace: get('lease-namespace', 'POD_NAMESPACE', 'default'),
+    leaseName: get('lease-name', 'CROWBAR_LEASE_NAME', 'crowbar-operator'),
+    identity: get('identity', 'POD_NAME', `${hostname()}-${process.pid}`),
+    leaseDurationMs,
+    renewDeadlineMs,
+    retryPeriodMs,
+    workers: int('workers', get('workers', 'CROWBAR_WORKERS', '4'), 1, 64),
+  };
+}

@@ -1,0 +1,186 @@
+/**
+ * Typed access to Crowbar's custom resources. Spec writes use server-side apply with the caller's
+ * own field manager; status writes go only through the status subresource, and carry the
+ * resourceVersion they were computed from so a stale write fails with 409 instead of clobbering.
+ */
+import {
+  CustomObjectsApi,
+  KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
+import {
+  GROUP,
+  PLURALS,
+  VERSION,
+  type CrowbarKind,
+  type Deployment,
+  type Network,
+  type Node,
+  type NodeRole,
+  type Role,
+} from '../../generated/crowbar.ts';
+import { isNotFound } from './errors.ts';
+
+export interface KindMap {
+  Node: Node;
+  Role: Role;
+  NodeRole: NodeRole;
+  Network: Network;
+  Deployment: Deployment;
+}
+export type Obj<K extends CrowbarKind> = KindMap[K];
+export type Status<K extends CrowbarKind> = NonNullable<Obj<K>['status']>;
+
+/** A partial object for server-side apply: only the fields this manager owns. */
+export type ApplyBody<K extends CrowbarKind> = {
+  metadata?: {
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    finalizers?: string[];
+  };
+  spec?: Partial<Obj<K>['spec']>;
+  status?: Partial<Status<K>>;
+};
+
+export function loadKubeConfig(path?: string): KubeConfig {
+  const kc = new KubeConfig();
+  if (path) kc.loadFromFile(path);
+  else kc.loadFromDefault();
+  return kc;
+}
+
+export class CrowbarClient {
+  readonly api: CustomObjectsApi;
+  readonly kc: KubeConfig;
+
+  constructor(kc: KubeConfig) {
+    this.kc = kc;
+    this.api = kc.makeApiClient(CustomObjectsApi);
+  }
+
+  private ref<K extends CrowbarKind>(kind: K) {
+    return { group: GROUP, version: VERSION, plural: PLURALS[kind] };
+  }
+
+  /** The object, or undefined when it does not exist. */
+  async get<K extends CrowbarKind>(kind: K, name: string): Promise<Obj<K> | undefined> {
+    try {
+      return (await this.api.getClusterCustomObject({ ...this.ref(kind), name })) as Obj<K>;
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  async list<K extends CrowbarKind>(kind: K, labelSelector?: string): Promise<Obj<K>[]> {
+    const res = (await this.api.listClusterCustomObject({
+      ...this.ref(kind),
+      ...(labelSelector ? { labelSelector } : {}),
+    })) as { items: Obj<K>[] };
+    return res.items;
+  }
+
+  /** Creates the object; the API server refuses a second create of the same name with 409. */
+  async create<K extends CrowbarKind>(
+    kind: K,
+    body: Omit<Obj<K>, 'apiVersion' | 'kind'>,
+    fieldManager: string,
+  ): Promise<Obj<K>> {
+    return (await this.api.createClusterCustomObject({
+      ...this.ref(kind),
+      body: { apiVersion: `${GROUP}/${VERSION}`, kind, ...body },
+      fieldManager,
+    })) as Obj<K>;
+  }
+
+  /** Server-side apply of the fields this manager owns. */
+  async apply<K extends CrowbarKind>(
+    kind: K,
+    name: string,
+    body: ApplyBody<K>,
+    fieldManager: string,
+  ): Promise<Obj<K>> {
+    return (await this.api.patchClusterCustomObject(
+      {
+        ...this.ref(kind),
+        name,
+        body: {
+          apiVersion: `${GROUP}/${VERSION}`,
+          kind,
+          ...body,
+          metadata: { ...body.metadata, name },
+        },
+        fieldManager,
+        force: true,
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+    )) as Obj<K>;
+  }
+
+  /**
+   * Server-side apply on the status subresource. Pass resourceVersion to make it conditional:
+   * the write then fails with 409 if the object changed since it was read.
+   */
+  async applyStatus<K extends CrowbarKind>(
+    kind: K,
+    name: string,
+    status: Partial<Status<K>>,
+    fieldManager: string,
+    resourceVersion?: string,
+  ): Promise<Obj<K>> {
+    return (await this.api.patchClusterCustomObjectStatus(
+      {
+        ...this.ref(kind),
+        name,
+        body: {
+          apiVersion: `${GROUP}/${VERSION}`,
+          kind,
+          metadata: { name, ...(resourceVersion ? { resourceVersion } : {}) },
+          status,
+        },
+        fieldManager,
+        force: true,
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+    )) as Obj<K>;
+  }
+
+  /** JSON merge patch of the main resource (spec, labels, annotations). */
+  async mergePatch<K extends CrowbarKind>(
+    kind: K,
+    name: string,
+    patch: object,
+    fieldManager: string,
+  ): Promise<Obj<K>> {
+    return (await this.api.patchClusterCustomObject(
+      { ...this.ref(kind), name, body: patch, fieldManager },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    )) as Obj<K>;
+  }
+
+  /** JSON merge patch of the status subresource. */
+  async mergePatchStatus<K extends CrowbarKind>(
+    kind: K,
+    name: string,
+    patch: object,
+    fieldManager: string,
+  ): Promise<Obj<K>> {
+    return (await this.api.patchClusterCustomObjectStatus(
+      { ...this.ref(kind), name, body: patch, fieldManager },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    )) as Obj<K>;
+  }
+
+  /** Deletes the object; true if it existed. */
+  async delete(kind: CrowbarKind, name: string): Promise<boolean> {
+    try {
+      await this.api.deleteClusterCustomObject({ ...this.ref(kind), name });
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * The Crowbar operator: informers for Crowbar's kinds, controllers behind a workqueue, leader
+ * election on a Lease, /healthz, /readyz, /metrics, JSON logs, and a clean stop on SIGTERM.
+ */
+import { loadConfig } from './config.ts';
+import { ensureSystemDeployment } from './controllers/deployment/system.ts';
+import { loadKubeConfig } from './kube/client.ts';
+import { rootLogger } from './log.ts';
+import { Manager } from './manager.ts';
+
+const FIELD_MANAGER = 'crowbar-operator';
+
+async function main(): Promise<void> {
+  const log = rootLogger('crowbar-operator');
+  let config;
+  try {
+    config = loadConfig(process.argv.slice(2), process.env);
+  } catch (err) {
+    log.fatal({ err }, 'bad configuration');
+    process.exit(2);
+  }
+  const kc = loadKubeConfig(config.kubeconfig);
+  log.info(
+    {
+      server: kc.getCurrentCluster()?.server,
+      identity: config.identity,
+      executor: config.executor,
+      maxConcurrentRuns: config.maxConcurrentRuns,
+    },
+    'starting',
+  );
+  const mgr = new Manager({ kc, config, log });
+  mgr.add({
+    name: 'system-deployment',
+    workers: 1,
+    watches: { Deployment: (d) => (d.metadata.name === 'system' ? ['system'] : []) },
+    onStartedLeading: async () => {
+      if (await ensureSystemDeployment(mgr.client, FIELD_MANAGER))
+        log.info('created the system deployment');
+    },
+    reconcile: async () => {
+      await ensureSystemDeployment(mgr.client, FIELD_MANAGER);
+      return undefined;
+    },
+  });
+
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    const force = setTimeout(() => {
+      log.error('stop took too long; exiting');
+      process.exit(1);
+    }, 20_000);
+    force.unref();
+    mgr
+      .stop()
+      .then(() => {
+        log.info('stopped');
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        log.error({ err }, 'error while stopping');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => {
+    shutdown('SIGTERM');
+  });
+  process.on('SIGINT', () => {
+    shutdown('SIGINT');
+  });
+  await mgr.start();
+}
+
+await main();

@@ -1,0 +1,165 @@
+/**
+ * Leader election on a coordination.k8s.io Lease, as client-go does it: every write carries the
+ * resourceVersion it read, expiry is judged by when *we* last saw the record change (not by the
+ * holder's clock), and a leader that cannot renew within the deadline steps down.
+ */
+import {
+  CoordinationV1Api,
+  type KubeConfig,
+  type V1Lease,
+  V1MicroTime,
+} from '@kubernetes/client-node';
+import { isConflict, isNotFound } from '../kube/errors.ts';
+import type { Logger } from '../log.ts';
+
+export interface LeaderOptions {
+  namespace: string;
+  name: string;
+  identity: string;
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
+}
+
+export interface LeaderCallbacks {
+  onStartedLeading(): void;
+  onStoppedLeading(): void;
+}
+
+export class LeaderElector {
+  private readonly api: CoordinationV1Api;
+  private leading = false;
+  private stopped = false;
+  private observedRecord = '';
+  private observedAt = 0;
+  private lastRenew = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly opts: LeaderOptions;
+  private readonly cb: LeaderCallbacks;
+  private readonly log: Logger;
+
+  constructor(kc: KubeConfig, opts: LeaderOptions, cb: LeaderCallbacks, log: Logger) {
+    this.api = kc.makeApiClient(CoordinationV1Api);
+    this.opts = opts;
+    this.cb = cb;
+    this.log = log.child({ component: 'leader', lease: `${opts.namespace}/${opts.name}` });
+  }
+
+  get isLeader(): boolean {
+    return this.leading;
+  }
+
+  start(): void {
+    const tick = async (): Promise<void> => {
+      if (this.stopped) return;
+      // stop() clears the timer; a tick already running sees `stopped` on its next turn.
+      try {
+        await this.tryAcquireOrRenew();
+      } catch (err) {
+        this.log.warn({ err }, 'lease update failed');
+      }
+      if (this.leading && Date.now() - this.lastRenew > this.opts.renewDeadlineMs) {
+        this.log.error('could not renew the lease within the deadline; stepping down');
+        this.setLeading(false);
+      }
+      this.timer = setTimeout(() => void tick(), this.opts.retryPeriodMs);
+    };
+    void tick();
+  }
+
+  /** Stops campaigning; a leader gives the lease up so a successor need not wait for expiry. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (!this.leading) return;
+    try {
+      const lease = await this.api.readNamespacedLease({
+        name: this.opts.name,
+        namespace: this.opts.namespace,
+      });
+      if (lease.spec?.holderIdentity === this.opts.identity) {
+        lease.spec.holderIdentity = '';
+        lease.spec.leaseDurationSeconds = 1;
+        await this.api.replaceNamespacedLease({
+          name: this.opts.name,
+          namespace: this.opts.namespace,
+          body: lease,
+        });
+      }
+    } catch (err) {
+      this.log.warn({ err }, 'could not release the lease');
+    }
+    // A deliberate release, not a loss: no onStoppedLeading.
+    this.leading = false;
+  }
+
+  private setLeading(v: boolean): void {
+    if (v === this.leading) return;
+    this.leading = v;
+    this.log.info({ identity: this.opts.identity }, v ? 'became leader' : 'stopped leading');
+    if (v) this.cb.onStartedLeading();
+    else this.cb.onStoppedLeading();
+  }
+
+  private async tryAcquireOrRenew(): Promise<void> {
+    const { namespace, name, identity } = this.opts;
+    const now = new Date();
+    const durationS = Math.max(1, Math.round(this.opts.leaseDurationMs / 1000));
+    let lease: V1Lease;
+    try {
+      lease = await this.api.readNamespacedLease({ name, namespace });
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      try {
+        await this.api.createNamespacedLease({
+          namespace,
+          body: {
+            metadata: { name, namespace },
+            spec: {
+              holderIdentity: identity,
+              leaseDurationSeconds: durationS,
+              acquireTime: new V1MicroTime(now.getTime()),
+              renewTime: new V1MicroTime(now.getTime()),
+              leaseTransitions: 0,
+            },
+          },
+        });
+        this.lastRenew = Date.now();
+        this.setLeading(true);
+      } catch (ce) {
+        if (!isConflict(ce)) throw ce;
+      }
+      return;
+    }
+    const spec = lease.spec ?? {};
+    const record = `${spec.holderIdentity ?? ''}|${String(spec.renewTime ?? '')}|${spec.leaseTransitions ?? 0}`;
+    if (record !== this.observedRecord) {
+      this.observedRecord = record;
+      this.observedAt = Date.now();
+    }
+    const holder = spec.holderIdentity ?? '';
+    const durationMs = (spec.leaseDurationSeconds ?? durationS) * 1000;
+    const expired = holder === '' || this.observedAt + durationMs < Date.now();
+    if (holder !== identity && !expired) {
+      this.setLeading(false);
+      return;
+    }
+    const takeover = holder !== identity;
+    const nowMicro = new V1MicroTime(now.getTime());
+    lease.spec = {
+      holderIdentity: identity,
+      leaseDurationSeconds: durationS,
+      renewTime: nowMicro,
+      acquireTime: takeover ? nowMicro : (spec.acquireTime ?? nowMicro),
+      leaseTransitions: (spec.leaseTransitions ?? 0) + (takeover ? 1 : 0),
+    };
+    try {
+      await this.api.replaceNamespacedLease({ name, namespace, body: lease });
+      this.lastRenew = Date.now();
+      this.setLeading(true);
+    } catch (e) {
+      if (!isConflict(e)) throw e;
+      // Someone else wrote first; we learn who on the next tick.
+    }
+  }
+}
