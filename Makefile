@@ -61,8 +61,10 @@ integration: deps bins
 test: deps bins
 	@t0=$$SECONDS; \
 	$(MAKE) --no-print-directory check-generated lint typecheck; \
-	npx vitest run; \
-	echo "make test: done in $$((SECONDS - t0))s"
+	rc=0; npx vitest run --reporter=default --reporter=json --outputFile=.vitest-results.json || rc=$$?; \
+	node tools/summarize-tests.ts .vitest-results.json || true; \
+	echo "make test: done in $$((SECONDS - t0))s"; \
+	exit $$rc
 
 lab: deps bins
 	node lab/main.ts

@@ -4,7 +4,7 @@
  * examples in lab/examples/, prints how to point kubectl at it, and stays up until Ctrl-C.
  * `--check` brings it up, verifies it, and tears it down (used by the test suite).
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startControlPlane } from '../test/harness/control-plane.ts';
 import { binDir } from '../test/harness/bins.ts';
@@ -21,6 +21,7 @@ const say = (msg: string): void => {
 function alreadyRunning(): number | undefined {
   if (!existsSync(LAB_PID)) return undefined;
   const pid = Number(readFileSync(LAB_PID, 'utf8'));
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
   try {
     process.kill(pid, 0);
     return pid;
@@ -87,7 +88,7 @@ async function teardown(code: number): Promise<never> {
   say('stopping');
   await op.stop();
   await cp.stop();
-  writeFileSync(LAB_PID, '');
+  rmSync(LAB_PID, { force: true });
   process.exit(code);
 }
 
