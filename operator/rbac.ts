@@ -1,0 +1,42 @@
+/**
+ * The API access the operator needs. The Helm chart's ClusterRole and Role
+ * (charts/crowbar/templates/rbac.yaml) must grant exactly these; test/integration/helm.test.ts
+ * fails on drift.
+ */
+export interface Rule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+}
+
+const KINDS = ['nodes', 'roles', 'noderoles', 'networks', 'deployments'];
+
+export const CLUSTER_RULES: Rule[] = [
+  {
+    apiGroups: ['crowbar.dev'],
+    resources: KINDS,
+    verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
+  },
+  {
+    apiGroups: ['crowbar.dev'],
+    resources: KINDS.map((k) => `${k}/status`),
+    verbs: ['get', 'update', 'patch'],
+  },
+  { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
+  { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
+];
+
+/** In the release namespace: leader election, Jobs of the job executor, the SSH key Secret. */
+export const NAMESPACE_RULES: Rule[] = [
+  {
+    apiGroups: ['coordination.k8s.io'],
+    resources: ['leases'],
+    verbs: ['get', 'list', 'watch', 'create', 'update', 'patch'],
+  },
+  {
+    apiGroups: ['batch'],
+    resources: ['jobs'],
+    verbs: ['get', 'list', 'watch', 'create', 'delete'],
+  },
+  { apiGroups: [''], resources: ['secrets', 'configmaps'], verbs: ['get', 'list', 'watch'] },
+];

@@ -1,0 +1,100 @@
+/**
+ * The Helm chart with the real helm against the real API server: it lints, refuses bad values
+ * with a clear message, installs (CRDs already present are kept), grants exactly the RBAC the
+ * operator declares, and uninstalls cleanly.
+ */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { AppsV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { loadAll } from 'js-yaml';
+import { describe, expect, inject, it } from 'vitest';
+import { loadKubeConfig } from '../../operator/kube/client.ts';
+import { CLUSTER_RULES, NAMESPACE_RULES } from '../../operator/rbac.ts';
+import { bin } from '../harness/bins.ts';
+import { uid } from '../harness/context.ts';
+import { ROOT } from '../harness/operator.ts';
+
+const CHART = join(ROOT, 'charts', 'crowbar');
+const kubeconfig = inject('kubeconfig');
+const helm = async (...args: string[]): Promise<string> =>
+  (
+    await promisify(execFile)(bin('helm'), args, {
+      env: {
+        ...process.env,
+        KUBECONFIG: kubeconfig,
+        HELM_CACHE_HOME: join(inject('cpDir'), 'helm-cache'),
+        HELM_CONFIG_HOME: join(inject('cpDir'), 'helm-config'),
+        HELM_DATA_HOME: join(inject('cpDir'), 'helm-data'),
+      },
+    })
+  ).stdout;
+
+interface K8sDoc {
+  kind: string;
+  metadata: { name: string };
+  rules?: unknown;
+  spec?: { template?: { spec?: { containers?: { args?: string[] }[] } } };
+}
+
+describe('helm chart', () => {
+  it('lints', async () => {
+    expect(await helm('lint', CHART)).toMatch(/0 chart\(s\) failed/);
+  });
+
+  it('refuses bad values with a message naming the value', async () => {
+    await expect(helm('template', 't', CHART, '--set', 'operator.executor=ssh')).rejects.toThrow(
+      /operator\/executor.*one of 'inline', 'job'/s,
+    );
+    await expect(
+      helm('template', 't', CHART, '--set', 'operator.maxConcurrentRuns=0'),
+    ).rejects.toThrow(/maxConcurrentRuns/);
+  });
+
+  it('renders the RBAC the operator declares in operator/rbac.ts', async () => {
+    const docs = loadAll(await helm('template', 't', CHART)) as K8sDoc[];
+    expect(docs.find((d) => d.kind === 'ClusterRole')?.rules).toEqual(CLUSTER_RULES);
+    expect(docs.find((d) => d.kind === 'Role')?.rules).toEqual(NAMESPACE_RULES);
+  });
+
+  it('installs into the real API server with values applied, and uninstalls', async () => {
+    const release = `cb-${uid()}`;
+    const ns = `crowbar-${uid()}`;
+    await helm(
+      'install',
+      release,
+      CHART,
+      '--namespace',
+      ns,
+      '--create-namespace',
+      '--set',
+      'operator.maxConcurrentRuns=25',
+      '--set',
+      'operator.executor=job',
+    );
+    const kc = loadKubeConfig(kubeconfig);
+    const dep = await kc
+      .makeApiClient(AppsV1Api)
+      .readNamespacedDeployment({ name: `${release}-operator`, namespace: ns });
+    const args = dep.spec?.template.spec?.containers[0]?.args ?? [];
+    expect(args).toContain('--max-concurrent-runs=25');
+    expect(args).toContain('--executor=job');
+    const role = await kc
+      .makeApiClient(RbacAuthorizationV1Api)
+      .readClusterRole({ name: `${release}-operator` });
+    expect(role.rules?.map((r) => r.resources)).toContainEqual([
+      'nodes/status',
+      'roles/status',
+      'noderoles/status',
+      'networks/status',
+      'deployments/status',
+    ]);
+    expect(await helm('list', '--namespace', ns)).toContain(release);
+    await helm('uninstall', release, '--namespace', ns, '--wait');
+    await expect(
+      kc
+        .makeApiClient(AppsV1Api)
+        .readNamespacedDeployment({ name: `${release}-operator`, namespace: ns }),
+    ).rejects.toMatchObject({ code: 404 });
+  });
+});
