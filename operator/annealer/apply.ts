@@ -1,0 +1,56 @@
+/**
+ * Pure updates of a {@link World}: the world after a list of changes or a bind plan. The operator
+ * writes the same changes to the API; simulations and tests use these to step forward. Inputs are
+ * never mutated; unchanged maps are shared.
+ */
+import type { BindPlan } from './binding.ts';
+import type { StateChange } from './states.ts';
+import type { NodeRoleView, NodeView, World } from './world.ts';
+
+/** The world after `changes` are written in order. Changes to unknown noderoles are ignored. */
+export function applyChanges(world: World, changes: readonly StateChange[]): World {
+  if (changes.length === 0) return world;
+  const noderoles = new Map(world.noderoles);
+  for (const c of changes) {
+    const nr = noderoles.get(c.name);
+    if (!nr) continue;
+    const next: NodeRoleView = {
+      ...nr,
+      state: c.state,
+      message: c.message,
+      runCount: c.runCount ?? nr.runCount,
+      observedRetry: c.observedRetry ?? nr.observedRetry,
+    };
+    noderoles.set(c.name, next);
+  }
+  return { ...world, noderoles };
+}
+
+/** The world after a successful bind plan is written; a refused plan changes nothing. */
+export function applyBindPlan(world: World, plan: BindPlan): World {
+  if (!plan.ok) return world;
+  const noderoles = new Map(world.noderoles);
+  for (const nr of plan.create) noderoles.set(nr.name, nr);
+  for (const u of plan.addParents) {
+    const nr = noderoles.get(u.name);
+    if (nr) noderoles.set(u.name, { ...nr, parents: u.parents, cohort: u.cohort });
+  }
+  for (const u of plan.recohort) {
+    const nr = noderoles.get(u.name);
+    if (nr) noderoles.set(u.name, { ...nr, cohort: u.cohort });
+  }
+  return { ...world, noderoles };
+}
+
+/** The world with one node's fields replaced (e.g. alive or available flipped). */
+export function withNode(
+  world: World,
+  name: string,
+  patch: Partial<Omit<NodeView, 'name'>>,
+): World {
+  const node = world.nodes.get(name);
+  if (!node) return world;
+  const nodes = new Map(world.nodes);
+  nodes.set(name, { ...node, ...patch });
+  return { ...world, nodes };
+}

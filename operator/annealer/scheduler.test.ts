@@ -1,0 +1,113 @@
+import { describe, expect, it } from 'vitest';
+import { deployment, node, noderole, world } from './fixtures.test-helper.ts';
+import { notRunnableReason, pickRuns } from './scheduler.ts';
+import type { NodeRoleView, NodeView } from './world.ts';
+
+const N1 = 'n1.lab.example.com';
+const N2 = 'n2.lab.example.com';
+const N3 = 'n3.lab.example.com';
+
+function pick(
+  nodes: NodeView[],
+  noderoles: NodeRoleView[],
+  max = 10,
+  running: string[] = [],
+): string[] {
+  const w = world({
+    nodes,
+    noderoles,
+    deployments: [deployment('system'), deployment('d1', { state: 'proposed' })],
+  });
+  return pickRuns(w, { maxConcurrent: max, running: new Set(running) });
+}
+
+describe('pickRuns (§3.1 runnable, §3.4 caps)', () => {
+  it.each([
+    { rule: 'a todo noderole on an alive, available node runs', node: {}, nr: {}, runs: true },
+    { rule: 'not todo: blocked', node: {}, nr: { state: 'blocked' as const }, runs: false },
+    { rule: 'not todo: proposed', node: {}, nr: { state: 'proposed' as const }, runs: false },
+    { rule: 'node not alive (§2.4)', node: { alive: false }, nr: {}, runs: false },
+    {
+      rule: 'node not available (§2.4: skipped, states untouched)',
+      node: { available: false },
+      nr: {},
+      runs: false,
+    },
+    {
+      rule: 'system node counts as alive (§1.1)',
+      node: { alive: false, system: true },
+      nr: {},
+      runs: true,
+    },
+    {
+      rule: 'system node still needs available',
+      node: { alive: false, system: true, available: false },
+      nr: {},
+      runs: false,
+    },
+    {
+      rule: 'noderole not available (debug mode)',
+      node: {},
+      nr: { available: false },
+      runs: false,
+    },
+    { rule: 'deployment proposed (§1.5)', node: {}, nr: { deployment: 'd1' }, runs: false },
+    { rule: 'deployment missing', node: {}, nr: { deployment: 'gone' }, runs: false },
+  ])('$rule', ({ node: n, nr, runs }) => {
+    const got = pick([node(N1, n)], [noderole('a', N1, { state: 'todo', ...nr })]);
+    expect(got).toEqual(runs ? [`a.${N1}`] : []);
+  });
+
+  it.each(['transition', 'error'] as const)(
+    'a node with a noderole in %s is frozen (§3.1, §2.6)',
+    (state) => {
+      const got = pick(
+        [node(N1)],
+        [noderole('a', N1, { state: 'todo' }), noderole('b', N1, { state })],
+      );
+      expect(got).toEqual([]);
+    },
+  );
+
+  it('a node with a run in flight starts nothing else (§3.2 one run per node)', () => {
+    const got = pick(
+      [node(N1)],
+      [noderole('a', N1, { state: 'todo' }), noderole('b', N1, { state: 'todo' })],
+      10,
+      [`z.${N1}`],
+    );
+    expect(got).toEqual([]);
+  });
+
+  it('picks one per node in (cohort, name) order', () => {
+    const got = pick(
+      [node(N1), node(N2)],
+      [
+        noderole('b', N1, { state: 'todo', cohort: 1 }),
+        noderole('c', N1, { state: 'todo', cohort: 0 }),
+        noderole('a', N2, { state: 'todo', cohort: 2 }),
+        noderole('z', N2, { state: 'todo', cohort: 0 }),
+      ],
+    );
+    expect(got).toEqual([`c.${N1}`, `z.${N2}`]);
+  });
+
+  it('never exceeds the cap, counting runs in flight', () => {
+    const nodes = [node(N1), node(N2), node(N3)];
+    const nrs = nodes.map((n) => noderole('a', n.name, { state: 'todo' }));
+    expect(pick(nodes, nrs, 2)).toHaveLength(2);
+    expect(pick(nodes, nrs, 2, ['x.other.lab.example.com'])).toHaveLength(1);
+    expect(
+      pick(nodes, nrs, 2, ['x.o1.lab.example.com', 'x.o2.lab.example.com', 'x.o3.lab.example.com']),
+    ).toEqual([]);
+    expect(pick(nodes, nrs, 0)).toEqual([]);
+  });
+
+  it('explains why a noderole is not runnable', () => {
+    const w = world({
+      nodes: [node(N1, { available: false })],
+      noderoles: [noderole('a', N1, { state: 'todo' })],
+    });
+    expect(notRunnableReason(w, w.noderoles.get(`a.${N1}`)!)).toBe(`node ${N1} is not available`);
+  });
+});

@@ -1,0 +1,68 @@
+/**
+ * Which noderoles the annealer starts next: §3.1 runnable selection with the §3.4 caps (one run
+ * per node, at most N in flight cluster-wide).
+ */
+import { freezesNode } from './states.ts';
+import type { NodeRoleView, World } from './world.ts';
+import { compareNames, isNodeAlive, nodeOfNoderoleName } from './world.ts';
+
+/** The annealer's limits and what is already running. */
+export interface PickOptions {
+  /** Cluster-wide cap on runs in flight (§3.4: 10 in the original). */
+  readonly maxConcurrent: number;
+  /** Names of noderoles whose runs are in flight. */
+  readonly running: ReadonlySet<string>;
+}
+
+/** Nodes that must not start a run: one already runs there, or a noderole is in transition or error. */
+function busyNodes(world: World, running: ReadonlySet<string>): Set<string> {
+  const busy = new Set<string>();
+  // §3.2 one-run-per-node: a run in flight occupies its node whatever the noderole's state says.
+  for (const name of running) busy.add(world.noderoles.get(name)?.node ?? nodeOfNoderoleName(name));
+  // §3.1 / §2.6: a node with a noderole in transition or error is frozen.
+  for (const nr of world.noderoles.values()) if (freezesNode(nr.state)) busy.add(nr.node);
+  return busy;
+}
+
+/**
+ * Why a noderole is not runnable on its own terms (§3.1), or undefined when it is. Node-wide
+ * reasons (another run on the node, a frozen node) are left to {@link pickRuns}.
+ */
+export function notRunnableReason(world: World, nr: NodeRoleView): string | undefined {
+  if (nr.state !== 'todo') return `noderole is ${nr.state}, not todo`;
+  if (!nr.available) return 'noderole is not available (debug mode targets another role)';
+  const dep = world.deployments.get(nr.deployment);
+  if (dep?.state !== 'committed') return `deployment ${nr.deployment} is not committed`;
+  const node = world.nodes.get(nr.node);
+  if (!node) return `node ${nr.node} does not exist`;
+  if (!node.available) return `node ${nr.node} is not available`;
+  if (!isNodeAlive(node)) return `node ${nr.node} is not alive`;
+  return undefined;
+}
+
+/**
+ * The noderoles to start now, in (cohort, name) order (§3.1 "cohort ASC, id ASC"): runnable, at
+ * most one per node, none on a node with a run in flight or a noderole in transition or error,
+ * and never more than `maxConcurrent` in flight counting `running`.
+ */
+export function pickRuns(world: World, options: PickOptions): string[] {
+  const slots = options.maxConcurrent - options.running.size;
+  if (slots <= 0) return [];
+  const busy = busyNodes(world, options.running);
+  const candidates = [...world.noderoles.values()]
+    .filter(
+      (nr) =>
+        !busy.has(nr.node) &&
+        !options.running.has(nr.name) &&
+        notRunnableReason(world, nr) === undefined,
+    )
+    .sort((a, b) => a.cohort - b.cohort || compareNames(a.name, b.name));
+  const picked: string[] = [];
+  for (const nr of candidates) {
+    if (picked.length >= slots) break;
+    if (busy.has(nr.node)) continue;
+    busy.add(nr.node);
+    picked.push(nr.name);
+  }
+  return picked;
+}

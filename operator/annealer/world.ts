@@ -1,0 +1,212 @@
+/**
+ * A plain-data snapshot of the objects the annealer decides over, and pure conversions from the
+ * generated custom resource types. CRD defaults are applied here so the decision code never sees
+ * an absent field.
+ */
+import type { Deployment, Node, NodeRole, Role, RoleSpec } from '../../generated/crowbar.ts';
+import type { NodeRoleState } from './states.ts';
+
+/** A role flag, as in `Role.spec.flags`. */
+export type RoleFlag = NonNullable<RoleSpec['flags']>[number];
+
+/** What the annealer needs of a Node. */
+export interface NodeView {
+  readonly name: string;
+  readonly admin: boolean;
+  /** Admin-owned switch (§2.4, §10.2). */
+  readonly available: boolean;
+  /** Framework-owned reachability (§10.1). */
+  readonly alive: boolean;
+  /** A phantom node; always considered alive (§1.1). */
+  readonly system: boolean;
+  readonly deployment: string;
+}
+
+/** What the annealer needs of a Role. */
+export interface RoleView {
+  readonly name: string;
+  readonly jig: RoleSpec['jig'];
+  readonly requires: readonly string[];
+  readonly conflicts: readonly string[];
+  readonly provides: readonly string[];
+  readonly flags: ReadonlySet<RoleFlag>;
+}
+
+/** What the annealer needs of a Deployment. */
+export interface DeploymentView {
+  readonly name: string;
+  /** Undefined only for the root (`system`). */
+  readonly parent: string | undefined;
+  readonly state: 'proposed' | 'committed';
+}
+
+/** What the annealer needs of a NodeRole. */
+export interface NodeRoleView {
+  /** `<role>.<node>`. */
+  readonly name: string;
+  readonly node: string;
+  readonly role: string;
+  readonly deployment: string;
+  readonly state: NodeRoleState;
+  /** Names of the noderoles this one depends on. */
+  readonly parents: readonly string[];
+  readonly cohort: number;
+  readonly runCount: number;
+  /** Per-noderole mask for debug mode (§1.4, §10.4). */
+  readonly available: boolean;
+  readonly retry: number;
+  readonly observedRetry: number;
+  readonly message: string;
+}
+
+/** Everything the pure annealer functions read. Maps are keyed by object name. */
+export interface World {
+  readonly nodes: ReadonlyMap<string, NodeView>;
+  readonly roles: ReadonlyMap<string, RoleView>;
+  readonly deployments: ReadonlyMap<string, DeploymentView>;
+  readonly noderoles: ReadonlyMap<string, NodeRoleView>;
+}
+
+/** The name of the root deployment, where new nodes land (§1.5). */
+export const SYSTEM_DEPLOYMENT = 'system';
+
+/** The deterministic name of the binding of `role` to `node` (the CRD's `<role>.<node>` rule). */
+export function noderoleName(role: string, node: string): string {
+  return `${role}.${node}`;
+}
+
+/**
+ * The node part of a noderole name. Role names hold no dots (CRD pattern), so everything after
+ * the first dot is the node's FQDN.
+ */
+export function nodeOfNoderoleName(name: string): string {
+  const dot = name.indexOf('.');
+  return dot < 0 ? '' : name.slice(dot + 1);
+}
+
+/** Builds a {@link NodeView}; CRD defaults: admin, available, system false; deployment system. */
+export function toNodeView(n: Node): NodeView {
+  return {
+    name: n.metadata.name ?? '',
+    admin: n.spec.admin ?? false,
+    // §1.1: available defaults to false in 2015; alive is false until the framework sees the node.
+    available: n.spec.available ?? false,
+    alive: n.status?.alive ?? false,
+    system: n.spec.system ?? false,
+    deployment: n.spec.deployment ?? SYSTEM_DEPLOYMENT,
+  };
+}
+
+/** Builds a {@link RoleView}; absent lists are empty. */
+export function toRoleView(r: Role): RoleView {
+  return {
+    name: r.metadata.name ?? '',
+    jig: r.spec.jig,
+    requires: r.spec.requires ?? [],
+    conflicts: r.spec.conflicts ?? [],
+    provides: r.spec.provides ?? [],
+    flags: new Set(r.spec.flags ?? []),
+  };
+}
+
+/** Builds a {@link DeploymentView}; state defaults to proposed except for the system deployment. */
+export function toDeploymentView(d: Deployment): DeploymentView {
+  const name = d.metadata.name ?? '';
+  // §1.5: the system deployment "cannot be placed into proposed"; the CRD insists on committed.
+  const fallback = name === SYSTEM_DEPLOYMENT ? 'committed' : 'proposed';
+  return { name, parent: d.spec.parent, state: d.spec.state ?? fallback };
+}
+
+/** Builds a {@link NodeRoleView}; a noderole without status is proposed (§1.4 default PROPOSED). */
+export function toNodeRoleView(nr: NodeRole): NodeRoleView {
+  return {
+    name: nr.metadata.name ?? noderoleName(nr.spec.role, nr.spec.node),
+    node: nr.spec.node,
+    role: nr.spec.role,
+    deployment: nr.spec.deployment,
+    state: nr.status?.state ?? 'proposed',
+    parents: nr.status?.parents ?? [],
+    cohort: nr.status?.cohort ?? 0,
+    runCount: nr.status?.runCount ?? 0,
+    available: nr.spec.available ?? true,
+    retry: nr.spec.retry ?? 0,
+    observedRetry: nr.status?.observedRetry ?? 0,
+    message: nr.status?.message ?? '',
+  };
+}
+
+/** Objects as read from the API (e.g. from informer caches). */
+export interface WorldObjects {
+  readonly nodes: Iterable<Node>;
+  readonly roles: Iterable<Role>;
+  readonly deployments: Iterable<Deployment>;
+  readonly noderoles: Iterable<NodeRole>;
+}
+
+/** Builds a {@link World} from custom resources. */
+export function buildWorld(objects: WorldObjects): World {
+  return worldOf({
+    nodes: [...objects.nodes].map(toNodeView),
+    roles: [...objects.roles].map(toRoleView),
+    deployments: [...objects.deployments].map(toDeploymentView),
+    noderoles: [...objects.noderoles].map(toNodeRoleView),
+  });
+}
+
+/** Builds a {@link World} from views (tests and simulations build views directly). */
+export function worldOf(views: {
+  nodes: Iterable<NodeView>;
+  roles: Iterable<RoleView>;
+  deployments: Iterable<DeploymentView>;
+  noderoles: Iterable<NodeRoleView>;
+}): World {
+  const byName = <T extends { name: string }>(xs: Iterable<T>): Map<string, T> =>
+    new Map([...xs].map((x) => [x.name, x]));
+  return {
+    nodes: byName(views.nodes),
+    roles: byName(views.roles),
+    deployments: byName(views.deployments),
+    noderoles: byName(views.noderoles),
+  };
+}
+
+/**
+ * Parent → direct children, in one pass over the noderoles. Children are listed in name order so
+ * that everything derived from the index is deterministic.
+ */
+export function childrenIndex(noderoles: ReadonlyMap<string, NodeRoleView>): Map<string, string[]> {
+  const index = new Map<string, string[]>();
+  const names = [...noderoles.keys()].sort();
+  for (const name of names) {
+    for (const parent of noderoles.get(name)?.parents ?? []) {
+      const list = index.get(parent);
+      if (list) list.push(name);
+      else index.set(parent, [name]);
+    }
+  }
+  return index;
+}
+
+/**
+ * Orders names by code point, as `Array#sort` does: the same on every machine and locale, so that
+ * ties in (cohort, name) order break the same way everywhere.
+ */
+export function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** §1.1 / §10.1: a system (phantom) node is always considered alive. */
+export function isNodeAlive(node: NodeView): boolean {
+  return node.system || node.alive;
+}
+
+/** The deployment and its ancestors, nearest first, stopping at the root or at a loop. */
+export function deploymentChain(world: World, start: string): string[] {
+  const chain: string[] = [];
+  let current: string | undefined = start;
+  while (current !== undefined && !chain.includes(current)) {
+    chain.push(current);
+    current = world.deployments.get(current)?.parent;
+  }
+  return chain;
+}

@@ -1,0 +1,131 @@
+/**
+ * Kubernetes Events for people (`kubectl describe`, `kubectl get events`). Events are written off
+ * the hot path through a bounded queue with a global rate limit, like client-go's broadcaster:
+ * when the annealer moves thousands of noderoles at once, excess events are dropped and counted
+ * rather than slowing the state machine down.
+ */
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { Counter, type Registry } from 'prom-client';
+import type { Logger } from './log.ts';
+
+export interface EventTarget {
+  kind: string;
+  name: string;
+  uid?: string | undefined;
+  apiVersion?: string;
+}
+
+export interface Recorder {
+  normal(target: EventTarget, reason: string, message: string): void;
+  warning(target: EventTarget, reason: string, message: string): void;
+}
+
+interface Pending {
+  target: EventTarget;
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
+export class EventRecorder implements Recorder {
+  private readonly api: CoreV1Api;
+  private readonly queue: Pending[] = [];
+  private tokens: number;
+  private last = Date.now();
+  private draining = false;
+  private readonly dropped: Counter;
+  private readonly opts: {
+    namespace: string;
+    component: string;
+    perSecond: number;
+    burst: number;
+    maxQueue: number;
+  };
+  private readonly log: Logger;
+
+  constructor(
+    kc: KubeConfig,
+    registry: Registry,
+    log: Logger,
+    opts: {
+      namespace: string;
+      component: string;
+      perSecond?: number;
+      burst?: number;
+      maxQueue?: number;
+    },
+  ) {
+    this.api = kc.makeApiClient(CoreV1Api);
+    this.log = log.child({ component: 'events' });
+    this.opts = { perSecond: 20, burst: 100, maxQueue: 1000, ...opts };
+    this.tokens = this.opts.burst;
+    this.dropped = new Counter({
+      name: 'crowbar_events_dropped_total',
+      help: 'Kubernetes Events dropped by the rate limit or a full queue.',
+      registers: [registry],
+    });
+  }
+
+  normal(target: EventTarget, reason: string, message: string): void {
+    this.push({ target, type: 'Normal', reason, message });
+  }
+
+  warning(target: EventTarget, reason: string, message: string): void {
+    this.push({ target, type: 'Warning', reason, message });
+  }
+
+  private push(p: Pending): void {
+    this.refill();
+    if (this.tokens < 1 || this.queue.length >= this.opts.maxQueue) {
+      this.dropped.inc();
+      return;
+    }
+    this.tokens -= 1;
+    this.queue.push(p);
+    if (!this.draining) void this.drain();
+  }
+
+  private refill(): void {
+    const now = Date.now();
+    this.tokens = Math.min(
+      this.opts.burst,
+      this.tokens + ((now - this.last) / 1000) * this.opts.perSecond,
+    );
+    this.last = now;
+  }
+
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      for (let p = this.queue.shift(); p; p = this.queue.shift()) {
+        const now = new Date();
+        try {
+          await this.api.createNamespacedEvent({
+            namespace: this.opts.namespace,
+            body: {
+              metadata: { generateName: `${p.target.name.slice(0, 200)}.` },
+              involvedObject: {
+                kind: p.target.kind,
+                name: p.target.name,
+                ...(p.target.uid ? { uid: p.target.uid } : {}),
+                apiVersion: p.target.apiVersion ?? 'crowbar.dev/v1alpha1',
+              },
+              type: p.type,
+              reason: p.reason,
+              message: p.message.slice(0, 1024),
+              source: { component: this.opts.component },
+              firstTimestamp: now,
+              lastTimestamp: now,
+              count: 1,
+              reportingComponent: this.opts.component,
+            },
+          });
+        } catch (err) {
+          this.log.debug({ err, reason: p.reason }, 'event not written');
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+}
