@@ -3,7 +3,14 @@
  * election on a Lease, /healthz, /readyz, /metrics, JSON logs, and a clean stop on SIGTERM.
  */
 import { loadConfig } from './config.ts';
+import { Annealer } from './controllers/annealer/annealer.ts';
+import { Binder } from './controllers/annealer/binder.ts';
+import { deploymentStatusController } from './controllers/deployment/status.ts';
 import { ensureSystemDeployment } from './controllers/deployment/system.ts';
+import { nodeStatusController } from './controllers/node/status.ts';
+import { roleStatusController } from './controllers/role/status.ts';
+import { EventRecorder } from './events.ts';
+import { JigRegistry } from './jigs/registry.ts';
 import { loadKubeConfig } from './kube/client.ts';
 import { rootLogger } from './log.ts';
 import { Manager } from './manager.ts';
@@ -43,6 +50,24 @@ async function main(): Promise<void> {
       return undefined;
     },
   });
+  const recorder = new EventRecorder(kc, mgr.metrics.registry, log, {
+    namespace: config.leaseNamespace,
+    component: 'crowbar-operator',
+  });
+  const annealer = new Annealer({
+    mgr,
+    jigs: new JigRegistry(),
+    recorder,
+    log,
+    identity: config.identity,
+    maxConcurrentRuns: config.maxConcurrentRuns,
+    fieldManager: FIELD_MANAGER,
+  });
+  mgr.add(annealer.controller());
+  mgr.add(new Binder({ mgr, annealer, recorder, fieldManager: FIELD_MANAGER, log }).controller());
+  mgr.add(deploymentStatusController(mgr, annealer.view, FIELD_MANAGER));
+  mgr.add(nodeStatusController(mgr, annealer.view, FIELD_MANAGER));
+  mgr.add(roleStatusController(mgr, FIELD_MANAGER));
 
   let stopping = false;
   const shutdown = (signal: string): void => {
@@ -54,8 +79,9 @@ async function main(): Promise<void> {
       process.exit(1);
     }, 20_000);
     force.unref();
-    mgr
+    annealer
       .stop()
+      .then(() => mgr.stop())
       .then(() => {
         log.info('stopped');
         process.exit(0);

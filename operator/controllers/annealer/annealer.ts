@@ -1,0 +1,453 @@
+/**
+ * The annealer (§3): one serialized pass at a time settles the noderole graph, acts on retries,
+ * picks runnable noderoles under the per-node and global caps, and starts their jigs. Runs finish
+ * asynchronously and trigger the next pass. Every status write carries the resourceVersion it was
+ * computed from, so a stale cache or a deposed leader can never overwrite newer state.
+ */
+import type { Node, NodeRole, Role } from '../../../generated/crowbar.ts';
+import { applyChanges } from '../../annealer/apply.ts';
+import { finishRun, step } from '../../annealer/converge.ts';
+import { cancelRun, settle } from '../../annealer/settle.ts';
+import type { NodeRoleState, StateChange } from '../../annealer/states.ts';
+import { buildWorld, isNodeAlive, type World } from '../../annealer/world.ts';
+import type { Recorder } from '../../events.ts';
+import type { JigRegistry } from '../../jigs/registry.ts';
+import type { Jig, JigResult } from '../../jigs/types.ts';
+import { apiMessage, isConflict, isNotFound } from '../../kube/errors.ts';
+import type { Logger } from '../../log.ts';
+import type { Controller, Manager } from '../../manager.ts';
+import { activeCondition } from './conditions.ts';
+import { runInput } from './input.ts';
+import { annealerMetrics, type AnnealerMetrics } from './metrics.ts';
+import { isBound, NodeRoleView } from './view.ts';
+
+export interface AnnealerOptions {
+  mgr: Manager;
+  jigs: JigRegistry;
+  recorder: Recorder;
+  log: Logger;
+  identity: string;
+  maxConcurrentRuns: number;
+  fieldManager: string;
+}
+
+interface InFlight {
+  id: string;
+  node: string;
+  jig: string;
+  started: number;
+  abort: AbortController;
+}
+
+type Finish =
+  | { kind: 'done'; result: JigResult }
+  | { kind: 'skipped' }
+  | { kind: 'cancelled'; message: string };
+
+const KEY = 'anneal';
+const WRITE_CONCURRENCY = 32;
+const LOG_TAIL = 4096;
+
+const REASON: Record<NodeRoleState, string> = {
+  proposed: 'Proposed',
+  todo: 'Todo',
+  blocked: 'Blocked',
+  transition: 'Running',
+  active: 'Active',
+  error: 'Failed',
+};
+
+export class Annealer {
+  readonly view: NodeRoleView;
+  readonly metrics: AnnealerMetrics;
+  private readonly inflight = new Map<string, InFlight>();
+  private readonly todoSince = new Map<string, number>();
+  /** Writes refused (409) or failed; a pass that saw any asks to run again soon. */
+  private conflicts = 0;
+  private stopping = false;
+  private readonly o: AnnealerOptions;
+  private readonly log: Logger;
+
+  constructor(o: AnnealerOptions) {
+    this.o = o;
+    this.log = o.log.child({ controller: 'annealer' });
+    this.view = new NodeRoleView(o.mgr.caches.NodeRole);
+    this.metrics = annealerMetrics(o.mgr.metrics.registry);
+    o.mgr.caches.NodeRole.on({
+      onDelete: (nr) => {
+        this.view.forget(nr.metadata.name ?? '');
+      },
+    });
+  }
+
+  controller(): Controller {
+    const all = (): string[] => [KEY];
+    return {
+      name: 'annealer',
+      workers: 1, // passes are serialized: each sees the writes of the one before
+      watches: { NodeRole: all, Node: all, Deployment: all, Role: all },
+      onStartedLeading: () => this.adopt(),
+      reconcile: () => this.pass(),
+    };
+  }
+
+  /** Names of noderoles with a run in flight (for tests and metrics). */
+  get running(): ReadonlySet<string> {
+    return new Set(this.inflight.keys());
+  }
+
+  /** Cancels every run in flight (operator stopping); their noderoles go back to todo/blocked. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const f of this.inflight.values()) f.abort.abort(new Error('the operator is stopping'));
+    const end = Date.now() + 10_000;
+    while (this.inflight.size > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  world(): World {
+    const c = this.o.mgr.caches;
+    return buildWorld({
+      nodes: c.Node.list(),
+      roles: c.Role.list(),
+      deployments: c.Deployment.list(),
+      // Unplanned noderoles are the binder's until it records their parents.
+      noderoles: this.view.list().filter(isBound),
+    });
+  }
+
+  private nudge(afterMs = 0): void {
+    this.o.mgr.enqueue('annealer', KEY, afterMs);
+  }
+
+  /** One annealer pass. */
+  async pass(): Promise<{ requeueAfterMs?: number } | undefined> {
+    if (this.stopping) return undefined;
+    this.metrics.passes.inc();
+    const conflictsBefore = this.conflicts;
+    const world = this.world();
+    for (const [name, f] of this.inflight) {
+      const node = world.nodes.get(f.node);
+      // §2.4: node death cancels its runs.
+      if (!node || !isNodeAlive(node)) f.abort.abort(new Error(`node ${f.node} is not alive`));
+      else if (!world.noderoles.has(name)) f.abort.abort(new Error('the noderole was deleted'));
+    }
+    const running = new Set(this.inflight.keys());
+    const settled = settle(world, { running });
+    if (!settled.ok) throw new Error(settled.reason);
+    await this.writeAll(settled.changes);
+    const after = applyChanges(world, settled.changes);
+    const st = step(after, { maxConcurrent: this.o.maxConcurrentRuns, running });
+    const starting = new Set(st.start);
+    await this.writeAll(st.changes.filter((c) => !starting.has(c.name)));
+    // A noderole may be retried and started in the same pass: its start write carries both.
+    const prior = new Map(
+      st.changes
+        .filter((c) => starting.has(c.name) && c.state !== 'transition')
+        .map((c) => [c.name, c]),
+    );
+    await Promise.all(st.start.map((name) => this.startRun(name, prior.get(name))));
+    this.observe(st.world);
+    return this.conflicts !== conflictsBefore ? { requeueAfterMs: 25 } : undefined;
+  }
+
+  private observe(world: World): void {
+    const counts = new Map<NodeRoleState, number>();
+    let runnable = 0;
+    for (const nr of world.noderoles.values()) {
+      counts.set(nr.state, (counts.get(nr.state) ?? 0) + 1);
+      if (nr.state === 'todo') runnable++;
+    }
+    for (const s of ['proposed', 'todo', 'blocked', 'transition', 'active', 'error'] as const) {
+      this.metrics.byState.set({ state: s }, counts.get(s) ?? 0);
+    }
+    this.metrics.runnable.set(runnable);
+    this.metrics.runsInFlight.set(this.inflight.size);
+  }
+
+  private async writeAll(changes: readonly StateChange[]): Promise<void> {
+    let i = 0;
+    const worker = async (): Promise<void> => {
+      while (i < changes.length) {
+        const c = changes[i++];
+        if (c) await this.writeChange(c);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(WRITE_CONCURRENCY, changes.length) }, worker));
+  }
+
+  /** Writes one state change with an optimistic-concurrency precondition. */
+  private async writeChange(
+    c: StateChange,
+    extra: Record<string, unknown> = {},
+  ): Promise<NodeRole | undefined> {
+    const cur = this.view.get(c.name);
+    if (!cur) return undefined;
+    // Commit (§2.2 commit!) and retry copy the proposed data to committedData, as Digital Rebar's
+    // commit! refreshes it: runs read committed data only.
+    const committing =
+      (cur.status?.state === 'proposed' && c.state !== 'proposed') || c.observedRetry !== undefined;
+    const res = await this.patchStatus(cur, {
+      ...(committing ? { committedData: cur.spec.data ?? {} } : {}),
+      state: c.state,
+      message: c.message,
+      conditions: [activeCondition(c.state, c.message, new Date())],
+      ...(c.runCount !== undefined ? { runCount: c.runCount } : {}),
+      ...(c.observedRetry !== undefined ? { observedRetry: c.observedRetry } : {}),
+      ...extra,
+    });
+    if (res && cur.status?.state !== c.state) this.transitioned(res, cur.status?.state, c);
+    return res;
+  }
+
+  private async patchStatus(
+    cur: Readonly<NodeRole>,
+    status: Record<string, unknown>,
+  ): Promise<NodeRole | undefined> {
+    const name = cur.metadata.name ?? '';
+    try {
+      const res = await this.o.mgr.client.mergePatchStatus(
+        'NodeRole',
+        name,
+        { metadata: { resourceVersion: cur.metadata.resourceVersion }, status },
+        this.o.fieldManager,
+      );
+      this.view.wrote(res);
+      this.metrics.statusWrites.inc({ outcome: 'ok' });
+      return res;
+    } catch (e) {
+      if (isConflict(e)) {
+        this.conflicts++;
+        this.metrics.statusWrites.inc({ outcome: 'conflict' });
+        return undefined;
+      }
+      if (isNotFound(e)) return undefined;
+      this.metrics.statusWrites.inc({ outcome: 'error' });
+      this.conflicts++;
+      this.log.warn({ err: apiMessage(e), noderole: name }, 'status write failed');
+      return undefined;
+    }
+  }
+
+  private transitioned(nr: NodeRole, from: NodeRoleState | undefined, c: StateChange): void {
+    const name = nr.metadata.name ?? '';
+    if (c.state === 'todo') this.todoSince.set(name, Date.now());
+    else if (c.state !== 'transition') this.todoSince.delete(name);
+    const target = { kind: 'NodeRole', name, uid: nr.metadata.uid };
+    const msg = `${from ?? 'new'} -> ${c.state}: ${c.message}`;
+    if (c.state === 'error') this.o.recorder.warning(target, REASON[c.state], msg);
+    else this.o.recorder.normal(target, REASON[c.state], msg);
+  }
+
+  /** Moves a noderole to transition, capturing the run's input, and starts its jig. */
+  private async startRun(name: string, prior?: StateChange): Promise<void> {
+    const nr = this.view.get(name);
+    const role = nr && this.o.mgr.caches.Role.get(nr.spec.role);
+    const node = nr && this.o.mgr.caches.Node.get(nr.spec.node);
+    if (!nr || !role || !node) return;
+    const jig = this.o.jigs.get(role.spec.jig);
+    if (!jig) {
+      await this.writeChange({
+        name,
+        state: 'error',
+        message: `role ${role.metadata.name ?? ''} uses jig ${role.spec.jig}, which this operator does not run`,
+      });
+      return;
+    }
+    const number = (nr.status?.runCount ?? 0) + 1;
+    const id = `${name}.run-${number}`;
+    // A retry refreshes committedData in the same write; the run must see the fresh data.
+    const retried = prior?.observedRetry !== undefined;
+    const input = runInput({
+      noderole: retried
+        ? { ...nr, status: { ...nr.status, committedData: nr.spec.data ?? {} } }
+        : nr,
+      role,
+      node,
+      deployment: this.o.mgr.caches.Deployment.get(nr.spec.deployment),
+      get: (n) => this.view.get(n),
+    });
+    const res = await this.writeChange(
+      {
+        name,
+        state: 'transition',
+        message: 'running',
+        ...(prior?.observedRetry !== undefined ? { observedRetry: prior.observedRetry } : {}),
+      },
+      {
+        run: {
+          number,
+          id,
+          owner: this.o.identity,
+          executor: 'inline',
+          started: new Date().toISOString(),
+          result: 'running',
+          finished: null,
+          exitCode: null,
+          logTail: null,
+          input,
+        },
+      },
+    );
+    if (!res) return;
+    const since = this.todoSince.get(name);
+    if (since !== undefined) this.metrics.todoToTransition.observe((Date.now() - since) / 1000);
+    this.metrics.runsStarted.inc({ jig: jig.name });
+    this.launch(res, role, node, jig, number, id, input);
+  }
+
+  /** Runs the jig in the background; its end writes the result and triggers the next pass. */
+  private launch(
+    nr: Readonly<NodeRole>,
+    role: Readonly<Role>,
+    node: Readonly<Node>,
+    jig: Jig,
+    number: number,
+    id: string,
+    input: Record<string, unknown>,
+  ): void {
+    const name = nr.metadata.name ?? '';
+    const abort = new AbortController();
+    const f: InFlight = {
+      id,
+      node: node.metadata.name ?? '',
+      jig: jig.name,
+      started: Date.now(),
+      abort,
+    };
+    this.inflight.set(name, f);
+    const timeoutS = role.spec.timeoutSeconds ?? 3600;
+    const timer = setTimeout(() => {
+      abort.abort(new Error(`timed out after ${timeoutS} s`));
+    }, timeoutS * 1000);
+    const destructiveRerun =
+      (role.spec.flags ?? []).includes('destructive') && (nr.status?.runCount ?? 0) > 0;
+    const run = async (): Promise<Finish> => {
+      // §1.2 destructive: the jig runs only on the first transition; later runs are skipped.
+      if (destructiveRerun) return { kind: 'skipped' };
+      try {
+        const result = await jig.run({
+          noderole: nr,
+          role,
+          node,
+          number,
+          input,
+          signal: abort.signal,
+        });
+        if (abort.signal.aborted) return this.aborted(abort.signal);
+        return { kind: 'done', result };
+      } catch (e) {
+        if (abort.signal.aborted) return this.aborted(abort.signal);
+        return {
+          kind: 'done',
+          result: {
+            ok: false,
+            message: `jig ${jig.name} failed: ${e instanceof Error ? e.message : String(e)}`,
+          },
+        };
+      }
+    };
+    void run()
+      .then((fin) => this.finish(name, f, fin, number))
+      .catch((err: unknown) => {
+        this.log.error({ err, noderole: name }, 'could not record a run result');
+      })
+      .finally(() => {
+        clearTimeout(timer);
+        this.inflight.delete(name);
+        this.metrics.runsInFlight.set(this.inflight.size);
+        this.nudge();
+      });
+  }
+
+  private aborted(signal: AbortSignal): Finish {
+    const reason = signal.reason instanceof Error ? signal.reason.message : String(signal.reason);
+    // A timeout is the run's failure; anything else (node death, stop) cancels it.
+    if (reason.startsWith('timed out'))
+      return { kind: 'done', result: { ok: false, message: `run ${reason}` } };
+    return { kind: 'cancelled', message: `run cancelled: ${reason}` };
+  }
+
+  /** Records a run's end on its noderole, retrying on conflicts with fresh reads. */
+  private async finish(name: string, f: InFlight, fin: Finish, number: number): Promise<void> {
+    const resultLabel = fin.kind === 'done' ? (fin.result.ok ? 'succeeded' : 'failed') : fin.kind;
+    this.metrics.runsFinished.inc({ jig: f.jig, result: resultLabel });
+    this.metrics.transitionSeconds.observe({ jig: f.jig }, (Date.now() - f.started) / 1000);
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const cur = this.view.get(name);
+      if (cur?.status?.state !== 'transition' || cur.status.run?.id !== f.id) return; // deleted or superseded
+      const w = this.world();
+      const out =
+        fin.kind === 'cancelled'
+          ? cancelRun(w, name, fin.message)
+          : fin.kind === 'skipped' || fin.result.ok
+            ? finishRun(w, name, {
+                ok: true,
+                message:
+                  fin.kind === 'skipped'
+                    ? `active: destructive role already ran; run ${number} skipped`
+                    : `active after run ${number}`,
+              })
+            : finishRun(w, name, { ok: false, message: fin.result.message });
+      if (!out.ok) return;
+      const mine = out.changes.find((c) => c.name === name);
+      if (!mine) return;
+      const result = fin.kind === 'done' ? fin.result : undefined;
+      const extra: Record<string, unknown> = {
+        run: {
+          finished: new Date().toISOString(),
+          result: resultLabel,
+          exitCode: result && !result.ok ? (result.exitCode ?? null) : result ? 0 : null,
+          logTail:
+            result?.logTail?.slice(-LOG_TAIL) ?? (result && !result.ok ? result.message : null),
+        },
+      };
+      if (result?.ok && mine.state === 'active') extra['wall'] = result.wall;
+      const res = await this.writeChange(mine, extra);
+      if (res) return;
+      // Conflict: someone else wrote the object (e.g. a spec edit). Re-read it and try again.
+      const fresh = await this.o.mgr.client.get('NodeRole', name);
+      if (!fresh) return;
+      this.view.wrote(fresh);
+    }
+    this.log.error({ noderole: name }, 'gave up recording a run result after repeated conflicts');
+  }
+
+  /**
+   * On becoming leader: noderoles left in transition by a previous leader lost their inline run
+   * with it. Re-run them under the same run number (so each run is counted once); a destructive
+   * role cannot be re-run blindly and goes to error for a person to check.
+   */
+  private async adopt(): Promise<void> {
+    for (const nr of this.view.list()) {
+      const name = nr.metadata.name ?? '';
+      if (nr.status?.state !== 'transition' || this.inflight.has(name)) continue;
+      const run = nr.status.run;
+      if (run?.executor === 'job') continue; // Jobs outlive the operator; the job executor re-adopts them
+      const role = this.o.mgr.caches.Role.get(nr.spec.role);
+      const node = this.o.mgr.caches.Node.get(nr.spec.node);
+      const jig = role && this.o.jigs.get(role.spec.jig);
+      if (!role || !node || !jig || run?.number === undefined || run.id === undefined) {
+        await this.writeChange({
+          name,
+          state: 'error',
+          message: 'run interrupted by an operator restart and cannot be resumed; retry it',
+        });
+        continue;
+      }
+      if ((role.spec.flags ?? []).includes('destructive')) {
+        await this.writeChange({
+          name,
+          state: 'error',
+          message: `destructive run ${run.number} was interrupted by an operator restart; check the node, then retry`,
+        });
+        continue;
+      }
+      this.log.info(
+        { noderole: name, run: run.number, previousOwner: run.owner },
+        're-adopting an interrupted run',
+      );
+      const res = await this.patchStatus(nr, { run: { owner: this.o.identity } });
+      if (res) this.launch(res, role, node, jig, run.number, run.id, run.input ?? {});
+    }
+  }
+}

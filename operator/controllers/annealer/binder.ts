@@ -1,0 +1,213 @@
+/**
+ * Binding (§6.1) as a controller. A NodeRole that people (or the CLI) create names a role, a node
+ * and a deployment; until the operator has planned it, it has no status.cohort. The binder plans
+ * it over the bound world, creates the parent noderoles it needs (create-if-absent by their
+ * deterministic names), records parents and cohort, and hands it to the annealer as proposed.
+ * It also binds bootstrap roles to new admin nodes and discovery roles to new other nodes (§6.3).
+ */
+import type { NodeRole } from '../../../generated/crowbar.ts';
+import { applyBindPlan } from '../../annealer/apply.ts';
+import { autoBindRoles, planBind, type BindPlan } from '../../annealer/binding.ts';
+import type { NodeRoleView as NodeRoleViewT, World } from '../../annealer/world.ts';
+import type { Recorder } from '../../events.ts';
+import { apiMessage, isConflict } from '../../kube/errors.ts';
+import type { Logger } from '../../log.ts';
+import type { Controller, Manager } from '../../manager.ts';
+import type { Annealer } from './annealer.ts';
+import { isBound } from './view.ts';
+
+const AUTOBIND = 'crowbar.dev/auto-bound';
+
+export class Binder {
+  private readonly mgr: Manager;
+  private readonly annealer: Annealer;
+  private readonly recorder: Recorder;
+  private readonly fieldManager: string;
+  private readonly log: Logger;
+
+  constructor(o: {
+    mgr: Manager;
+    annealer: Annealer;
+    recorder: Recorder;
+    fieldManager: string;
+    log: Logger;
+  }) {
+    this.mgr = o.mgr;
+    this.annealer = o.annealer;
+    this.recorder = o.recorder;
+    this.fieldManager = o.fieldManager;
+    this.log = o.log.child({ controller: 'binder' });
+  }
+
+  controller(): Controller {
+    const unbound = (): string[] =>
+      this.annealer.view
+        .list()
+        .filter((nr) => !isBound(nr))
+        .map((nr) => `nr/${nr.metadata.name ?? ''}`);
+    return {
+      name: 'binder',
+      workers: 1, // plans see each other's results
+      watches: {
+        NodeRole: (nr) => (isBound(nr) ? [] : [`nr/${nr.metadata.name ?? ''}`]),
+        // A role created later may resolve a refused binding's requires (§1.3: late binding).
+        Role: unbound,
+        Node: (n) => (n.metadata.annotations?.[AUTOBIND] ? [] : [`node/${n.metadata.name ?? ''}`]),
+      },
+      reconcile: async (key) => {
+        if (key.startsWith('nr/')) await this.bindNodeRole(key.slice(3));
+        else if (key.startsWith('node/')) return this.autoBind(key.slice(5));
+        return undefined;
+      },
+    };
+  }
+
+  private boundWorld(): World {
+    return this.annealer.world();
+  }
+
+  private async bindNodeRole(name: string): Promise<void> {
+    const nr = this.annealer.view.get(name);
+    if (!nr || isBound(nr)) return;
+    const plan = planBind(this.boundWorld(), {
+      role: nr.spec.role,
+      node: nr.spec.node,
+      deployment: nr.spec.deployment,
+    });
+    if (!plan.ok) {
+      if (nr.status?.message !== plan.reason) {
+        await this.writeStatus(nr, {
+          message: plan.reason,
+          conditions: [
+            {
+              type: 'Bound',
+              status: 'False',
+              reason: 'BindRefused',
+              message: plan.reason,
+              lastTransitionTime: new Date().toISOString(),
+            },
+          ],
+        });
+        this.recorder.warning(
+          { kind: 'NodeRole', name, uid: nr.metadata.uid },
+          'BindRefused',
+          plan.reason,
+        );
+      }
+      return;
+    }
+    await this.execute(plan);
+  }
+
+  /** Carries out a bind plan: parents first, so a child never points at a missing parent. */
+  private async execute(plan: Extract<BindPlan, { ok: true }>): Promise<void> {
+    for (const c of plan.create) await this.materialize(c);
+    for (const u of plan.addParents) {
+      const cur = this.annealer.view.get(u.name);
+      if (cur) await this.writeStatus(cur, { parents: [...u.parents], cohort: u.cohort });
+    }
+    for (const r of plan.recohort) {
+      const cur = this.annealer.view.get(r.name);
+      if (cur) await this.writeStatus(cur, { cohort: r.cohort });
+    }
+    this.mgr.enqueue('annealer', 'anneal');
+  }
+
+  private async materialize(c: NodeRoleViewT): Promise<void> {
+    let cur = this.annealer.view.get(c.name);
+    if (!cur) {
+      try {
+        cur = await this.mgr.client.create(
+          'NodeRole',
+          {
+            metadata: { name: c.name },
+            spec: { node: c.node, role: c.role, deployment: c.deployment },
+          },
+          this.fieldManager,
+        );
+        this.annealer.view.wrote(cur);
+      } catch (e) {
+        if (!isConflict(e)) throw e;
+        cur = await this.mgr.client.get('NodeRole', c.name);
+        if (!cur) return;
+      }
+    }
+    if (isBound(cur)) return;
+    const res = await this.writeStatus(cur, {
+      state: 'proposed',
+      parents: [...c.parents],
+      cohort: c.cohort,
+      runCount: 0,
+      message: c.message || 'proposed: commit the deployment to run it',
+      conditions: [
+        {
+          type: 'Bound',
+          status: 'True',
+          reason: 'Bound',
+          message: `bound with ${c.parents.length} parent(s)`,
+          lastTransitionTime: new Date().toISOString(),
+        },
+      ],
+    });
+    if (res)
+      this.recorder.normal(
+        { kind: 'NodeRole', name: c.name, uid: res.metadata.uid },
+        'Bound',
+        `bound ${c.role} to ${c.node} in ${c.deployment} (cohort ${c.cohort})`,
+      );
+  }
+
+  private async writeStatus(
+    cur: Readonly<NodeRole>,
+    status: Record<string, unknown>,
+  ): Promise<NodeRole | undefined> {
+    const name = cur.metadata.name ?? '';
+    try {
+      const res = await this.mgr.client.mergePatchStatus(
+        'NodeRole',
+        name,
+        { metadata: { resourceVersion: cur.metadata.resourceVersion }, status },
+        this.fieldManager,
+      );
+      this.annealer.view.wrote(res);
+      return res;
+    } catch (e) {
+      if (isConflict(e))
+        throw new Error(`noderole ${name} changed while binding; retrying`, { cause: e });
+      throw new Error(`could not write the binding of ${name}: ${apiMessage(e)}`, { cause: e });
+    }
+  }
+
+  /** §6.3: bootstrap roles on new admin nodes, discovery roles on new other nodes; once per node. */
+  private async autoBind(node: string): Promise<{ requeueAfterMs: number } | undefined> {
+    const n = this.mgr.caches.Node.get(node);
+    if (!n || n.metadata.annotations?.[AUTOBIND]) return undefined;
+    // Admin nodes bootstrap first, so the services other nodes need are bound there (§10.5).
+    const adminPending = this.mgr.caches.Node.list().some(
+      (x) => x.spec.admin && !x.metadata.annotations?.[AUTOBIND],
+    );
+    if (!n.spec.admin && adminPending) return { requeueAfterMs: 200 };
+    let world = this.boundWorld();
+    for (const req of autoBindRoles(world, node)) {
+      const plan = planBind(world, req);
+      if (!plan.ok) {
+        this.recorder.warning(
+          { kind: 'Node', name: node, uid: n.metadata.uid },
+          'BindRefused',
+          plan.reason,
+        );
+        this.log.warn({ node, role: req.role, reason: plan.reason }, 'automatic binding refused');
+        continue;
+      }
+      await this.execute(plan);
+      world = applyBindPlan(world, plan);
+    }
+    await this.mgr.client.mergePatch(
+      'Node',
+      node,
+      { metadata: { annotations: { [AUTOBIND]: 'true' } } },
+      this.fieldManager,
+    );
+    return undefined;
+  }
+}

@@ -1,0 +1,66 @@
+/** Deployment status (§1.5): derived state and noderole counts per state, written when they change. */
+import { deploymentSummary } from '../../annealer/deployment-status.ts';
+import { toDeploymentView, toNodeRoleView } from '../../annealer/world.ts';
+import type { Controller, Manager } from '../../manager.ts';
+import type { NodeRoleView } from '../annealer/view.ts';
+
+export function deploymentStatusController(
+  mgr: Manager,
+  view: NodeRoleView,
+  fieldManager: string,
+): Controller {
+  return {
+    name: 'deployment-status',
+    watches: {
+      Deployment: (d) => [d.metadata.name ?? ''],
+      NodeRole: (nr) => [nr.spec.deployment],
+    },
+    reconcile: async (name) => {
+      const dep = mgr.caches.Deployment.get(name);
+      if (!dep) return undefined;
+      const mine = view.list().filter((nr) => nr.spec.deployment === name);
+      const { state, counts } = deploymentSummary(toDeploymentView(dep), mine.map(toNodeRoleView));
+      const cur = dep.status;
+      const same =
+        cur?.state === state &&
+        cur.observedGeneration === dep.metadata.generation &&
+        JSON.stringify(cur.counts) === JSON.stringify(counts);
+      if (same) return undefined;
+      const message =
+        state === 'error'
+          ? `${counts.error} noderole(s) in error`
+          : state === 'active'
+            ? `all ${counts.total} noderole(s) active`
+            : state === 'proposed'
+              ? 'proposed: set spec.state to committed to run it'
+              : `${counts.active} of ${counts.total} noderole(s) active`;
+      await mgr.client.mergePatchStatus(
+        'Deployment',
+        name,
+        {
+          status: {
+            state,
+            counts,
+            observedGeneration: dep.metadata.generation,
+            conditions: [
+              {
+                type: 'Ready',
+                status: state === 'active' ? 'True' : 'False',
+                reason: {
+                  proposed: 'Proposed',
+                  committed: 'Annealing',
+                  active: 'AllActive',
+                  error: 'NodeRoleError',
+                }[state],
+                message,
+                lastTransitionTime: new Date().toISOString(),
+              },
+            ],
+          },
+        },
+        fieldManager,
+      );
+      return undefined;
+    },
+  };
+}
