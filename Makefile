@@ -11,7 +11,7 @@ export CROWBAR_BIN_DIR ?= $(HOME)/.cache/crowbar/bin/v1.36.3
 
 APT_PACKAGES := openssl ca-certificates iproute2 iputils-ping procps openssh-server openssh-client
 
-.PHONY: help deps apt npm bins generate check-generated lint typecheck unit integration test lab lab-down bench clean
+.PHONY: help deps apt npm bins generate check-generated lint typecheck unit integration test lab lab-down bench bench-annealer clean
 
 help:
 	@echo "make lab        bring up a local Crowbar: control plane, CRDs, operator, example fleet"
@@ -19,6 +19,7 @@ help:
 	@echo "make test       install what is needed, then lint, type-check, unit and integration tests"
 	@echo "make bins       build kube-apiserver, etcd, kube-controller-manager, kubectl, helm (cached)"
 	@echo "make generate   regenerate TypeScript types from crds/"
+	@echo "make bench      benchmarks (ratios against a reference measured in the same run)"
 
 deps: apt npm
 
@@ -65,6 +66,12 @@ test: deps bins
 	node tools/summarize-tests.ts .vitest-results.json || true; \
 	echo "make test: done in $$((SECONDS - t0))s"; \
 	exit $$rc
+
+bench: bench-annealer
+
+# N nodes x M roles (BENCH_NODES, BENCH_ROLES; default 1000 x 10) against the real API server.
+bench-annealer: deps bins
+	node bench/annealer.ts
 
 lab: deps bins
 	node lab/main.ts

@@ -1,0 +1,235 @@
+/**
+ * make bench-annealer: N nodes × M roles (default 1,000 × 10, noop jig) annealed by the real
+ * operator against the real API server, compared in the same run with the floor: the minimum
+ * status writes the work needs (per noderole: commit to todo or blocked, transition, active; per
+ * child: blocked -> todo), issued by the same client at the same concurrency as the annealer's
+ * run cap, with the same optimistic-concurrency preconditions.
+ *
+ * Prints `RESULT annealer noderoles_per_s=... floor_ratio=... p99_unblock_ms=... rss_mb=...` and
+ * writes bench/results/annealer.json.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { NodeRole } from '../generated/crowbar.ts';
+import { CrowbarClient, loadKubeConfig } from '../operator/kube/client.ts';
+import { startControlPlane } from '../test/harness/control-plane.ts';
+import { startOperator } from '../test/harness/operator.ts';
+import { waitFor } from '../test/harness/process.ts';
+
+const N = Number(process.env['BENCH_NODES'] ?? 1000);
+const M = Number(process.env['BENCH_ROLES'] ?? 10);
+const CAP = Number(process.env['BENCH_MAX_CONCURRENT'] ?? 10);
+const FM = 'crowbar-bench';
+
+/** Runs `fn` over `items` with at most `n` in flight. */
+async function pool<T>(items: readonly T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (i < items.length) {
+        const x = items[i++];
+        if (x !== undefined) await fn(x);
+      }
+    }),
+  );
+}
+
+function quantile(xs: number[], q: number): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0;
+}
+
+const roleName = (i: number, prefix = 'bench'): string => `${prefix}-r${i}`;
+const nodeName = (j: number): string => `n${j}.bench.crowbar.dev`;
+const nrName = (i: number, j: number, prefix = 'bench'): string =>
+  `${roleName(i, prefix)}.${nodeName(j)}`;
+
+/** Creates the bound noderoles of a deployment: a chain of M implicit roles on each node. */
+async function seed(client: CrowbarClient, deployment: string, prefix: string): Promise<string[]> {
+  await client.create(
+    'Deployment',
+    { metadata: { name: deployment }, spec: { parent: 'system', state: 'proposed' } },
+    FM,
+  );
+  for (let i = 0; i < M; i++) {
+    const requires = i > 0 ? { requires: [roleName(i - 1, prefix)] } : {};
+    await client.create(
+      'Role',
+      {
+        metadata: { name: roleName(i, prefix) },
+        spec: { jig: 'noop', flags: ['implicit'], ...requires },
+      },
+      FM,
+    );
+  }
+  const names: { name: string; i: number; j: number }[] = [];
+  for (let j = 0; j < N; j++)
+    for (let i = 0; i < M; i++) names.push({ name: nrName(i, j, prefix), i, j });
+  await pool(names, 32, async ({ name, i, j }) => {
+    const nr = await client.create(
+      'NodeRole',
+      { metadata: { name }, spec: { role: roleName(i, prefix), node: nodeName(j), deployment } },
+      FM,
+    );
+    await client.mergePatchStatus(
+      'NodeRole',
+      name,
+      {
+        metadata: { resourceVersion: nr.metadata.resourceVersion },
+        status: {
+          state: 'proposed',
+          cohort: i,
+          runCount: 0,
+          parents: i === 0 ? [] : [nrName(i - 1, j, prefix)],
+          message: 'proposed',
+        },
+      },
+      FM,
+    );
+  });
+  return names.map((x) => x.name);
+}
+
+function rssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m?.[1] ? Number(m[1]) / 1024 : 0;
+}
+
+async function main(): Promise<void> {
+  console.log(
+    `bench-annealer: ${N} nodes x ${M} roles = ${N * M} noderoles, max ${CAP} concurrent runs`,
+  );
+  const cp = await startControlPlane({ controllerManager: false });
+  try {
+    const kc = loadKubeConfig(cp.kubeconfig);
+    const client = new CrowbarClient(kc);
+    const nodes = Array.from({ length: N }, (_, j) => nodeName(j));
+    await pool(nodes, 32, async (name) => {
+      await client.create(
+        'Node',
+        {
+          metadata: { name, annotations: { 'crowbar.dev/auto-bound': 'true' } },
+          spec: { available: true },
+        },
+        FM,
+      );
+      await client.mergePatchStatus('Node', name, { status: { alive: true } }, FM);
+    });
+
+    // --- The annealer. ---
+    await seed(client, 'bench', 'bench');
+    const op = await startOperator({
+      kubeconfig: cp.kubeconfig,
+      logDir: cp.dir,
+      identity: 'bench',
+      args: [`--max-concurrent-runs=${CAP}`, '--leader-elect=false'],
+      env: { LOG_LEVEL: 'warn' },
+    });
+    await waitFor('operator ready', async () => (await op.http('/readyz')).status === 200, 120_000);
+    const t0 = performance.now();
+    await client.mergePatch('Deployment', 'bench', { spec: { state: 'committed' } }, FM);
+    await waitFor(
+      'all bench noderoles active',
+      async () => {
+        const d = await client.get('Deployment', 'bench');
+        return d?.status?.counts?.active === N * M;
+      },
+      30 * 60_000,
+      250,
+    );
+    const annealMs = performance.now() - t0;
+    const rss = op.proc.pid ? rssMb(op.proc.pid) : 0;
+    const all = (await client.list('NodeRole')).filter((nr) => nr.spec.deployment === 'bench');
+    const byName = new Map(all.map((nr) => [nr.metadata.name ?? '', nr]));
+    const unblock: number[] = [];
+    let runs = 0;
+    for (const nr of all) {
+      runs += nr.status?.runCount ?? 0;
+      const started = Date.parse(nr.status?.run?.started ?? '');
+      const parentsDone = (nr.status?.parents ?? []).map((p) =>
+        Date.parse(byName.get(p)?.status?.run?.finished ?? ''),
+      );
+      if (parentsDone.length > 0 && parentsDone.every(Number.isFinite) && Number.isFinite(started))
+        unblock.push(started - Math.max(...parentsDone));
+    }
+    await op.stop();
+    // --- The floor: the same writes, no decisions, same client and concurrency. ---
+    // Run after the annealer, with the operator stopped, so neither sees the other's objects.
+    const floorNames = await seed(client, 'floor', 'floor');
+    const tFloor = performance.now();
+    let floorWrites = 0;
+    await pool(
+      Array.from({ length: N }, (_, j) => j),
+      CAP,
+      async (j) => {
+        for (let i = 0; i < M; i++) {
+          const name = nrName(i, j, 'floor');
+          let cur = (await client.get('NodeRole', name)) as NodeRole;
+          const write = async (status: object): Promise<void> => {
+            cur = await client.mergePatchStatus(
+              'NodeRole',
+              name,
+              { metadata: { resourceVersion: cur.metadata.resourceVersion }, status },
+              FM,
+            );
+            floorWrites++;
+          };
+          if (i > 0) await write({ state: 'todo', message: 'all parents are active' }); // blocked -> todo
+          await write({ state: 'transition', message: 'running' });
+          await write({ state: 'active', message: 'active after run 1', runCount: 1 });
+        }
+      },
+    );
+    // The commit writes (todo for roots, blocked for children) are issued up front in the annealer's
+    // run too; count them into the floor at the same concurrency.
+    const tCommit = performance.now();
+    await pool(floorNames, CAP, async (name) => {
+      const cur = (await client.get('NodeRole', name)) as NodeRole;
+      await client.mergePatchStatus(
+        'NodeRole',
+        name,
+        {
+          metadata: { resourceVersion: cur.metadata.resourceVersion },
+          status: { message: 'committed' },
+        },
+        FM,
+      );
+      floorWrites++;
+    });
+    const floorMs = performance.now() - tFloor;
+    console.log(
+      `floor: ${floorWrites} status writes in ${(floorMs / 1000).toFixed(1)} s (commit pass ${((performance.now() - tCommit) / 1000).toFixed(1)} s)`,
+    );
+
+    const result = {
+      nodes: N,
+      roles: M,
+      noderoles: N * M,
+      max_concurrent_runs: CAP,
+      anneal_s: annealMs / 1000,
+      floor_s: floorMs / 1000,
+      floor_writes: floorWrites,
+      noderoles_per_s: (N * M) / (annealMs / 1000),
+      floor_ratio: annealMs / floorMs,
+      p50_unblock_ms: quantile(unblock, 0.5),
+      p99_unblock_ms: quantile(unblock, 0.99),
+      rss_mb: rss,
+      runs_counted: runs,
+      measured_at: new Date().toISOString(),
+    };
+    if (runs !== N * M) throw new Error(`expected ${N * M} runs counted, found ${runs}`);
+    mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
+    writeFileSync(
+      join(import.meta.dirname, 'results', 'annealer.json'),
+      `${JSON.stringify(result, null, 2)}\n`,
+    );
+    console.log(
+      `RESULT annealer noderoles_per_s=${result.noderoles_per_s.toFixed(1)} floor_ratio=${result.floor_ratio.toFixed(2)} p99_unblock_ms=${result.p99_unblock_ms.toFixed(0)} rss_mb=${rss.toFixed(0)}`,
+    );
+  } finally {
+    await cp.stop();
+  }
+}
+
+await main();

@@ -1,0 +1,201 @@
+/**
+ * The script jig (§1.7, §4.2): runs a Role's script on its node over SSH as root and returns what
+ * the script wrote to $CROWBAR_OUTPUT as the wall. The protocol is in protocol.ts; this file only
+ * sequences the I/O. Every failure ends as `{ ok: false, message }`; a cancelled run (its signal
+ * aborted) stops the remote script and then rejects with the signal's reason, like the test jig.
+ */
+import type { Node, Role } from '../../../generated/crowbar.ts';
+import type { Jig, JigResult, JigRun } from '../types.ts';
+import {
+  CANCEL_COMMAND,
+  DEFAULT_TIMEOUT_SECONDS,
+  KILL_AFTER_SECONDS,
+  MAX_RUNNER_STDOUT,
+  RUNNER_COMMAND,
+  buildPayload,
+  interpret,
+  parsePid,
+  parseRunnerOutput,
+  validateRequest,
+  type RunRequest,
+} from './protocol.ts';
+import { SshError, connect, exec, type SshSession } from './ssh.ts';
+
+export interface ScriptJigDeps {
+  /** The address to SSH to: the node's first admin address, without prefix length. */
+  resolveAddress(node: Readonly<Node>): string | undefined;
+  /** Root's private key, from a Kubernetes Secret (never from a custom resource). */
+  privateKey: Buffer;
+  /** SSH port; default 22. */
+  port?: number;
+  /** Records a host key seen for the first time on the Node's status.sshHostKey (TOFU). */
+  onHostKey(node: Readonly<Node>, fingerprint: string): Promise<void>;
+  /** The script of a role: spec.script.inline, or the ConfigMap key it references. */
+  loadScript(role: Readonly<Role>): Promise<string>;
+  /** SSH handshake + authentication deadline; default 10 s. */
+  readyTimeoutMs?: number;
+  /** How long past the role's timeout (plus the remote kill grace) the client waits on its own. */
+  deadlineGraceMs?: number;
+  /** After a cancel, how long to wait for the runner to report before closing; default 15 s. */
+  cancelWaitMs?: number;
+  /** Clock, injectable for tests. */
+  now?: () => number;
+}
+
+const fail = (message: string): JigResult => ({ ok: false, message });
+
+const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** Builds the `script` jig. */
+export function scriptJig(deps: ScriptJigDeps): Jig {
+  const now = deps.now ?? Date.now;
+  return {
+    name: 'script',
+    async run(run: JigRun): Promise<JigResult> {
+      const node = run.node.metadata.name ?? '';
+      const role = run.role.metadata.name ?? '';
+      const noderole = run.noderole.metadata.name ?? '';
+      const timeoutSeconds = run.role.spec.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS;
+      run.signal.throwIfAborted();
+
+      const host = deps.resolveAddress(run.node);
+      if (host === undefined || host === '') {
+        return fail(
+          `node ${node} has no admin address in status.addresses: the script jig cannot reach it over SSH`,
+        );
+      }
+      let script: string;
+      try {
+        script = await deps.loadScript(run.role);
+      } catch (e) {
+        return fail(`cannot load the script of role ${role}: ${errText(e)}`);
+      }
+      const req: RunRequest = {
+        script,
+        input: run.input,
+        role,
+        node,
+        noderole,
+        run: run.number,
+        timeoutSeconds,
+      };
+      const invalid = validateRequest(req);
+      if (invalid !== undefined) return fail(invalid);
+      let payload: Buffer;
+      try {
+        payload = buildPayload(req);
+      } catch (e) {
+        return fail(errText(e));
+      }
+
+      let session: SshSession;
+      try {
+        session = await connect({
+          node,
+          host,
+          ...(deps.port === undefined ? {} : { port: deps.port }),
+          privateKey: deps.privateKey,
+          expectedHostKey: run.node.status?.sshHostKey,
+          ...(deps.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: deps.readyTimeoutMs }),
+          signal: run.signal,
+        });
+      } catch (e) {
+        run.signal.throwIfAborted();
+        return fail(e instanceof SshError ? e.message : `SSH to ${node} failed: ${errText(e)}`);
+      }
+      try {
+        if (session.newHostKey !== undefined) {
+          try {
+            await deps.onHostKey(run.node, session.newHostKey);
+          } catch (e) {
+            return fail(
+              `cannot record host key ${session.newHostKey} of node ${node} on its status: ${errText(e)}`,
+            );
+          }
+        }
+        try {
+          return await runScript(session, req, payload, run.signal, deps, now);
+        } catch (e) {
+          run.signal.throwIfAborted();
+          return fail(`SSH to ${node} failed during the run: ${errText(e)}`);
+        }
+      } finally {
+        session.close();
+      }
+    },
+  };
+}
+
+async function runScript(
+  session: SshSession,
+  req: RunRequest,
+  payload: Buffer,
+  signal: AbortSignal,
+  deps: ScriptJigDeps,
+  now: () => number,
+): Promise<JigResult> {
+  let head = Buffer.alloc(0);
+  let pid: number | undefined;
+  let cutOff: 'deadline' | 'cancelled' | undefined;
+  let releaseWait: (() => void) | undefined;
+  const stopWaiting = new Promise<void>((r) => (releaseWait = r));
+  let waitTimer: NodeJS.Timeout | undefined;
+
+  const cancel = async (why: 'deadline' | 'cancelled'): Promise<void> => {
+    if (cutOff !== undefined) return;
+    cutOff = why;
+    if (pid !== undefined) {
+      // The remote `timeout` forwards SIGTERM to the script's process group, then SIGKILLs it.
+      try {
+        await exec(session, CANCEL_COMMAND, {
+          stdin: Buffer.from(`${pid}\n`),
+          maxStdout: 1024,
+          until: new Promise((r) => setTimeout(r, 5000).unref()),
+        });
+      } catch {
+        // The connection is gone: closing below is all that is left to do.
+      }
+    }
+    waitTimer = setTimeout(
+      () => releaseWait?.(),
+      pid === undefined ? 0 : (deps.cancelWaitMs ?? 15_000),
+    );
+  };
+
+  const deadlineMs =
+    req.timeoutSeconds * 1000 + KILL_AFTER_SECONDS * 1000 + (deps.deadlineGraceMs ?? 10_000);
+  const deadline = setTimeout(() => void cancel('deadline'), deadlineMs);
+  const onAbort = (): void => void cancel('cancelled');
+  signal.addEventListener('abort', onAbort, { once: true });
+  const started = now();
+  try {
+    const res = await exec(session, RUNNER_COMMAND, {
+      stdin: payload,
+      maxStdout: MAX_RUNNER_STDOUT,
+      onStdout: (chunk) => {
+        if (pid !== undefined || head.length > 4096) return;
+        head = Buffer.concat([head, chunk]);
+        pid = parsePid(head);
+      },
+      until: stopWaiting,
+    });
+    if (cutOff === 'cancelled') signal.throwIfAborted();
+    const who = `script of role ${req.role} on node ${req.node}`;
+    if (res.overflow) {
+      return fail(`the ${who} made the runner print more than ${MAX_RUNNER_STDOUT} bytes`);
+    }
+    return interpret(parseRunnerOutput(res.stdout), {
+      role: req.role,
+      node: req.node,
+      noderole: req.noderole,
+      timeoutSeconds: req.timeoutSeconds,
+      elapsedMs: now() - started,
+      ...(cutOff === undefined ? {} : { cutOff }),
+      stderr: res.stderr,
+    });
+  } finally {
+    clearTimeout(deadline);
+    clearTimeout(waitTimer);
+    signal.removeEventListener('abort', onAbort);
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * The runner's shell program, run locally under /bin/sh with the payload on stdin (what sshd
+ * would do): no network, no SSH. The SSH path is covered by test/integration/script-jig.test.ts.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  PROTOCOL_TAG,
+  RUNNER_COMMAND,
+  buildPayload,
+  interpret,
+  parseRunnerOutput,
+  type RunRequest,
+} from './protocol.ts';
+import type { JigResult } from '../types.ts';
+
+const id = randomBytes(3).toString('hex');
+const scratch = mkdtempSync(join(tmpdir(), `cbt-runner-${id}-`));
+afterAll(() => {
+  rmSync(scratch, { recursive: true, force: true });
+  removeLockFiles(`cbt-${id}-`);
+});
+
+/** Removes the runner's lock files of this test run (named after its noderoles). */
+function removeLockFiles(tag: string): void {
+  for (const d of ['/var/lock', '/tmp']) {
+    let names: string[] = [];
+    try {
+      names = readdirSync(d);
+    } catch {
+      continue;
+    }
+    for (const f of names) {
+      if (f.startsWith('crowbar-jig-') && f.endsWith('.lock') && f.includes(tag)) {
+        rmSync(join(d, f), { force: true });
+      }
+    }
+  }
+}
+
+const program = RUNNER_COMMAND.slice("/bin/sh -c '".length, -1);
+
+interface Ran {
+  stdout: Buffer;
+  code: number | null;
+}
+
+function runRunner(stdin: Buffer, onPid?: () => void): Promise<Ran> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('/bin/sh', ['-c', program], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let sawPid = false;
+    const timer = setTimeout(() => {
+      p.kill('SIGKILL');
+      reject(new Error('runner did not finish in 30 s'));
+    }, 30_000);
+    p.stdout.on('data', (d: Buffer) => {
+      out.push(d);
+      if (!sawPid && Buffer.concat(out).includes(`${PROTOCOL_TAG} pid `)) {
+        sawPid = true;
+        onPid?.();
+      }
+    });
+    p.stderr.resume();
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ stdout: Buffer.concat(out), code });
+    });
+    p.stdin.on('error', () => undefined);
+    p.stdin.end(stdin);
+  });
+}
+
+let seq = 0;
+function req(script: string, patch: Partial<RunRequest> = {}): RunRequest {
+  seq += 1;
+  return {
+    script,
+    input: {},
+    role: 'r',
+    node: 'n1.example',
+    noderole: `cbt-${id}-nr${seq}`,
+    run: 1,
+    timeoutSeconds: 30,
+    ...patch,
+  };
+}
+
+async function jig(r: RunRequest): Promise<{ result: JigResult; ran: Ran }> {
+  const t0 = Date.now();
+  const ran = await runRunner(buildPayload(r));
+  const result = interpret(parseRunnerOutput(ran.stdout), {
+    role: r.role,
+    node: r.node,
+    noderole: r.noderole,
+    timeoutSeconds: r.timeoutSeconds,
+    elapsedMs: Date.now() - t0,
+  });
+  return { result, ran };
+}
+
+/** Gone: no such process, or a zombie waiting for a (slow) init to reap it. */
+function processGone(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}
+
+const jigDirs = (): string[] => readdirSync('/tmp').filter((f) => f.startsWith('crowbar-jig.'));
+
+describe('runner (local /bin/sh)', () => {
+  it('delivers input and names verbatim, returns the output as the wall, cleans up', async () => {
+    const marker = join(scratch, 'pwned');
+    const hostile = `$(touch ${marker}) \`touch ${marker}\` ' " \n ; | & $HOME`;
+    const before = new Set(jigDirs());
+    const { result } = await jig(
+      req(
+        `#!/bin/sh
+echo "role=$CROWBAR_ROLE node=$CROWBAR_NODE run=$CROWBAR_RUN"
+jq -c --arg dir "$PWD" '{v: .v, role: env.CROWBAR_ROLE, nr: env.CROWBAR_NODEROLE, dir: $dir}' "$CROWBAR_INPUT" > "$CROWBAR_OUTPUT"
+`,
+        { input: { v: hostile }, run: 7 },
+      ),
+    );
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.wall['v']).toBe(hostile);
+    expect(result.wall['role']).toBe('r');
+    expect(result.logTail).toBe('role=r node=n1.example run=7');
+    expect(existsSync(marker)).toBe(false);
+    const dir = String(result.wall['dir']);
+    expect(dir).toMatch(/^\/tmp\/crowbar-jig\.[A-Za-z0-9]+\/work$/);
+    expect(existsSync(dir)).toBe(false);
+    expect(jigDirs().filter((d) => !before.has(d))).toEqual([]);
+  });
+
+  it('reports a non-zero exit with the last lines of stdout and stderr', async () => {
+    const { result } = await jig(
+      req('#!/bin/bash\nfor i in $(seq 1 2000); do echo "line $i"; done\necho oops >&2\nexit 3\n'),
+    );
+    expect(result).toMatchObject({ ok: false, exitCode: 3 });
+    expect(!result.ok && result.message).toContain('exited with status 3');
+    expect(result.logTail?.endsWith('line 2000\noops')).toBe(true);
+    expect(Buffer.byteLength(result.logTail ?? '')).toBeLessThanOrEqual(4096);
+  });
+
+  it('no output file means {}', async () => {
+    expect((await jig(req('#!/bin/sh\ntrue\n'))).result).toEqual({ ok: true, wall: {} });
+  });
+
+  it('refuses output over 1 MiB, non-objects and non-files', async () => {
+    const big = await jig(req('#!/bin/sh\nhead -c 1048577 /dev/zero > "$CROWBAR_OUTPUT"\n'));
+    expect(!big.result.ok && big.result.message).toContain('1048577 bytes');
+    const arr = await jig(req('#!/bin/sh\necho "[1,2]" > "$CROWBAR_OUTPUT"\n'));
+    expect(!arr.result.ok && arr.result.message).toContain('an array');
+    const fifo = await jig(req('#!/bin/sh\nmkfifo "$CROWBAR_OUTPUT"\n'));
+    expect(!fifo.result.ok && fifo.result.message).toContain('regular file');
+  });
+
+  it('a timeout kills the script and its children', async () => {
+    const pidFile = join(scratch, 'timeout.pids');
+    const t0 = Date.now();
+    const { result } = await jig(
+      req(`#!/bin/sh\nsleep 300 &\necho $! > ${pidFile}\necho started\nwait\n`, {
+        timeoutSeconds: 1,
+      }),
+    );
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(!result.ok && result.message).toContain('timed out after 1 s');
+    expect(result.logTail).toBe('started');
+    const child = Number(readFileSync(pidFile, 'utf8'));
+    expect(processGone(child)).toBe(true);
+  });
+
+  it('a second concurrent run of the same noderole fails fast on the lock', async () => {
+    const r = req('#!/bin/sh\nsleep 2\necho "{\\"first\\":true}" > "$CROWBAR_OUTPUT"\n');
+    let started!: () => void;
+    const firstStarted = new Promise<void>((resolve) => (started = resolve));
+    const first = runRunner(buildPayload(r), started);
+    await firstStarted;
+    const t0 = Date.now();
+    const second = await jig({ ...r, script: '#!/bin/sh\necho second\n' });
+    expect(Date.now() - t0).toBeLessThan(1500);
+    expect(!second.result.ok && second.result.message).toMatch(
+      new RegExp(`another run of noderole ${r.noderole} is in progress`),
+    );
+    expect(second.ran.code).toBe(75);
+    const f = parseRunnerOutput((await first).stdout);
+    expect(f).toMatchObject({ kind: 'result', exitCode: 0, output: 'sent' });
+  });
+
+  it('a payload that is not an archive is an error, not a crash', async () => {
+    const ran = await runRunner(Buffer.from('not a tar archive\n'.repeat(100)));
+    expect(parseRunnerOutput(ran.stdout)).toMatchObject({ kind: 'error', code: 'payload' });
+  });
+});

@@ -1,0 +1,233 @@
+/**
+ * SSH I/O for the script jig and aliveness (ssh2): connect as root with a private key, verify the
+ * host key by trust on first use, and run one command with bounded output and a deadline.
+ */
+import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
+import { decideHostKey, fingerprint } from './protocol.ts';
+
+export type SshErrorKind = 'unreachable' | 'auth' | 'host-key' | 'timeout' | 'closed' | 'other';
+
+/** A failed SSH operation, with a message that tells the user what went wrong. */
+export class SshError extends Error {
+  readonly kind: SshErrorKind;
+  constructor(kind: SshErrorKind, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'SshError';
+    this.kind = kind;
+  }
+}
+
+export interface SshTarget {
+  /** Node name, for messages. */
+  node: string;
+  host: string;
+  port?: number;
+  /** Root's private key (OpenSSH or PEM), from a Secret. */
+  privateKey: Buffer;
+  /** The fingerprint recorded on the Node (status.sshHostKey); absent on first use. */
+  expectedHostKey?: string | undefined;
+  /** Handshake + authentication deadline (ssh2 readyTimeout). Default 10 s. */
+  readyTimeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface SshSession {
+  readonly client: Client;
+  /** The server's host key fingerprint (SHA256:...). */
+  readonly hostKey: string;
+  /** Set when the key was seen for the first time and should be recorded on the Node. */
+  readonly newHostKey: string | undefined;
+  close(): void;
+}
+
+/** Connects and authenticates as root. Rejects with an {@link SshError}. */
+export function connect(t: SshTarget): Promise<SshSession> {
+  const client = new Client();
+  const where = `${t.node} (${t.host}:${t.port ?? 22})`;
+  let seen: string | undefined;
+  let refused: string | undefined;
+  let record: string | undefined;
+  return new Promise<SshSession>((resolve, reject) => {
+    let settled = false;
+    const finish = (err: SshError | undefined): void => {
+      if (settled) return;
+      settled = true;
+      t.signal?.removeEventListener('abort', onAbort);
+      if (err) {
+        client.end();
+        client.destroy();
+        reject(err);
+        return;
+      }
+      resolve({
+        client,
+        hostKey: seen ?? '',
+        newHostKey: record,
+        close: () => {
+          client.end();
+        },
+      });
+    };
+    const onAbort = (): void => {
+      finish(
+        new SshError('closed', `connection to ${where} cancelled`, { cause: t.signal?.reason }),
+      );
+    };
+    if (t.signal?.aborted) {
+      onAbort();
+      return;
+    }
+    t.signal?.addEventListener('abort', onAbort, { once: true });
+    client.on('ready', () => {
+      finish(undefined);
+    });
+    client.on('error', (e: Error & { level?: string; code?: string }) => {
+      finish(classify(e, where, refused));
+    });
+    client.on('close', () => {
+      finish(new SshError('closed', `connection to ${where} closed during the handshake`));
+    });
+    const cfg: ConnectConfig = {
+      host: t.host,
+      port: t.port ?? 22,
+      username: 'root',
+      privateKey: t.privateKey,
+      readyTimeout: t.readyTimeoutMs ?? 10_000,
+      keepaliveInterval: 15_000,
+      keepaliveCountMax: 4,
+      hostVerifier: (key: Buffer): boolean => {
+        seen = fingerprint(key);
+        const d = decideHostKey(t.node, t.expectedHostKey, seen);
+        if (!d.accept) {
+          refused = d.message;
+          return false;
+        }
+        record = d.record;
+        return true;
+      },
+    };
+    try {
+      client.connect(cfg);
+    } catch (e) {
+      // ssh2 throws synchronously on a key it cannot parse.
+      finish(
+        new SshError('auth', `cannot use the SSH private key: ${(e as Error).message}`, {
+          cause: e,
+        }),
+      );
+    }
+  });
+}
+
+function classify(
+  e: Error & { level?: string; code?: string },
+  where: string,
+  refusedHostKey: string | undefined,
+): SshError {
+  if (refusedHostKey !== undefined) return new SshError('host-key', refusedHostKey, { cause: e });
+  if (e.level === 'client-authentication') {
+    return new SshError(
+      'auth',
+      `${where} refused authentication as root with the configured key: check root's authorized_keys on the node`,
+      { cause: e },
+    );
+  }
+  if (e.level === 'client-timeout') {
+    return new SshError('timeout', `timed out connecting to ${where}: ${e.message}`, {
+      cause: e,
+    });
+  }
+  const code = e.code ?? '';
+  if (['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ECONNRESET'].includes(code)) {
+    const why =
+      code === 'ECONNREFUSED' ? 'connection refused: is sshd running?' : `${code}: ${e.message}`;
+    return new SshError('unreachable', `cannot reach ${where}: ${why}`, { cause: e });
+  }
+  return new SshError('other', `SSH to ${where} failed: ${e.message}`, { cause: e });
+}
+
+export interface ExecOptions {
+  /** Written to the command's stdin, then stdin is closed. */
+  stdin?: Buffer;
+  /** Stop reading (and fail) past this many stdout bytes. */
+  maxStdout: number;
+  /** Keep at most this many bytes of stderr (the last ones). */
+  maxStderr?: number;
+  /** Called with each chunk of stdout as it arrives. */
+  onStdout?: (chunk: Buffer) => void;
+  /** Resolves when the command ends, or when this promise resolves first (the channel is closed). */
+  until?: Promise<unknown>;
+}
+
+export interface ExecResult {
+  code: number | null;
+  signal: string | undefined;
+  stdout: Buffer;
+  stderr: Buffer;
+  /** The command sent more stdout than allowed; the channel was closed. */
+  overflow: boolean;
+  /** The channel was closed because `until` resolved. */
+  stopped: boolean;
+}
+
+/** Runs `command` on an open session. The command text must be constant: never put data in it. */
+export function exec(s: SshSession, command: string, o: ExecOptions): Promise<ExecResult> {
+  return new Promise<ExecResult>((resolve, reject) => {
+    s.client.exec(command, (err, ch: ClientChannel) => {
+      if (err) {
+        reject(new SshError('other', `cannot start a command: ${err.message}`, { cause: err }));
+        return;
+      }
+      const out: Buffer[] = [];
+      let outLen = 0;
+      let errBuf = Buffer.alloc(0);
+      const maxErr = o.maxStderr ?? 4096;
+      let overflow = false;
+      let stopped = false;
+      let code: number | null = null;
+      let sig: string | undefined;
+      let done = false;
+      ch.on('data', (d: Buffer) => {
+        if (overflow) return;
+        outLen += d.length;
+        if (outLen > o.maxStdout) {
+          overflow = true;
+          ch.close();
+          return;
+        }
+        out.push(d);
+        o.onStdout?.(d);
+      });
+      ch.stderr.on('data', (d: Buffer) => {
+        errBuf = Buffer.concat([errBuf, d]);
+        if (errBuf.length > maxErr) errBuf = errBuf.subarray(errBuf.length - maxErr);
+      });
+      ch.on('exit', (c: number | null, signalName?: string) => {
+        code = c;
+        sig = signalName;
+      });
+      ch.on('close', () => {
+        if (done) return;
+        done = true;
+        resolve({
+          code,
+          signal: sig,
+          stdout: Buffer.concat(out),
+          stderr: errBuf,
+          overflow,
+          stopped,
+        });
+      });
+      ch.on('error', () => {
+        // 'close' follows and reports what arrived.
+      });
+      void o.until?.then(() => {
+        if (done) return;
+        stopped = true;
+        ch.close();
+      });
+      if (o.stdin) ch.end(o.stdin);
+      else ch.end();
+    });
+  });
+}
