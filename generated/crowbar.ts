@@ -61,6 +61,53 @@ export interface DeploymentStatus {
 }
 
 /**
+ * One address held by one node on one network. The name is <network>.<address> with the address written in full and '.' or ':' turned into '-' (admin.192-168-124-81, admin.fd12-3456-789a-0001-7264-46a8-b448-01fa), so the API server refuses a second holder of the same address. Deleting it releases the address.
+ */
+export interface NetworkAllocation {
+  apiVersion: 'crowbar.dev/v1alpha1';
+  kind: 'NetworkAllocation';
+  metadata: V1ObjectMeta;
+  spec: NetworkAllocationSpec;
+  status?: NetworkAllocationStatus;
+}
+/**
+ * Written once by the operator when it allocates the address; never changed.
+ */
+export interface NetworkAllocationSpec {
+  /**
+   * The Network the address belongs to.
+   */
+  network: string;
+  /**
+   * The Node (its FQDN) holding the address.
+   */
+  node: string;
+  /**
+   * The address with the network's prefix length, e.g. 192.168.124.81/24.
+   */
+  address: string;
+  family: 'ipv4' | 'ipv6';
+  /**
+   * The network range the address was taken from, e.g. host or host-v6.
+   */
+  range: string;
+}
+export interface NetworkAllocationStatus {
+  observedGeneration?: number;
+  /**
+   * @maxItems 32
+   */
+  conditions?: {
+    type: string;
+    status: 'True' | 'False' | 'Unknown';
+    reason: string;
+    message: string;
+    lastTransitionTime: string;
+    observedGeneration?: number;
+  }[];
+}
+
+/**
  * An L2/L3 network Crowbar manages: its subnet, named address ranges, router and IPv6 prefix. Binding the role network-<name> to a node allocates the node's addresses here.
  */
 export interface Network {
@@ -514,6 +561,7 @@ export interface RoleStatus {
 /** Kind to plural resource name, for API paths. */
 export const PLURALS = {
   Deployment: 'deployments',
+  NetworkAllocation: 'networkallocations',
   Network: 'networks',
   NodeRole: 'noderoles',
   Node: 'nodes',

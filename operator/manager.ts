@@ -14,7 +14,14 @@ import { CachedInformer } from './runtime/informer.ts';
 import { LeaderElector } from './runtime/leader.ts';
 import { runWorkers, WorkQueue, type ReconcileResult } from './runtime/workqueue.ts';
 
-export const KINDS: readonly CrowbarKind[] = ['Node', 'Role', 'NodeRole', 'Network', 'Deployment'];
+export const KINDS: readonly CrowbarKind[] = [
+  'Node',
+  'Role',
+  'NodeRole',
+  'Network',
+  'NetworkAllocation',
+  'Deployment',
+];
 
 export type Caches = { [K in CrowbarKind]: CachedInformer<Obj<K>> };
 
@@ -70,6 +77,7 @@ export class Manager {
       Role: mk('Role'),
       NodeRole: mk('NodeRole'),
       Network: mk('Network'),
+      NetworkAllocation: mk('NetworkAllocation'),
       Deployment: mk('Deployment'),
     };
   }

@@ -9,7 +9,7 @@ export interface Rule {
   verbs: string[];
 }
 
-const KINDS = ['nodes', 'roles', 'noderoles', 'networks', 'deployments'];
+const KINDS = ['nodes', 'roles', 'noderoles', 'networks', 'networkallocations', 'deployments'];
 
 export const CLUSTER_RULES: Rule[] = [
   {

@@ -16,6 +16,7 @@ import {
   type CrowbarKind,
   type Deployment,
   type Network,
+  type NetworkAllocation,
   type Node,
   type NodeRole,
   type Role,
@@ -27,6 +28,7 @@ export interface KindMap {
   Role: Role;
   NodeRole: NodeRole;
   Network: Network;
+  NetworkAllocation: NetworkAllocation;
   Deployment: Deployment;
 }
 export type Obj<K extends CrowbarKind> = KindMap[K];

@@ -19,6 +19,7 @@ import type { Controller, Manager } from '../../manager.ts';
 import { activeCondition } from './conditions.ts';
 import { runInput } from './input.ts';
 import { annealerMetrics, type AnnealerMetrics } from './metrics.ts';
+import { inlineExecutor, type ExecRequest, type Executor } from './executor.ts';
 import { isBound, NodeRoleView } from './view.ts';
 
 export interface AnnealerOptions {
@@ -29,6 +30,8 @@ export interface AnnealerOptions {
   identity: string;
   maxConcurrentRuns: number;
   fieldManager: string;
+  /** Where runs execute; inline when omitted. */
+  executor?: Executor;
 }
 
 interface InFlight {
@@ -67,10 +70,12 @@ export class Annealer {
   private stopping = false;
   private readonly o: AnnealerOptions;
   private readonly log: Logger;
+  private readonly executor: Executor;
 
   constructor(o: AnnealerOptions) {
     this.o = o;
     this.log = o.log.child({ controller: 'annealer' });
+    this.executor = o.executor ?? inlineExecutor;
     this.view = new NodeRoleView(o.mgr.caches.NodeRole);
     this.metrics = annealerMetrics(o.mgr.metrics.registry);
     o.mgr.caches.NodeRole.on({
@@ -278,7 +283,7 @@ export class Annealer {
           number,
           id,
           owner: this.o.identity,
-          executor: 'inline',
+          executor: this.executor.name,
           started: new Date().toISOString(),
           result: 'running',
           finished: null,
@@ -304,6 +309,7 @@ export class Annealer {
     number: number,
     id: string,
     input: Record<string, unknown>,
+    mode: 'execute' | 'resume' = 'execute',
   ): void {
     const name = nr.metadata.name ?? '';
     const abort = new AbortController();
@@ -325,14 +331,26 @@ export class Annealer {
       // §1.2 destructive: the jig runs only on the first transition; later runs are skipped.
       if (destructiveRerun) return { kind: 'skipped' };
       try {
-        const result = await jig.run({
+        const req: ExecRequest = {
           noderole: nr,
           role,
           node,
           number,
           input,
           signal: abort.signal,
-        });
+          jig,
+          id,
+        };
+        const pending = mode === 'resume' ? this.executor.resume(req) : this.executor.execute(req);
+        if (!pending)
+          return {
+            kind: 'done',
+            result: {
+              ok: false,
+              message: `run ${number} cannot be resumed after an operator restart; retry it`,
+            },
+          };
+        const result = await pending;
         if (abort.signal.aborted) return this.aborted(abort.signal);
         return { kind: 'done', result };
       } catch (e) {
@@ -422,7 +440,6 @@ export class Annealer {
       const name = nr.metadata.name ?? '';
       if (nr.status?.state !== 'transition' || this.inflight.has(name)) continue;
       const run = nr.status.run;
-      if (run?.executor === 'job') continue; // Jobs outlive the operator; the job executor re-adopts them
       const role = this.o.mgr.caches.Role.get(nr.spec.role);
       const node = this.o.mgr.caches.Node.get(nr.spec.node);
       const jig = role && this.o.jigs.get(role.spec.jig);
@@ -434,7 +451,17 @@ export class Annealer {
         });
         continue;
       }
-      if ((role.spec.flags ?? []).includes('destructive')) {
+      if (run.executor !== undefined && run.executor !== this.executor.name) {
+        await this.writeChange({
+          name,
+          state: 'error',
+          message: `run ${run.number} was started by the ${run.executor} executor but this operator uses ${this.executor.name}; retry it`,
+        });
+        continue;
+      }
+      // An inline run died with its operator; re-running a destructive role blindly is unsafe.
+      // A Job outlives the operator, so the job executor re-attaches to it instead.
+      if (this.executor.name === 'inline' && (role.spec.flags ?? []).includes('destructive')) {
         await this.writeChange({
           name,
           state: 'error',
@@ -447,7 +474,7 @@ export class Annealer {
         're-adopting an interrupted run',
       );
       const res = await this.patchStatus(nr, { run: { owner: this.o.identity } });
-      if (res) this.launch(res, role, node, jig, run.number, run.id, run.input ?? {});
+      if (res) this.launch(res, role, node, jig, run.number, run.id, run.input ?? {}, 'resume');
     }
   }
 }
