@@ -29,6 +29,11 @@ export type Caches = { [K in CrowbarKind]: CachedInformer<Obj<K>> };
 export interface Controller {
   name: string;
   workers?: number;
+  /**
+   * Coalescing window: events enqueue keys this many ms later, so a burst of changes (e.g. the
+   * annealer moving hundreds of noderoles) costs one reconcile per key, not one per event.
+   */
+  coalesceMs?: number;
   /** For each kind it watches: the keys an event on `obj` should enqueue. */
   watches: Partial<{ [K in CrowbarKind]: (obj: Readonly<Obj<K>>) => string[] }>;
   reconcile(key: string): Promise<ReconcileResult | undefined>;
@@ -107,7 +112,7 @@ export class Manager {
       const keysOf = c.watches[kind] as ((o: unknown) => string[]) | undefined;
       if (!keysOf) continue;
       const enqueue = (o: unknown): void => {
-        for (const k of keysOf(o)) q.add(k);
+        for (const k of keysOf(o)) q.addAfter(k, c.coalesceMs ?? 0);
       };
       this.caches[kind].on({ onAdd: enqueue, onUpdate: enqueue, onDelete: enqueue });
     }

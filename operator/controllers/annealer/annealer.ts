@@ -48,7 +48,6 @@ type Finish =
   | { kind: 'cancelled'; message: string };
 
 const KEY = 'anneal';
-const WRITE_CONCURRENCY = 32;
 const LOG_TAIL = 4096;
 
 const REASON: Record<NodeRoleState, string> = {
@@ -65,6 +64,12 @@ export class Annealer {
   readonly metrics: AnnealerMetrics;
   private readonly inflight = new Map<string, InFlight>();
   private readonly todoSince = new Map<string, number>();
+  /** Status changes decided but not yet written (see world()). */
+  private readonly pending = new Map<string, StateChange>();
+  /** Per-noderole write queues. */
+  private readonly chains = new Map<string, Promise<unknown>>();
+  /** Noderoles whose run start (transition write) is queued. */
+  private readonly starting = new Set<string>();
   /** Writes refused (409) or failed; a pass that saw any asks to run again soon. */
   private conflicts = 0;
   private stopping = false;
@@ -90,6 +95,8 @@ export class Annealer {
     return {
       name: 'annealer',
       workers: 1, // passes are serialized: each sees the writes of the one before
+      // A short window folds a burst of events into one pass.
+      coalesceMs: 5,
       watches: { NodeRole: all, Node: all, Deployment: all, Role: all },
       onStartedLeading: () => this.adopt(),
       reconcile: () => this.pass(),
@@ -111,24 +118,56 @@ export class Annealer {
 
   world(): World {
     const c = this.o.mgr.caches;
-    return buildWorld({
+    const w = buildWorld({
       nodes: c.Node.list(),
       roles: c.Role.list(),
       deployments: c.Deployment.list(),
       // Unplanned noderoles are the binder's until it records their parents.
       noderoles: this.view.list().filter(isBound),
     });
+    // Decisions already made but not yet written count as made: the next pass must not make
+    // them again (and a run being started must not be picked twice).
+    return this.pending.size === 0 ? w : applyChanges(w, [...this.pending.values()]);
   }
 
   private nudge(afterMs = 0): void {
     this.o.mgr.enqueue('annealer', KEY, afterMs);
   }
 
-  /** One annealer pass. */
-  async pass(): Promise<{ requeueAfterMs?: number } | undefined> {
-    if (this.stopping) return undefined;
+  /**
+   * Queues a write behind any earlier write to the same noderole: each write reads the
+   * resourceVersion its predecessor produced, so a noderole's writes never race each other, while
+   * writes to different noderoles and the next pass proceed without waiting.
+   */
+  private chain(name: string, write: () => Promise<unknown>): void {
+    const prev = this.chains.get(name) ?? Promise.resolve();
+    const next = prev
+      .then(write)
+      .catch((err: unknown) => {
+        this.conflicts++;
+        this.log.warn({ err, noderole: name }, 'queued write failed');
+      })
+      .finally(() => {
+        if (this.chains.get(name) === next) this.chains.delete(name);
+      });
+    this.chains.set(name, next);
+  }
+
+  /** Records a decided change as pending, and writes it in the background. */
+  private submit(c: StateChange): void {
+    this.pending.set(c.name, c);
+    this.chain(c.name, async () => {
+      const before = this.conflicts;
+      await this.writeChange(c);
+      if (this.pending.get(c.name) === c) this.pending.delete(c.name);
+      if (this.conflicts !== before) this.nudge(25);
+    });
+  }
+
+  /** One annealer pass: decide, hand the writes to their per-noderole queues, return. */
+  pass(): Promise<{ requeueAfterMs?: number } | undefined> {
+    if (this.stopping) return Promise.resolve(undefined);
     this.metrics.passes.inc();
-    const conflictsBefore = this.conflicts;
     const world = this.world();
     for (const [name, f] of this.inflight) {
       const node = world.nodes.get(f.node);
@@ -136,23 +175,35 @@ export class Annealer {
       if (!node || !isNodeAlive(node)) f.abort.abort(new Error(`node ${f.node} is not alive`));
       else if (!world.noderoles.has(name)) f.abort.abort(new Error('the noderole was deleted'));
     }
-    const running = new Set(this.inflight.keys());
+    const running = new Set([...this.inflight.keys(), ...this.starting]);
     const settled = settle(world, { running });
-    if (!settled.ok) throw new Error(settled.reason);
-    await this.writeAll(settled.changes);
+    if (!settled.ok) return Promise.reject(new Error(settled.reason));
+    for (const c of settled.changes) this.submit(c);
     const after = applyChanges(world, settled.changes);
     const st = step(after, { maxConcurrent: this.o.maxConcurrentRuns, running });
     const starting = new Set(st.start);
-    await this.writeAll(st.changes.filter((c) => !starting.has(c.name)));
+    for (const c of st.changes) if (!starting.has(c.name)) this.submit(c);
     // A noderole may be retried and started in the same pass: its start write carries both.
     const prior = new Map(
       st.changes
         .filter((c) => starting.has(c.name) && c.state !== 'transition')
         .map((c) => [c.name, c]),
     );
-    await Promise.all(st.start.map((name) => this.startRun(name, prior.get(name))));
+    for (const name of st.start) {
+      this.starting.add(name);
+      this.pending.set(name, { name, state: 'transition', message: 'running' });
+      this.chain(name, async () => {
+        try {
+          await this.startRun(name, prior.get(name));
+        } finally {
+          this.starting.delete(name);
+          if (this.pending.get(name)?.state === 'transition') this.pending.delete(name);
+          if (!this.inflight.has(name)) this.nudge(25); // the start did not happen: decide again
+        }
+      });
+    }
     this.observe(st.world);
-    return this.conflicts !== conflictsBefore ? { requeueAfterMs: 25 } : undefined;
+    return Promise.resolve(undefined);
   }
 
   private observe(world: World): void {
@@ -167,17 +218,6 @@ export class Annealer {
     }
     this.metrics.runnable.set(runnable);
     this.metrics.runsInFlight.set(this.inflight.size);
-  }
-
-  private async writeAll(changes: readonly StateChange[]): Promise<void> {
-    let i = 0;
-    const worker = async (): Promise<void> => {
-      while (i < changes.length) {
-        const c = changes[i++];
-        if (c) await this.writeChange(c);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(WRITE_CONCURRENCY, changes.length) }, worker));
   }
 
   /** Writes one state change with an optimistic-concurrency precondition. */

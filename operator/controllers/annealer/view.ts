@@ -22,18 +22,50 @@ export class NodeRoleView {
   private readonly overlay = new Map<string, NodeRole>();
   private readonly cache: CachedInformer<NodeRole>;
 
+  private version = 0;
+  private indexes = new Map<
+    string,
+    { version: number; index: Map<string, Readonly<NodeRole>[]> }
+  >();
+
   constructor(cache: CachedInformer<NodeRole>) {
     this.cache = cache;
+    const bump = (): void => {
+      this.version++;
+    };
+    cache.on({ onAdd: bump, onUpdate: bump, onDelete: bump });
   }
 
   /** Records an object returned by a write. */
   wrote(o: NodeRole): void {
     const name = o.metadata.name;
     if (name) this.overlay.set(name, o);
+    this.version++;
   }
 
   forget(name: string): void {
     this.overlay.delete(name);
+    this.version++;
+  }
+
+  /**
+   * Noderoles grouped by spec.node or spec.deployment, rebuilt only when something changed, so
+   * per-node and per-deployment status controllers do not scan every noderole per key.
+   */
+  by(field: 'node' | 'deployment', key: string): readonly Readonly<NodeRole>[] {
+    let cached = this.indexes.get(field);
+    if (cached?.version !== this.version) {
+      const index = new Map<string, Readonly<NodeRole>[]>();
+      for (const nr of this.list()) {
+        const k = nr.spec[field];
+        const list = index.get(k);
+        if (list) list.push(nr);
+        else index.set(k, [nr]);
+      }
+      cached = { version: this.version, index };
+      this.indexes.set(field, cached);
+    }
+    return cached.index.get(key) ?? [];
   }
 
   get(name: string): Readonly<NodeRole> | undefined {

@@ -11,6 +11,7 @@ export function deploymentStatusController(
 ): Controller {
   return {
     name: 'deployment-status',
+    coalesceMs: 500,
     watches: {
       Deployment: (d) => [d.metadata.name ?? ''],
       NodeRole: (nr) => [nr.spec.deployment],
@@ -18,7 +19,7 @@ export function deploymentStatusController(
     reconcile: async (name) => {
       const dep = mgr.caches.Deployment.get(name);
       if (!dep) return undefined;
-      const mine = view.list().filter((nr) => nr.spec.deployment === name);
+      const mine = view.by('deployment', name);
       const { state, counts } = deploymentSummary(toDeploymentView(dep), mine.map(toNodeRoleView));
       const cur = dep.status;
       const same =

@@ -8,7 +8,10 @@ export const SYSTEM_DEPLOYMENT = 'system';
 export async function ensureSystemDeployment(
   client: CrowbarClient,
   fieldManager: string,
+  cached?: (name: string) => unknown,
 ): Promise<boolean> {
+  // The informer cache answers the common case without an API round trip.
+  if (cached?.(SYSTEM_DEPLOYMENT) !== undefined) return false;
   if (await client.get('Deployment', SYSTEM_DEPLOYMENT)) return false;
   try {
     await client.create(

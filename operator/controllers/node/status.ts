@@ -11,6 +11,7 @@ export function nodeStatusController(
 ): Controller {
   return {
     name: 'node-status',
+    coalesceMs: 500,
     watches: {
       Node: (n) => [n.metadata.name ?? ''],
       NodeRole: (nr) => [nr.spec.node],
@@ -18,12 +19,7 @@ export function nodeStatusController(
     reconcile: async (name) => {
       const node = mgr.caches.Node.get(name);
       if (!node) return undefined;
-      const state = nodeState(
-        view
-          .list()
-          .filter((nr) => nr.spec.node === name)
-          .map(toNodeRoleView),
-      );
+      const state = nodeState(view.by('node', name).map(toNodeRoleView));
       if (node.status?.state === state) return undefined;
       await mgr.client.mergePatchStatus('Node', name, { status: { state } }, fieldManager);
       return undefined;
