@@ -1,0 +1,342 @@
+/**
+ * The admission webhook as the real API server sees it: webhooks/main.ts runs as a process with
+ * a serving certificate from the test CA, a ValidatingWebhookConfiguration points the API server
+ * at https://127.0.0.1:PORT/validate, and refusals come back through kubectl-visible errors.
+ *
+ * The API server is shared with the files that run after this one, so the configuration is
+ * removed (and seen to stop firing) before the process stops.
+ */
+import { readFileSync } from 'node:fs';
+import { get as httpsGet } from 'node:https';
+import { join } from 'node:path';
+import { AdmissionregistrationV1Api } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { NodeRoleStatus } from '../../generated/crowbar.ts';
+import { apiCode, apiMessage, isNotFound } from '../../operator/kube/errors.ts';
+import { validatingWebhookConfiguration } from '../../webhooks/manifests.ts';
+import { eventually, testClient, uid } from '../harness/context.ts';
+import { ROOT } from '../harness/operator.ts';
+import { issueLeaf } from '../harness/pki.ts';
+import { freePort, startProcess, waitFor, type Started } from '../harness/process.ts';
+
+const FM = 'webhook-test';
+const client = testClient();
+const admission = client.kc.makeApiClient(AdmissionregistrationV1Api);
+const id = uid();
+const CONFIG_NAME = 'crowbar.dev';
+
+let proc: Started | undefined;
+let port = 0;
+let ca = '';
+let registered = false;
+let createdSystem = false;
+const cleanup: { kind: 'NodeRole' | 'Role' | 'Node' | 'Deployment'; name: string }[] = [];
+
+const fqdn = (n: string) => `${n}-${id}.lab.example.com`;
+const r = (n: string) => `${n}-${id}`;
+
+function https(path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    httpsGet({ host: '127.0.0.1', port, path, ca, timeout: 2000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => {
+        resolve({ status: res.statusCode ?? 0, body });
+      });
+    }).on('error', () => {
+      resolve({ status: 0, body: '' });
+    });
+  });
+}
+
+/** The API server's refusal of `write`: its HTTP code and message. */
+async function refusal(write: Promise<unknown>): Promise<{ code: number; message: string }> {
+  try {
+    await write;
+  } catch (e) {
+    return { code: apiCode(e) ?? 0, message: apiMessage(e) };
+  }
+  throw new Error('the API server accepted a write the webhook should refuse');
+}
+
+/** A refusal by the webhook (403, naming the webhook) with a message matching every pattern. */
+async function refusedByWebhook(write: Promise<unknown>, ...patterns: RegExp[]): Promise<string> {
+  const { code, message } = await refusal(write);
+  expect(message).toMatch(/admission webhook "[a-z]+\.crowbar\.dev" denied the request/);
+  expect(code).toBe(403);
+  for (const p of patterns) expect(message).toMatch(p);
+  return message;
+}
+
+async function createRole(
+  name: string,
+  spec: { requires?: string[]; conflicts?: string[]; provides?: string[]; flags?: 'abstract'[] },
+) {
+  const res = await client.create(
+    'Role',
+    { metadata: { name }, spec: { jig: 'noop', ...spec } },
+    FM,
+  );
+  cleanup.push({ kind: 'Role', name });
+  return res;
+}
+
+async function createNode(name: string) {
+  await client.create('Node', { metadata: { name }, spec: {} }, FM);
+  cleanup.push({ kind: 'Node', name });
+}
+
+function bindRaw(role: string, node: string, deployment = 'system') {
+  return client.create(
+    'NodeRole',
+    { metadata: { name: `${role}.${node}` }, spec: { role, node, deployment } },
+    FM,
+  );
+}
+
+async function bind(role: string, node: string, status?: NodeRoleStatus, deployment = 'system') {
+  const nr = await bindRaw(role, node, deployment);
+  cleanup.push({ kind: 'NodeRole', name: `${role}.${node}` });
+  if (status) await client.mergePatchStatus('NodeRole', `${role}.${node}`, { status }, FM);
+  return nr;
+}
+
+/** A role requiring itself: refused exactly when the webhook is in the API server's path. */
+async function probeFires(name: string): Promise<boolean> {
+  try {
+    await client.create(
+      'Role',
+      { metadata: { name }, spec: { jig: 'noop', requires: [name] } },
+      FM,
+    );
+  } catch (e) {
+    if (apiCode(e) === 403 && /dependency cycle/.test(apiMessage(e))) return true;
+    throw e;
+  }
+  await client.delete('Role', name);
+  return false;
+}
+
+beforeAll(async () => {
+  const cpDir = inject('cpDir');
+  const pkiDir = join(cpDir, 'pki');
+  ca = readFileSync(join(pkiDir, 'ca.crt'), 'utf8');
+  const leaf = issueLeaf(pkiDir, `webhook-${id}`, '/CN=localhost', true);
+  port = await freePort();
+  proc = startProcess(
+    process.execPath,
+    [
+      join(ROOT, 'webhooks', 'main.ts'),
+      `--kubeconfig=${inject('kubeconfig')}`,
+      `--listen=127.0.0.1:${port}`,
+      `--tls-cert=${leaf.crt}`,
+      `--tls-key=${leaf.key}`,
+    ],
+    join(cpDir, `webhook-${id}.log`),
+    { env: { ...process.env, LOG_LEVEL: 'debug' } },
+  );
+  await waitFor(
+    'webhook /readyz over TLS',
+    async () => (await https('/readyz')).status === 200,
+    30_000,
+  );
+  if (!(await client.get('Deployment', 'system'))) {
+    await client.create(
+      'Deployment',
+      { metadata: { name: 'system' }, spec: { state: 'committed' } },
+      FM,
+    );
+    createdSystem = true;
+  }
+  await admission.createValidatingWebhookConfiguration({
+    body: validatingWebhookConfiguration({
+      name: CONFIG_NAME,
+      clientConfig: { url: `https://127.0.0.1:${port}/validate`, caPem: ca },
+    }),
+  });
+  registered = true;
+  // The API server learns of the configuration through an informer: probe until it fires.
+  let n = 0;
+  await eventually('the webhook to fire', () => probeFires(r(`probe${n++}`)), 30_000, 200);
+});
+
+afterAll(async () => {
+  if (registered) {
+    try {
+      await admission.deleteValidatingWebhookConfiguration({ name: CONFIG_NAME });
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+    // Wait until the API server has dropped it, so no write is sent to a stopped process.
+    let n = 0;
+    await eventually(
+      'the webhook to stop firing',
+      async () => !(await probeFires(r(`off${n++}`))),
+      30_000,
+      200,
+    );
+  }
+  await proc?.stop();
+  const order = ['NodeRole', 'Role', 'Deployment', 'Node'] as const;
+  for (const kind of order) {
+    for (const o of cleanup.filter((c) => c.kind === kind).reverse()) {
+      await client.delete(o.kind, o.name);
+    }
+  }
+  if (createdSystem) await client.delete('Deployment', 'system');
+});
+
+describe('admission webhook', () => {
+  it('refuses a role require that closes a cycle, naming the path (§1.3)', async () => {
+    // Late binding: requires may name roles that do not exist yet.
+    await createRole(r('cy-a'), { requires: [r('cy-b')] });
+    await createRole(r('cy-b'), { requires: [r('cy-c')] });
+    await refusedByWebhook(
+      createRole(r('cy-c'), { requires: [r('cy-a')] }),
+      new RegExp(`${r('cy-c')} -> ${r('cy-a')} -> ${r('cy-b')} -> ${r('cy-c')}`),
+      /Remove the require/,
+    );
+    // An update closing the cycle is refused too; one that does not is allowed.
+    await createRole(r('cy-c'), {});
+    await refusedByWebhook(
+      client.mergePatch('Role', r('cy-c'), { spec: { requires: [r('cy-a')] } }, FM),
+      /would close a dependency cycle/,
+    );
+    await client.mergePatch('Role', r('cy-c'), { spec: { description: 'leaf' } }, FM);
+  });
+
+  it('refuses binding an abstract, an unresolved or a conflicting role (§1.2)', async () => {
+    const node = fqdn('bind');
+    await createNode(node);
+    await createRole(r('database'), { flags: ['abstract'] });
+    await createRole(r('postgres'), { provides: [r('database')] });
+    await createRole(r('unres'), { requires: [r('ghost')] });
+    await createRole(r('ntp-a'), { conflicts: [r('ntp-b')] });
+    await createRole(r('ntp-b'), {});
+
+    await refusedByWebhook(
+      bindRaw(r('database'), node),
+      /is abstract and cannot be bound/,
+      new RegExp(`bind one that provides it \\(${r('postgres')}\\)`),
+    );
+    await refusedByWebhook(
+      bindRaw(r('unres'), node),
+      new RegExp(`requires ${r('ghost')}, which do not exist yet; create them`),
+    );
+    await bind(r('ntp-b'), node);
+    await refusedByWebhook(
+      bindRaw(r('ntp-a'), node),
+      new RegExp(`role ${r('ntp-a')} conflicts with role ${r('ntp-b')}`),
+      /remove it or pick another node/,
+    );
+    await refusedByWebhook(bindRaw(r('ntp-b'), fqdn('missing')), /does not exist; create the Node/);
+    // Late binding: once the required role exists, the binding is allowed.
+    await createRole(r('ghost'), {});
+    await bind(r('unres'), node);
+  });
+
+  it('allows editing spec.data only while the noderole is proposed (§1.4)', async () => {
+    const node = fqdn('data');
+    await createNode(node);
+    await createRole(r('cfg'), {});
+    await createRole(r('cfg2'), {});
+    await bind(r('cfg'), node, { state: 'active', runCount: 1 });
+    await bind(r('cfg2'), node, { state: 'proposed', runCount: 0 });
+    await refusedByWebhook(
+      client.mergePatch('NodeRole', `${r('cfg')}.${node}`, { spec: { data: { port: 1 } } }, FM),
+      /spec\.data of a committed noderole cannot change; propose its deployment first/,
+    );
+    // Other changes to an active noderole pass.
+    await client.mergePatch(
+      'NodeRole',
+      `${r('cfg')}.${node}`,
+      { metadata: { labels: { touched: 'yes' } }, spec: { available: false } },
+      FM,
+    );
+    const edited = await client.mergePatch(
+      'NodeRole',
+      `${r('cfg2')}.${node}`,
+      { spec: { data: { port: 2 } } },
+      FM,
+    );
+    expect(edited.spec.data).toEqual({ port: 2 });
+  });
+
+  it('refuses deleting a noderole that live children on another node depend on (§1.4)', async () => {
+    const n1 = fqdn('del1');
+    const n2 = fqdn('del2');
+    await createNode(n1);
+    await createNode(n2);
+    await createRole(r('srv'), {});
+    await createRole(r('cli'), { requires: [r('srv')] });
+    const parent = `${r('srv')}.${n1}`;
+    const child = `${r('cli')}.${n2}`;
+    await bind(r('srv'), n1, { state: 'active', runCount: 1, cohort: 0 });
+    await bind(r('cli'), n2, { state: 'active', runCount: 1, cohort: 1, parents: [parent] });
+    await refusedByWebhook(
+      client.delete('NodeRole', parent),
+      new RegExp(`${child.replaceAll('.', '\\.')} \\(active, 1 run\\(s\\)\\)`),
+      /delete those children first/,
+    );
+    await client.mergePatchStatus(
+      'NodeRole',
+      child,
+      { status: { state: 'proposed', runCount: 0 } },
+      FM,
+    );
+    expect(await client.delete('NodeRole', parent)).toBe(true);
+  });
+
+  it('refuses deleting a role that noderoles still bind', async () => {
+    const node = fqdn('roledel');
+    await createNode(node);
+    await createRole(r('bound'), {});
+    await bind(r('bound'), node);
+    await refusedByWebhook(
+      client.delete('Role', r('bound')),
+      new RegExp(`role ${r('bound')} is still bound by 1 noderole\\(s\\)`),
+      /delete those noderoles first/,
+    );
+  });
+
+  it('refuses proposing or deleting the system deployment (§1.5)', async () => {
+    // CEL refuses the proposal before validating webhooks run; the webhook repeats the rule.
+    const proposed = await refusal(
+      client.mergePatch('Deployment', 'system', { spec: { state: 'proposed' } }, FM),
+    );
+    expect([403, 422]).toContain(proposed.code);
+    expect(proposed.message).toMatch(/system deployment cannot be proposed/);
+    await refusedByWebhook(
+      client.delete('Deployment', 'system'),
+      /the system deployment cannot be deleted/,
+    );
+  });
+
+  it('refuses deleting a deployment that still has noderoles, and allows it once empty', async () => {
+    const node = fqdn('dep');
+    const dep = r('dep');
+    await createNode(node);
+    await createRole(r('in-dep'), {});
+    await client.create('Deployment', { metadata: { name: dep }, spec: { parent: 'system' } }, FM);
+    cleanup.push({ kind: 'Deployment', name: dep });
+    await bind(r('in-dep'), node, undefined, dep);
+    await refusedByWebhook(
+      client.delete('Deployment', dep),
+      new RegExp(`deployment ${dep} cannot be deleted: it still has 1 noderole\\(s\\)`),
+      new RegExp(`${r('in-dep')}\\.${node.replaceAll('.', '\\.')}`),
+    );
+    expect(await client.delete('NodeRole', `${r('in-dep')}.${node}`)).toBe(true);
+    expect(await client.delete('Deployment', dep)).toBe(true);
+  });
+
+  it('counts what it judged in /metrics', async () => {
+    const text = (await https('/metrics')).body;
+    expect(text).toMatch(
+      /crowbar_admission_requests_total\{kind="NodeRole",operation="CREATE",result="denied"\} [1-9]/,
+    );
+    expect(text).toMatch(
+      /crowbar_admission_requests_total\{kind="Role",operation="CREATE",result="allowed"\} [1-9]/,
+    );
+  });
+});

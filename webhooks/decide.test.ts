@@ -1,0 +1,610 @@
+import { describe, expect, it } from 'vitest';
+import type {
+  Deployment,
+  DeploymentSpec,
+  Node,
+  NodeRole,
+  NodeRoleStatus,
+  Role,
+  RoleSpec,
+} from '../generated/crowbar.ts';
+import type { AdmissionRequest, Decision, Operation } from './admission.ts';
+import { decide, nameList, type ClusterSnapshot } from './decide.ts';
+
+const N1 = 'n1.lab.example.com';
+const N2 = 'n2.lab.example.com';
+const N3 = 'n3.lab.example.com';
+
+function role(name: string, spec: Partial<RoleSpec> = {}): Role {
+  return {
+    apiVersion: 'crowbar.dev/v1alpha1',
+    kind: 'Role',
+    metadata: { name },
+    spec: { jig: 'noop', ...spec },
+  };
+}
+
+function node(name: string): Node {
+  return { apiVersion: 'crowbar.dev/v1alpha1', kind: 'Node', metadata: { name }, spec: {} };
+}
+
+function dep(name: string, spec: Partial<DeploymentSpec> = {}): Deployment {
+  return {
+    apiVersion: 'crowbar.dev/v1alpha1',
+    kind: 'Deployment',
+    metadata: { name },
+    spec: name === 'system' ? { state: 'committed', ...spec } : { parent: 'system', ...spec },
+  };
+}
+
+function nr(
+  roleName: string,
+  nodeName: string,
+  status?: NodeRoleStatus,
+  extra: { deployment?: string; data?: Record<string, unknown> } = {},
+): NodeRole {
+  return {
+    apiVersion: 'crowbar.dev/v1alpha1',
+    kind: 'NodeRole',
+    metadata: { name: `${roleName}.${nodeName}` },
+    spec: {
+      role: roleName,
+      node: nodeName,
+      deployment: extra.deployment ?? 'system',
+      ...(extra.data ? { data: extra.data } : {}),
+    },
+    ...(status ? { status } : {}),
+  };
+}
+
+const PLURAL = { Role: 'roles', NodeRole: 'noderoles', Deployment: 'deployments' } as const;
+
+function req(
+  operation: Operation,
+  obj: Role | NodeRole | Deployment,
+  oldObject?: Role | NodeRole | Deployment,
+  extra: Partial<AdmissionRequest> = {},
+): AdmissionRequest {
+  return {
+    uid: 'u-1',
+    kind: { group: 'crowbar.dev', version: 'v1alpha1', kind: obj.kind },
+    resource: { group: 'crowbar.dev', version: 'v1alpha1', resource: PLURAL[obj.kind] },
+    operation,
+    ...(obj.metadata.name !== undefined ? { name: obj.metadata.name } : {}),
+    ...(operation === 'DELETE' ? { oldObject: obj } : { object: obj }),
+    ...(oldObject ? { oldObject } : {}),
+    ...extra,
+  };
+}
+
+function snap(s: Partial<ClusterSnapshot> = {}): ClusterSnapshot {
+  return {
+    roles: s.roles ?? [],
+    nodes: s.nodes ?? [node(N1), node(N2), node(N3)],
+    deployments: s.deployments ?? [dep('system'), dep('d1')],
+    noderoles: s.noderoles ?? [],
+  };
+}
+
+/** 'allowed' or the refusal message, so tables read as expectations. */
+const verdict = (d: Decision): string => (d.allowed ? 'allowed' : d.message);
+
+interface Row {
+  what: string;
+  request: AdmissionRequest;
+  snapshot: ClusterSnapshot;
+  /** 'allowed', or patterns the refusal message must all match. */
+  expect: 'allowed' | RegExp[];
+}
+
+function check(rows: Row[]): void {
+  it.each(rows)('$what', ({ request, snapshot, expect: want }) => {
+    const got = decide(request, snapshot);
+    if (want === 'allowed') {
+      expect(verdict(got)).toBe('allowed');
+    } else {
+      expect(got.allowed).toBe(false);
+      for (const re of want) expect(verdict(got)).toMatch(re);
+      if (!got.allowed) expect(got.code ?? 403).toBe(403);
+    }
+  });
+}
+
+describe('Role create/update: requires stay acyclic (§1.3)', () => {
+  check([
+    {
+      what: 'a role requiring nothing',
+      request: req('CREATE', role('a')),
+      snapshot: snap(),
+      expect: 'allowed',
+    },
+    {
+      what: 'a require naming a role that does not exist yet (late binding)',
+      request: req('CREATE', role('a', { requires: ['later'] })),
+      snapshot: snap(),
+      expect: 'allowed',
+    },
+    {
+      what: 'a role requiring itself',
+      request: req('CREATE', role('a', { requires: ['a'] })),
+      snapshot: snap(),
+      expect: [/would close a dependency cycle: a -> a/, /Remove the require/],
+    },
+    {
+      what: 'the other side of a late-bound require closing a two-role cycle',
+      request: req('CREATE', role('b', { requires: ['a'] })),
+      snapshot: snap({ roles: [role('a', { requires: ['b'] })] }),
+      expect: [/spec\.requires of role b would close a dependency cycle: b -> a -> b\./],
+    },
+    {
+      what: 'an update adding a require that closes two cycles names both paths',
+      request: req(
+        'UPDATE',
+        role('c', { requires: ['a'] }),
+        role('c'), // before: requires nothing
+      ),
+      snapshot: snap({
+        roles: [
+          role('a', { requires: ['b', 'x'] }),
+          role('b', { requires: ['c'] }),
+          role('x', { requires: ['c'] }),
+          role('c'),
+        ],
+      }),
+      expect: [/c -> a -> b -> c; c -> a -> x -> c/],
+    },
+    {
+      what: 'an update adding an acyclic require',
+      request: req('UPDATE', role('c', { requires: ['a'] }), role('c')),
+      snapshot: snap({ roles: [role('a'), role('c')] }),
+      expect: 'allowed',
+    },
+    {
+      what: 'an update leaving requires alone is not re-judged (a cycle made earlier can be fixed)',
+      request: req(
+        'UPDATE',
+        role('a', { requires: ['b'], description: 'new' }),
+        role('a', { requires: ['b'] }),
+      ),
+      snapshot: snap({ roles: [role('a', { requires: ['b'] }), role('b', { requires: ['a'] })] }),
+      expect: 'allowed',
+    },
+    {
+      what: 'an update removing the require that closed a cycle',
+      request: req('UPDATE', role('b'), role('b', { requires: ['a'] })),
+      snapshot: snap({ roles: [role('a', { requires: ['b'] }), role('b', { requires: ['a'] })] }),
+      expect: 'allowed',
+    },
+  ]);
+});
+
+describe('Role delete', () => {
+  const many = Array.from({ length: 8 }, (_, i) => nr('web', `n${i}.lab.example.com`));
+  check([
+    {
+      what: 'a role nothing binds',
+      request: req('DELETE', role('web')),
+      snapshot: snap({ roles: [role('web')], noderoles: [nr('db', N1)] }),
+      expect: 'allowed',
+    },
+    {
+      what: 'a role still bound names up to five noderoles and the count',
+      request: req('DELETE', role('web')),
+      snapshot: snap({ roles: [role('web')], noderoles: many }),
+      expect: [
+        /role web is still bound by 8 noderole\(s\)/,
+        /web\.n0\.lab\.example\.com, .*web\.n4\.lab\.example\.com and 3 more/,
+        /delete those noderoles first/,
+      ],
+    },
+  ]);
+});
+
+describe('NodeRole create: bind-time constraints (§1.2, §6.1)', () => {
+  const roles = [
+    role('dns'),
+    role('dns-client', { requires: ['dns'] }),
+    role('unresolved', { requires: ['ghost', 'spook'] }),
+    role('needs-unresolved', { requires: ['unresolved'] }),
+    role('database', { flags: ['abstract'] }),
+    role('postgres', { provides: ['database'] }),
+    role('mysql', { provides: ['database'] }),
+    role('ntp-a', { conflicts: ['ntp-b'] }),
+    role('ntp-b'),
+    role('cyc-a', { requires: ['cyc-b'] }),
+    role('cyc-b', { requires: ['cyc-a'] }),
+  ];
+  check([
+    {
+      what: 'a role whose requires resolve',
+      request: req('CREATE', nr('dns-client', N1)),
+      snapshot: snap({ roles }),
+      expect: 'allowed',
+    },
+    {
+      what: 'a role that does not exist',
+      request: req('CREATE', nr('nope', N1)),
+      snapshot: snap({ roles }),
+      expect: [
+        /cannot bind role nope to node n1/,
+        /role nope does not exist; create the Role first/,
+      ],
+    },
+    {
+      what: 'a node that does not exist',
+      request: req('CREATE', nr('dns', 'n9.lab.example.com')),
+      snapshot: snap({ roles }),
+      expect: [/node n9\.lab\.example\.com does not exist; create the Node/],
+    },
+    {
+      what: 'a deployment that does not exist',
+      request: req('CREATE', nr('dns', N1, undefined, { deployment: 'd9' })),
+      snapshot: snap({ roles }),
+      expect: [/deployment d9 does not exist; create it first/],
+    },
+    {
+      what: 'an abstract role names the roles that provide it',
+      request: req('CREATE', nr('database', N1)),
+      snapshot: snap({ roles }),
+      expect: [/role database is abstract and cannot be bound/, /\(mysql, postgres\)/],
+    },
+    {
+      what: 'a role whose requires do not resolve names them',
+      request: req('CREATE', nr('unresolved', N1)),
+      snapshot: snap({ roles }),
+      expect: [/requires ghost, spook, which do not exist yet; create them/],
+    },
+    {
+      what: 'a role that needs a role with unresolved requires',
+      request: req('CREATE', nr('needs-unresolved', N1)),
+      snapshot: snap({ roles }),
+      expect: [/role unresolved \(needed by needs-unresolved\) requires ghost, spook/],
+    },
+    {
+      what: 'a conflict with a role already on the node',
+      request: req('CREATE', nr('ntp-a', N1)),
+      snapshot: snap({ roles, noderoles: [nr('ntp-b', N1)] }),
+      expect: [/role ntp-a conflicts with role ntp-b/, /remove it or pick another node/],
+    },
+    {
+      what: 'a conflict in the other direction',
+      request: req('CREATE', nr('ntp-b', N1)),
+      snapshot: snap({ roles, noderoles: [nr('ntp-a', N1)] }),
+      expect: [/role ntp-b conflicts with role ntp-a/],
+    },
+    {
+      what: 'the conflicting role on another node is no conflict',
+      request: req('CREATE', nr('ntp-a', N1)),
+      snapshot: snap({ roles, noderoles: [nr('ntp-b', N2)] }),
+      expect: 'allowed',
+    },
+    {
+      what: 'a role another noderole on the node already provides',
+      request: req('CREATE', nr('database', N1)),
+      snapshot: snap({
+        roles: [role('database'), role('postgres', { provides: ['database'] })],
+        noderoles: [nr('postgres', N1)],
+      }),
+      expect: [/already provides database; the binding is not needed/],
+    },
+    {
+      what: 'a role providing one already bound on the node',
+      request: req('CREATE', nr('postgres', N1)),
+      snapshot: snap({
+        roles: [role('database'), role('postgres', { provides: ['database'] })],
+        noderoles: [nr('database', N1)],
+      }),
+      expect: [/role postgres provides database/, /remove database\.n1\.lab\.example\.com first/],
+    },
+    {
+      what: 'two roles with overlapping provides on one node',
+      request: req('CREATE', nr('mysql', N1)),
+      snapshot: snap({ roles, noderoles: [nr('postgres', N1)] }),
+      expect: [/both provide database; a node can hold only one/],
+    },
+    {
+      what: 'a role whose requires form a cycle',
+      request: req('CREATE', nr('cyc-a', N1)),
+      snapshot: snap({ roles }),
+      expect: [/form a cycle \(cyc-a -> cyc-b -> cyc-a\)/],
+    },
+    {
+      what: 'a noderole the cache already holds (a repeated create) is left to the API server',
+      request: req('CREATE', nr('ntp-a', N1)),
+      snapshot: snap({ roles, noderoles: [nr('ntp-a', N1)] }),
+      expect: 'allowed',
+    },
+  ]);
+});
+
+describe('NodeRole update: spec.data is editable only while proposed (§1.4)', () => {
+  const data1 = { port: 53 };
+  const data2 = { port: 5353 };
+  const committed =
+    /spec\.data of a committed noderole cannot change; propose its deployment first/;
+  check([
+    {
+      what: 'data change while proposed',
+      request: req(
+        'UPDATE',
+        nr('dns', N1, { state: 'proposed' }, { data: data2 }),
+        nr('dns', N1, { state: 'proposed' }, { data: data1 }),
+      ),
+      snapshot: snap(),
+      expect: 'allowed',
+    },
+    {
+      what: 'data change while unbound (no status yet)',
+      request: req(
+        'UPDATE',
+        nr('dns', N1, undefined, { data: data2 }),
+        nr('dns', N1, undefined, { data: data1 }),
+      ),
+      snapshot: snap(),
+      expect: 'allowed',
+    },
+    ...(['todo', 'blocked', 'transition', 'active', 'error'] as const).map((state): Row => ({
+      what: `data change while ${state}`,
+      request: req(
+        'UPDATE',
+        nr('dns', N1, { state }, { data: data2, deployment: 'd1' }),
+        nr('dns', N1, { state }, { data: data1, deployment: 'd1' }),
+      ),
+      snapshot: snap(),
+      expect: [new RegExp(`is ${state}:`), committed, /deployment d1/],
+    })),
+    {
+      what: 'data added where there was none, while active',
+      request: req(
+        'UPDATE',
+        nr('dns', N1, { state: 'active' }, { data: data1 }),
+        nr('dns', N1, { state: 'active' }),
+      ),
+      snapshot: snap(),
+      expect: [committed],
+    },
+    {
+      what: 'metadata-only change while active',
+      request: req(
+        'UPDATE',
+        {
+          ...nr('dns', N1, { state: 'active' }, { data: data1 }),
+          metadata: { name: `dns.${N1}`, labels: { a: 'b' } },
+        },
+        nr('dns', N1, { state: 'active' }, { data: data1 }),
+      ),
+      snapshot: snap(),
+      expect: 'allowed',
+    },
+    {
+      what: 'retry raised while in error (other spec fields may change)',
+      request: req(
+        'UPDATE',
+        {
+          ...nr('dns', N1, { state: 'error' }, { data: data1 }),
+          spec: { role: 'dns', node: N1, deployment: 'system', data: data1, retry: 1 },
+        },
+        nr('dns', N1, { state: 'error' }, { data: data1 }),
+      ),
+      snapshot: snap(),
+      expect: 'allowed',
+    },
+    {
+      what: 'an empty data object is the same as none',
+      request: req(
+        'UPDATE',
+        nr('dns', N1, { state: 'active' }, { data: {} }),
+        nr('dns', N1, { state: 'active' }),
+      ),
+      snapshot: snap(),
+      expect: 'allowed',
+    },
+  ]);
+});
+
+describe('NodeRole delete: test_if_destroyable (§1.4)', () => {
+  const p = (r: string, n: string) => `${r}.${n}`;
+  const parent = nr('dns', N1, { state: 'active', runCount: 1, cohort: 0 });
+  const child = (n: string, status: Partial<NodeRoleStatus>) =>
+    nr('dns-client', n, { parents: [p('dns', N1)], cohort: 1, ...status });
+  const grandchild = (n: string, status: Partial<NodeRoleStatus>) =>
+    nr('app', n, { parents: [p('dns-client', N1)], cohort: 2, ...status });
+  check([
+    {
+      what: 'no children',
+      request: req('DELETE', parent),
+      snapshot: snap({ noderoles: [parent, nr('other', N2, { parents: [] })] }),
+      expect: 'allowed',
+    },
+    {
+      what: 'all transitive children on the same node',
+      request: req('DELETE', parent),
+      snapshot: snap({
+        noderoles: [
+          parent,
+          child(N1, { state: 'active', runCount: 3 }),
+          grandchild(N1, { state: 'active', runCount: 1 }),
+        ],
+      }),
+      expect: 'allowed',
+    },
+    {
+      what: 'all transitive children proposed and never run',
+      request: req('DELETE', parent),
+      snapshot: snap({
+        noderoles: [
+          parent,
+          child(N2, { state: 'proposed', runCount: 0 }),
+          nr('app', N3, { parents: [p('dns-client', N2)], state: 'proposed', runCount: 0 }),
+        ],
+      }),
+      expect: 'allowed',
+    },
+    {
+      what: 'a live child on another node',
+      request: req('DELETE', parent),
+      snapshot: snap({ noderoles: [parent, child(N2, { state: 'active', runCount: 1 })] }),
+      expect: [
+        /noderole dns\.n1\.lab\.example\.com has 1 live child noderole\(s\)/,
+        /dns-client\.n2\.lab\.example\.com \(active, 1 run\(s\)\)/,
+        /delete those children first/,
+      ],
+    },
+    {
+      what: 'a proposed child on another node that has run before is live',
+      request: req('DELETE', parent),
+      snapshot: snap({ noderoles: [parent, child(N2, { state: 'proposed', runCount: 2 })] }),
+      expect: [/dns-client\.n2\.lab\.example\.com \(proposed, 2 run\(s\)\)/],
+    },
+    {
+      what: 'a live grandchild on another node, through a child on the same node',
+      request: req('DELETE', parent),
+      snapshot: snap({
+        noderoles: [
+          parent,
+          child(N1, { state: 'proposed', runCount: 0 }),
+          nr('app', N2, { parents: [p('dns-client', N1)], state: 'todo', cohort: 2 }),
+        ],
+      }),
+      expect: [/app\.n2\.lab\.example\.com \(todo, 0 run\(s\)\)/],
+    },
+    {
+      what: 'mixed: names only the live children, deepest first',
+      request: req('DELETE', parent),
+      snapshot: snap({
+        noderoles: [
+          parent,
+          child(N2, { state: 'proposed', runCount: 0 }),
+          child(N3, { state: 'active', runCount: 1 }),
+          grandchild(N3, { state: 'active', runCount: 1 }),
+          nr('app', N3, {
+            parents: [p('dns-client', N3)],
+            state: 'active',
+            cohort: 2,
+            runCount: 1,
+          }),
+        ],
+      }),
+      expect: [
+        /has 2 live child/,
+        /: app\.n3\.lab\.example\.com \(active, 1 run\(s\)\), dns-client\.n3/,
+      ],
+    },
+  ]);
+});
+
+describe('Deployment update and delete (§1.5)', () => {
+  check([
+    {
+      what: 'proposing the system deployment',
+      request: req('UPDATE', dep('system', { state: 'proposed' }), dep('system')),
+      snapshot: snap(),
+      expect: [/the system deployment cannot be proposed/, /create a child deployment/],
+    },
+    {
+      what: 'proposing another deployment',
+      request: req('UPDATE', dep('d1', { state: 'proposed' }), dep('d1', { state: 'committed' })),
+      snapshot: snap(),
+      expect: 'allowed',
+    },
+    {
+      what: 'editing the system deployment while committed',
+      request: req('UPDATE', dep('system', { description: 'x' }), dep('system')),
+      snapshot: snap(),
+      expect: 'allowed',
+    },
+    {
+      what: 'deleting the system deployment',
+      request: req('DELETE', dep('system')),
+      snapshot: snap(),
+      expect: [/the system deployment cannot be deleted/],
+    },
+    {
+      what: 'deleting an empty deployment',
+      request: req('DELETE', dep('d1')),
+      snapshot: snap({ noderoles: [nr('dns', N1)] }),
+      expect: 'allowed',
+    },
+    {
+      what: 'deleting a deployment with noderoles and child deployments names both',
+      request: req('DELETE', dep('d1')),
+      snapshot: snap({
+        deployments: [dep('system'), dep('d1'), dep('d2', { parent: 'd1' })],
+        noderoles: [
+          nr('dns', N1, undefined, { deployment: 'd1' }),
+          nr('dns', N2, undefined, { deployment: 'd1' }),
+        ],
+      }),
+      expect: [
+        /deployment d1 cannot be deleted/,
+        /it still has 2 noderole\(s\) \(dns\.n1\.lab\.example\.com, dns\.n2\.lab\.example\.com\): delete them first/,
+        /parent of 1 deployment\(s\) \(d2\)/,
+      ],
+    },
+  ]);
+});
+
+describe('requests that are not ours', () => {
+  check([
+    {
+      what: 'a status subresource write',
+      request: req(
+        'UPDATE',
+        nr('dns', N1, { state: 'active' }, { data: { a: 2 } }),
+        nr('dns', N1, { state: 'active' }, { data: { a: 1 } }),
+        { subResource: 'status' },
+      ),
+      snapshot: snap(),
+      expect: 'allowed',
+    },
+    {
+      what: 'another group',
+      request: {
+        ...req('DELETE', dep('system')),
+        resource: { group: 'apps', version: 'v1', resource: 'deployments' },
+      },
+      snapshot: snap(),
+      expect: 'allowed',
+    },
+    {
+      what: 'another crowbar.dev resource',
+      request: {
+        ...req('DELETE', dep('system')),
+        resource: { group: 'crowbar.dev', version: 'v1alpha1', resource: 'networks' },
+      },
+      snapshot: snap(),
+      expect: 'allowed',
+    },
+  ]);
+
+  it('refuses with 400 a request whose object is not of the kind', () => {
+    const bad: AdmissionRequest = {
+      ...req('CREATE', nr('dns', N1)),
+      object: { metadata: { name: 'x' } },
+    };
+    expect(decide(bad, snap())).toMatchObject({ allowed: false, code: 400 });
+  });
+
+  it('judges a DELETE by request.name when oldObject is absent', () => {
+    const r = req('DELETE', dep('system'));
+    const bare: AdmissionRequest = {
+      uid: r.uid,
+      kind: r.kind,
+      resource: r.resource,
+      operation: 'DELETE',
+      name: 'system',
+    };
+    expect(decide(bare, snap())).toMatchObject({ allowed: false });
+  });
+});
+
+describe('nameList', () => {
+  it.each([
+    [[], ''],
+    [['a'], 'a'],
+    [['a', 'b', 'c', 'd', 'e'], 'a, b, c, d, e'],
+    [['a', 'b', 'c', 'd', 'e', 'f', 'g'], 'a, b, c, d, e and 2 more'],
+  ])('%j -> %s', (names, want) => {
+    expect(nameList(names)).toBe(want);
+  });
+});

@@ -1,0 +1,326 @@
+/**
+ * Admission decisions for Crowbar's kinds: what the CRD schema and its CEL rules cannot check
+ * because it needs other objects. Pure: a request and a snapshot of the cluster in, a verdict
+ * out. Every refusal says what to do instead.
+ *
+ * The rules come from CROWBAR-MODEL.md: §1.2 (constraints enforced at bind time), §1.3 (role
+ * requires are late-bound and must stay acyclic), §1.4 (proposed data is editable only while
+ * proposed; test_if_destroyable), §1.5 (the system deployment is never proposed or destroyed; a
+ * deployment with children is not destroyed).
+ */
+import { isDeepStrictEqual } from 'node:util';
+import type { Deployment, Node, NodeRole, Role } from '../generated/crowbar.ts';
+import { GROUP } from '../generated/crowbar.ts';
+import { planBind } from '../operator/annealer/binding.ts';
+import { findCycles } from '../operator/annealer/role-graph.ts';
+import {
+  SYSTEM_DEPLOYMENT,
+  buildWorld,
+  childrenIndex,
+  compareNames,
+  toRoleView,
+  type NodeRoleView,
+  type World,
+} from '../operator/annealer/world.ts';
+import { allow, deny, type AdmissionRequest, type Decision } from './admission.ts';
+
+/** The cluster as the webhook sees it: every object of each kind, as read from the API. */
+export interface ClusterSnapshot {
+  readonly roles: readonly Role[];
+  readonly noderoles: readonly NodeRole[];
+  readonly nodes: readonly Node[];
+  readonly deployments: readonly Deployment[];
+}
+
+/** At most this many names are listed in a message; the rest are counted. */
+export const MAX_NAMED = 5;
+
+/** `a, b, c` or `a, b, c, d, e and 7 more`. */
+export function nameList(names: readonly string[], max = MAX_NAMED): string {
+  const shown = names.slice(0, max).join(', ');
+  return names.length > max ? `${shown} and ${names.length - max} more` : shown;
+}
+
+type Resource = 'roles' | 'noderoles' | 'deployments';
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const isStringArray = (v: unknown): boolean =>
+  Array.isArray(v) && v.every((x) => typeof x === 'string');
+
+/** What a field this webhook reads must hold, when present (and whether it must be). */
+type FieldCheck = readonly [
+  field: string,
+  kind: 'string' | 'strings' | 'object',
+  required: boolean,
+];
+
+/**
+ * Whether the object holds, in the types the schema gives them, the fields the decisions read.
+ * The API server validates against the CRD schema before calling validating webhooks, so this
+ * fails only for a hand-made request, which is refused with 400 instead of throwing.
+ */
+function shaped(
+  v: unknown,
+  spec: readonly FieldCheck[],
+  status: readonly FieldCheck[] = [],
+): boolean {
+  if (!isRecord(v) || !isRecord(v['metadata']) || !isRecord(v['spec'])) return false;
+  if (typeof v['metadata']['name'] !== 'string') return false;
+  if (v['status'] !== undefined && !isRecord(v['status'])) return false;
+  const fits = (obj: Record<string, unknown>, checks: readonly FieldCheck[]): boolean =>
+    checks.every(([field, kind, required]) => {
+      const x = obj[field];
+      if (x === undefined) return !required;
+      if (kind === 'string') return typeof x === 'string';
+      if (kind === 'strings') return isStringArray(x);
+      return isRecord(x);
+    });
+  return fits(v['spec'], spec) && fits(isRecord(v['status']) ? v['status'] : {}, status);
+}
+
+const ROLE_SPEC: readonly FieldCheck[] = [
+  ['jig', 'string', true],
+  ['requires', 'strings', false],
+  ['conflicts', 'strings', false],
+  ['provides', 'strings', false],
+  ['flags', 'strings', false],
+];
+const NODEROLE_SPEC: readonly FieldCheck[] = [
+  ['node', 'string', true],
+  ['role', 'string', true],
+  ['deployment', 'string', true],
+  ['data', 'object', false],
+];
+const NODEROLE_STATUS: readonly FieldCheck[] = [['state', 'string', false]];
+const DEPLOYMENT_SPEC: readonly FieldCheck[] = [
+  ['state', 'string', false],
+  ['parent', 'string', false],
+];
+
+const asRole = (v: unknown): Role | undefined => (shaped(v, ROLE_SPEC) ? (v as Role) : undefined);
+const asNodeRole = (v: unknown): NodeRole | undefined =>
+  shaped(v, NODEROLE_SPEC, NODEROLE_STATUS) ? (v as NodeRole) : undefined;
+const asDeployment = (v: unknown): Deployment | undefined =>
+  shaped(v, DEPLOYMENT_SPEC) ? (v as Deployment) : undefined;
+
+/**
+ * Decides one admission request against a snapshot of the cluster. Requests for other groups,
+ * for subresources (such as /status) and for operations without a rule are allowed.
+ */
+export function decide(request: AdmissionRequest, snapshot: ClusterSnapshot): Decision {
+  if (request.resource.group !== GROUP || request.subResource !== undefined) return allow;
+  const resource = request.resource.resource as Resource;
+  const op = request.operation;
+  const target = op === 'DELETE' ? request.oldObject : request.object;
+  const malformed = (kind: string): Decision =>
+    deny(`the request carries no valid ${kind} object; send a complete object`, 400);
+  switch (resource) {
+    case 'roles': {
+      if (op === 'DELETE') {
+        const name = nameOf(request);
+        return name === undefined ? malformed('Role') : decideRoleDelete(name, snapshot);
+      }
+      if (op !== 'CREATE' && op !== 'UPDATE') return allow;
+      const role = asRole(target);
+      if (!role) return malformed('Role');
+      const old = op === 'UPDATE' ? asRole(request.oldObject) : undefined;
+      return decideRoleWrite(role, old, snapshot);
+    }
+    case 'noderoles': {
+      if (op === 'CONNECT') return allow;
+      const nr = asNodeRole(target);
+      if (op === 'DELETE') {
+        const name = nr?.metadata.name ?? request.name;
+        return name === undefined ? malformed('NodeRole') : decideNodeRoleDelete(name, snapshot);
+      }
+      if (!nr) return malformed('NodeRole');
+      if (op === 'CREATE') return decideNodeRoleCreate(nr, snapshot);
+      const old = asNodeRole(request.oldObject);
+      return old ? decideNodeRoleUpdate(nr, old) : malformed('NodeRole');
+    }
+    case 'deployments': {
+      if (op === 'DELETE') {
+        const name = nameOf(request);
+        return name === undefined
+          ? malformed('Deployment')
+          : decideDeploymentDelete(name, snapshot);
+      }
+      if (op !== 'UPDATE' && op !== 'CREATE') return allow;
+      const dep = asDeployment(target);
+      return dep ? decideDeploymentWrite(dep) : malformed('Deployment');
+    }
+    default:
+      return allow;
+  }
+}
+
+function nameOf(request: AdmissionRequest): string | undefined {
+  const old = request.oldObject;
+  if (isRecord(old) && isRecord(old['metadata']) && typeof old['metadata']['name'] === 'string') {
+    return old['metadata']['name'];
+  }
+  return request.name;
+}
+
+function sameSet(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  const x = new Set(a ?? []);
+  const y = new Set(b ?? []);
+  return x.size === y.size && [...x].every((v) => y.has(v));
+}
+
+/**
+ * §1.3 enforce_acyclic: a role's requires must not close a cycle. A require naming a role that
+ * does not exist yet is allowed (late binding); the cycle, if any, is caught when that role is
+ * created with its own requires. An update that leaves requires alone is not re-judged, so a role
+ * already in a cycle (made while the webhook was down) can still be edited to break it.
+ */
+function decideRoleWrite(role: Role, old: Role | undefined, snapshot: ClusterSnapshot): Decision {
+  if (old && sameSet(old.spec.requires, role.spec.requires)) return allow;
+  const roles = new Map(snapshot.roles.map((r) => [r.metadata.name ?? '', toRoleView(r)]));
+  const cycles = findCycles(roles, toRoleView(role));
+  if (cycles.length === 0) return allow;
+  const name = role.metadata.name ?? '';
+  return deny(
+    `spec.requires of role ${name} would close a dependency cycle: ${cycles.join('; ')}. ` +
+      `Remove the require of one of these roles on the next so that no role depends on itself`,
+  );
+}
+
+/** A role stays while bindings of it exist: they would name a role that is gone. */
+function decideRoleDelete(name: string, snapshot: ClusterSnapshot): Decision {
+  const bound = snapshot.noderoles
+    .filter((nr) => nr.spec.role === name)
+    .map((nr) => nr.metadata.name ?? '')
+    .sort(compareNames);
+  if (bound.length === 0) return allow;
+  return deny(
+    `role ${name} is still bound by ${bound.length} noderole(s) (${nameList(bound)}); ` +
+      `delete those noderoles first (kubectl get noderoles -o wide shows each one's role)`,
+  );
+}
+
+/**
+ * §1.2 constraints enforced at bind time and §6.1 binding, by the same planner the operator's
+ * binder runs: the role, node and deployment exist; the role (and every role it needs bound) is
+ * not abstract and has no unresolved requires; no conflict or provides clash on the node.
+ */
+function decideNodeRoleCreate(nr: NodeRole, snapshot: ClusterSnapshot): Decision {
+  const { role, node, deployment } = nr.spec;
+  const world = buildWorld(snapshot);
+  const prefix = `cannot bind role ${role} to node ${node}`;
+  if (!world.roles.has(role)) {
+    return deny(`${prefix}: role ${role} does not exist; create the Role first`);
+  }
+  if (!world.nodes.has(node)) {
+    return deny(
+      `${prefix}: node ${node} does not exist; create the Node (named by its FQDN) first`,
+    );
+  }
+  if (!world.deployments.has(deployment)) {
+    return deny(
+      `${prefix}: deployment ${deployment} does not exist; create it first (spec.parent: ${SYSTEM_DEPLOYMENT} for a top-level one)`,
+    );
+  }
+  const plan = planBind(world, { role, node, deployment });
+  return plan.ok ? allow : deny(plan.reason);
+}
+
+/**
+ * §1.4: proposed data is editable only while the noderole is proposed; committed data is what
+ * runs use. Other spec fields (available, retry) and metadata may change at any time; the CRD
+ * makes node, role and deployment immutable.
+ */
+function decideNodeRoleUpdate(nr: NodeRole, old: NodeRole): Decision {
+  const state = old.status?.state;
+  if (state === undefined || state === 'proposed') return allow;
+  if (isDeepStrictEqual(old.spec.data ?? {}, nr.spec.data ?? {})) return allow;
+  return deny(
+    `noderole ${nr.metadata.name ?? ''} is ${state}: spec.data of a committed noderole cannot change; ` +
+      `propose its deployment first (set spec.state: proposed on deployment ${nr.spec.deployment}), then edit spec.data and commit again`,
+  );
+}
+
+/** The noderole's transitive children (§1.4 node_role_all_pcms), nearest first. */
+function transitiveChildren(name: string, world: World): NodeRoleView[] {
+  const index = childrenIndex(world.noderoles);
+  const seen = new Set<string>([name]);
+  const out: NodeRoleView[] = [];
+  const queue = [name];
+  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+    for (const child of index.get(next) ?? []) {
+      if (seen.has(child)) continue;
+      seen.add(child);
+      queue.push(child);
+      const view = world.noderoles.get(child);
+      if (view) out.push(view);
+    }
+  }
+  return out;
+}
+
+/**
+ * §1.4 test_if_destroyable: deletable if it has no children, or all its transitive children are
+ * on its node, or all of them are proposed and have never run. Otherwise the children that have
+ * run or are committed must go first (deepest first, as Crowbar destroys them: cohort DESC).
+ */
+function decideNodeRoleDelete(name: string, snapshot: ClusterSnapshot): Decision {
+  const world = buildWorld(snapshot);
+  const children = transitiveChildren(name, world);
+  if (children.length === 0) return allow;
+  const self = world.noderoles.get(name);
+  const node = self?.node ?? name.slice(name.indexOf('.') + 1);
+  if (children.every((c) => c.node === node)) return allow;
+  const live = children.filter((c) => c.state !== 'proposed' || c.runCount > 0);
+  if (live.length === 0) return allow;
+  const ordered = live
+    .sort((a, b) => b.cohort - a.cohort || compareNames(a.name, b.name))
+    .map((c) => `${c.name} (${c.state}, ${c.runCount} run(s))`);
+  return deny(
+    `noderole ${name} has ${live.length} live child noderole(s) that depend on it: ${nameList(ordered)}; ` +
+      `delete those children first (deepest first), then delete ${name}`,
+  );
+}
+
+/** §1.5: the system deployment "cannot be placed into proposed" (CEL checks this too). */
+function decideDeploymentWrite(dep: Deployment): Decision {
+  if (dep.metadata.name === SYSTEM_DEPLOYMENT && dep.spec.state === 'proposed') {
+    return deny(
+      `the system deployment cannot be proposed: it is always committed; ` +
+        `create a child deployment (spec.parent: ${SYSTEM_DEPLOYMENT}) and propose that instead`,
+    );
+  }
+  return allow;
+}
+
+/** §1.5 before_destroy: refused for the system deployment or one with children. */
+function decideDeploymentDelete(name: string, snapshot: ClusterSnapshot): Decision {
+  if (name === SYSTEM_DEPLOYMENT) {
+    return deny(
+      `the system deployment cannot be deleted: it is the root of the deployment tree, where new nodes land`,
+    );
+  }
+  const noderoles = snapshot.noderoles
+    .filter((nr) => nr.spec.deployment === name)
+    .map((nr) => nr.metadata.name ?? '')
+    .sort(compareNames);
+  const children = snapshot.deployments
+    .filter((d) => d.spec.parent === name)
+    .map((d) => d.metadata.name ?? '')
+    .sort(compareNames);
+  const reasons: string[] = [];
+  if (noderoles.length > 0) {
+    reasons.push(
+      `it still has ${noderoles.length} noderole(s) (${nameList(noderoles)}): delete them first`,
+    );
+  }
+  if (children.length > 0) {
+    reasons.push(
+      `it is the parent of ${children.length} deployment(s) (${nameList(children)}): delete them or change their spec.parent first`,
+    );
+  }
+  if (reasons.length === 0) return allow;
+  return deny(`deployment ${name} cannot be deleted: ${reasons.join('; ')}`);
+}

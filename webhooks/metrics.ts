@@ -1,0 +1,40 @@
+/** Prometheus metrics for the webhook server (one registry per process). */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function makeWebhookMetrics(opts: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  if (opts.defaultMetrics ?? true) {
+    collectDefaultMetrics({ register: registry, prefix: 'crowbar_webhook_' });
+  }
+  const reg = { registers: [registry] };
+  return {
+    registry,
+    requests: new Counter({
+      name: 'crowbar_admission_requests_total',
+      help: 'Admission requests by kind, operation and result (allowed, denied, error, malformed).',
+      labelNames: ['kind', 'operation', 'result'] as const,
+      ...reg,
+    }),
+    seconds: new Histogram({
+      name: 'crowbar_admission_duration_seconds',
+      help: 'Time to answer one admission request.',
+      labelNames: ['kind'] as const,
+      buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      ...reg,
+    }),
+    freshReads: new Counter({
+      name: 'crowbar_admission_fresh_reads_total',
+      help: 'Refusals from the cache checked again against fresh lists, by outcome (confirmed, overturned, failed).',
+      labelNames: ['outcome'] as const,
+      ...reg,
+    }),
+    synced: new Gauge({
+      name: 'crowbar_webhook_informer_synced',
+      help: '1 when the informer for a kind has listed and is watching.',
+      labelNames: ['kind'] as const,
+      ...reg,
+    }),
+  };
+}
+
+export type WebhookMetrics = ReturnType<typeof makeWebhookMetrics>;

@@ -1,0 +1,186 @@
+/**
+ * Where the webhook reads the cluster from: one informer per kind (a cache that may lag the API
+ * server by a watch event or two) and, when the cache's answer matters, a fresh list.
+ *
+ * Why both: the cache answers most requests without a round trip, but a cache that has not yet
+ * seen a write made a moment ago (a role created just before the noderole that binds it, a child
+ * deleted just before its parent) would refuse a request that is fine. So a refusal computed
+ * from the cache is checked again against fresh lists, which the API server serves from etcd
+ * with a quorum read. Allowing from the cache can miss a write made concurrently with the
+ * request; no validating webhook can close that race, and the operator's binder applies the same
+ * bind-time rules again when it binds.
+ */
+import {
+  CustomObjectsApi,
+  type KubeConfig,
+  type KubernetesListObject,
+} from '@kubernetes/client-node';
+import {
+  GROUP,
+  PLURALS,
+  VERSION,
+  type Deployment,
+  type Node,
+  type NodeRole,
+  type Role,
+} from '../generated/crowbar.ts';
+import type { Logger } from '../operator/log.ts';
+import { CachedInformer } from '../operator/runtime/informer.ts';
+import type { ClusterSnapshot } from './decide.ts';
+
+/** The kinds the decisions read. */
+export const WATCHED = ['Role', 'NodeRole', 'Node', 'Deployment'] as const;
+export type WatchedKind = (typeof WATCHED)[number];
+
+/** A source of cluster snapshots for {@link decide}. */
+export interface SnapshotSource {
+  /** The cached view, or undefined while the caches have not synced. */
+  cached(): ClusterSnapshot | undefined;
+  /** Lists every kind from the API server now. Concurrent callers share lists (see {@link Coalescer}). */
+  fresh(): Promise<ClusterSnapshot>;
+  /** Per kind: has its cache listed and is it watching? */
+  synced(): Readonly<Record<WatchedKind, boolean>>;
+}
+
+/**
+ * Shares one run of `fn` among callers without ever handing a caller a result that started
+ * before it asked: a caller arriving while a run is in flight waits for the next run, which
+ * starts when the current one ends and serves everyone who arrived meanwhile.
+ */
+export class Coalescer<T> {
+  private readonly fn: () => Promise<T>;
+  private current: Promise<T> | undefined;
+  private next: Promise<T> | undefined;
+
+  constructor(fn: () => Promise<T>) {
+    this.fn = fn;
+  }
+
+  run(): Promise<T> {
+    if (!this.current) {
+      this.current = this.start();
+      return this.current;
+    }
+    if (!this.next) {
+      const after = this.current.then(
+        () => undefined,
+        () => undefined,
+      );
+      this.next = after.then(() => {
+        this.next = undefined;
+        this.current = this.start();
+        return this.current;
+      });
+    }
+    return this.next;
+  }
+
+  private start(): Promise<T> {
+    const p = this.fn().finally(() => {
+      if (this.current === p) this.current = undefined;
+    });
+    return p;
+  }
+}
+
+type Objects = {
+  Role: Role;
+  NodeRole: NodeRole;
+  Node: Node;
+  Deployment: Deployment;
+};
+
+/** Informer caches over /apis/crowbar.dev/v1alpha1/<plural>, plus fresh lists on demand. */
+export class InformerSource implements SnapshotSource {
+  private readonly informers: { [K in WatchedKind]: CachedInformer<Objects[K]> };
+  private readonly api: CustomObjectsApi;
+  private readonly coalescer: Coalescer<ClusterSnapshot>;
+
+  constructor(kc: KubeConfig, log: Logger) {
+    this.api = kc.makeApiClient(CustomObjectsApi);
+    const mk = <K extends WatchedKind>(kind: K): CachedInformer<Objects[K]> =>
+      new CachedInformer<Objects[K]>(
+        kc,
+        kind,
+        `/apis/${GROUP}/${VERSION}/${PLURALS[kind]}`,
+        () => this.list(kind),
+        log,
+      );
+    this.informers = {
+      Role: mk('Role'),
+      NodeRole: mk('NodeRole'),
+      Node: mk('Node'),
+      Deployment: mk('Deployment'),
+    };
+    this.coalescer = new Coalescer(async () => {
+      const [roles, noderoles, nodes, deployments] = await Promise.all([
+        this.list('Role'),
+        this.list('NodeRole'),
+        this.list('Node'),
+        this.list('Deployment'),
+      ]);
+      return {
+        roles: roles.items,
+        noderoles: noderoles.items,
+        nodes: nodes.items,
+        deployments: deployments.items,
+      };
+    });
+  }
+
+  private async list<K extends WatchedKind>(kind: K): Promise<KubernetesListObject<Objects[K]>> {
+    return (await this.api.listClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURALS[kind],
+    })) as KubernetesListObject<Objects[K]>;
+  }
+
+  /** Starts every informer; resolves once all have listed (they keep retrying until then). */
+  async start(): Promise<void> {
+    await Promise.all(WATCHED.map((k) => this.informers[k].start()));
+    await Promise.all(WATCHED.map((k) => this.informers[k].waitForSync()));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(WATCHED.map((k) => this.informers[k].stop()));
+  }
+
+  synced(): Record<WatchedKind, boolean> {
+    return {
+      Role: this.informers.Role.hasSynced,
+      NodeRole: this.informers.NodeRole.hasSynced,
+      Node: this.informers.Node.hasSynced,
+      Deployment: this.informers.Deployment.hasSynced,
+    };
+  }
+
+  cached(): ClusterSnapshot | undefined {
+    if (!WATCHED.every((k) => this.informers[k].hasSynced)) return undefined;
+    // Cached objects are read-only; decide() never mutates what it is given.
+    return {
+      roles: this.informers.Role.list(),
+      noderoles: this.informers.NodeRole.list(),
+      nodes: this.informers.Node.list(),
+      deployments: this.informers.Deployment.list(),
+    };
+  }
+
+  fresh(): Promise<ClusterSnapshot> {
+    return this.coalescer.run();
+  }
+}
+
+/** A fixed snapshot (tests): cached and fresh are the same unless `fresh` is given. */
+export function staticSource(
+  cached: ClusterSnapshot | undefined,
+  fresh: () => Promise<ClusterSnapshot> = () =>
+    cached ? Promise.resolve(cached) : Promise.reject(new Error('no snapshot')),
+): SnapshotSource {
+  const synced = cached !== undefined;
+  return {
+    cached: () => cached,
+    fresh,
+    synced: () => ({ Role: synced, NodeRole: synced, Node: synced, Deployment: synced }),
+  };
+}
