@@ -49,12 +49,11 @@ export function settle(world: World, options: SettleOptions): Outcome {
 
   // Error blocks the whole sub-DAG below it (§2.2 error!).
   const errorOrigin = new Map<string, string>();
+  // An ancestor's error wins over a noderole's own: error! of the ancestor blocks it.
   for (const nr of ordered) {
-    if (s.state(nr.name) === 'error') errorOrigin.set(nr.name, nr.name);
-    for (const p of nr.parents) {
-      const origin = errorOrigin.get(p);
-      if (origin !== undefined && !errorOrigin.has(nr.name)) errorOrigin.set(nr.name, origin);
-    }
+    const inherited = nr.parents.map((p) => errorOrigin.get(p)).find((o) => o !== undefined);
+    if (inherited !== undefined) errorOrigin.set(nr.name, inherited);
+    else if (s.state(nr.name) === 'error') errorOrigin.set(nr.name, nr.name);
   }
 
   for (const nr of ordered) {

@@ -1,0 +1,166 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { applyChanges } from './apply.ts';
+import { deployment, node, noderole, world } from './fixtures.test-helper.ts';
+import { cancelRun, settle } from './settle.ts';
+import type { NodeRoleState } from './states.ts';
+import { toError } from './transitions.ts';
+import type { World } from './world.ts';
+
+const none = new Set<string>();
+
+/** a <- b <- c on node n1 (cohorts 0, 1, 2), plus d on n2 under a (cross-node child). */
+function chain(
+  states: [NodeRoleState, NodeRoleState, NodeRoleState, NodeRoleState],
+  opts: { alive?: boolean; available?: boolean; dep?: 'proposed' | 'committed' } = {},
+): World {
+  const [a, b, c, d] = states;
+  return world({
+    nodes: [
+      node('n1', { alive: opts.alive ?? true, available: opts.available ?? true }),
+      node('n2'),
+    ],
+    deployments: [deployment('system'), deployment('d1', { state: opts.dep ?? 'committed' })],
+    noderoles: [
+      noderole('a', 'n1', { state: a, deployment: 'd1' }),
+      noderole('b', 'n1', { state: b, deployment: 'd1', parents: ['a.n1'], cohort: 1 }),
+      noderole('c', 'n1', { state: c, deployment: 'd1', parents: ['b.n1'], cohort: 2 }),
+      noderole('d', 'n2', { state: d, deployment: 'd1', parents: ['a.n1'], cohort: 1 }),
+    ],
+  });
+}
+
+function states(w: World, running = none): Record<string, NodeRoleState> {
+  const out = settle(w, { running });
+  if (!out.ok) throw new Error(out.reason);
+  const after = applyChanges(w, out.changes);
+  return Object.fromEntries([...after.noderoles.values()].map((nr) => [nr.name, nr.state]));
+}
+
+describe('settle restores the invariants a completed ripple leaves', () => {
+  it.each<{
+    why: string;
+    from: [NodeRoleState, NodeRoleState, NodeRoleState, NodeRoleState];
+    opts?: Parameters<typeof chain>[1];
+    want: [NodeRoleState, NodeRoleState, NodeRoleState, NodeRoleState];
+  }>([
+    {
+      why: 'a settled world is left alone',
+      from: ['active', 'active', 'active', 'active'],
+      want: ['active', 'active', 'active', 'active'],
+    },
+    {
+      why: '§2.5 commit: proposed in a committed deployment -> todo or blocked',
+      from: ['proposed', 'proposed', 'proposed', 'proposed'],
+      want: ['todo', 'blocked', 'blocked', 'blocked'],
+    },
+    {
+      why: 'nothing is committed in a proposed deployment',
+      from: ['proposed', 'proposed', 'proposed', 'proposed'],
+      opts: { dep: 'proposed' },
+      want: ['proposed', 'proposed', 'proposed', 'proposed'],
+    },
+    {
+      why: '§2.3 active unblocks children whose parents are all active',
+      from: ['active', 'blocked', 'blocked', 'blocked'],
+      want: ['active', 'todo', 'blocked', 'todo'],
+    },
+    {
+      why: '§2.2 error blocks every descendant, active ones included',
+      from: ['error', 'active', 'active', 'active'],
+      want: ['error', 'blocked', 'blocked', 'blocked'],
+    },
+    {
+      why: 'todo whose parent is not active is blocked (§3.1)',
+      from: ['todo', 'todo', 'blocked', 'todo'],
+      want: ['todo', 'blocked', 'blocked', 'blocked'],
+    },
+    {
+      why: '§2.2 todo!/block! push an error child down',
+      from: ['active', 'todo', 'error', 'active'],
+      want: ['active', 'todo', 'blocked', 'active'],
+    },
+    {
+      why: '§2.4 node death: roots todo, descendants blocked, other nodes keep active',
+      from: ['active', 'active', 'active', 'active'],
+      opts: { alive: false },
+      want: ['todo', 'blocked', 'blocked', 'active'],
+    },
+    {
+      why: '§2.4 node death clears error and a transition without a run',
+      from: ['active', 'error', 'transition', 'active'],
+      opts: { alive: false },
+      want: ['todo', 'blocked', 'blocked', 'active'],
+    },
+    {
+      why: '§2.4 unavailable: states are frozen',
+      from: ['active', 'blocked', 'blocked', 'blocked'],
+      opts: { available: false },
+      want: ['active', 'blocked', 'blocked', 'todo'],
+    },
+  ])('$why', ({ from, opts, want }) => {
+    const got = states(chain(from, opts));
+    expect([got['a.n1'], got['b.n1'], got['c.n1'], got['d.n2']]).toEqual(want);
+  });
+
+  it('leaves a noderole with a run in flight to the runner', () => {
+    const w = chain(['active', 'transition', 'blocked', 'active'], { alive: false });
+    expect(states(w, new Set(['b.n1']))['b.n1']).toBe('transition');
+  });
+
+  it('names the noderole in error in the blocked message', () => {
+    const out = settle(chain(['error', 'active', 'active', 'active']), { running: none });
+    expect(out.ok && out.changes.find((c) => c.name === 'c.n1')?.message).toMatch(
+      /a\.n1 is in error/,
+    );
+  });
+
+  it('is idempotent: settling a settled world changes nothing', () => {
+    const all: NodeRoleState[] = ['proposed', 'todo', 'blocked', 'active', 'error'];
+    fc.assert(
+      fc.property(
+        fc.tuple(...[0, 1, 2, 3].map(() => fc.constantFrom(...all))),
+        fc.boolean(),
+        (s, alive) => {
+          const w = chain(s as [NodeRoleState, NodeRoleState, NodeRoleState, NodeRoleState], {
+            alive,
+          });
+          const once = settle(w, { running: none });
+          if (!once.ok) return false;
+          const again = settle(applyChanges(w, once.changes), { running: none });
+          return again.ok && again.changes.length === 0;
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('agrees with the edge-triggered error! ripple', () => {
+    const w = chain(['active', 'active', 'active', 'active']);
+    const e = toError(w, 'a.n1', 'boom');
+    if (!e.ok) throw new Error(e.reason);
+    const after = applyChanges(w, e.changes);
+    const s = settle(after, { running: none });
+    expect(s.ok && s.changes.filter((c) => c.state !== after.noderoles.get(c.name)?.state)).toEqual(
+      [],
+    );
+  });
+});
+
+describe('cancelRun', () => {
+  it('puts a cancelled run back to todo (parents active) without counting it', () => {
+    const out = cancelRun(
+      chain(['active', 'transition', 'blocked', 'active']),
+      'b.n1',
+      'run cancelled: node n1 died',
+    );
+    expect(out.ok && out.changes).toEqual([
+      { name: 'b.n1', state: 'todo', message: 'run cancelled: node n1 died' },
+    ]);
+  });
+
+  it('blocks a cancelled run whose parent is no longer active', () => {
+    const out = cancelRun(chain(['todo', 'transition', 'blocked', 'active']), 'b.n1', 'cancelled');
+    expect(out.ok && out.changes[0]?.state).toBe('blocked');
+  });
+});
