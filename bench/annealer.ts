@@ -153,7 +153,10 @@ async function main(): Promise<void> {
       if (parentsDone.length > 0 && parentsDone.every(Number.isFinite) && Number.isFinite(started))
         unblock.push(started - Math.max(...parentsDone));
     }
-    writeFileSync(join(cp.dir, '..', 'crowbar-bench-operator-metrics.txt'), (await op.http('/metrics')).body);
+    writeFileSync(
+      join(cp.dir, '..', 'crowbar-bench-operator-metrics.txt'),
+      (await op.http('/metrics')).body,
+    );
     await op.stop();
     // --- The floor: the same writes, no decisions, same client and concurrency. ---
     // Run after the annealer, with the operator stopped, so neither sees the other's objects.
