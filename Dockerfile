@@ -2,6 +2,10 @@
 # directly (type stripping).
 FROM node:24-bookworm-slim
 WORKDIR /app
+# ping for the aliveness check (§10.1); it uses unprivileged ICMP sockets, which containerd 2
+# allows by default (net.ipv4.ping_group_range); older runtimes need that sysctl set on the pod.
+RUN apt-get update && apt-get install -y --no-install-recommends iputils-ping \
+  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY generated ./generated

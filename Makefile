@@ -9,9 +9,9 @@ NODE_DIR := $(shell tools/ensure-node.sh)
 export PATH := $(NODE_DIR):$(PATH)
 export CROWBAR_BIN_DIR ?= $(HOME)/.cache/crowbar/bin/v1.36.3
 
-APT_PACKAGES := openssl ca-certificates iproute2 iputils-ping procps openssh-server openssh-client
+APT_PACKAGES := openssl ca-certificates iproute2 iputils-ping procps openssh-server openssh-client jq
 
-.PHONY: help deps apt npm bins generate check-generated lint typecheck unit integration test lab lab-down bench bench-annealer clean
+.PHONY: help deps apt npm bins generate check-generated lint typecheck unit integration test lab lab-down bench bench-annealer bench-ipam bench-jig clean
 
 help:
 	@echo "make lab        bring up a local Crowbar: control plane, CRDs, operator, example fleet"
@@ -67,11 +67,20 @@ test: deps bins
 	echo "make test: done in $$((SECONDS - t0))s"; \
 	exit $$rc
 
-bench: bench-annealer
+bench: bench-annealer bench-ipam bench-jig
 
 # N nodes x M roles (BENCH_NODES, BENCH_ROLES; default 1000 x 10) against the real API server.
 bench-annealer: deps bins
 	node bench/annealer.ts
+
+# The script jig vs OpenSSH's ssh client: BENCH_JIG_NODES sshd machines (default 50) in network
+# namespaces x BENCH_JIG_ROLES script roles (default 4), inline executor, 10 runs at once.
+bench-jig: deps
+	node bench/jig.ts
+
+# N addresses in one network (BENCH_IPAM_ADDRESSES; default 5000) allocated through the operator.
+bench-ipam: deps bins
+	node bench/ipam.ts
 
 lab: deps bins
 	node lab/main.ts

@@ -1,8 +1,11 @@
 /**
  * `make lab`: a whole Crowbar on this machine. Starts the real control plane (etcd,
- * kube-apiserver, kube-controller-manager), applies the CRDs, starts the operator, applies the
- * examples in lab/examples/, prints how to point kubectl at it, and stays up until Ctrl-C.
- * `--check` brings it up, verifies it, and tears it down (used by the test suite).
+ * kube-apiserver, kube-controller-manager), applies the CRDs, starts the operator, creates the lab
+ * fleet (three machines: network namespaces with their own sshd, see lab/fleet.ts), applies the
+ * examples in lab/examples/, commits the lab deployment so its script roles run on the fleet,
+ * prints how to point kubectl at it, and stays up until Ctrl-C.
+ * `--check` brings it up, verifies that the script roles converge, and tears it down (used by the
+ * test suite).
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,6 +14,7 @@ import { binDir } from '../test/harness/bins.ts';
 import { freePort, startProcess, waitFor } from '../test/harness/process.ts';
 import { CrowbarClient, loadKubeConfig } from '../operator/kube/client.ts';
 import { applyManifests, readManifests } from './apply.ts';
+import { labKey, registerFleet, startFleet, type Fleet } from './fleet.ts';
 import { CP_DIR, KUBECONFIG, LAB_DIR, LAB_PID, PIDS } from './state.ts';
 
 const check = process.argv.includes('--check');
@@ -45,7 +49,27 @@ say('starting etcd, kube-apiserver and kube-controller-manager');
 const cp = await startControlPlane({ dir: CP_DIR, keepDir: true, controllerManager: true });
 say(`control plane ready in ${(cp.startMs / 1000).toFixed(1)} s at ${cp.server}; CRDs established`);
 
+const FLEET_NODES = ['node1.lab.crowbar.dev', 'node2.lab.crowbar.dev', 'node3.lab.crowbar.dev'];
+const key = await labKey(join(LAB_DIR, 'ssh'));
+let fleet: Fleet | undefined;
+const stopFleet = async (): Promise<void> => {
+  await fleet?.stop().catch((e: unknown) => {
+    console.error(`lab: removing the fleet failed: ${(e as Error).message}`);
+  });
+};
+try {
+  fleet = await startFleet(FLEET_NODES, key, join(LAB_DIR, 'fleet'));
+} catch (e) {
+  await cp.stop();
+  rmSync(LAB_PID, { force: true });
+  throw e;
+}
+say(
+  `fleet up: ${[...fleet.sshds].map(([n, s]) => `${n} at ${s.address}`).join(', ')} (sshd in network namespaces ${fleet.lab.prefix}-*)`,
+);
+
 const healthPort = await freePort();
+const apiPort = await freePort();
 const op = startProcess(
   process.execPath,
   [
@@ -53,6 +77,9 @@ const op = startProcess(
     `--kubeconfig=${KUBECONFIG}`,
     `--health-addr=127.0.0.1:${healthPort}`,
     '--identity=lab-operator',
+    `--ssh-key-file=${key.path}`,
+    `--api-addr=127.0.0.1:${apiPort}`,
+    '--alive-interval-ms=5000',
   ],
   join(LAB_DIR, 'operator.log'),
   { pidFile: PIDS },
@@ -82,8 +109,11 @@ await waitFor(
   async () => (await client.get('Deployment', 'system')) !== undefined,
   30_000,
 );
-// Until the SSH fleet lands, the lab's machines are simulated: mark them alive.
+await registerFleet(client, fleet);
+say('lab machines registered: their Nodes carry their addresses; the operator checks aliveness');
+// The admin node has no machine behind it (no addresses): it stands in as alive.
 for (const n of await client.list('Node')) {
+  if (FLEET_NODES.includes(n.metadata.name ?? '') || n.spec.system === true) continue;
   await client.mergePatchStatus(
     'Node',
     n.metadata.name ?? '',
@@ -91,11 +121,14 @@ for (const n of await client.list('Node')) {
     'crowbar-lab',
   );
 }
+await client.mergePatch('Deployment', 'lab', { spec: { state: 'committed' } }, 'crowbar-lab');
+say('committed deployment lab: lab-facts and lab-report run on the fleet over SSH');
 say(`up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
 async function teardown(code: number): Promise<never> {
   say('stopping');
   await op.stop();
+  await stopFleet();
   await cp.stop();
   rmSync(LAB_PID, { force: true });
   process.exit(code);
@@ -107,7 +140,33 @@ if (check) {
     console.error(`lab: expected the example nodes, found ${nodes.length}`);
     await teardown(1);
   }
-  say(`check passed: ${nodes.length} nodes, operator ready`);
+  const scripted = (nr: { spec: { role: string } }): boolean =>
+    nr.spec.role === 'lab-facts' || nr.spec.role === 'lab-report';
+  try {
+    await waitFor(
+      'the lab script roles to be active on the fleet',
+      async () => {
+        const nrs = (await client.list('NodeRole')).filter(scripted);
+        return (
+          nrs.length === 2 * FLEET_NODES.length && nrs.every((nr) => nr.status?.state === 'active')
+        );
+      },
+      90_000,
+      500,
+    );
+  } catch {
+    for (const nr of (await client.list('NodeRole')).filter(scripted))
+      console.error(
+        `lab: ${nr.metadata.name ?? ''}: ${nr.status?.state ?? '-'} ${nr.status?.message ?? ''}`,
+      );
+    console.error('lab: the script roles did not converge; see .lab/operator.log');
+    await teardown(1);
+  }
+  const report = await client.get('NodeRole', `lab-report.${FLEET_NODES[0] ?? ''}`);
+  say(`lab-report on ${FLEET_NODES[0] ?? ''}: ${JSON.stringify(report?.status?.wall)}`);
+  say(
+    `check passed: ${nodes.length} nodes, operator ready, ${2 * FLEET_NODES.length} script noderoles active on the fleet`,
+  );
   await teardown(0);
 }
 
@@ -118,6 +177,8 @@ Crowbar lab is up. In another shell:
   export PATH=${binDir()}:$PATH     # kubectl and helm built for this lab
   kubectl get crowbar
   kubectl get noderoles -o wide -w
+  kubectl get cbnode -o wide                    # the fleet's aliveness
+  ssh -i ${key.path} root@${fleet.sshds.get(FLEET_NODES[0] ?? '')?.address ?? ''}   # a lab machine
 
 Press Ctrl-C to stop (or run \`make lab-down\` from another shell).
 `);

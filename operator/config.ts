@@ -15,6 +15,21 @@ export interface OperatorConfig {
   renewDeadlineMs: number;
   retryPeriodMs: number;
   workers: number;
+  /** Root's SSH key for the script jig and aliveness: a Secret `<namespace>/<name>` ... */
+  sshKeySecret: string | undefined;
+  /** ... or a file (the lab). */
+  sshKeyFile: string | undefined;
+  /** Re-check period of nodes with pending work and of dead nodes (§10.1). */
+  aliveIntervalMs: number;
+  /** The node self-report API (operator/api/). */
+  apiHost: string;
+  apiPort: number;
+  /** --executor=job: the namespace of run Jobs (default: the operator's own, POD_NAMESPACE). */
+  jobNamespace: string;
+  /** --executor=job: the image of run Jobs (the operator image; required with the job executor). */
+  jobImage: string | undefined;
+  /** --executor=job: how long a finished run Job is kept. */
+  jobTtlSeconds: number;
 }
 
 function flags(argv: string[]): Map<string, string> {
@@ -55,6 +70,13 @@ const KNOWN = new Set([
   'renew-deadline-ms',
   'retry-period-ms',
   'workers',
+  'ssh-key-secret',
+  'ssh-key-file',
+  'alive-interval-ms',
+  'api-addr',
+  'job-namespace',
+  'job-image',
+  'job-ttl-seconds',
 ]);
 
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig {
@@ -93,6 +115,18 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     100,
     60_000,
   );
+  const [apiHost = '', apiPortStr = ''] = get('api-addr', 'CROWBAR_API_ADDR', '0.0.0.0:8081').split(
+    /:(?=[^:]*$)/,
+  );
+  const sshKeySecret = f.get('ssh-key-secret') ?? env['CROWBAR_SSH_KEY_SECRET'];
+  const sshKeyFile = f.get('ssh-key-file') ?? env['CROWBAR_SSH_KEY_FILE'];
+  if (sshKeySecret && sshKeyFile)
+    throw new Error('--ssh-key-secret and --ssh-key-file exclude each other: pass one');
+  const jobImage = get('job-image', 'CROWBAR_JOB_IMAGE', '') || undefined;
+  if (executor === 'job' && jobImage === undefined)
+    throw new Error(
+      '--executor=job needs --job-image=<the operator image> (or CROWBAR_JOB_IMAGE): run Jobs use it',
+    );
   if (renewDeadlineMs >= leaseDurationMs)
     throw new Error('--renew-deadline-ms must be shorter than --lease-duration-ms');
   if (retryPeriodMs >= renewDeadlineMs)
@@ -116,5 +150,23 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     renewDeadlineMs,
     retryPeriodMs,
     workers: int('workers', get('workers', 'CROWBAR_WORKERS', '4'), 1, 64),
+    sshKeySecret: sshKeySecret || undefined,
+    sshKeyFile: sshKeyFile || undefined,
+    aliveIntervalMs: int(
+      'alive-interval-ms',
+      get('alive-interval-ms', 'CROWBAR_ALIVE_INTERVAL_MS', '15000'),
+      200,
+      3_600_000,
+    ),
+    apiHost,
+    apiPort: int('api-addr', apiPortStr, 0, 65535),
+    jobNamespace: get('job-namespace', 'POD_NAMESPACE', 'default'),
+    jobImage,
+    jobTtlSeconds: int(
+      'job-ttl-seconds',
+      get('job-ttl-seconds', 'CROWBAR_JOB_TTL_SECONDS', '3600'),
+      0,
+      30 * 86_400,
+    ),
   };
 }

@@ -5,11 +5,14 @@
 import { loadConfig } from './config.ts';
 import { Annealer } from './controllers/annealer/annealer.ts';
 import { Binder } from './controllers/annealer/binder.ts';
+import { setupNodeAccess } from './controllers/aliveness/setup.ts';
 import { deploymentStatusController } from './controllers/deployment/status.ts';
 import { ensureSystemDeployment } from './controllers/deployment/system.ts';
+import { networkControllers } from './controllers/network/index.ts';
 import { nodeStatusController } from './controllers/node/status.ts';
 import { roleStatusController } from './controllers/role/status.ts';
 import { EventRecorder } from './events.ts';
+import { jobExecutorFromConfig, type JobExecutor } from './executors/job.ts';
 import { JigRegistry } from './jigs/registry.ts';
 import { loadKubeConfig } from './kube/client.ts';
 import { rootLogger } from './log.ts';
@@ -46,7 +49,7 @@ async function main(): Promise<void> {
         log.info('created the system deployment');
     },
     reconcile: async () => {
-      await ensureSystemDeployment(mgr.client, FIELD_MANAGER);
+      await ensureSystemDeployment(mgr.client, FIELD_MANAGER, (n) => mgr.caches.Deployment.get(n));
       return undefined;
     },
   });
@@ -54,9 +57,27 @@ async function main(): Promise<void> {
     namespace: config.leaseNamespace,
     component: 'crowbar-operator',
   });
+  const jigs = new JigRegistry();
+  const nodeAccess = await setupNodeAccess({
+    kc,
+    mgr,
+    config,
+    jigs,
+    fieldManager: FIELD_MANAGER,
+    log,
+  });
+  let jobExecutor: JobExecutor | undefined;
+  try {
+    if (config.executor === 'job')
+      jobExecutor = jobExecutorFromConfig(kc, config, FIELD_MANAGER, log);
+  } catch (err) {
+    log.fatal({ err }, 'bad configuration');
+    process.exit(2);
+  }
   const annealer = new Annealer({
     mgr,
-    jigs: new JigRegistry(),
+    jigs,
+    ...(jobExecutor ? { executor: jobExecutor } : {}),
     recorder,
     log,
     identity: config.identity,
@@ -68,6 +89,7 @@ async function main(): Promise<void> {
   mgr.add(deploymentStatusController(mgr, annealer.view, FIELD_MANAGER));
   mgr.add(nodeStatusController(mgr, annealer.view, FIELD_MANAGER));
   mgr.add(roleStatusController(mgr, FIELD_MANAGER));
+  for (const c of networkControllers({ mgr, recorder, log })) mgr.add(c);
 
   let stopping = false;
   const shutdown = (signal: string): void => {
@@ -79,8 +101,11 @@ async function main(): Promise<void> {
       process.exit(1);
     }, 20_000);
     force.unref();
+    // Run Jobs outlive this process: the next leader re-attaches to them.
+    jobExecutor?.detach();
     annealer
       .stop()
+      .then(() => nodeAccess.stop())
       .then(() => mgr.stop())
       .then(() => {
         log.info('stopped');

@@ -24,9 +24,20 @@ export const CLUSTER_RULES: Rule[] = [
   },
   { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
   { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
+  // The job executor's per-run runner access (operator/executors/job.ts): a ClusterRole naming one
+  // noderole, its role and node (resourceNames), bound to the run's ServiceAccount. The API
+  // server's escalation check lets the operator grant only what it holds itself.
+  {
+    apiGroups: ['rbac.authorization.k8s.io'],
+    resources: ['clusterroles', 'clusterrolebindings'],
+    verbs: ['create', 'delete'],
+  },
 ];
 
-/** In the release namespace: leader election, Jobs of the job executor, the SSH key Secret. */
+/**
+ * In the release namespace: leader election, Jobs of the job executor, the SSH key Secret, script
+ * ConfigMaps, node API tokens.
+ */
 export const NAMESPACE_RULES: Rule[] = [
   {
     apiGroups: ['coordination.k8s.io'],
@@ -39,4 +50,9 @@ export const NAMESPACE_RULES: Rule[] = [
     verbs: ['get', 'list', 'watch', 'create', 'delete'],
   },
   { apiGroups: [''], resources: ['secrets', 'configmaps'], verbs: ['get', 'list', 'watch'] },
+  // The per-node API token Secrets (operator/api/tokens.ts).
+  { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+  // The job executor: each run's ServiceAccount, and its pod's termination message.
+  { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['create', 'delete'] },
+  { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list'] },
 ];

@@ -31,6 +31,7 @@ export async function startOperator(opts: {
       '--lease-duration-ms=4000',
       '--renew-deadline-ms=3000',
       '--retry-period-ms=500',
+      '--api-addr=127.0.0.1:0',
       ...(opts.args ?? []),
     ],
     log,

@@ -5,7 +5,15 @@
  * there for aliveness and TOFU tests.
  */
 import { createConnection } from 'node:net';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from './netns.ts';
@@ -52,6 +60,13 @@ export interface SshdOptions {
   dir?: string;
   /** Extra sshd_config lines. */
   extraConfig?: readonly string[];
+  /**
+   * Hide root's ~/.bashrc from this sshd's sessions (an empty file bind-mounted over it in the
+   * private mount namespace `ip netns exec` makes). sshd runs every command through root's login
+   * shell, and bash sources ~/.bashrc under sshd; on hosts where it runs `pyenv init` that costs
+   * ~0.5 s per session and would dominate jig timings. Only this sshd's sessions are affected.
+   */
+  quietRootShell?: boolean;
 }
 
 export interface Sshd {
@@ -150,7 +165,24 @@ export async function startSshd(o: SshdOptions): Promise<Sshd> {
 
   const start = async (): Promise<void> => {
     if (running()) return;
-    proc = startProcess('ip', ['netns', 'exec', o.ns, SSHD, '-D', '-e', '-f', config], logPath);
+    const rc = '/root/.bashrc';
+    const quiet = o.quietRootShell === true && existsSync(rc);
+    if (quiet) writeFileSync(join(dir, 'empty-bashrc'), '');
+    const args = quiet
+      ? [
+          'netns',
+          'exec',
+          o.ns,
+          '/bin/sh',
+          '-c',
+          'mount --bind "$1" "$2" && exec "$0" -D -e -f "$3"',
+          SSHD,
+          join(dir, 'empty-bashrc'),
+          rc,
+          config,
+        ]
+      : ['netns', 'exec', o.ns, SSHD, '-D', '-e', '-f', config];
+    proc = startProcess('ip', args, logPath);
     const p = proc;
     await waitFor(
       `sshd on ${o.address}:${port} in ${o.ns}`,

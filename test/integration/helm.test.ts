@@ -57,6 +57,33 @@ describe('helm chart', () => {
     expect(docs.find((d) => d.kind === 'Role')?.rules).toEqual(NAMESPACE_RULES);
   });
 
+  it('renders the admission webhook with a generated certificate the API server can trust', async () => {
+    const docs = loadAll(await helm('template', 't', CHART)) as (K8sDoc & {
+      webhooks?: {
+        name: string;
+        failurePolicy: string;
+        clientConfig: { caBundle: string; service: { name: string } };
+      }[];
+    })[];
+    const vwc = docs.find((d) => d.kind === 'ValidatingWebhookConfiguration');
+    expect(vwc?.webhooks?.map((w) => w.name)).toEqual([
+      'roles.crowbar.dev',
+      'noderoles.crowbar.dev',
+      'deployments.crowbar.dev',
+    ]);
+    for (const w of vwc?.webhooks ?? []) {
+      expect(w.failurePolicy).toBe('Fail');
+      expect(Buffer.from(w.clientConfig.caBundle, 'base64').toString()).toMatch(
+        /BEGIN CERTIFICATE/,
+      );
+      expect(w.clientConfig.service.name).toBe('t-webhook');
+    }
+    const off = loadAll(
+      await helm('template', 't', CHART, '--set', 'webhook.enabled=false'),
+    ) as K8sDoc[];
+    expect(off.some((d) => d.kind === 'ValidatingWebhookConfiguration')).toBe(false);
+  });
+
   it('installs into the real API server with values applied, and uninstalls', async () => {
     const release = `cb-${uid()}`;
     const ns = `crowbar-${uid()}`;
@@ -71,6 +98,9 @@ describe('helm chart', () => {
       'operator.maxConcurrentRuns=25',
       '--set',
       'operator.executor=job',
+      // No webhook pods run here (no kubelet): Ignore keeps the shared API server writable.
+      '--set',
+      'webhook.failurePolicy=Ignore',
     );
     const kc = loadKubeConfig(kubeconfig);
     const dep = await kc
@@ -79,6 +109,7 @@ describe('helm chart', () => {
     const args = dep.spec?.template.spec?.containers[0]?.args ?? [];
     expect(args).toContain('--max-concurrent-runs=25');
     expect(args).toContain('--executor=job');
+    expect(args).toContain('--job-image=ghcr.io/crowbar/crowbar:0.1.0');
     const role = await kc
       .makeApiClient(RbacAuthorizationV1Api)
       .readClusterRole({ name: `${release}-operator` });

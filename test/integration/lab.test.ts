@@ -21,6 +21,8 @@ it('brings the lab up with the operator ready and the examples applied, then sto
     expect(stdout).toMatch(/control plane ready/);
     expect(stdout).toMatch(/operator ready/);
     expect(stdout).toMatch(/check passed: 4 nodes/);
+    // The script roles ran on the fleet's sshd machines and converged.
+    expect(stdout).toMatch(/6 script noderoles active on the fleet/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

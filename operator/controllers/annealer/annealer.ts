@@ -111,6 +111,9 @@ export class Annealer {
   /** Cancels every run in flight (operator stopping); their noderoles go back to todo/blocked. */
   async stop(): Promise<void> {
     this.stopping = true;
+    // A Job outlives this process: leave its noderole in transition for the next leader to
+    // re-attach to (adopt) instead of cancelling work that is still going on.
+    if (this.executor.name === 'job') return;
     for (const f of this.inflight.values()) f.abort.abort(new Error('the operator is stopping'));
     const end = Date.now() + 10_000;
     while (this.inflight.size > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
@@ -125,9 +128,32 @@ export class Annealer {
       // Unplanned noderoles are the binder's until it records their parents.
       noderoles: this.view.list().filter(isBound),
     });
+    // A network role hands its node's addresses to jigs: it may run only once the allocator has
+    // recorded them (Addressed=True); until then it is masked from runnable selection.
+    const gated = [...w.noderoles.values()].filter(
+      (nr) => nr.role.startsWith('network-') && nr.available && !this.addressed(nr.name),
+    );
+    const g: World =
+      gated.length === 0
+        ? w
+        : {
+            ...w,
+            noderoles: new Map([
+              ...w.noderoles,
+              ...gated.map((nr) => [nr.name, { ...nr, available: false }] as const),
+            ]),
+          };
     // Decisions already made but not yet written count as made: the next pass must not make
     // them again (and a run being started must not be picked twice).
-    return this.pending.size === 0 ? w : applyChanges(w, [...this.pending.values()]);
+    return this.pending.size === 0 ? g : applyChanges(g, [...this.pending.values()]);
+  }
+
+  private addressed(name: string): boolean {
+    return (
+      this.view
+        .get(name)
+        ?.status?.conditions?.some((c) => c.type === 'Addressed' && c.status === 'True') ?? false
+    );
   }
 
   private nudge(afterMs = 0): void {
@@ -235,7 +261,11 @@ export class Annealer {
       ...(committing ? { committedData: cur.spec.data ?? {} } : {}),
       state: c.state,
       message: c.message,
-      conditions: [activeCondition(c.state, c.message, new Date())],
+      // Other controllers own other condition types (Bound, Addressed): replace only ours.
+      conditions: [
+        ...(cur.status?.conditions ?? []).filter((x) => x.type !== 'Active'),
+        activeCondition(c.state, c.message, new Date()),
+      ],
       ...(c.runCount !== undefined ? { runCount: c.runCount } : {}),
       ...(c.observedRetry !== undefined ? { observedRetry: c.observedRetry } : {}),
       ...extra,
@@ -362,9 +392,14 @@ export class Annealer {
     };
     this.inflight.set(name, f);
     const timeoutS = role.spec.timeoutSeconds ?? 3600;
-    const timer = setTimeout(() => {
-      abort.abort(new Error(`timed out after ${timeoutS} s`));
-    }, timeoutS * 1000);
+    // A Job carries the deadline itself (activeDeadlineSeconds); our timer is only a backstop.
+    const graceS = this.executor.name === 'job' ? 30 : 0;
+    const timer = setTimeout(
+      () => {
+        abort.abort(new Error(`timed out after ${timeoutS} s`));
+      },
+      (timeoutS + graceS) * 1000,
+    );
     const destructiveRerun =
       (role.spec.flags ?? []).includes('destructive') && (nr.status?.runCount ?? 0) > 0;
     const run = async (): Promise<Finish> => {

@@ -1,0 +1,171 @@
+/**
+ * The node self-report API (§10.1: "nodes set their own alive flag"). Discovery and installers
+ * call it with their node's bearer token (operator/api/tokens.ts):
+ *
+ *   POST /api/v1/nodes/<fqdn>/alive   {"message": "..."}   (body optional, at most 4 KiB)
+ *   POST /api/v1/nodes/<fqdn>/dead
+ *
+ * 200 with the new state; 401 without the node's token; 404 for an unknown path or node; 405 for
+ * another method; 413 for a body over the limit; 400 for a body that is not a JSON object.
+ * For a node with admin addresses the aliveness controller's own check has the last word.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Node } from '../../generated/crowbar.ts';
+import { writeVerdict } from '../controllers/aliveness/status.ts';
+import type { CrowbarClient } from '../kube/client.ts';
+import type { Logger } from '../log.ts';
+
+export const MAX_BODY_BYTES = 4096;
+
+const ROUTE = /^\/api\/v1\/nodes\/([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)\/(alive|dead)$/;
+
+export interface NodeApiDeps {
+  host: string;
+  port: number;
+  client: CrowbarClient;
+  /** The Node from the informer cache, or from the API while the cache is not synced. */
+  getNode(name: string): Promise<Readonly<Node> | undefined>;
+  verify(fqdn: string, token: string): Promise<boolean>;
+  fieldManager: string;
+  log: Logger;
+}
+
+export interface NodeApi {
+  server: Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+class HttpError extends Error {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  constructor(status: number, message: string, headers: Record<string, string> = {}) {
+    super(message);
+    this.status = status;
+    this.headers = headers;
+  }
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? '0');
+    if (declared > MAX_BODY_BYTES) {
+      reject(new HttpError(413, `the body is over ${MAX_BODY_BYTES} bytes`));
+      return;
+    }
+    const parts: Buffer[] = [];
+    let n = 0;
+    req.on('data', (c: Buffer) => {
+      n += c.length;
+      if (n > MAX_BODY_BYTES) {
+        reject(new HttpError(413, `the body is over ${MAX_BODY_BYTES} bytes`));
+        req.pause();
+        return;
+      }
+      parts.push(c);
+    });
+    req.on('end', () => {
+      resolve(Buffer.concat(parts));
+    });
+    req.on('error', reject);
+  });
+}
+
+function message(body: Buffer): string | undefined {
+  if (body.toString('utf8').trim() === '') return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'the body must be a JSON object, e.g. {"message": "booted"}');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new HttpError(400, 'the body must be a JSON object, e.g. {"message": "booted"}');
+  }
+  const m = (v as Record<string, unknown>)['message'];
+  return typeof m === 'string' ? m.slice(0, 512) : undefined;
+}
+
+function send(
+  res: ServerResponse,
+  status: number,
+  body: object,
+  headers: Record<string, string> = {},
+): void {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(`${JSON.stringify(body)}\n`);
+}
+
+export async function startNodeApi(d: NodeApiDeps): Promise<NodeApi> {
+  const log = d.log.child({ component: 'node-api' });
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const path = (req.url ?? '').split('?')[0] ?? '';
+    const m = ROUTE.exec(path);
+    const fqdn = m?.[1];
+    const what = m?.[3];
+    if (fqdn === undefined || what === undefined) throw new HttpError(404, 'no such endpoint');
+    if (req.method !== 'POST') {
+      throw new HttpError(405, 'use POST', { allow: 'POST' });
+    }
+    const body = await readBody(req);
+    const node = await d.getNode(fqdn);
+    if (!node) throw new HttpError(404, `node ${fqdn} not found`);
+    const auth = req.headers.authorization ?? '';
+    const token = /^Bearer ([\x21-\x7e]+)$/.exec(auth)?.[1];
+    if (token === undefined || !(await d.verify(fqdn, token))) {
+      log.warn({ node: fqdn, remote: req.socket.remoteAddress }, 'refused a node report');
+      throw new HttpError(401, `a valid bearer token of node ${fqdn} is required`, {
+        'www-authenticate': 'Bearer realm="crowbar-node"',
+      });
+    }
+    const note = message(body);
+    const alive = what === 'alive';
+    await writeVerdict(
+      d.client,
+      node,
+      {
+        alive,
+        reason: 'SelfReported',
+        message: `the node reported itself ${what}${note === undefined ? '' : `: ${note}`}`,
+      },
+      d.fieldManager,
+      0,
+    );
+    log.info({ node: fqdn, alive }, 'node reported its aliveness');
+    send(res, 200, { node: fqdn, alive });
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((e: unknown) => {
+      if (e instanceof HttpError) {
+        send(res, e.status, { error: e.message }, { ...e.headers, connection: 'close' });
+        return;
+      }
+      log.error({ err: e }, 'node API request failed');
+      send(res, 500, { error: 'internal error; see the operator log' });
+    });
+  });
+  server.requestTimeout = 10_000;
+  server.headersTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(d.port, d.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port,
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => {
+          r();
+        });
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,302 @@
+/**
+ * The pure half of the job executor: names, the Job manifest, the per-run RBAC of the runner, and
+ * how a finished Job (plus what its runner wrote on the NodeRole) maps to a JigResult. No I/O.
+ *
+ * Where a run's result travels: the runner (operator/jig-runner.ts) writes it on the NodeRole's
+ * status under its own field manager before it exits: `status.run.{result, exitCode, logTail,
+ * finished}`, `status.message` (what the jig said) and, on success, `status.wall`. It writes only
+ * while `status.run.id` is its own run id, so a stale runner can never report into a newer run.
+ * The operator then records the state change as it does for inline runs. A Job that fails without
+ * a report (deadline, crash, killed) is judged from the Job's conditions and the pod's
+ * termination message.
+ */
+import { createHash } from 'node:crypto';
+import type { V1Job, V1PolicyRule } from '@kubernetes/client-node';
+import type { NodeRole, Role } from '../../generated/crowbar.ts';
+import type { JigResult } from '../jigs/types.ts';
+
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY = 'crowbar-operator';
+export const LABEL_NODEROLE = 'crowbar.dev/noderole';
+export const LABEL_RUN = 'crowbar.dev/run';
+export const ANNOTATION_NODEROLE = 'crowbar.dev/noderole';
+export const ANNOTATION_RUN_ID = 'crowbar.dev/run-id';
+/** Label selector of every Job the executor creates. */
+export const JOB_SELECTOR = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
+
+/** The field manager the runner writes the NodeRole's status with. */
+export const RUNNER_FIELD_MANAGER = 'crowbar-jig-runner';
+
+/** Where the SSH key Secret is mounted in the runner's container (all its keys, as files). */
+export const SSH_KEY_DIR = '/var/run/crowbar/ssh';
+
+/** The runner's environment: which run it is. */
+export const ENV = {
+  noderole: 'CROWBAR_NODEROLE',
+  runId: 'CROWBAR_RUN_ID',
+  run: 'CROWBAR_RUN',
+  sshKeyDir: 'CROWBAR_SSH_KEY_DIR',
+  podName: 'POD_NAME',
+  podNamespace: 'POD_NAMESPACE',
+} as const;
+
+/** The runner's command in the operator image (WORKDIR /app, see the Dockerfile). */
+export const RUNNER_COMMAND = ['node', 'operator/jig-runner.ts'];
+
+const MAX_NAME = 63;
+
+const hash = (s: string, n = 8): string => createHash('sha256').update(s).digest('hex').slice(0, n);
+
+/** Lower-case DNS-1123 label characters only, no leading/trailing/double dashes. */
+function sanitize(s: string): string {
+  return s
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/-+/g, '-')
+    .replace(/^-|-$/g, '');
+}
+
+/**
+ * The Job name of a run id (`<noderole>.run-<n>`): a DNS-1123 label of at most 63 characters
+ * (Job names become pod labels), readable (the noderole's start and the run number) and unique
+ * (a short hash of the whole id, since truncation and sanitizing can make two ids look alike).
+ */
+export function jobName(id: string): string {
+  const m = /^(.*)\.run-(\d+)$/.exec(id);
+  const base = sanitize(m?.[1] ?? id);
+  const suffix = `${m?.[2] !== undefined ? `-r${m[2]}` : ''}-${hash(id)}`;
+  const head = base.slice(0, MAX_NAME - suffix.length).replace(/-+$/, '');
+  return `${head === '' ? 'run' : head}${suffix}`;
+}
+
+/** A label value (≤ 63, alphanumeric at both ends) for any string; long ones end in a hash. */
+export function labelValue(s: string): string {
+  const clean = s.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
+  if (clean.length <= MAX_NAME && clean === s) return clean;
+  const suffix = `-${hash(s)}`;
+  return `${clean.slice(0, MAX_NAME - suffix.length).replace(/[^A-Za-z0-9]+$/, '')}${suffix}`;
+}
+
+/** Name of the per-run ClusterRole and ClusterRoleBinding (cluster-wide, so the namespace too). */
+export function runnerRbacName(namespace: string, job: string): string {
+  return `crowbar-jig-runner:${namespace}:${job}`;
+}
+
+export interface JobInputs {
+  id: string;
+  number: number;
+  noderole: Readonly<NodeRole>;
+  role: Readonly<Role>;
+  namespace: string;
+  image: string;
+  /** Secret in `namespace` holding root's SSH key (mounted read-only); none when undefined. */
+  sshKeySecret?: string | undefined;
+  ttlSecondsAfterFinished: number;
+  /** Extra env for the runner (e.g. LOG_LEVEL). */
+  env?: Record<string, string>;
+}
+
+/** The role's timeout: the Job's activeDeadlineSeconds. */
+export function deadlineSeconds(role: Readonly<Role>): number {
+  return role.spec.timeoutSeconds ?? 3600;
+}
+
+/** The batch/v1 Job of one run. The ServiceAccount of the same name is made for it alone. */
+export function buildJob(o: JobInputs): V1Job {
+  const name = jobName(o.id);
+  const nrName = o.noderole.metadata.name ?? '';
+  const labels = {
+    [LABEL_MANAGED_BY]: MANAGED_BY,
+    [LABEL_NODEROLE]: labelValue(nrName),
+    [LABEL_RUN]: String(o.number),
+  };
+  const annotations = { [ANNOTATION_NODEROLE]: nrName, [ANNOTATION_RUN_ID]: o.id };
+  const fieldEnv = (n: string, fieldPath: string) => ({
+    name: n,
+    valueFrom: { fieldRef: { fieldPath } },
+  });
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: {
+      name,
+      namespace: o.namespace,
+      labels,
+      annotations,
+      // A cluster-scoped owner of a namespaced object is allowed: deleting the NodeRole
+      // garbage-collects its Jobs.
+      ownerReferences: [
+        {
+          apiVersion: o.noderole.apiVersion,
+          kind: o.noderole.kind,
+          name: nrName,
+          uid: o.noderole.metadata.uid ?? '',
+          controller: true,
+        },
+      ],
+    },
+    spec: {
+      // A run is attempted once; the annealer's retry is the way to run it again.
+      backoffLimit: 0,
+      activeDeadlineSeconds: deadlineSeconds(o.role),
+      ttlSecondsAfterFinished: o.ttlSecondsAfterFinished,
+      template: {
+        metadata: { labels, annotations },
+        spec: {
+          restartPolicy: 'Never',
+          serviceAccountName: name,
+          automountServiceAccountToken: true,
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: 65532,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          containers: [
+            {
+              name: 'jig',
+              image: o.image,
+              command: RUNNER_COMMAND,
+              env: [
+                { name: ENV.noderole, value: nrName },
+                { name: ENV.runId, value: o.id },
+                { name: ENV.run, value: String(o.number) },
+                ...(o.sshKeySecret === undefined
+                  ? []
+                  : [{ name: ENV.sshKeyDir, value: SSH_KEY_DIR }]),
+                fieldEnv(ENV.podName, 'metadata.name'),
+                fieldEnv(ENV.podNamespace, 'metadata.namespace'),
+                ...Object.entries(o.env ?? {}).map(([n, value]) => ({ name: n, value })),
+              ],
+              // A runner that dies before reporting leaves its last log lines here.
+              terminationMessagePolicy: 'FallbackToLogsOnError',
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                capabilities: { drop: ['ALL'] },
+              },
+              resources: { requests: { cpu: '50m', memory: '128Mi' }, limits: { memory: '512Mi' } },
+              ...(o.sshKeySecret === undefined
+                ? {}
+                : { volumeMounts: [{ name: 'ssh-key', mountPath: SSH_KEY_DIR, readOnly: true }] }),
+            },
+          ],
+          ...(o.sshKeySecret === undefined
+            ? {}
+            : {
+                volumes: [
+                  { name: 'ssh-key', secret: { secretName: o.sshKeySecret, defaultMode: 0o400 } },
+                ],
+              }),
+        },
+      },
+    },
+  };
+}
+
+/**
+ * What the runner of one run may do, and nothing more: read its NodeRole, Role and Node (and the
+ * Networks its node's addresses are on, to pick the SSH address), write its NodeRole's status, and
+ * record a first-seen SSH host key on its Node's status (trust on first use).
+ */
+export function runnerRules(o: {
+  noderole: string;
+  role: string;
+  node: string;
+  networks?: readonly string[];
+  script: boolean;
+}): V1PolicyRule[] {
+  const rule = (resources: string[], verbs: string[], names: string[]): V1PolicyRule => ({
+    apiGroups: ['crowbar.dev'],
+    resources,
+    verbs,
+    resourceNames: names,
+  });
+  const networks = [...new Set(o.networks ?? [])].sort();
+  return [
+    rule(['noderoles'], ['get'], [o.noderole]),
+    rule(['noderoles/status'], ['get', 'patch'], [o.noderole]),
+    rule(['roles'], ['get'], [o.role]),
+    rule(['nodes'], ['get'], [o.node]),
+    ...(o.script ? [rule(['nodes/status'], ['patch'], [o.node])] : []),
+    ...(o.script && networks.length > 0 ? [rule(['networks'], ['get'], networks)] : []),
+  ];
+}
+
+export type JobState =
+  { kind: 'running' } | { kind: 'complete' } | { kind: 'failed'; reason: string; message: string };
+
+/** A Job's end, from its terminal conditions only (FailureTarget etc. are not the end yet). */
+export function jobState(job: Readonly<V1Job>): JobState {
+  const conds = job.status?.conditions ?? [];
+  const on = (type: string) => conds.find((c) => c.type === type && c.status === 'True');
+  if (on('Complete')) return { kind: 'complete' };
+  const failed = on('Failed');
+  if (failed) return { kind: 'failed', reason: failed.reason ?? '', message: failed.message ?? '' };
+  return { kind: 'running' };
+}
+
+/** What the runner reported on the NodeRole for run `id`, or undefined if it has not. */
+export function reportOf(nr: Readonly<NodeRole> | undefined, id: string): JigResult | undefined {
+  const run = nr?.status?.run;
+  if (!nr || run?.id !== id || run.finished === undefined) return undefined;
+  const logTail = run.logTail ?? undefined;
+  if (run.result === 'succeeded') {
+    return {
+      ok: true,
+      wall: nr.status?.wall ?? {},
+      ...(logTail !== undefined ? { logTail } : {}),
+    };
+  }
+  if (run.result === 'failed') {
+    return {
+      ok: false,
+      message: nr.status?.message ?? `run ${run.number ?? ''} failed`,
+      ...(logTail !== undefined ? { logTail } : {}),
+      ...(run.exitCode !== undefined ? { exitCode: run.exitCode } : {}),
+    };
+  }
+  return undefined;
+}
+
+/**
+ * A Job that ended without a report from its runner. `podMessage` is the pod's termination
+ * message (the runner's last log lines when it failed).
+ */
+export function failureOf(
+  job: Readonly<V1Job>,
+  state: JobState,
+  podMessage?: string,
+  exitCode?: number,
+): JigResult {
+  const name = job.metadata?.name ?? '';
+  const tail = podMessage?.trim() ? podMessage.trim() : undefined;
+  const extra = {
+    ...(tail !== undefined ? { logTail: tail } : {}),
+    ...(exitCode !== undefined ? { exitCode } : {}),
+  };
+  if (state.kind === 'failed' && state.reason === 'DeadlineExceeded') {
+    const s = job.spec?.activeDeadlineSeconds;
+    return {
+      ok: false,
+      message: `run exceeded its deadline: Job ${name} ran longer than the role's timeout (activeDeadlineSeconds ${s ?? '?'} s) and was stopped`,
+      ...extra,
+    };
+  }
+  if (state.kind === 'failed') {
+    return {
+      ok: false,
+      message: `Job ${name} failed (${state.reason || 'Failed'}${state.message ? `: ${state.message}` : ''})${tail !== undefined ? `; the runner's last output: ${lastLine(tail)}` : ''} without reporting a result`,
+      ...extra,
+    };
+  }
+  return {
+    ok: false,
+    message: `Job ${name} completed but its runner reported no result on the NodeRole`,
+    ...extra,
+  };
+}
+
+function lastLine(s: string): string {
+  const lines = s.split('\n').filter((l) => l.trim() !== '');
+  return (lines[lines.length - 1] ?? '').slice(0, 500);
+}

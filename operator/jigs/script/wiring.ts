@@ -1,0 +1,230 @@
+/**
+ * Wires the script jig and the aliveness check to the cluster: root's SSH key from a Secret (or a
+ * file, for the lab), scripts from the Role (inline or a ConfigMap), the address to reach from the
+ * Node's status, and trust-on-first-use host keys recorded on the Node's status.
+ */
+import { readFile } from 'node:fs/promises';
+import type { CoreV1Api } from '@kubernetes/client-node';
+import type { Network, Node, Role } from '../../../generated/crowbar.ts';
+import type { CrowbarClient } from '../../kube/client.ts';
+import { apiMessage, isNotFound } from '../../kube/errors.ts';
+import type { Logger } from '../../log.ts';
+import type { Jig, JigResult, JigRun } from '../types.ts';
+import { scriptJig, type ScriptJigDeps } from './jig.ts';
+import { stripPrefix } from './protocol.ts';
+
+/** Keys of a Secret that may hold root's private key (ours, and kubernetes.io/ssh-auth's). */
+export const SSH_KEY_FIELDS = ['id_ed25519', 'ssh-privatekey'] as const;
+
+/** Where root's private key comes from. `get` rejects with a message that says what to fix. */
+export interface SshKeySource {
+  readonly description: string;
+  get(): Promise<Buffer>;
+}
+
+export interface SecretRef {
+  namespace: string;
+  name: string;
+}
+
+/** Parses `--ssh-key-secret`: `<namespace>/<name>`, or `<name>` in `defaultNamespace`. */
+export function parseSecretRef(value: string, defaultNamespace: string): SecretRef {
+  const parts = value.split('/');
+  const [a, b] = parts;
+  const name = parts.length === 2 ? b : a;
+  const namespace = parts.length === 2 ? a : defaultNamespace;
+  const dns = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+  if (parts.length > 2 || !name || !namespace || !dns.test(name) || !dns.test(namespace)) {
+    throw new Error(
+      `--ssh-key-secret must be <namespace>/<name> (or <name>), got ${JSON.stringify(value)}`,
+    );
+  }
+  return { namespace, name };
+}
+
+/**
+ * Root's key from a Secret, read when first needed and kept once found. While the Secret is
+ * missing (or unreadable) every `get` fails with how to create it; the Secret is looked up again
+ * at most every `recheckMs`, so creating it later needs no restart.
+ */
+export function secretKeySource(
+  core: Pick<CoreV1Api, 'readNamespacedSecret'>,
+  ref: SecretRef,
+  recheckMs = 5000,
+): SshKeySource {
+  const where = `${ref.namespace}/${ref.name}`;
+  let key: Buffer | undefined;
+  let lastError: Error | undefined;
+  let lastTry = 0;
+  let inflight: Promise<Buffer> | undefined;
+  const read = async (): Promise<Buffer> => {
+    let secret;
+    try {
+      secret = await core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace });
+    } catch (e) {
+      if (isNotFound(e)) {
+        throw new Error(
+          `SSH key Secret ${where} not found: create it with kubectl create secret generic ${ref.name} -n ${ref.namespace} --from-file=id_ed25519=<root's private key file>`,
+        );
+      }
+      throw new Error(`cannot read SSH key Secret ${where}: ${apiMessage(e)}`, { cause: e });
+    }
+    for (const f of SSH_KEY_FIELDS) {
+      const b64 = secret.data?.[f];
+      if (b64 !== undefined && b64 !== '') return Buffer.from(b64, 'base64');
+    }
+    throw new Error(
+      `SSH key Secret ${where} has no ${SSH_KEY_FIELDS.join(' or ')} key: put root's private key there`,
+    );
+  };
+  return {
+    description: `Secret ${where}`,
+    get: async () => {
+      if (key) return key;
+      if (lastError && Date.now() - lastTry < recheckMs) throw lastError;
+      inflight ??= read()
+        .then((k) => {
+          key = k;
+          lastError = undefined;
+          return k;
+        })
+        .catch((e: unknown) => {
+          lastError = e instanceof Error ? e : new Error(String(e));
+          lastTry = Date.now();
+          throw lastError;
+        })
+        .finally(() => {
+          inflight = undefined;
+        });
+      return inflight;
+    },
+  };
+}
+
+/** Root's key from a file (the lab). Read once; a missing file fails every use with its path. */
+export function fileKeySource(path: string): SshKeySource {
+  let p: Promise<Buffer> | undefined;
+  return {
+    description: `file ${path}`,
+    get: () =>
+      (p ??= readFile(path).catch((e: unknown) => {
+        p = undefined;
+        throw new Error(`cannot read the SSH key file ${path}: ${(e as Error).message}`);
+      })),
+  };
+}
+
+/** No key configured: every use says how to configure one. */
+export const noKeySource: SshKeySource = {
+  description: 'none',
+  get: () =>
+    Promise.reject(
+      new Error(
+        'no SSH key is configured: start the operator with --ssh-key-secret=<namespace>/<name> (a Secret holding id_ed25519)',
+      ),
+    ),
+};
+
+/**
+ * The addresses to reach a node at, in the order to try them (§10.1: "the first admin or
+ * unmanaged address"): admin networks first, then unmanaged, then general ones; never a BMC's.
+ * A network without a Network object counts as admin when it is named `admin`.
+ */
+export function sshAddresses(
+  node: Readonly<Node>,
+  network: (name: string) => Readonly<Network> | undefined,
+): string[] {
+  const rank = (net: string): number => {
+    const category = network(net)?.spec.category ?? (net === 'admin' ? 'admin' : 'general');
+    return { admin: 0, unmanaged: 1, general: 2, bmc: -1 }[category];
+  };
+  return (node.status?.addresses ?? [])
+    .map((a, i) => ({ a: stripPrefix(a.address), r: rank(a.network), i }))
+    .filter((x) => x.r >= 0 && x.a !== '')
+    .sort((x, y) => x.r - y.r || x.i - y.i)
+    .map((x) => x.a);
+}
+
+/** A role's script: spec.script.inline, or the key of the ConfigMap it references. */
+export async function loadRoleScript(
+  core: Pick<CoreV1Api, 'readNamespacedConfigMap'>,
+  role: Readonly<Role>,
+): Promise<string> {
+  const s = role.spec.script;
+  if (s?.inline !== undefined && s.inline !== '') return s.inline;
+  const ref = s?.configMapRef;
+  if (!ref) {
+    throw new Error(
+      `role ${role.metadata.name ?? ''} has no script: set spec.script.inline or spec.script.configMapRef`,
+    );
+  }
+  const where = `${ref.namespace}/${ref.name}`;
+  let cm;
+  try {
+    cm = await core.readNamespacedConfigMap({ name: ref.name, namespace: ref.namespace });
+  } catch (e) {
+    if (isNotFound(e)) throw new Error(`ConfigMap ${where} not found`);
+    throw new Error(`cannot read ConfigMap ${where}: ${apiMessage(e)}`, { cause: e });
+  }
+  const text = cm.data?.[ref.key];
+  if (text === undefined) throw new Error(`ConfigMap ${where} has no key ${ref.key}`);
+  return text;
+}
+
+/** Records a first-seen host key on the Node's status (merge patch on /status). */
+export async function recordHostKey(
+  client: CrowbarClient,
+  node: string,
+  fingerprint: string,
+  fieldManager: string,
+): Promise<void> {
+  await client.mergePatchStatus(
+    'Node',
+    node,
+    { status: { sshHostKey: fingerprint } },
+    fieldManager,
+  );
+}
+
+export interface ScriptWiring {
+  core: Pick<CoreV1Api, 'readNamespacedConfigMap'>;
+  client: CrowbarClient;
+  key: SshKeySource;
+  /** The Network object of a name, from the informer cache. */
+  network(name: string): Readonly<Network> | undefined;
+  fieldManager: string;
+  log: Logger;
+  port?: number;
+  /** Extra jig options (timeouts), mostly for tests. */
+  tune?: Pick<ScriptJigDeps, 'readyTimeoutMs' | 'deadlineGraceMs' | 'cancelWaitMs'>;
+}
+
+/**
+ * The `script` jig as the operator runs it. The key is fetched per run, so a Secret created after
+ * start is picked up; without it, a run fails with how to create it instead of crashing.
+ */
+export function operatorScriptJig(w: ScriptWiring): Jig {
+  const base: Omit<ScriptJigDeps, 'privateKey'> = {
+    resolveAddress: (node) => sshAddresses(node, (n) => w.network(n))[0],
+    loadScript: (role) => loadRoleScript(w.core, role),
+    onHostKey: async (node, fp) => {
+      const name = node.metadata.name ?? '';
+      w.log.info({ node: name, fingerprint: fp }, 'recording a first-seen SSH host key');
+      await recordHostKey(w.client, name, fp, w.fieldManager);
+    },
+    ...(w.port === undefined ? {} : { port: w.port }),
+    ...w.tune,
+  };
+  return {
+    name: 'script',
+    async run(run: JigRun): Promise<JigResult> {
+      let privateKey: Buffer;
+      try {
+        privateKey = await w.key.get();
+      } catch (e) {
+        return { ok: false, message: (e as Error).message };
+      }
+      return scriptJig({ ...base, privateKey }).run(run);
+    },
+  };
+}

@@ -1,0 +1,235 @@
+/**
+ * The job executor through the real Job path: the operator (a real process, --executor=job)
+ * creates batch/v1 Jobs in the real API server, the real job controller (kube-controller-manager)
+ * makes their pods, and the kubelet stand-in (test code: test/harness/kubelet-standin.ts) runs
+ * each pod's `node operator/jig-runner.ts` as a local process with a ServiceAccount token of its
+ * per-run RBAC. Success, failure, deadline, and a kill -9 of the operator mid-run.
+ */
+import { BatchV1Api, CoreV1Api, RbacAuthorizationV1Api, type V1Job } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import {
+  LABEL_NODEROLE,
+  jobName,
+  labelValue,
+  runnerRbacName,
+} from '../../operator/executors/job-spec.ts';
+import { CrowbarClient, loadKubeConfig } from '../../operator/kube/client.ts';
+import { apiCode } from '../../operator/kube/errors.ts';
+import { eventually, testClient, uid } from '../harness/context.ts';
+import { Fleet } from '../harness/fleet.ts';
+import { KubeletStandin } from '../harness/kubelet-standin.ts';
+import { startOperator, type OperatorProc } from '../harness/operator.ts';
+
+const kubeconfig = inject('kubeconfig');
+const logDir = inject('cpDir');
+const client = testClient();
+const kc = loadKubeConfig(kubeconfig);
+const batch = kc.makeApiClient(BatchV1Api);
+const core = kc.makeApiClient(CoreV1Api);
+const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
+const ns = `jobs-${uid()}`;
+const lease = `jobexec-${uid()}`;
+let op: OperatorProc | undefined;
+let kubelet: KubeletStandin | undefined;
+
+function start(identity: string): Promise<OperatorProc> {
+  return startOperator({
+    kubeconfig,
+    logDir,
+    identity,
+    args: [
+      `--lease-name=${lease}`,
+      `--lease-namespace=${ns}`,
+      '--executor=job',
+      `--job-namespace=${ns}`,
+      '--job-image=crowbar/operator:test',
+      '--job-ttl-seconds=600',
+    ],
+  });
+}
+
+async function jobsOf(noderole: string): Promise<V1Job[]> {
+  const res = await batch.listNamespacedJob({
+    namespace: ns,
+    labelSelector: `${LABEL_NODEROLE}=${labelValue(noderole)}`,
+  });
+  return res.items;
+}
+
+/** kill -9 of the current operator, then a fresh one under a new identity; returns it. */
+async function killAndRestart(): Promise<string> {
+  const old = op?.proc;
+  if (old && old.exitCode === null) {
+    const exited = new Promise<void>((r) =>
+      old.once('exit', () => {
+        r();
+      }),
+    );
+    old.kill('SIGKILL');
+    await exited;
+  }
+  const identity = `jobexec-${uid()}`;
+  op = await start(identity);
+  return identity;
+}
+
+/** A client acting as the run's ServiceAccount (a token like the one its pod gets). */
+async function asRunner(sa: string): Promise<CrowbarClient> {
+  const tr = await core.createNamespacedServiceAccountToken({
+    name: sa,
+    namespace: ns,
+    body: { spec: { audiences: [], expirationSeconds: 600 } },
+  });
+  const cluster = kc.getCurrentCluster();
+  const k = loadKubeConfig(kubeconfig);
+  k.loadFromOptions({
+    clusters: [{ name: 'c', server: cluster?.server ?? '', caData: cluster?.caData }],
+    users: [{ name: 'sa', token: tr.status?.token ?? '' }],
+    contexts: [{ name: 'c', cluster: 'c', user: 'sa' }],
+    currentContext: 'c',
+  });
+  return new CrowbarClient(k);
+}
+
+/** A committed deployment with `role` bound to one fresh node; returns the noderole's name. */
+async function bindOne(f: Fleet, role: string): Promise<string> {
+  await f.createNode('n1');
+  const dep = await f.createDeployment('d');
+  const nr = await f.bind(role, 'n1', dep);
+  await eventually('bound', async () => (await client.get('NodeRole', nr))?.status?.state);
+  await f.commit(dep);
+  return nr;
+}
+
+beforeAll(async () => {
+  await core.createNamespace({ body: { metadata: { name: ns } } });
+  kubelet = await KubeletStandin.start({ kubeconfig, namespace: ns, logDir });
+  op = await start(`jobexec-${uid()}`);
+  await eventually('operator ready', async () => (await op?.http('/readyz'))?.status === 200);
+});
+
+afterAll(async () => {
+  await op?.stop();
+  await kubelet?.stop();
+  await core.deleteNamespace({ name: ns }).catch(() => undefined);
+});
+
+describe('job executor', () => {
+  it('runs a noderole as a Job and records its wall', async () => {
+    const f = new Fleet(client, uid());
+    await f.createRole('ok', { timeoutSeconds: 90, test: { delayMs: 100, wall: { disk: 'sda' } } });
+    const nr = await bindOne(f, 'ok');
+    const done = await f.waitState(nr, 'active', 60_000);
+    expect(done.status?.wall).toMatchObject({ disk: 'sda', test: { run: 1 } });
+    expect(done.status?.run).toMatchObject({ executor: 'job', result: 'succeeded', number: 1 });
+    expect(done.status?.runCount).toBe(1);
+
+    const jobs = await jobsOf(nr);
+    expect(jobs.map((j) => j.metadata?.name)).toEqual([jobName(`${nr}.run-1`)]);
+    const job = jobs[0];
+    expect(job?.metadata?.name?.length).toBeLessThanOrEqual(63);
+    expect(job?.metadata?.ownerReferences).toEqual([
+      expect.objectContaining({ kind: 'NodeRole', name: nr, uid: done.metadata.uid }),
+    ]);
+    expect(job?.spec).toMatchObject({
+      backoffLimit: 0,
+      activeDeadlineSeconds: 90,
+      ttlSecondsAfterFinished: 600,
+    });
+    expect(job?.spec?.template.spec?.containers[0]?.command).toEqual([
+      'node',
+      'operator/jig-runner.ts',
+    ]);
+    expect(job?.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True')).toBe(
+      true,
+    );
+    // The runner's per-run access is gone once the run is recorded.
+    const name = job?.metadata?.name ?? '';
+    await eventually('runner RBAC removed', async () => {
+      const left = await rbac
+        .readClusterRole({ name: runnerRbacName(ns, name) })
+        .then(() => true)
+        .catch(() => false);
+      return !left;
+    });
+  });
+
+  it('turns a failing run into an error with the jig message', async () => {
+    const f = new Fleet(client, uid());
+    await f.createRole('bad', { test: { fail: true, failMessage: 'disk sdz is on fire' } });
+    const nr = await bindOne(f, 'bad');
+    const failed = await f.waitState(nr, 'error', 60_000);
+    expect(failed.status?.message).toMatch(/disk sdz is on fire/);
+    expect(failed.status?.run?.result).toBe('failed');
+    const [job] = await jobsOf(nr);
+    expect(job?.status?.conditions?.some((c) => c.type === 'Failed' && c.status === 'True')).toBe(
+      true,
+    );
+  });
+
+  it('fails a run that outlives its deadline', async () => {
+    const f = new Fleet(client, uid());
+    await f.createRole('slow', { timeoutSeconds: 2, test: { delayMs: 120_000 } });
+    const nr = await bindOne(f, 'slow');
+    const failed = await f.waitState(nr, 'error', 60_000);
+    expect(failed.status?.message).toMatch(/deadline|timed out after 2 s/);
+    // The run's pod was stopped, not left running.
+    await eventually('no pod of the run still running', async () => {
+      const pods = await core.listNamespacedPod({
+        namespace: ns,
+        labelSelector: `${LABEL_NODEROLE}=${labelValue(nr)}`,
+      });
+      return pods.items.every((p) => p.status?.phase !== 'Running');
+    });
+  });
+
+  it('re-adopts a running Job after kill -9 of the operator instead of starting another', async () => {
+    const f = new Fleet(client, uid());
+    await f.createRole('long', { timeoutSeconds: 120, test: { delayMs: 8000 } });
+    const nr = await bindOne(f, 'long');
+    const name = jobName(`${nr}.run-1`);
+    await eventually(
+      'the run pod is running',
+      () => kubelet?.started.some((p) => p.startsWith(name)),
+      60_000,
+    );
+    // The runner may read only its own objects.
+    const cr = await rbac.readClusterRole({ name: runnerRbacName(ns, name) });
+    expect(cr.rules?.find((r) => r.resources?.includes('noderoles/status'))?.resourceNames).toEqual(
+      [nr],
+    );
+    // ... and is refused everything else.
+    const runner = await asRunner(name);
+    expect((await runner.get('NodeRole', nr))?.metadata.name).toBe(nr);
+    const other = await runner.list('NodeRole').catch((e: unknown) => apiCode(e));
+    expect(other).toBe(403);
+
+    const identity = await killAndRestart();
+    const done = await f.waitState(nr, 'active', 90_000);
+    expect(done.status?.runCount).toBe(1);
+    expect(done.status?.run?.owner).toBe(identity);
+    expect((await jobsOf(nr)).map((j) => j.metadata?.name)).toEqual([name]);
+    expect(kubelet?.started.filter((p) => p.startsWith(name))).toHaveLength(1);
+  });
+
+  it('reports a Job stopped by its own deadline while no operator was watching', async () => {
+    const f = new Fleet(client, uid());
+    await f.createRole('stuck', { timeoutSeconds: 3, test: { delayMs: 120_000 } });
+    const nr = await bindOne(f, 'stuck');
+    const name = jobName(`${nr}.run-1`);
+    await eventually(
+      'the run pod is running',
+      () => kubelet?.started.some((p) => p.startsWith(name)),
+      60_000,
+    );
+    await killAndRestart();
+    // The job controller enforces activeDeadlineSeconds (the stand-in stops the process when the
+    // pod is deleted); the new leader re-adopts the failed Job and reports why.
+    const failed = await f.waitState(nr, 'error', 60_000);
+    expect(failed.status?.message).toMatch(/exceeded its deadline.*activeDeadlineSeconds 3 s/);
+    const [job] = await jobsOf(nr);
+    expect(job?.status?.conditions).toContainEqual(
+      expect.objectContaining({ type: 'Failed', status: 'True', reason: 'DeadlineExceeded' }),
+    );
+  });
+});
