@@ -17,6 +17,7 @@ import { JigRegistry } from './jigs/registry.ts';
 import { loadKubeConfig } from './kube/client.ts';
 import { rootLogger } from './log.ts';
 import { Manager } from './manager.ts';
+import { onShutdown } from './runtime/shutdown.ts';
 
 const FIELD_MANAGER = 'crowbar-operator';
 
@@ -91,36 +92,12 @@ async function main(): Promise<void> {
   mgr.add(roleStatusController(mgr, FIELD_MANAGER));
   for (const c of networkControllers({ mgr, recorder, log })) mgr.add(c);
 
-  let stopping = false;
-  const shutdown = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping');
-    const force = setTimeout(() => {
-      log.error('stop took too long; exiting');
-      process.exit(1);
-    }, 20_000);
-    force.unref();
+  onShutdown(log, 20_000, async () => {
     // Run Jobs outlive this process: the next leader re-attaches to them.
     jobExecutor?.detach();
-    annealer
-      .stop()
-      .then(() => nodeAccess.stop())
-      .then(() => mgr.stop())
-      .then(() => {
-        log.info('stopped');
-        process.exit(0);
-      })
-      .catch((err: unknown) => {
-        log.error({ err }, 'error while stopping');
-        process.exit(1);
-      });
-  };
-  process.on('SIGTERM', () => {
-    shutdown('SIGTERM');
-  });
-  process.on('SIGINT', () => {
-    shutdown('SIGINT');
+    await annealer.stop();
+    await nodeAccess.stop();
+    await mgr.stop();
   });
   await mgr.start();
 }

@@ -8,6 +8,7 @@ import { readFileSync, statSync } from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
 import { loadKubeConfig } from '../operator/kube/client.ts';
 import { rootLogger } from '../operator/log.ts';
+import { onShutdown } from '../operator/runtime/shutdown.ts';
 import { loadConfig, type WebhookConfig } from './config.ts';
 import { makeWebhookMetrics } from './metrics.ts';
 import { listen, makeHandler } from './server.ts';
@@ -71,32 +72,9 @@ async function main(): Promise<void> {
   }, CERT_POLL_MS);
   certTimer.unref();
 
-  let stopping = false;
-  const shutdown = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping');
-    const force = setTimeout(() => {
-      log.error('stop took too long; exiting');
-      process.exit(1);
-    }, 10_000);
-    force.unref();
+  onShutdown(log, 10_000, async () => {
     clearInterval(certTimer);
-    Promise.all([listening.close(), source.stop()])
-      .then(() => {
-        log.info('stopped');
-        process.exit(0);
-      })
-      .catch((err: unknown) => {
-        log.error({ err }, 'stop failed');
-        process.exit(1);
-      });
-  };
-  process.once('SIGTERM', () => {
-    shutdown('SIGTERM');
-  });
-  process.once('SIGINT', () => {
-    shutdown('SIGINT');
+    await Promise.all([listening.close(), source.stop()]);
   });
 }
 
