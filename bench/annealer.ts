@@ -150,6 +150,10 @@ async function main(): Promise<void> {
 
     // --- The annealer. ---
     await seed(client, 'bench', 'bench');
+    // Seeded now, committed after the main phase (seeding while the operator runs would race
+    // its binder).
+    const reactNodes = Math.min(CAP, N);
+    await seed(client, 'react', 'react', reactNodes);
     const op = await startOperator({
       kubeconfig: cp.kubeconfig,
       logDir: cp.dir,
@@ -176,8 +180,6 @@ async function main(): Promise<void> {
     // Reaction time alone: CAP nodes, so every node has a free run slot and no child waits behind
     // other nodes' lower-cohort noderoles (the (cohort, name) order of §3.1 makes that wait the
     // dominant term above). This is the parent-active-to-child-start latency of the annealer.
-    const reactNodes = Math.min(CAP, N);
-    await seed(client, 'react', 'react', reactNodes);
     await client.mergePatch('Deployment', 'react', { spec: { state: 'committed' } }, FM);
     await waitFor(
       'all reaction noderoles active',

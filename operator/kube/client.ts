@@ -3,6 +3,7 @@
  * own field manager; status writes go only through the status subresource, and carry the
  * resourceVersion they were computed from so a stale write fails with 409 instead of clobbering.
  */
+import { createHash } from 'node:crypto';
 import {
   CustomObjectsApi,
   KubeConfig,
@@ -50,7 +51,50 @@ export function loadKubeConfig(path?: string): KubeConfig {
   const kc = new KubeConfig();
   if (path) kc.loadFromFile(path);
   else kc.loadFromDefault();
+  poolConnections(kc);
   return kc;
+}
+
+type DispatcherFactory = (cluster: unknown, opts: Record<string, unknown>) => unknown;
+
+/**
+ * client-node 2.0.1 builds a new undici Agent for every request (KubeConfig.createDispatcher,
+ * called from applySecurityAuthentication), so no TLS connection is ever reused: each API call
+ * pays a full handshake on both ends, which dominated the operator's CPU profile and halved the
+ * API server's write throughput. Reuse one dispatcher per distinct TLS identity instead (the key
+ * includes the certificate material, so rotated client certificates get a fresh one). The method
+ * is private in client-node's types; the version is pinned (ADR 0004).
+ */
+function poolConnections(kc: KubeConfig): void {
+  const target = kc as unknown as { createDispatcher?: DispatcherFactory };
+  const original = target.createDispatcher?.bind(kc);
+  if (!original) return;
+  const cache = new Map<string, unknown>();
+  const text = (v: unknown): string =>
+    Buffer.isBuffer(v)
+      ? v.toString('base64')
+      : typeof v === 'string'
+        ? v
+        : JSON.stringify(v ?? null);
+  target.createDispatcher = (cluster, opts) => {
+    const c = cluster as { name?: string; server?: string } | null;
+    const key = createHash('sha256')
+      .update(
+        JSON.stringify([
+          c?.name,
+          c?.server,
+          text(opts['ca']),
+          text(opts['cert']),
+          text(opts['key']),
+          text(opts['pfx']),
+          opts['rejectUnauthorized'],
+          opts['servername'],
+        ]),
+      )
+      .digest('hex');
+    if (!cache.has(key)) cache.set(key, original(cluster, opts));
+    return cache.get(key);
+  };
 }
 
 export class CrowbarClient {
