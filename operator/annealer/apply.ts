@@ -39,7 +39,8 @@ export function applyBindPlan(world: World, plan: BindPlan): World {
     const nr = noderoles.get(u.name);
     if (nr) noderoles.set(u.name, { ...nr, cohort: u.cohort });
   }
-  return { ...world, noderoles };
+  // Edges changed: a maintained children index no longer describes them.
+  return { nodes: world.nodes, roles: world.roles, deployments: world.deployments, noderoles };
 }
 
 /** The world with one node's fields replaced (e.g. alive or available flipped). */

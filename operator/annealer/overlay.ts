@@ -33,7 +33,7 @@ interface Overlay {
 export class Scratch {
   readonly world: World;
   private readonly overlay = new Map<string, Overlay>();
-  private children: Map<string, string[]> | undefined;
+  private children: ReadonlyMap<string, readonly string[]> | undefined;
 
   constructor(world: World) {
     this.world = world;
@@ -48,7 +48,7 @@ export class Scratch {
   }
 
   childrenOf(name: string): readonly string[] {
-    this.children ??= childrenIndex(this.world.noderoles);
+    this.children ??= this.world.children ?? childrenIndex(this.world.noderoles);
     return this.children.get(name) ?? [];
   }
 

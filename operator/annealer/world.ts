@@ -65,6 +65,11 @@ export interface World {
   readonly roles: ReadonlyMap<string, RoleView>;
   readonly deployments: ReadonlyMap<string, DeploymentView>;
   readonly noderoles: ReadonlyMap<string, NodeRoleView>;
+  /**
+   * Parent -> direct children of `noderoles`, when the caller maintains it (the operator keeps it
+   * between passes); absent, it is derived on demand. It must describe the same parents.
+   */
+  readonly children?: ReadonlyMap<string, readonly string[]>;
 }
 
 /** The name of the root deployment, where new nodes land (§1.5). */

@@ -9,7 +9,13 @@ import { applyChanges } from '../../annealer/apply.ts';
 import { finishRun, step } from '../../annealer/converge.ts';
 import { cancelRun, settle } from '../../annealer/settle.ts';
 import type { NodeRoleState, StateChange } from '../../annealer/states.ts';
-import { buildWorld, isNodeAlive, type World } from '../../annealer/world.ts';
+import {
+  isNodeAlive,
+  toDeploymentView,
+  toNodeView,
+  toRoleView,
+  type World,
+} from '../../annealer/world.ts';
 import type { Recorder } from '../../events.ts';
 import type { JigRegistry } from '../../jigs/registry.ts';
 import type { Jig, JigResult } from '../../jigs/types.ts';
@@ -20,7 +26,7 @@ import { activeCondition } from './conditions.ts';
 import { runInput } from './input.ts';
 import { annealerMetrics, type AnnealerMetrics } from './metrics.ts';
 import { inlineExecutor, type ExecRequest, type Executor } from './executor.ts';
-import { isBound, NodeRoleView } from './view.ts';
+import { NodeRoleView } from './view.ts';
 
 export interface AnnealerOptions {
   mgr: Manager;
@@ -121,13 +127,16 @@ export class Annealer {
 
   world(): World {
     const c = this.o.mgr.caches;
-    const w = buildWorld({
-      nodes: c.Node.list(),
-      roles: c.Role.list(),
-      deployments: c.Deployment.list(),
+    const w: World = {
+      nodes: new Map(c.Node.list().map((n) => [n.metadata.name ?? '', toNodeView(n)])),
+      roles: new Map(c.Role.list().map((r) => [r.metadata.name ?? '', toRoleView(r)])),
+      deployments: new Map(
+        c.Deployment.list().map((d) => [d.metadata.name ?? '', toDeploymentView(d)]),
+      ),
       // Unplanned noderoles are the binder's until it records their parents.
-      noderoles: this.view.list().filter(isBound),
-    });
+      noderoles: this.view.boundViews(),
+      children: this.view.childrenIndex(),
+    };
     // A network role hands its node's addresses to jigs: it may run only once the allocator has
     // recorded them (Addressed=True); until then it is masked from runnable selection.
     const gated = [...w.noderoles.values()].filter(
