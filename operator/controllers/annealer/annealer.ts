@@ -102,7 +102,7 @@ export class Annealer {
       name: 'annealer',
       workers: 1, // passes are serialized: each sees the writes of the one before
       // A short window folds a burst of events into one pass.
-      coalesceMs: 5,
+      coalesceMs: 20,
       watches: { NodeRole: all, Node: all, Deployment: all, Role: all },
       onStartedLeading: () => this.adopt(),
       reconcile: () => this.pass(),
