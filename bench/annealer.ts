@@ -12,31 +12,19 @@
  * Prints `RESULT annealer noderoles_per_s=... floor_ratio=... p99_unblock_ms=... rss_mb=...` and
  * writes bench/results/annealer.json.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NodeRole } from '../generated/crowbar.ts';
 import { CrowbarClient, loadKubeConfig } from '../operator/kube/client.ts';
 import { startControlPlane } from '../test/harness/control-plane.ts';
 import { startOperator } from '../test/harness/operator.ts';
 import { waitFor } from '../test/harness/process.ts';
+import { pool, rssMb } from './util.ts';
 
 const N = Number(process.env['BENCH_NODES'] ?? 1000);
 const M = Number(process.env['BENCH_ROLES'] ?? 10);
 const CAP = Number(process.env['BENCH_MAX_CONCURRENT'] ?? 10);
 const FM = 'crowbar-bench';
-
-/** Runs `fn` over `items` with at most `n` in flight. */
-async function pool<T>(items: readonly T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, items.length) }, async () => {
-      while (i < items.length) {
-        const x = items[i++];
-        if (x !== undefined) await fn(x);
-      }
-    }),
-  );
-}
 
 function quantile(xs: number[], q: number): number {
   if (xs.length === 0) return 0;
@@ -120,11 +108,6 @@ async function unblockLatencies(
     }
   }
   return { unblock, runs };
-}
-
-function rssMb(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m?.[1] ? Number(m[1]) / 1024 : 0;
 }
 
 async function main(): Promise<void> {

@@ -10,7 +10,7 @@
  * Prints `RESULT ipam allocations_per_s=... floor_ratio=... rss_mb=...` and writes
  * bench/results/ipam.json.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ALLOCATOR_WORKERS } from '../operator/controllers/network/allocator.ts';
 import { ALLOCATION_FINALIZER, wallAddresses } from '../operator/controllers/network/plan.ts';
@@ -19,29 +19,12 @@ import { CrowbarClient, loadKubeConfig } from '../operator/kube/client.ts';
 import { startControlPlane } from '../test/harness/control-plane.ts';
 import { startOperator } from '../test/harness/operator.ts';
 import { waitFor } from '../test/harness/process.ts';
+import { pool, rssMb } from './util.ts';
 
 const N = Number(process.env['BENCH_IPAM_ADDRESSES'] ?? 5000);
 const CONCURRENCY = ALLOCATOR_WORKERS;
 const FM = 'crowbar-bench';
 const NETWORK = 'bench';
-
-/** Runs `fn` over `items` with at most `n` in flight. */
-async function pool<T>(items: readonly T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, items.length) }, async () => {
-      while (i < items.length) {
-        const x = items[i++];
-        if (x !== undefined) await fn(x);
-      }
-    }),
-  );
-}
-
-function rssMb(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m?.[1] ? Number(m[1]) / 1024 : 0;
-}
 
 const nodeName = (j: number): string => `n${j}.ipam-bench.crowbar.dev`;
 const nrName = (j: number): string => `network-${NETWORK}.${nodeName(j)}`;

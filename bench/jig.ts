@@ -33,6 +33,7 @@ import {
 } from '../operator/jigs/script/protocol.ts';
 import { createLabNetwork, type LabNetwork } from '../test/harness/netns.ts';
 import { generateKeyPair, startSshd, type Sshd } from '../test/harness/sshd.ts';
+import { pool } from './util.ts';
 
 const NODES = Number(process.env['BENCH_JIG_NODES'] ?? 50);
 const ROLES = Number(process.env['BENCH_JIG_ROLES'] ?? 4);
@@ -64,18 +65,6 @@ interface Pass {
 
 const pct = (sorted: number[], p: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-
-async function pool<T>(items: readonly T[], n: number, fn: (t: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, items.length) }, async () => {
-      while (i < items.length) {
-        const t = items[i++];
-        if (t !== undefined) await fn(t);
-      }
-    }),
-  );
-}
 
 async function measure(work: readonly Work[], one: (w: Work) => Promise<boolean>): Promise<Pass> {
   const latenciesMs: number[] = [];
