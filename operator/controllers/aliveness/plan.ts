@@ -3,6 +3,7 @@
  * check's outcome means, and the status write it needs (none when nothing changed).
  */
 import type { Node } from '../../../generated/crowbar.ts';
+import type { Condition } from '../../kube/condition.ts';
 
 /** The annotation an admin bumps to ask for a check now (`kubectl annotate ... --overwrite`). */
 export const CHECK_ANNOTATION = 'crowbar.dev/check-alive';
@@ -10,7 +11,7 @@ export const CHECK_ANNOTATION = 'crowbar.dev/check-alive';
 /** The condition type on Node status that explains `status.alive`. */
 export const ALIVE_CONDITION = 'Alive';
 
-export type Condition = NonNullable<NonNullable<Node['status']>['conditions']>[number];
+export type { Condition } from '../../kube/condition.ts';
 
 /** What one check (or a self-report) found. `alive: undefined` means it could not be decided. */
 export interface Verdict {

@@ -1,13 +1,8 @@
 /** The NodeRole's human-facing condition, derived from its state and message. */
 import type { NodeRoleState } from '../../annealer/states.ts';
+import type { Condition } from '../../kube/condition.ts';
 
-export interface Condition {
-  type: string;
-  status: 'True' | 'False' | 'Unknown';
-  reason: string;
-  message: string;
-  lastTransitionTime: string;
-}
+export type { Condition };
 
 const REASONS: Record<NodeRoleState, { status: Condition['status']; reason: string }> = {
   proposed: { status: 'False', reason: 'Proposed' },

@@ -29,6 +29,7 @@ import {
   validateNetworkUpdate,
   wantsAutoPrefix,
 } from '../../ipam/index.ts';
+import type { Condition } from '../../kube/condition.ts';
 
 /** Prefix of the role that binds a node to a network (§7.2: `network-<name>`). */
 export const NETWORK_ROLE_PREFIX = 'network-';
@@ -289,15 +290,7 @@ export function networkProblems(
   return problems;
 }
 
-/** A condition as the CRDs hold them. */
-export interface Condition {
-  type: string;
-  status: 'True' | 'False' | 'Unknown';
-  reason: string;
-  message: string;
-  lastTransitionTime: string;
-  observedGeneration?: number;
-}
+export type { Condition } from '../../kube/condition.ts';
 
 /** The Network's `Valid` condition from its problems; the transition time moves only on change. */
 export function validCondition(
