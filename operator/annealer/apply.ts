@@ -4,26 +4,27 @@
  * never mutated; unchanged maps are shared.
  */
 import type { BindPlan } from './binding.ts';
+import { LayeredMap } from './layered-map.ts';
 import type { StateChange } from './states.ts';
 import type { NodeRoleView, NodeView, World } from './world.ts';
 
 /** The world after `changes` are written in order. Changes to unknown noderoles are ignored. */
 export function applyChanges(world: World, changes: readonly StateChange[]): World {
   if (changes.length === 0) return world;
-  const noderoles = new Map(world.noderoles);
+  const replaced = new Map<string, NodeRoleView>();
   for (const c of changes) {
-    const nr = noderoles.get(c.name);
+    const nr = replaced.get(c.name) ?? world.noderoles.get(c.name);
     if (!nr) continue;
-    const next: NodeRoleView = {
+    replaced.set(c.name, {
       ...nr,
       state: c.state,
       message: c.message,
       runCount: c.runCount ?? nr.runCount,
       observedRetry: c.observedRetry ?? nr.observedRetry,
-    };
-    noderoles.set(c.name, next);
+    });
   }
-  return { ...world, noderoles };
+  // States change, names and edges do not: the children index and cohort order still hold.
+  return { ...world, noderoles: new LayeredMap(world.noderoles, replaced) };
 }
 
 /** The world after a successful bind plan is written; a refused plan changes nothing. */

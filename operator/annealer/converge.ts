@@ -8,7 +8,7 @@ import { applyChanges } from './apply.ts';
 import { pickRuns } from './scheduler.ts';
 import type { Outcome, StateChange } from './states.ts';
 import { retry, toActive, toError, toTransition } from './transitions.ts';
-import type { World } from './world.ts';
+import { namesWhere, type World } from './world.ts';
 
 /** Limits of a pass and what is running. */
 export interface StepOptions {
@@ -30,10 +30,12 @@ export interface Step {
 
 /** Noderoles whose `spec.retry` was raised past the value the operator acted on. */
 export function pendingRetries(world: World): string[] {
-  return [...world.noderoles.values()]
-    .filter((nr) => nr.retry > nr.observedRetry)
-    .map((nr) => nr.name)
-    .sort();
+  return namesWhere(
+    world,
+    world.retrying,
+    world.retrying !== undefined,
+    (nr) => nr.retry > nr.observedRetry,
+  ).sort();
 }
 
 /**

@@ -1,7 +1,11 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { applyChanges } from './apply.ts';
+import { pendingRetries } from './converge.ts';
 import { deployment, node, noderole, world } from './fixtures.test-helper.ts';
 import { notRunnableReason, pickRuns } from './scheduler.ts';
-import type { NodeRoleView, NodeView } from './world.ts';
+import type { NodeRoleState } from './states.ts';
+import type { NodeRoleView, NodeView, World } from './world.ts';
 
 const N1 = 'n1.lab.example.com';
 const N2 = 'n2.lab.example.com';
@@ -109,5 +113,56 @@ describe('pickRuns (§3.1 runnable, §3.4 caps)', () => {
       noderoles: [noderole('a', N1, { state: 'todo' })],
     });
     expect(notRunnableReason(w, w.noderoles.get(`a.${N1}`)!)).toBe(`node ${N1} is not available`);
+  });
+});
+
+describe('pickRuns with maintained indexes', () => {
+  const all: NodeRoleState[] = ['proposed', 'todo', 'blocked', 'transition', 'active', 'error'];
+
+  /** The indexes the operator keeps, built from the world before any layered change. */
+  function indexed(w: World): World {
+    const byState = new Map<NodeRoleState, Set<string>>();
+    const retrying = new Set<string>();
+    for (const nr of w.noderoles.values()) {
+      const set = byState.get(nr.state) ?? new Set<string>();
+      set.add(nr.name);
+      byState.set(nr.state, set);
+      if (nr.retry > nr.observedRetry) retrying.add(nr.name);
+    }
+    return { ...w, byState, retrying };
+  }
+
+  it('picks what a scan of every noderole picks, also after layered changes', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom(...all), fc.nat({ max: 3 }), fc.nat({ max: 2 })), {
+          minLength: 1,
+          maxLength: 30,
+        }),
+        fc.array(fc.tuple(fc.nat(), fc.constantFrom(...all)), { maxLength: 6 }),
+        fc.integer({ min: 1, max: 5 }),
+        (specs, changes, max) => {
+          const base = world({
+            nodes: [0, 1, 2, 3].map((i) => node(`n${i}.lab.example.com`)),
+            deployments: [deployment('system')],
+            noderoles: specs.map(([state, n, retry], i) =>
+              noderole(`r${i}`, `n${n}.lab.example.com`, { state, cohort: i % 3, retry }),
+            ),
+          });
+          const names = [...base.noderoles.keys()];
+          const edits = changes.map(([i, state]) => ({
+            name: names[i % names.length] ?? '',
+            state,
+            message: '',
+          }));
+          const plain = applyChanges(base, edits);
+          const fast = applyChanges(indexed(base), edits);
+          const opts = { maxConcurrent: max, running: new Set<string>() };
+          expect(pickRuns(fast, opts)).toEqual(pickRuns(plain, opts));
+          expect(pendingRetries(fast)).toEqual(pendingRetries(plain));
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });

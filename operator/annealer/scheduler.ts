@@ -4,7 +4,7 @@
  */
 import { freezesNode } from './states.ts';
 import type { NodeRoleView, World } from './world.ts';
-import { compareNames, isNodeAlive, nodeOfNoderoleName } from './world.ts';
+import { compareNames, isNodeAlive, namesInState, nodeOfNoderoleName } from './world.ts';
 
 /** The annealer's limits and what is already running. */
 export interface PickOptions {
@@ -20,7 +20,12 @@ function busyNodes(world: World, running: ReadonlySet<string>): Set<string> {
   // §3.2 one-run-per-node: a run in flight occupies its node whatever the noderole's state says.
   for (const name of running) busy.add(world.noderoles.get(name)?.node ?? nodeOfNoderoleName(name));
   // §3.1 / §2.6: a node with a noderole in transition or error is frozen.
-  for (const nr of world.noderoles.values()) if (freezesNode(nr.state)) busy.add(nr.node);
+  for (const state of ['transition', 'error'] as const) {
+    for (const name of namesInState(world, state)) {
+      const nr = world.noderoles.get(name);
+      if (nr && freezesNode(nr.state)) busy.add(nr.node);
+    }
+  }
   return busy;
 }
 
@@ -49,18 +54,16 @@ export function pickRuns(world: World, options: PickOptions): string[] {
   const slots = options.maxConcurrent - options.running.size;
   if (slots <= 0) return [];
   const busy = busyNodes(world, options.running);
-  const candidates = [...world.noderoles.values()]
-    .filter(
-      (nr) =>
-        !busy.has(nr.node) &&
-        !options.running.has(nr.name) &&
-        notRunnableReason(world, nr) === undefined,
-    )
-    .sort((a, b) => a.cohort - b.cohort || compareNames(a.name, b.name));
+  const candidates: NodeRoleView[] = [];
+  for (const name of namesInState(world, 'todo')) {
+    const nr = world.noderoles.get(name);
+    if (nr && !busy.has(nr.node) && !options.running.has(name)) candidates.push(nr);
+  }
+  candidates.sort((a, b) => a.cohort - b.cohort || compareNames(a.name, b.name));
   const picked: string[] = [];
   for (const nr of candidates) {
     if (picked.length >= slots) break;
-    if (busy.has(nr.node)) continue;
+    if (busy.has(nr.node) || notRunnableReason(world, nr) !== undefined) continue;
     busy.add(nr.node);
     picked.push(nr.name);
   }

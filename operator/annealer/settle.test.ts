@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { applyChanges } from './apply.ts';
+import { applyChanges, withNode } from './apply.ts';
+import { buildScenario, commitAllDeployments, scenario } from './arbitraries.test-helper.ts';
 import { deployment, node, noderole, world } from './fixtures.test-helper.ts';
 import { cancelRun, settle } from './settle.ts';
 import type { NodeRoleState } from './states.ts';
@@ -162,5 +163,80 @@ describe('cancelRun', () => {
   it('blocks a cancelled run whose parent is no longer active', () => {
     const out = cancelRun(chain(['todo', 'transition', 'blocked', 'active']), 'b.n1', 'cancelled');
     expect(out.ok && out.changes[0]?.state).toBe('blocked');
+  });
+});
+
+describe('settle with a scope', () => {
+  const all: NodeRoleState[] = ['proposed', 'todo', 'blocked', 'transition', 'active', 'error'];
+
+  /** The world after settling until nothing changes (at most a few rounds). */
+  function settled(w: World, running: ReadonlySet<string>): World | undefined {
+    let cur = w;
+    for (let i = 0; i < 10; i++) {
+      const out = settle(cur, { running });
+      if (!out.ok) return undefined;
+      if (out.changes.length === 0) return cur;
+      cur = applyChanges(cur, out.changes);
+    }
+    return undefined;
+  }
+
+  it('decides what a full settle decides when it names every noderole whose inputs changed', () => {
+    fc.assert(
+      fc.property(
+        scenario,
+        fc.array(fc.constantFrom(...all), { minLength: 40, maxLength: 40 }),
+        fc.array(fc.tuple(fc.nat(), fc.constantFrom(...all)), { maxLength: 4 }),
+        fc.array(fc.tuple(fc.nat(), fc.boolean(), fc.boolean()), { maxLength: 2 }),
+        (sc, initial, edits, nodeFlips) => {
+          const built = commitAllDeployments(buildScenario(sc));
+          const names = [...built.noderoles.keys()];
+          const start = applyChanges(
+            built,
+            names.map((name, i) => ({
+              name,
+              state: initial[i % initial.length] ?? 'todo',
+              message: '',
+            })),
+          );
+          const running = new Set(
+            names.filter((n) => start.noderoles.get(n)?.state === 'transition').slice(0, 1),
+          );
+          const base = settled(start, running);
+          fc.pre(base !== undefined);
+          // Perturb some noderoles and some nodes, as events between two passes would.
+          const scope = new Set<string>();
+          let w = applyChanges(
+            base,
+            edits.map(([i, state]) => {
+              const name = names[i % names.length] ?? '';
+              scope.add(name);
+              return { name, state, message: 'edited' };
+            }),
+          );
+          const nodeNames = [...w.nodes.keys()];
+          for (const [i, alive, available] of nodeFlips) {
+            const n = nodeNames[i % nodeNames.length] ?? '';
+            w = withNode(w, n, { alive, available });
+            for (const nr of w.noderoles.values()) if (nr.node === n) scope.add(nr.name);
+          }
+          const full = settle(w, { running });
+          const scoped = settle(w, { running, scope });
+          const key = (o: typeof full) =>
+            o.ok ? [...o.changes].sort((a, b) => (a.name < b.name ? -1 : 1)) : o.reason;
+          expect(key(scoped)).toEqual(key(full));
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+
+  it('leaves noderoles outside the scope and its descendants alone', () => {
+    // b and c are todo under a proposed a: a full settle blocks them; a scope of d does not.
+    const w = chain(['proposed', 'todo', 'todo', 'todo'], { dep: 'proposed' });
+    const scoped = settle(w, { running: none, scope: ['d.n2'] });
+    expect(scoped.ok && scoped.changes.map((c) => c.name)).toEqual(['d.n2']);
+    const full = settle(w, { running: none });
+    expect(full.ok && full.changes.map((c) => c.name).sort()).toEqual(['b.n1', 'c.n1', 'd.n2']);
   });
 });

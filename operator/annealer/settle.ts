@@ -16,19 +16,49 @@
 import { messages, Scratch } from './overlay.ts';
 import type { Outcome } from './states.ts';
 import type { NodeRoleView, World } from './world.ts';
-import { compareNames, isNodeAlive } from './world.ts';
-
-const byCohort = (a: NodeRoleView, b: NodeRoleView): number =>
-  a.cohort - b.cohort || compareNames(a.name, b.name);
+import { cohortOrder, compareNames, isNodeAlive } from './world.ts';
 
 export interface SettleOptions {
   /** Noderoles whose runs are in flight: their transition state is the runner's business. */
   readonly running: ReadonlySet<string>;
+  /**
+   * When given, only these noderoles and their descendants are settled. A noderole's settled state
+   * depends only on itself, its ancestors, its node and its deployment, so a caller that names
+   * every noderole whose own object, node or deployment changed since the last settle (and every
+   * one whose run started or ended) gets the same changes as a full settle.
+   */
+  readonly scope?: Iterable<string> | undefined;
+}
+
+/** `roots` and everything below them, in (cohort, name) order. */
+function descendantsInOrder(world: World, roots: Iterable<string>): NodeRoleView[] {
+  const s = new Scratch(world);
+  const seen = new Set<string>();
+  const stack = [...roots];
+  const out: NodeRoleView[] = [];
+  for (let name = stack.pop(); name !== undefined; name = stack.pop()) {
+    if (seen.has(name)) continue;
+    seen.add(name);
+    const nr = world.noderoles.get(name);
+    if (!nr) continue;
+    out.push(nr);
+    for (const child of s.childrenOf(name)) if (!seen.has(child)) stack.push(child);
+  }
+  return out.sort((a, b) => a.cohort - b.cohort || compareNames(a.name, b.name));
 }
 
 export function settle(world: World, options: SettleOptions): Outcome {
   const s = new Scratch(world);
-  const ordered = [...world.noderoles.values()].sort(byCohort);
+  let ordered: NodeRoleView[];
+  if (options.scope === undefined) {
+    ordered = [];
+    for (const name of cohortOrder(world)) {
+      const nr = world.noderoles.get(name);
+      if (nr) ordered.push(nr);
+    }
+  } else {
+    ordered = descendantsInOrder(world, options.scope);
+  }
   const frozen = (nr: NodeRoleView): boolean => world.nodes.get(nr.node)?.available === false;
 
   for (const nr of ordered) {
@@ -47,20 +77,32 @@ export function settle(world: World, options: SettleOptions): Outcome {
     }
   }
 
-  // Error blocks the whole sub-DAG below it (§2.2 error!).
-  const errorOrigin = new Map<string, string>();
-  // An ancestor's error wins over a noderole's own: error! of the ancestor blocks it.
-  for (const nr of ordered) {
-    const inherited = nr.parents.map((p) => errorOrigin.get(p)).find((o) => o !== undefined);
-    if (inherited !== undefined) errorOrigin.set(nr.name, inherited);
-    else if (s.state(nr.name) === 'error') errorOrigin.set(nr.name, nr.name);
-  }
+  // Error blocks the whole sub-DAG below it (§2.2 error!). An ancestor's error wins over a
+  // noderole's own: error! of the ancestor blocks it. Ancestors outside a scope are unchanged,
+  // so their origins are derived on demand from the states as they stand.
+  const errorOrigin = new Map<string, string | null>();
+  const originOf = (name: string, depth: number): string | undefined => {
+    const known = errorOrigin.get(name);
+    if (known !== undefined) return known ?? undefined;
+    let origin: string | undefined;
+    // Depth bounds the walk should a cycle slip past admission (the webhook refuses them).
+    if (depth <= 10_000) {
+      for (const p of world.noderoles.get(name)?.parents ?? []) {
+        origin = originOf(p, depth + 1);
+        if (origin !== undefined) break;
+      }
+    }
+    if (origin === undefined && s.state(name) === 'error') origin = name;
+    errorOrigin.set(name, origin ?? null);
+    return origin;
+  };
+  for (const nr of ordered) originOf(nr.name, 0);
 
   for (const nr of ordered) {
     if (frozen(nr)) continue;
     const st = s.state(nr.name);
     if (st === undefined || st === 'proposed' || st === 'transition') continue;
-    const origin = errorOrigin.get(nr.name);
+    const origin = errorOrigin.get(nr.name) ?? undefined;
     if (origin !== undefined && origin !== nr.name) {
       const msg = messages.blockedByError(origin);
       if (st !== 'blocked' || nr.message !== msg) s.set(nr.name, 'blocked', msg);

@@ -4,6 +4,7 @@
  * an absent field.
  */
 import type { Deployment, Node, NodeRole, Role, RoleSpec } from '../../generated/crowbar.ts';
+import { LayeredMap } from './layered-map.ts';
 import type { NodeRoleState } from './states.ts';
 
 /** A role flag, as in `Role.spec.flags`. */
@@ -70,6 +71,18 @@ export interface World {
    * between passes); absent, it is derived on demand. It must describe the same parents.
    */
   readonly children?: ReadonlyMap<string, readonly string[]>;
+  /**
+   * Names of `noderoles` in (cohort, name) order, when the caller maintains it; absent, it is
+   * derived on demand. State changes do not change it; bindings and cohorts do.
+   */
+  readonly order?: readonly string[];
+  /**
+   * Names of `noderoles` per state, and of those with a retry not yet acted on, when the caller
+   * maintains them. They describe `noderoles` before any {@link applyChanges}: readers add the
+   * names changed since (see {@link namesWhere}).
+   */
+  readonly byState?: ReadonlyMap<NodeRoleState, ReadonlySet<string>>;
+  readonly retrying?: ReadonlySet<string>;
 }
 
 /** The name of the root deployment, where new nodes land (§1.5). */
@@ -190,6 +203,55 @@ export function childrenIndex(noderoles: ReadonlyMap<string, NodeRoleView>): Map
     }
   }
   return index;
+}
+
+/**
+ * Names of the noderoles that satisfy `test`, among `indexed` (a maintained index that may be
+ * stale only for names changed in a layer over it) or, without an index, among all of them.
+ */
+export function namesWhere(
+  world: World,
+  indexed: ReadonlySet<string> | undefined,
+  present: boolean,
+  test: (nr: NodeRoleView) => boolean,
+): string[] {
+  const out: string[] = [];
+  if (!present) {
+    for (const nr of world.noderoles.values()) if (test(nr)) out.push(nr.name);
+    return out;
+  }
+  const seen = new Set<string>();
+  const consider = (name: string): void => {
+    if (seen.has(name)) return;
+    seen.add(name);
+    const nr = world.noderoles.get(name);
+    if (nr && test(nr)) out.push(name);
+  };
+  for (const name of indexed ?? []) consider(name);
+  if (world.noderoles instanceof LayeredMap) {
+    for (const name of (world.noderoles as LayeredMap<string, NodeRoleView>).replaced()) {
+      consider(name);
+    }
+  }
+  return out;
+}
+
+/** Names of the noderoles in `state`, through the maintained index when there is one. */
+export function namesInState(world: World, state: NodeRoleState): string[] {
+  return namesWhere(
+    world,
+    world.byState?.get(state),
+    world.byState !== undefined,
+    (nr) => nr.state === state,
+  );
+}
+
+/** Noderole names in (cohort, name) order: §3.1 "cohort ASC, id ASC". */
+export function cohortOrder(world: World): readonly string[] {
+  if (world.order) return world.order;
+  return [...world.noderoles.values()]
+    .sort((a, b) => a.cohort - b.cohort || compareNames(a.name, b.name))
+    .map((nr) => nr.name);
 }
 
 /**

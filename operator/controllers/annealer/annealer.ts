@@ -4,7 +4,7 @@
  * asynchronously and trigger the next pass. Every status write carries the resourceVersion it was
  * computed from, so a stale cache or a deposed leader can never overwrite newer state.
  */
-import type { Node, NodeRole, Role } from '../../../generated/crowbar.ts';
+import type { Deployment, Node, NodeRole, Role } from '../../../generated/crowbar.ts';
 import { applyChanges } from '../../annealer/apply.ts';
 import { finishRun, step } from '../../annealer/converge.ts';
 import { cancelRun, settle } from '../../annealer/settle.ts';
@@ -14,8 +14,13 @@ import {
   toDeploymentView,
   toNodeView,
   toRoleView,
+  type DeploymentView,
+  type NodeRoleView as NodeRoleDecision,
+  type NodeView,
+  type RoleView,
   type World,
 } from '../../annealer/world.ts';
+import { LayeredMap } from '../../annealer/layered-map.ts';
 import type { Recorder } from '../../events.ts';
 import type { JigRegistry } from '../../jigs/registry.ts';
 import type { Jig, JigResult } from '../../jigs/types.ts';
@@ -54,6 +59,28 @@ type Finish =
   | { kind: 'cancelled'; message: string };
 
 const KEY = 'anneal';
+/**
+ * Records a node's or deployment's decision view in `views` (once built) and says whether it
+ * differs from the one recorded: fields are plain values, so a shallow comparison is exact.
+ */
+function noteView<V extends object>(
+  views: Map<string, V> | undefined,
+  name: string,
+  after: V | undefined,
+): boolean {
+  if (!views) return true; // not built yet: the first pass settles everything anyway
+  const before = views.get(name);
+  if (after) views.set(name, after);
+  else views.delete(name);
+  if (!before || !after) return before !== after;
+  const a = before as Record<string, unknown>;
+  const b = after as Record<string, unknown>;
+  const keys = Object.keys(a);
+  return keys.length !== Object.keys(b).length || keys.some((k) => a[k] !== b[k]);
+}
+
+/** How often a pass settles every noderole instead of the changed ones. */
+const FULL_SETTLE_MS = 30_000;
 const LOG_TAIL = 4096;
 
 const REASON: Record<NodeRoleState, string> = {
@@ -78,6 +105,20 @@ export class Annealer {
   private readonly starting = new Set<string>();
   /** Writes refused (409) or failed; a pass that saw any asks to run again soon. */
   private conflicts = 0;
+  /** Nodes and deployments changed since the last pass: their noderoles are settled again. */
+  private readonly changedNodes = new Set<string>();
+  private readonly changedDeployments = new Set<string>();
+  /** When the next full settle is due (the level-triggered safety net under scoped passes). */
+  private fullSettleAt = 0;
+  /**
+   * Decision views of nodes and deployments (kept per event once built) and roles (rebuilt after
+   * a role event). Live, like the noderole views: a world is read within one turn.
+   */
+  private readonly small: {
+    nodes?: Map<string, NodeView> | undefined;
+    roles?: Map<string, RoleView> | undefined;
+    deployments?: Map<string, DeploymentView> | undefined;
+  } = {};
   private stopping = false;
   private readonly o: AnnealerOptions;
   private readonly log: Logger;
@@ -94,6 +135,38 @@ export class Annealer {
         this.view.forget(nr.metadata.name ?? '');
       },
     });
+    // Status writes by other controllers (a node's state, a deployment's counts) change nothing
+    // the annealer reads: only a change of the decision view marks their noderoles for settling.
+    const node = (n: Node, deleted = false): void => {
+      const name = n.metadata.name ?? '';
+      if (noteView(this.small.nodes, name, deleted ? undefined : toNodeView(n))) {
+        this.changedNodes.add(name);
+      }
+    };
+    o.mgr.caches.Node.on({
+      onAdd: node,
+      onUpdate: node,
+      onDelete: (n) => {
+        node(n, true);
+      },
+    });
+    const deployment = (d: Deployment, deleted = false): void => {
+      const name = d.metadata.name ?? '';
+      if (noteView(this.small.deployments, name, deleted ? undefined : toDeploymentView(d))) {
+        this.changedDeployments.add(name);
+      }
+    };
+    o.mgr.caches.Deployment.on({
+      onAdd: deployment,
+      onUpdate: deployment,
+      onDelete: (d) => {
+        deployment(d, true);
+      },
+    });
+    const roleChanged = (): void => {
+      this.small.roles = undefined;
+    };
+    o.mgr.caches.Role.on({ onAdd: roleChanged, onUpdate: roleChanged, onDelete: roleChanged });
   }
 
   controller(): Controller {
@@ -125,33 +198,35 @@ export class Annealer {
     while (this.inflight.size > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
   }
 
+  /** The world a pass decides over; live underneath (see view.ts boundViews): use it at once. */
   world(): World {
     const c = this.o.mgr.caches;
+    const s = this.small;
+    s.nodes ??= new Map(c.Node.list().map((n) => [n.metadata.name ?? '', toNodeView(n)]));
+    s.roles ??= new Map(c.Role.list().map((r) => [r.metadata.name ?? '', toRoleView(r)]));
+    s.deployments ??= new Map(
+      c.Deployment.list().map((d) => [d.metadata.name ?? '', toDeploymentView(d)]),
+    );
     const w: World = {
-      nodes: new Map(c.Node.list().map((n) => [n.metadata.name ?? '', toNodeView(n)])),
-      roles: new Map(c.Role.list().map((r) => [r.metadata.name ?? '', toRoleView(r)])),
-      deployments: new Map(
-        c.Deployment.list().map((d) => [d.metadata.name ?? '', toDeploymentView(d)]),
-      ),
+      nodes: s.nodes,
+      roles: s.roles,
+      deployments: s.deployments,
       // Unplanned noderoles are the binder's until it records their parents.
       noderoles: this.view.boundViews(),
       children: this.view.childrenIndex(),
+      order: this.view.cohortOrder(),
+      byState: this.view.byState(),
+      retrying: this.view.retrying(),
     };
     // A network role hands its node's addresses to jigs: it may run only once the allocator has
     // recorded them (Addressed=True); until then it is masked from runnable selection.
-    const gated = [...w.noderoles.values()].filter(
-      (nr) => nr.role.startsWith('network-') && nr.available && !this.addressed(nr.name),
-    );
+    const gated: [string, NodeRoleDecision][] = [];
+    for (const name of this.view.networkRoles()) {
+      const nr = w.noderoles.get(name);
+      if (nr?.available && !this.addressed(name)) gated.push([name, { ...nr, available: false }]);
+    }
     const g: World =
-      gated.length === 0
-        ? w
-        : {
-            ...w,
-            noderoles: new Map([
-              ...w.noderoles,
-              ...gated.map((nr) => [nr.name, { ...nr, available: false }] as const),
-            ]),
-          };
+      gated.length === 0 ? w : { ...w, noderoles: new LayeredMap(w.noderoles, gated) };
     // Decisions already made but not yet written count as made: the next pass must not make
     // them again (and a run being started must not be picked twice).
     return this.pending.size === 0 ? g : applyChanges(g, [...this.pending.values()]);
@@ -193,8 +268,13 @@ export class Annealer {
     this.pending.set(c.name, c);
     this.chain(c.name, async () => {
       const before = this.conflicts;
-      await this.writeChange(c);
-      if (this.pending.get(c.name) === c) this.pending.delete(c.name);
+      try {
+        await this.writeChange(c);
+      } finally {
+        if (this.pending.get(c.name) === c) this.pending.delete(c.name);
+        // A refused write leaves the noderole as it was: the next pass must look at it again.
+        this.view.touch(c.name);
+      }
       if (this.conflicts !== before) this.nudge(25);
     });
   }
@@ -203,6 +283,7 @@ export class Annealer {
   pass(): Promise<{ requeueAfterMs?: number } | undefined> {
     if (this.stopping) return Promise.resolve(undefined);
     this.metrics.passes.inc();
+    const t0 = performance.now();
     const world = this.world();
     for (const [name, f] of this.inflight) {
       const node = world.nodes.get(f.node);
@@ -211,8 +292,11 @@ export class Annealer {
       else if (!world.noderoles.has(name)) f.abort.abort(new Error('the noderole was deleted'));
     }
     const running = new Set([...this.inflight.keys(), ...this.starting]);
-    const settled = settle(world, { running });
-    if (!settled.ok) return Promise.reject(new Error(settled.reason));
+    const settled = settle(world, { running, scope: this.settleScope(world) });
+    if (!settled.ok) {
+      this.fullSettleAt = 0;
+      return Promise.reject(new Error(settled.reason));
+    }
     for (const c of settled.changes) this.submit(c);
     const after = applyChanges(world, settled.changes);
     const st = step(after, { maxConcurrent: this.o.maxConcurrentRuns, running });
@@ -233,25 +317,47 @@ export class Annealer {
         } finally {
           this.starting.delete(name);
           if (this.pending.get(name)?.state === 'transition') this.pending.delete(name);
+          this.view.touch(name);
           if (!this.inflight.has(name)) this.nudge(25); // the start did not happen: decide again
         }
       });
     }
     this.observe(st.world);
+    this.metrics.passSeconds.observe((performance.now() - t0) / 1000);
     return Promise.resolve(undefined);
   }
 
+  /**
+   * What this pass settles: everything when a full settle is due (the first pass, then every
+   * FULL_SETTLE_MS as a safety net, or when most noderoles changed anyway), else the noderoles
+   * changed since the last pass and those on changed nodes and in changed deployments (settle
+   * adds their descendants).
+   */
+  private settleScope(world: World): Set<string> | undefined {
+    const changed = this.view.takeChanged();
+    for (const node of this.changedNodes)
+      for (const n of this.view.names('node', node)) changed.add(n);
+    for (const dep of this.changedDeployments) {
+      for (const n of this.view.names('deployment', dep)) changed.add(n);
+    }
+    this.changedNodes.clear();
+    this.changedDeployments.clear();
+    const now = Date.now();
+    if (now >= this.fullSettleAt || changed.size * 4 > world.noderoles.size) {
+      this.fullSettleAt = now + FULL_SETTLE_MS;
+      this.metrics.settles.inc({ scope: 'full' });
+      return undefined;
+    }
+    this.metrics.settles.inc({ scope: 'changed' });
+    return changed;
+  }
+
   private observe(world: World): void {
-    const counts = new Map<NodeRoleState, number>();
-    let runnable = 0;
-    for (const nr of world.noderoles.values()) {
-      counts.set(nr.state, (counts.get(nr.state) ?? 0) + 1);
-      if (nr.state === 'todo') runnable++;
-    }
+    const states = world.byState;
     for (const s of ['proposed', 'todo', 'blocked', 'transition', 'active', 'error'] as const) {
-      this.metrics.byState.set({ state: s }, counts.get(s) ?? 0);
+      this.metrics.byState.set({ state: s }, states?.get(s)?.size ?? 0);
     }
-    this.metrics.runnable.set(runnable);
+    this.metrics.runnable.set(states?.get('todo')?.size ?? 0);
     this.metrics.runsInFlight.set(this.inflight.size);
   }
 
@@ -456,6 +562,7 @@ export class Annealer {
       .finally(() => {
         clearTimeout(timer);
         this.inflight.delete(name);
+        this.view.touch(name);
         this.metrics.runsInFlight.set(this.inflight.size);
         this.nudge();
       });

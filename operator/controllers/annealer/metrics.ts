@@ -56,6 +56,18 @@ export function annealerMetrics(registry: Registry) {
       help: 'Annealer passes.',
       registers,
     }),
+    settles: new Counter({
+      name: 'crowbar_annealer_settles_total',
+      help: 'Settles by scope: full (every noderole) or changed (those changed since the last pass and their descendants).',
+      labelNames: ['scope'] as const,
+      registers,
+    }),
+    passSeconds: new Histogram({
+      name: 'crowbar_annealer_pass_duration_seconds',
+      help: 'CPU time of one annealer pass (deciding, not writing).',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+      registers,
+    }),
   };
 }
 

@@ -4,11 +4,29 @@
  * see the old state and decide again (e.g. start a run twice).
  */
 import type { NodeRole } from '../../../generated/crowbar.ts';
-import { toNodeRoleView, type NodeRoleView as NodeRoleDecisionView } from '../../annealer/world.ts';
+import type { NodeRoleState } from '../../annealer/states.ts';
+import {
+  compareNames,
+  toNodeRoleView,
+  type NodeRoleView as NodeRoleDecisionView,
+} from '../../annealer/world.ts';
 import type { CachedInformer } from '../../runtime/informer.ts';
 
 /** A noderole the binder has planned (it records parents and cohort); others wait for it. */
 export const isBound = (nr: Readonly<NodeRole>): boolean => nr.status?.cohort !== undefined;
+
+const EMPTY: ReadonlySet<string> = new Set();
+
+function toggle(set: Set<string>, name: string, on: boolean): void {
+  if (on) set.add(name);
+  else set.delete(name);
+}
+
+function addTo(index: Map<string, Set<string>>, key: string, name: string): void {
+  let set = index.get(key);
+  if (!set) index.set(key, (set = new Set()));
+  set.add(name);
+}
 
 /** etcd resource versions are increasing integers; anything else compares as "not newer". */
 function rv(o: Readonly<NodeRole>): bigint {
@@ -23,18 +41,22 @@ export class NodeRoleView {
   private readonly overlay = new Map<string, NodeRole>();
   private readonly cache: CachedInformer<NodeRole>;
 
-  private version = 0;
-  private indexes = new Map<
-    string,
-    { version: number; index: Map<string, Readonly<NodeRole>[]> }
-  >();
-
   /**
    * The decision views of bound noderoles, kept up to date per event so that a pass does not
    * convert every object again (that was most of an annealer pass's CPU at 10,000 noderoles).
    */
   private readonly views = new Map<string, NodeRoleDecisionView>();
   private children: Map<string, string[]> | undefined;
+  private order: string[] | undefined;
+  // Indexes kept per event, so that a pass reads what it needs instead of scanning every noderole.
+  private readonly states = new Map<NodeRoleState, Set<string>>();
+  private readonly retries = new Set<string>();
+  private readonly network = new Set<string>();
+  private readonly byNode = new Map<string, Set<string>>();
+  private readonly byDeployment = new Map<string, Set<string>>();
+  private readonly placed = new Map<string, { node: string; deployment: string }>();
+  /** Noderoles changed since the annealer last took this set (see takeChanged). */
+  private changed = new Set<string>();
 
   constructor(cache: CachedInformer<NodeRole>) {
     this.cache = cache;
@@ -57,23 +79,87 @@ export class NodeRoleView {
     this.refresh(name);
   }
 
+  /** Marks a noderole changed without an object change (e.g. a write that was refused). */
+  touch(name: string): void {
+    this.changed.add(name);
+  }
+
+  /** The names changed since the last call, and a fresh set for what changes next. */
+  takeChanged(): Set<string> {
+    const out = this.changed;
+    this.changed = new Set();
+    return out;
+  }
+
   private refresh(name: string): void {
-    this.version++;
+    this.changed.add(name);
     const o = this.get(name);
+    this.place(name, o);
     const before = this.views.get(name);
-    if (o && isBound(o)) {
-      const v = toNodeRoleView(o);
-      this.views.set(name, v);
-      if (!before || before.parents.join('\n') !== v.parents.join('\n')) this.children = undefined;
-    } else if (before) {
-      this.views.delete(name);
-      this.children = undefined;
+    const v = o && isBound(o) ? toNodeRoleView(o) : undefined;
+    if (v) this.views.set(name, v);
+    else if (before) this.views.delete(name);
+    if (before && before.state !== v?.state) this.states.get(before.state)?.delete(name);
+    if (v) {
+      let set = this.states.get(v.state);
+      if (!set) this.states.set(v.state, (set = new Set()));
+      set.add(name);
+    }
+    toggle(this.retries, name, v !== undefined && v.retry > v.observedRetry);
+    toggle(this.network, name, v?.role.startsWith('network-') ?? false);
+    if (before?.parents.join('\n') !== v?.parents.join('\n')) this.children = undefined;
+    if (before?.cohort !== v?.cohort) this.order = undefined;
+  }
+
+  /** Keeps the node and deployment indexes (spec.node and spec.deployment are immutable). */
+  private place(name: string, o: Readonly<NodeRole> | undefined): void {
+    const was = this.placed.get(name);
+    if (o && !was) {
+      const at = { node: o.spec.node, deployment: o.spec.deployment };
+      this.placed.set(name, at);
+      addTo(this.byNode, at.node, name);
+      addTo(this.byDeployment, at.deployment, name);
+    } else if (!o && was) {
+      this.placed.delete(name);
+      this.byNode.get(was.node)?.delete(name);
+      this.byDeployment.get(was.deployment)?.delete(name);
     }
   }
 
-  /** Bound noderoles as decision views (a snapshot: later events do not change it). */
-  boundViews(): Map<string, NodeRoleDecisionView> {
-    return new Map(this.views);
+  /**
+   * Bound noderoles as decision views. The map is live, not a copy (a copy per pass cost more
+   * than the pass's decisions at 10,000 noderoles): read it synchronously, within one turn.
+   */
+  boundViews(): ReadonlyMap<string, NodeRoleDecisionView> {
+    return this.views;
+  }
+
+  /** Bound noderoles per state (live, like boundViews). */
+  byState(): ReadonlyMap<NodeRoleState, ReadonlySet<string>> {
+    return this.states;
+  }
+
+  /** Bound noderoles whose spec.retry is above their observedRetry (live). */
+  retrying(): ReadonlySet<string> {
+    return this.retries;
+  }
+
+  /** Bound noderoles of network roles (live). */
+  networkRoles(): ReadonlySet<string> {
+    return this.network;
+  }
+
+  /** Names of the noderoles (bound or not) on a node or in a deployment (live). */
+  names(field: 'node' | 'deployment', key: string): ReadonlySet<string> {
+    return (field === 'node' ? this.byNode : this.byDeployment).get(key) ?? EMPTY;
+  }
+
+  /** Names of the bound noderoles in (cohort, name) order, re-sorted only when cohorts change. */
+  cohortOrder(): readonly string[] {
+    this.order ??= [...this.views.values()]
+      .sort((a, b) => a.cohort - b.cohort || compareNames(a.name, b.name))
+      .map((v) => v.name);
+    return this.order;
   }
 
   /** Parent -> children of the bound noderoles, rebuilt only when some parents changed. */
@@ -93,23 +179,16 @@ export class NodeRoleView {
   }
 
   /**
-   * Noderoles grouped by spec.node or spec.deployment, rebuilt only when something changed, so
-   * per-node and per-deployment status controllers do not scan every noderole per key.
+   * Noderoles by spec.node or spec.deployment, from indexes kept per event, so per-node and
+   * per-deployment status controllers do not scan every noderole per key.
    */
   by(field: 'node' | 'deployment', key: string): readonly Readonly<NodeRole>[] {
-    let cached = this.indexes.get(field);
-    if (cached?.version !== this.version) {
-      const index = new Map<string, Readonly<NodeRole>[]>();
-      for (const nr of this.list()) {
-        const k = nr.spec[field];
-        const list = index.get(k);
-        if (list) list.push(nr);
-        else index.set(k, [nr]);
-      }
-      cached = { version: this.version, index };
-      this.indexes.set(field, cached);
+    const out: Readonly<NodeRole>[] = [];
+    for (const name of this.names(field, key)) {
+      const o = this.get(name);
+      if (o) out.push(o);
     }
-    return cached.index.get(key) ?? [];
+    return out;
   }
 
   get(name: string): Readonly<NodeRole> | undefined {
