@@ -28,6 +28,7 @@ const CONFIG_NAME = 'crowbar.dev';
 let proc: Started | undefined;
 let port = 0;
 let ca = '';
+let webhookLog = '';
 let registered = false;
 let createdSystem = false;
 const cleanup: { kind: 'NodeRole' | 'Role' | 'Node' | 'Deployment'; name: string }[] = [];
@@ -52,12 +53,21 @@ function https(path: string): Promise<{ status: number; body: string }> {
 
 /** The API server's refusal of `write`: its HTTP code and message. */
 async function refusal(write: Promise<unknown>): Promise<{ code: number; message: string }> {
+  let written: unknown;
   try {
-    await write;
+    written = await write;
   } catch (e) {
     return { code: apiCode(e) ?? 0, message: apiMessage(e) };
   }
-  throw new Error('the API server accepted a write the webhook should refuse');
+  // Say whether the webhook saw the request at all: its log is the only witness.
+  const name = (written as { metadata?: { name?: string } } | undefined)?.metadata?.name ?? '';
+  const seen = readFileSync(webhookLog, 'utf8')
+    .split('\n')
+    .filter((l) => name !== '' && l.includes(name));
+  throw new Error(
+    `the API server accepted a write the webhook should refuse (${name}); ` +
+      `the webhook logged ${seen.length === 0 ? 'nothing about it' : seen.join('\n')}`,
+  );
 }
 
 /** A refusal by the webhook (403, naming the webhook) with a message matching every pattern. */
@@ -102,7 +112,7 @@ async function bind(role: string, node: string, status?: NodeRoleStatus, deploym
   return nr;
 }
 
-/** A role requiring itself: refused exactly when the webhook is in the API server's path. */
+/** A role requiring itself: refused exactly when the roles webhook is in the API server's path. */
 async function probeFires(name: string): Promise<boolean> {
   try {
     await client.create(
@@ -118,9 +128,33 @@ async function probeFires(name: string): Promise<boolean> {
   return false;
 }
 
+/**
+ * A binding of a role that does not exist: refused exactly when the noderoles webhook is in the
+ * API server's path. Each webhook of the configuration is probed on its own, so that no test
+ * starts before the API server calls the webhook it relies on.
+ */
+async function probeNodeRolesFire(role: string): Promise<boolean> {
+  const name = `${role}.${fqdn('probe')}`;
+  try {
+    await client.create(
+      'NodeRole',
+      { metadata: { name }, spec: { role, node: fqdn('probe'), deployment: 'system' } },
+      FM,
+    );
+  } catch (e) {
+    if (apiCode(e) === 403 && /does not exist; create the Role first/.test(apiMessage(e))) {
+      return true;
+    }
+    throw e;
+  }
+  await client.delete('NodeRole', name);
+  return false;
+}
+
 beforeAll(async () => {
   const cpDir = inject('cpDir');
   const pkiDir = join(cpDir, 'pki');
+  webhookLog = join(cpDir, `webhook-${id}.log`);
   ca = readFileSync(join(pkiDir, 'ca.crt'), 'utf8');
   const leaf = issueLeaf(pkiDir, `webhook-${id}`, '/CN=localhost', true);
   port = await freePort();
@@ -133,7 +167,7 @@ beforeAll(async () => {
       `--tls-cert=${leaf.crt}`,
       `--tls-key=${leaf.key}`,
     ],
-    join(cpDir, `webhook-${id}.log`),
+    webhookLog,
     { env: { ...process.env, LOG_LEVEL: 'debug' } },
   );
   await waitFor(
@@ -159,6 +193,12 @@ beforeAll(async () => {
   // The API server learns of the configuration through an informer: probe until it fires.
   let n = 0;
   await eventually('the webhook to fire', () => probeFires(r(`probe${n++}`)), 30_000, 200);
+  await eventually(
+    'the noderoles webhook to fire',
+    () => probeNodeRolesFire(r(`probe${n++}`)),
+    30_000,
+    200,
+  );
 });
 
 afterAll(async () => {
