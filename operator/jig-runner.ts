@@ -2,7 +2,8 @@
  * The jig runner: the entrypoint of a run's Job (`node operator/jig-runner.ts` in the operator
  * image). It reads its NodeRole, Role and Node and the input the operator captured in
  * status.run.input, runs the same jig code as the inline executor (test, noop, script; root's SSH
- * key from the mounted Secret), writes the result on the NodeRole's status under its own field
+ * key from the mounted Secret; the script from the snapshot the operator took at run start and
+ * mounted, see operator/executors/job-spec.ts), writes the result on the NodeRole's status under its own field
  * manager (see operator/executors/job-spec.ts), and exits 0 when the run succeeded, 1 otherwise.
  *
  * Its ServiceAccount may read only its own NodeRole, Role and Node and write only that NodeRole's
@@ -15,7 +16,12 @@ import { ENV, RUNNER_FIELD_MANAGER } from './executors/job-spec.ts';
 import { JigRegistry } from './jigs/registry.ts';
 import { scriptJig } from './jigs/script/jig.ts';
 import { LIMITS } from './jigs/script/protocol.ts';
-import { SSH_KEY_FIELDS, recordHostKey, sshAddresses } from './jigs/script/wiring.ts';
+import {
+  SSH_KEY_FIELDS,
+  readScriptSnapshot,
+  recordHostKey,
+  sshAddresses,
+} from './jigs/script/wiring.ts';
 import type { Jig, JigResult } from './jigs/types.ts';
 import { CrowbarClient, loadKubeConfig } from './kube/client.ts';
 import { apiMessage, isConflict } from './kube/errors.ts';
@@ -49,7 +55,11 @@ async function readKey(dir: string | undefined): Promise<Buffer> {
   throw new Error(`the SSH key Secret mounted at ${dir} has no ${SSH_KEY_FIELDS.join(' or ')} key`);
 }
 
-function scriptFor(client: CrowbarClient, keyDir: string | undefined): Jig {
+function scriptFor(
+  client: CrowbarClient,
+  keyDir: string | undefined,
+  scriptFile: string | undefined,
+): Jig {
   return {
     name: 'script',
     async run(run): Promise<JigResult> {
@@ -70,15 +80,8 @@ function scriptFor(client: CrowbarClient, keyDir: string | undefined): Jig {
       return scriptJig({
         privateKey,
         resolveAddress: (node) => sshAddresses(node, (n) => networks.get(n))[0],
-        loadScript: (role) => {
-          const s = role.spec.script;
-          if (s?.inline !== undefined && s.inline !== '') return Promise.resolve(s.inline);
-          return Promise.reject(
-            new Error(
-              `role ${role.metadata.name ?? ''}: the job executor runs inline scripts (spec.script.inline) only; a configMapRef script needs the inline executor`,
-            ),
-          );
-        },
+        // Never the Role's current script: the snapshot is the script as it was at run start.
+        loadScript: () => readScriptSnapshot(scriptFile),
         onHostKey: async (node: Readonly<Node>, fp: string) => {
           log.info(
             { node: node.metadata.name, fingerprint: fp },
@@ -156,6 +159,7 @@ async function main(): Promise<number> {
   const id = env(ENV.runId);
   const number = Number(env(ENV.run));
   const keyDir = process.env[ENV.sshKeyDir];
+  const scriptFile = process.env[ENV.scriptFile];
   const rlog = log.child({ noderole: name, run: number, pod: process.env[ENV.podName] });
   const abort = new AbortController();
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
@@ -176,7 +180,7 @@ async function main(): Promise<number> {
   const node = await client.get('Node', nr.spec.node);
   if (!node) throw new Error(`Node ${nr.spec.node} of NodeRole ${name} not found`);
   const jigs = new JigRegistry();
-  jigs.register(scriptFor(client, keyDir));
+  jigs.register(scriptFor(client, keyDir, scriptFile));
   const jig = jigs.get(role.spec.jig);
   rlog.info(
     { role: role.metadata.name, node: node.metadata.name, jig: role.spec.jig },

@@ -36,7 +36,7 @@ export const CLUSTER_RULES: Rule[] = [
 
 /**
  * In the release namespace: leader election, Jobs of the job executor, the SSH key Secret, script
- * ConfigMaps, node API tokens.
+ * ConfigMaps (and the job executor's per-run script snapshots), node API tokens.
  */
 export const NAMESPACE_RULES: Rule[] = [
   {
@@ -55,4 +55,7 @@ export const NAMESPACE_RULES: Rule[] = [
   // The job executor: each run's ServiceAccount, and its pod's termination message.
   { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['create', 'delete'] },
   { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list'] },
+  // The job executor: each script run's snapshot of its script (owned by the Job, which the
+  // garbage collector deletes it with).
+  { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
 ];

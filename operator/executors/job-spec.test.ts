@@ -2,13 +2,19 @@ import type { V1Job } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import type { NodeRole, Role } from '../../generated/crowbar.ts';
 import {
+  ENV,
+  SCRIPT_DIR,
   buildJob,
+  buildScriptSnapshot,
   failureOf,
   jobName,
   jobState,
   labelValue,
+  mountsScriptSnapshot,
   reportOf,
   runnerRules,
+  scriptSnapshotName,
+  scriptSource,
 } from './job-spec.ts';
 
 const DNS1123 = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -81,6 +87,87 @@ describe('buildJob', () => {
     expect(pod?.serviceAccountName).toBe(job.metadata?.name);
     expect(pod?.volumes?.[0]?.secret?.secretName).toBe('root-key');
     expect(pod?.containers[0]?.env).toContainEqual({ name: 'CROWBAR_RUN', value: '2' });
+    expect(pod?.volumes?.map((v) => v.name)).toEqual(['ssh-key']);
+    expect(mountsScriptSnapshot(job)).toBe(false);
+  });
+
+  it('mounts the script snapshot of a script run and points the runner at its file', () => {
+    const job = buildJob({
+      id: 'dns-server.node1.rack2.example.com.run-2',
+      number: 2,
+      noderole: nr(undefined),
+      role,
+      namespace: 'crowbar',
+      image: 'ghcr.io/crowbar/crowbar:1',
+      sshKeySecret: 'root-key',
+      scriptSnapshot: true,
+      ttlSecondsAfterFinished: 600,
+    });
+    const name = job.metadata?.name ?? '';
+    const pod = job.spec?.template.spec;
+    expect(pod?.volumes).toContainEqual({
+      name: 'script',
+      configMap: { name: `${name}-script`, optional: false, defaultMode: 0o444 },
+    });
+    expect(pod?.containers[0]?.volumeMounts).toEqual([
+      { name: 'ssh-key', mountPath: '/var/run/crowbar/ssh', readOnly: true },
+      { name: 'script', mountPath: SCRIPT_DIR, readOnly: true },
+    ]);
+    expect(pod?.containers[0]?.env).toContainEqual({
+      name: ENV.scriptFile,
+      value: `${SCRIPT_DIR}/script`,
+    });
+    expect(mountsScriptSnapshot(job)).toBe(true);
+  });
+});
+
+describe('script snapshots', () => {
+  const job = buildJob({
+    id: 'dns-server.node1.rack2.example.com.run-3',
+    number: 3,
+    noderole: nr(undefined),
+    role,
+    namespace: 'crowbar',
+    image: 'i',
+    scriptSnapshot: true,
+    ttlSecondsAfterFinished: 60,
+  });
+  if (job.metadata) job.metadata.uid = 'job-uid-1';
+
+  it('is an immutable ConfigMap named after the Job and owned by it', () => {
+    const cm = buildScriptSnapshot(job, '#!/bin/sh\necho hi\n', 'inline');
+    const name = job.metadata?.name ?? '';
+    expect(cm.metadata?.name).toBe(scriptSnapshotName(name));
+    expect(cm.metadata?.name?.length).toBeLessThanOrEqual(253);
+    expect(cm.metadata?.namespace).toBe('crowbar');
+    expect(cm.immutable).toBe(true);
+    expect(cm.data).toEqual({ script: '#!/bin/sh\necho hi\n' });
+    expect(cm.metadata?.ownerReferences).toEqual([
+      { apiVersion: 'batch/v1', kind: 'Job', name, uid: 'job-uid-1', controller: true },
+    ]);
+    expect(cm.metadata?.labels).toEqual(job.metadata?.labels);
+    expect(cm.metadata?.annotations).toMatchObject({
+      'crowbar.dev/run-id': 'dns-server.node1.rack2.example.com.run-3',
+      'crowbar.dev/script-source': 'inline',
+    });
+  });
+
+  it('records where the script came from', () => {
+    const with_ = (script: Role['spec']['script']): Role => ({
+      ...role,
+      spec: { ...role.spec, ...(script ? { script } : {}) },
+    });
+    expect(scriptSource(with_({ inline: 'x' }))).toBe('inline');
+    expect(
+      scriptSource(with_({ configMapRef: { namespace: 'ns', name: 'cm', key: 'run.sh' } })),
+    ).toBe('configmap ns/cm#run.sh');
+    expect(scriptSource(with_(undefined))).toBe('none');
+  });
+
+  it('is recognised only when the pod mounts the snapshot of its own Job', () => {
+    const other = structuredClone(job);
+    if (other.metadata) other.metadata.name = 'someone-else';
+    expect(mountsScriptSnapshot(other)).toBe(false);
   });
 });
 

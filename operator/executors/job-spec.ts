@@ -9,9 +9,21 @@
  * The operator then records the state change as it does for inline runs. A Job that fails without
  * a report (deadline, crash, killed) is judged from the Job's conditions and the pod's
  * termination message.
+ *
+ * Where a script run's script travels: the operator reads it at run start (the Role's inline
+ * script or the ConfigMap key it references) and snapshots it into an immutable ConfigMap named
+ * after the Job ({@link scriptSnapshotName}), owned by the Job so it goes when the Job goes. The
+ * pod mounts it and the runner reads the script from that file ({@link ENV}.scriptFile), so a run
+ * executes the script as it was when it started, whatever happens to the source meanwhile.
  */
 import { createHash } from 'node:crypto';
-import type { V1Job, V1PolicyRule } from '@kubernetes/client-node';
+import type {
+  V1ConfigMap,
+  V1Job,
+  V1PolicyRule,
+  V1Volume,
+  V1VolumeMount,
+} from '@kubernetes/client-node';
 import type { NodeRole, Role } from '../../generated/crowbar.ts';
 import type { JigResult } from '../jigs/types.ts';
 
@@ -21,6 +33,8 @@ export const LABEL_NODEROLE = 'crowbar.dev/noderole';
 export const LABEL_RUN = 'crowbar.dev/run';
 export const ANNOTATION_NODEROLE = 'crowbar.dev/noderole';
 export const ANNOTATION_RUN_ID = 'crowbar.dev/run-id';
+/** On a script snapshot: where its script was read from (see {@link scriptSource}). */
+export const ANNOTATION_SCRIPT_SOURCE = 'crowbar.dev/script-source';
 /** Label selector of every Job the executor creates. */
 export const JOB_SELECTOR = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
 
@@ -30,12 +44,20 @@ export const RUNNER_FIELD_MANAGER = 'crowbar-jig-runner';
 /** Where the SSH key Secret is mounted in the runner's container (all its keys, as files). */
 export const SSH_KEY_DIR = '/var/run/crowbar/ssh';
 
+/** Where a script run's snapshot ConfigMap is mounted, and the key (file) holding the script. */
+export const SCRIPT_DIR = '/var/run/crowbar/script';
+export const SCRIPT_KEY = 'script';
+/** The pod volume of the script snapshot. */
+const SCRIPT_VOLUME = 'script';
+
 /** The runner's environment: which run it is. */
 export const ENV = {
   noderole: 'CROWBAR_NODEROLE',
   runId: 'CROWBAR_RUN_ID',
   run: 'CROWBAR_RUN',
   sshKeyDir: 'CROWBAR_SSH_KEY_DIR',
+  /** The mounted script snapshot; set only on script runs. */
+  scriptFile: 'CROWBAR_SCRIPT_FILE',
   podName: 'POD_NAME',
   podNamespace: 'POD_NAMESPACE',
 } as const;
@@ -91,6 +113,8 @@ export interface JobInputs {
   image: string;
   /** Secret in `namespace` holding root's SSH key (mounted read-only); none when undefined. */
   sshKeySecret?: string | undefined;
+  /** Mount the run's script snapshot ({@link buildScriptSnapshot}): script runs only. */
+  scriptSnapshot?: boolean;
   ttlSecondsAfterFinished: number;
   /** Extra env for the runner (e.g. LOG_LEVEL). */
   env?: Record<string, string>;
@@ -101,7 +125,17 @@ export function deadlineSeconds(role: Readonly<Role>): number {
   return role.spec.timeoutSeconds ?? 3600;
 }
 
-/** The batch/v1 Job of one run. The ServiceAccount of the same name is made for it alone. */
+/** The name of a run's script snapshot ConfigMap: its Job's, with a suffix. */
+export function scriptSnapshotName(job: string): string {
+  return `${job}-script`;
+}
+
+/**
+ * The batch/v1 Job of one run. The ServiceAccount of the same name is made for it alone. A script
+ * run mounts its snapshot ConfigMap, made right after the Job (it is owned by the Job, so it
+ * cannot exist first); until it exists the kubelet holds the pod in ContainerCreating and retries
+ * the mount, as it does for any missing ConfigMap volume.
+ */
 export function buildJob(o: JobInputs): V1Job {
   const name = jobName(o.id);
   const nrName = o.noderole.metadata.name ?? '';
@@ -115,6 +149,27 @@ export function buildJob(o: JobInputs): V1Job {
     name: n,
     valueFrom: { fieldRef: { fieldPath } },
   });
+  const volumes: { volume: V1Volume; mount: V1VolumeMount }[] = [
+    ...(o.sshKeySecret === undefined
+      ? []
+      : [
+          {
+            volume: { name: 'ssh-key', secret: { secretName: o.sshKeySecret, defaultMode: 0o400 } },
+            mount: { name: 'ssh-key', mountPath: SSH_KEY_DIR, readOnly: true },
+          },
+        ]),
+    ...(o.scriptSnapshot === true
+      ? [
+          {
+            volume: {
+              name: SCRIPT_VOLUME,
+              configMap: { name: scriptSnapshotName(name), optional: false, defaultMode: 0o444 },
+            },
+            mount: { name: SCRIPT_VOLUME, mountPath: SCRIPT_DIR, readOnly: true },
+          },
+        ]
+      : []),
+  ];
   return {
     apiVersion: 'batch/v1',
     kind: 'Job',
@@ -163,6 +218,9 @@ export function buildJob(o: JobInputs): V1Job {
                 ...(o.sshKeySecret === undefined
                   ? []
                   : [{ name: ENV.sshKeyDir, value: SSH_KEY_DIR }]),
+                ...(o.scriptSnapshot === true
+                  ? [{ name: ENV.scriptFile, value: `${SCRIPT_DIR}/${SCRIPT_KEY}` }]
+                  : []),
                 fieldEnv(ENV.podName, 'metadata.name'),
                 fieldEnv(ENV.podNamespace, 'metadata.namespace'),
                 ...Object.entries(o.env ?? {}).map(([n, value]) => ({ name: n, value })),
@@ -175,21 +233,67 @@ export function buildJob(o: JobInputs): V1Job {
                 capabilities: { drop: ['ALL'] },
               },
               resources: { requests: { cpu: '50m', memory: '128Mi' }, limits: { memory: '512Mi' } },
-              ...(o.sshKeySecret === undefined
-                ? {}
-                : { volumeMounts: [{ name: 'ssh-key', mountPath: SSH_KEY_DIR, readOnly: true }] }),
+              ...(volumes.length === 0 ? {} : { volumeMounts: volumes.map((v) => v.mount) }),
             },
           ],
-          ...(o.sshKeySecret === undefined
-            ? {}
-            : {
-                volumes: [
-                  { name: 'ssh-key', secret: { secretName: o.sshKeySecret, defaultMode: 0o400 } },
-                ],
-              }),
+          ...(volumes.length === 0 ? {} : { volumes: volumes.map((v) => v.volume) }),
         },
       },
     },
+  };
+}
+
+/** Where a role's script comes from, as a snapshot records it: `inline` or `configmap <ns>/<name>#<key>`. */
+export function scriptSource(role: Readonly<Role>): string {
+  const s = role.spec.script;
+  if (s?.inline !== undefined && s.inline !== '') return 'inline';
+  const ref = s?.configMapRef;
+  return ref ? `configmap ${ref.namespace}/${ref.name}#${ref.key}` : 'none';
+}
+
+/** Whether a Job's pod mounts a script snapshot (Jobs of script runs do). */
+export function mountsScriptSnapshot(job: Readonly<V1Job>): boolean {
+  const name = job.metadata?.name ?? '';
+  return (job.spec?.template.spec?.volumes ?? []).some(
+    (v) => v.name === SCRIPT_VOLUME && v.configMap?.name === scriptSnapshotName(name),
+  );
+}
+
+/**
+ * The script snapshot of a run: an immutable ConfigMap in the Job's namespace, named after the
+ * Job and owned by it (garbage-collected with it: after ttlSecondsAfterFinished, or with the
+ * NodeRole). `job` must be the created Job (its uid is the owner reference).
+ */
+export function buildScriptSnapshot(
+  job: Readonly<V1Job>,
+  script: string,
+  source: string,
+): V1ConfigMap {
+  const name = job.metadata?.name ?? '';
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name: scriptSnapshotName(name),
+      namespace: job.metadata?.namespace ?? '',
+      labels: { ...job.metadata?.labels },
+      annotations: {
+        ...job.metadata?.annotations,
+        [ANNOTATION_SCRIPT_SOURCE]: source,
+      },
+      ownerReferences: [
+        {
+          apiVersion: 'batch/v1',
+          kind: 'Job',
+          name,
+          uid: job.metadata?.uid ?? '',
+          controller: true,
+        },
+      ],
+    },
+    // A snapshot never changes: the API server refuses edits, so what ran is what it holds.
+    immutable: true,
+    data: { [SCRIPT_KEY]: script },
   };
 }
 

@@ -7,9 +7,14 @@
  *  - a ServiceAccount and a ClusterRole + ClusterRoleBinding naming only this run's NodeRole,
  *    Role, Node (resourceNames), so the runner can update that one noderole's status and nothing
  *    else (NodeRoles are cluster-scoped, so a namespaced Role cannot grant this);
- *  - the Job (create-if-absent: AlreadyExists means this run already has its Job).
- * The RBAC objects are removed when the run ends; the Job stays for ttlSecondsAfterFinished so
- * its pod can be inspected. The result travels as job-spec.ts describes.
+ *  - the Job (create-if-absent: AlreadyExists means this run already has its Job);
+ *  - for a script run, the snapshot of its script: read at run start from the Role (inline, or the
+ *    ConfigMap key it references), checked as the jig checks it, and put in an immutable
+ *    ConfigMap owned by the Job that the pod mounts (create-if-absent too). Bad input (a missing
+ *    ConfigMap or key, an empty or oversized script) fails the run before any Job is made.
+ * The RBAC objects are removed when the run ends; the Job (and its snapshot) stays for
+ * ttlSecondsAfterFinished so its pod can be inspected. The result travels as job-spec.ts
+ * describes.
  */
 import {
   BatchV1Api,
@@ -24,7 +29,7 @@ import {
 } from '@kubernetes/client-node';
 import type { OperatorConfig } from '../config.ts';
 import type { ExecRequest, Executor } from '../controllers/annealer/executor.ts';
-import { parseSecretRef } from '../jigs/script/wiring.ts';
+import { loadRoleScript, parseSecretRef, scriptProblem } from '../jigs/script/wiring.ts';
 import type { JigResult } from '../jigs/types.ts';
 import { CrowbarClient } from '../kube/client.ts';
 import { apiCode, apiMessage, isNotFound } from '../kube/errors.ts';
@@ -34,12 +39,16 @@ import {
   LABEL_MANAGED_BY,
   MANAGED_BY,
   buildJob,
+  buildScriptSnapshot,
   failureOf,
   jobName,
   jobState,
+  mountsScriptSnapshot,
   reportOf,
   runnerRbacName,
   runnerRules,
+  scriptSnapshotName,
+  scriptSource,
 } from './job-spec.ts';
 
 export interface JobExecutorOptions {
@@ -123,9 +132,11 @@ export class JobExecutor implements Executor {
     });
     this.ensureInformer();
     try {
-      let job = resuming ? await this.readJob(name) : undefined;
+      const job = resuming ? await this.readJob(name) : undefined;
       if (resuming && job) {
         log.info('re-adopting the run Job left by a previous leader');
+        const refused = await this.ensureSnapshot(req, job, log);
+        if (refused) return refused;
       } else {
         if (resuming) {
           // No Job: either it finished and was cleaned up (its runner's report is on the
@@ -140,14 +151,16 @@ export class JobExecutor implements Executor {
           }
           log.info('the run had no Job after an operator restart; creating it');
         }
-        job = await this.createJob(req, name, log);
+        const script = await this.runScript(req);
+        if (typeof script === 'object') return script;
+        await this.createJob(req, name, script, log);
       }
       const ended = await this.waitForEnd(name, req.signal);
       return await this.result(req, name, ended);
     } catch (e) {
       if (req.signal.aborted) {
         if (this.detached) log.info('operator stopping; leaving the run Job to the next leader');
-        else await this.deleteJob(name, log);
+        else await this.deleteJob(name, log, 'a cancelled run');
         throw req.signal.reason as Error;
       }
       throw e;
@@ -169,8 +182,123 @@ export class JobExecutor implements Executor {
     return failureOf(ended.job, jobState(ended.job), term?.message, term?.exitCode);
   }
 
-  private async createJob(req: ExecRequest, name: string, log: Logger): Promise<V1Job> {
+  /**
+   * The script a script run takes with it, read now (this is the moment the snapshot captures);
+   * a failed result saying what to fix when it cannot run; undefined for other jigs.
+   */
+  private async runScript(req: ExecRequest): Promise<string | JigResult | undefined> {
+    if (req.role.spec.jig !== 'script') return undefined;
+    const role = req.role.metadata.name ?? '';
+    let script: string;
+    try {
+      script = await loadRoleScript(this.core, req.role);
+    } catch (e) {
+      // Worded as the inline executor's jig words it.
+      return { ok: false, message: `cannot load the script of role ${role}: ${apiMessage(e)}` };
+    }
+    const problem = scriptProblem(role, script);
+    return problem === undefined ? script : { ok: false, message: problem };
+  }
+
+  /**
+   * The Job, then (for a script run) its script snapshot. A snapshot that cannot be made takes
+   * the Job with it, so that no pod is left waiting for a volume that will not come.
+   */
+  private async createJob(
+    req: ExecRequest,
+    name: string,
+    script: string | undefined,
+    log: Logger,
+  ): Promise<V1Job> {
     await this.grantRunnerAccess(req, name);
+    const job = await this.createJobObject(req, name, script !== undefined, log);
+    if (script !== undefined && mountsScriptSnapshot(job)) {
+      try {
+        await this.createSnapshot(req, job, script, log);
+      } catch (e) {
+        await this.deleteJob(name, log, 'its script snapshot could not be made');
+        throw e;
+      }
+    }
+    return job;
+  }
+
+  /**
+   * A re-adopted Job whose pod mounts a snapshot that does not exist: the previous leader died
+   * between creating the two. The script is read now (the run has not started: its pod cannot
+   * until the snapshot exists). Returns a failed result (the Job deleted) when it cannot run.
+   */
+  private async ensureSnapshot(
+    req: ExecRequest,
+    job: V1Job,
+    log: Logger,
+  ): Promise<JigResult | undefined> {
+    // A finished Job needs nothing more; a running one waits for its snapshot to be mounted.
+    if (!mountsScriptSnapshot(job) || jobState(job).kind !== 'running') return undefined;
+    const name = job.metadata?.name ?? '';
+    const snap = scriptSnapshotName(name);
+    try {
+      await this.core.readNamespacedConfigMap({ name: snap, namespace: this.o.namespace });
+      return undefined;
+    } catch (e) {
+      if (!isNotFound(e))
+        throw new Error(`cannot read the script snapshot ConfigMap ${snap}: ${apiMessage(e)}`, {
+          cause: e,
+        });
+    }
+    log.info('the re-adopted run Job has no script snapshot yet; taking it now');
+    const script = await this.runScript(req);
+    if (typeof script !== 'string') {
+      await this.deleteJob(name, log, 'its script snapshot could not be made');
+      return (
+        script ?? {
+          ok: false,
+          message: `role ${req.role.metadata.name ?? ''} no longer uses the script jig, and run ${req.number}'s Job ${name} has no script snapshot`,
+        }
+      );
+    }
+    try {
+      await this.createSnapshot(req, job, script, log);
+    } catch (e) {
+      await this.deleteJob(name, log, 'its script snapshot could not be made');
+      throw e;
+    }
+    return undefined;
+  }
+
+  /** Creates the run's script snapshot; one that already exists is this run's and is kept. */
+  private async createSnapshot(
+    req: ExecRequest,
+    job: V1Job,
+    script: string,
+    log: Logger,
+  ): Promise<void> {
+    const body = buildScriptSnapshot(job, script, scriptSource(req.role));
+    const snap = body.metadata?.name ?? '';
+    try {
+      await this.core.createNamespacedConfigMap({
+        namespace: this.o.namespace,
+        body,
+        fieldManager: this.o.fieldManager,
+      });
+      log.info(
+        { snapshot: snap, source: scriptSource(req.role), bytes: Buffer.byteLength(script) },
+        'took the script snapshot of the run',
+      );
+    } catch (e) {
+      if (apiCode(e) !== 409)
+        throw new Error(`cannot create the script snapshot ConfigMap ${snap}: ${apiMessage(e)}`, {
+          cause: e,
+        });
+    }
+  }
+
+  private async createJobObject(
+    req: ExecRequest,
+    name: string,
+    scriptSnapshot: boolean,
+    log: Logger,
+  ): Promise<V1Job> {
     const body = buildJob({
       id: req.id,
       number: req.number,
@@ -179,6 +307,7 @@ export class JobExecutor implements Executor {
       namespace: this.o.namespace,
       image: this.o.image,
       sshKeySecret: req.role.spec.jig === 'script' ? this.o.sshKeySecret : undefined,
+      scriptSnapshot,
       ttlSecondsAfterFinished: this.o.ttlSecondsAfterFinished ?? 3600,
       ...(this.o.runnerEnv ? { env: this.o.runnerEnv } : {}),
     });
@@ -209,16 +338,16 @@ export class JobExecutor implements Executor {
     }
   }
 
-  private async deleteJob(name: string, log: Logger): Promise<void> {
+  private async deleteJob(name: string, log: Logger, why: string): Promise<void> {
     try {
       await this.batch.deleteNamespacedJob({
         name,
         namespace: this.o.namespace,
         propagationPolicy: 'Background',
       });
-      log.info('deleted the run Job of a cancelled run');
+      log.info({ why }, 'deleted the run Job');
     } catch (e) {
-      if (!isNotFound(e)) log.warn({ err: apiMessage(e) }, 'could not delete a cancelled run Job');
+      if (!isNotFound(e)) log.warn({ err: apiMessage(e), why }, 'could not delete the run Job');
     }
   }
 

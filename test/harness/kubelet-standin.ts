@@ -8,7 +8,9 @@
  *  - runs the pod's first container command as a local process instead of in a container: `node`
  *    is this Node.js, the working directory is the repository (the image's WORKDIR /app), the env
  *    is the container's (fieldRef, secretKeyRef and configMapKeyRef resolved), Secret/ConfigMap
- *    volumes are written to a temp dir and any env value under a mount path is pointed there;
+ *    volumes are written to a temp dir and any env value under a mount path is pointed there; a
+ *    volume whose Secret or ConfigMap does not exist yet holds the pod back (a kubelet keeps it
+ *    in ContainerCreating and retries the mount) until it appears or the pod is deleted;
  *  - gives the process its ServiceAccount's credentials as a kubelet would project them: a
  *    TokenRequest bound to the pod, handed over as a KUBECONFIG file (so the runner's RBAC is
  *    the real thing);
@@ -184,6 +186,8 @@ export class KubeletStandin {
         reason: 'StandinStartError',
         message: String(e),
       }).catch(() => undefined);
+      // kill() leaves the confirmation of a pod deleted while starting to the start.
+      if (run.deleting) await this.confirmDeleted(name);
     }
   }
 
@@ -198,19 +202,19 @@ export class KubeletStandin {
     for (const v of spec.volumes ?? []) {
       const vdir = join(dir, 'volumes', v.name);
       mkdirSync(vdir, { recursive: true });
-      if (v.secret?.secretName) {
-        const s = await this.core.readNamespacedSecret({
-          name: v.secret.secretName,
-          namespace: this.o.namespace,
-        });
-        for (const [k, b64] of Object.entries(s.data ?? {}))
+      const secretName = v.secret?.secretName;
+      const cmName = v.configMap?.name;
+      if (secretName) {
+        const s = await this.mountSource(run, `Secret ${secretName}`, v.secret?.optional, () =>
+          this.core.readNamespacedSecret({ name: secretName, namespace: this.o.namespace }),
+        );
+        for (const [k, b64] of Object.entries(s?.data ?? {}))
           writeFileSync(join(vdir, k), Buffer.from(b64, 'base64'), { mode: 0o400 });
-      } else if (v.configMap?.name) {
-        const cm = await this.core.readNamespacedConfigMap({
-          name: v.configMap.name,
-          namespace: this.o.namespace,
-        });
-        for (const [k, text] of Object.entries(cm.data ?? {})) writeFileSync(join(vdir, k), text);
+      } else if (cmName) {
+        const cm = await this.mountSource(run, `ConfigMap ${cmName}`, v.configMap?.optional, () =>
+          this.core.readNamespacedConfigMap({ name: cmName, namespace: this.o.namespace }),
+        );
+        for (const [k, text] of Object.entries(cm?.data ?? {})) writeFileSync(join(vdir, k), text);
       }
       for (const m of c.volumeMounts ?? []) if (m.name === v.name) mounts.set(m.mountPath, vdir);
     }
@@ -305,6 +309,33 @@ export class KubeletStandin {
     });
     rmSync(dir, { recursive: true, force: true });
     if (run.deleting) await this.confirmDeleted(run.name);
+  }
+
+  /**
+   * A volume's Secret or ConfigMap. Missing, it is waited for as a kubelet retries a failed mount
+   * (MountVolume.SetUp failed ... not found), unless the volume is optional (then: no files).
+   */
+  private async mountSource<T>(
+    run: PodRun,
+    what: string,
+    optional: boolean | undefined,
+    read: () => Promise<T>,
+  ): Promise<T | undefined> {
+    for (let delay = 100, said = false; ; delay = Math.min(delay * 2, 2000)) {
+      try {
+        return await read();
+      } catch (e) {
+        if (apiCode(e) !== 404) throw e;
+        if (optional === true) return undefined;
+      }
+      if (run.deleting || this.stopped)
+        throw new Error(`the pod went away while its volume source ${what} was missing`);
+      if (!said) {
+        this.say('volume source not found; waiting for it', { pod: run.name, what });
+        said = true;
+      }
+      await new Promise((r) => setTimeout(r, delay));
+    }
   }
 
   private async envValue(pod: V1Pod, e: V1EnvVar): Promise<string> {

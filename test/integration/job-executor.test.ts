@@ -3,8 +3,13 @@
  * creates batch/v1 Jobs in the real API server, the real job controller (kube-controller-manager)
  * makes their pods, and the kubelet stand-in (test code: test/harness/kubelet-standin.ts) runs
  * each pod's `node operator/jig-runner.ts` as a local process with a ServiceAccount token of its
- * per-run RBAC. Success, failure, deadline, and a kill -9 of the operator mid-run.
+ * per-run RBAC. Success, failure, deadline, and a kill -9 of the operator mid-run. Script roles
+ * run through the same path against a real OpenSSH server in a network namespace, their script
+ * (inline or from a ConfigMap) snapshotted by the operator when the run starts.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { BatchV1Api, CoreV1Api, RbacAuthorizationV1Api, type V1Job } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
@@ -12,13 +17,16 @@ import {
   jobName,
   labelValue,
   runnerRbacName,
+  scriptSnapshotName,
 } from '../../operator/executors/job-spec.ts';
 import { CrowbarClient, loadKubeConfig } from '../../operator/kube/client.ts';
 import { apiCode } from '../../operator/kube/errors.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
 import { Fleet } from '../harness/fleet.ts';
 import { KubeletStandin } from '../harness/kubelet-standin.ts';
+import { createLabNetwork, type LabNetwork, type LabNode } from '../harness/netns.ts';
 import { startOperator, type OperatorProc } from '../harness/operator.ts';
+import { generateKeyPair, startSshd, type Sshd } from '../harness/sshd.ts';
 
 const kubeconfig = inject('kubeconfig');
 const logDir = inject('cpDir');
@@ -29,6 +37,8 @@ const core = kc.makeApiClient(CoreV1Api);
 const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
 const ns = `jobs-${uid()}`;
 const lease = `jobexec-${uid()}`;
+/** Root's SSH key for script runs, in the Job namespace (run pods mount it). */
+const keySecret = `cbt-ssh-${uid()}`;
 let op: OperatorProc | undefined;
 let kubelet: KubeletStandin | undefined;
 
@@ -44,6 +54,8 @@ function start(identity: string): Promise<OperatorProc> {
       `--job-namespace=${ns}`,
       '--job-image=crowbar/operator:test',
       '--job-ttl-seconds=600',
+      // Created by the script tests' setup; only script runs mount it.
+      `--ssh-key-secret=${ns}/${keySecret}`,
     ],
   });
 }
@@ -231,5 +243,171 @@ describe('job executor', () => {
     expect(job?.status?.conditions).toContainEqual(
       expect.objectContaining({ type: 'Failed', status: 'True', reason: 'DeadlineExceeded' }),
     );
+  });
+});
+
+describe('job executor: script roles', () => {
+  const id = uid();
+  const f = new Fleet(client, id);
+  const FM = 'crowbar-test';
+  const net = `lab-${id}`;
+  const scripts = `cbt-scripts-${id}`;
+  const dir = mkdtempSync(join(tmpdir(), `cbt-jobscript-${id}-`));
+  let lab: LabNetwork | undefined;
+  let machine: LabNode | undefined;
+  let sshd: Sshd | undefined;
+  let dep = '';
+
+  const script = (version: number): string => `#!/bin/sh
+set -eu
+echo "configmap script v${version} on $CROWBAR_NODE, run $CROWBAR_RUN"
+jq -n --arg n "$CROWBAR_NODE" '{fromConfigMap: {version: ${version}, node: $n}}' > "$CROWBAR_OUTPUT"
+`;
+
+  beforeAll(async () => {
+    const key = await generateKeyPair(dir, 'root');
+    await core.createNamespacedSecret({
+      namespace: ns,
+      body: {
+        metadata: { name: keySecret },
+        data: { id_ed25519: key.privateKey.toString('base64') },
+      },
+    });
+    lab = await createLabNetwork();
+    machine = await lab.addNode('n1');
+    sshd = await startSshd({
+      ns: machine.ns,
+      address: machine.address,
+      authorizedKeys: [key.publicKey],
+      dir: mkdtempSync(join(dir, 'sshd-')),
+      quietRootShell: true,
+    });
+    await core.createNamespacedConfigMap({
+      namespace: ns,
+      body: { metadata: { name: scripts }, data: { 'run.sh': script(1) } },
+    });
+    // The lab subnet as an unmanaged network; the node's address comes through a binding to it.
+    await client.create(
+      'Network',
+      {
+        metadata: { name: net },
+        spec: {
+          category: 'unmanaged',
+          subnet: lab.subnet,
+          ranges: [
+            {
+              name: 'host',
+              first: lab.subnet.replace(/0\/24$/, '10'),
+              last: lab.subnet.replace(/0\/24$/, '250'),
+            },
+          ],
+        },
+      },
+      FM,
+    );
+    await eventually(`role network-${net}`, () => client.get('Role', `network-${net}`));
+    dep = await f.createDeployment('d', 'committed');
+    const name = f.node('n1');
+    await client.create(
+      'Node',
+      {
+        metadata: { name },
+        spec: {
+          available: true,
+          deployment: 'system',
+          hints: { [`${net}-v4addr`]: machine.address },
+        },
+      },
+      FM,
+    );
+    await client.create(
+      'NodeRole',
+      {
+        metadata: { name: `network-${net}.${name}` },
+        spec: { role: `network-${net}`, node: name, deployment: dep },
+      },
+      FM,
+    );
+    // The operator's aliveness check reaches it over SSH with the key from the Secret.
+    await eventually(
+      'n1 has its address and is alive',
+      async () => {
+        const n = await client.get('Node', name);
+        return (
+          n?.status?.alive === true &&
+          n.status.addresses?.some((a) => a.address.startsWith(`${machine?.address ?? ''}/`))
+        );
+      },
+      60_000,
+    );
+  });
+
+  afterAll(async () => {
+    try {
+      await sshd?.cleanup().catch(() => undefined);
+      await lab?.destroy();
+    } finally {
+      await client.delete('Network', net).catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('runs a ConfigMap script from the snapshot taken at run start, and its data is the wall', async () => {
+    await f.createRole('fromcm', {
+      jig: 'script',
+      timeoutSeconds: 90,
+      script: { configMapRef: { namespace: ns, name: scripts, key: 'run.sh' } },
+    });
+    const nr = await f.bind('fromcm', 'n1', dep);
+    const job = jobName(`${nr}.run-1`);
+    const snap = await eventually(
+      'the run has its script snapshot',
+      () =>
+        core
+          .readNamespacedConfigMap({ name: scriptSnapshotName(job), namespace: ns })
+          .catch(() => undefined),
+      60_000,
+    );
+    // Edited mid-run: the run goes on with the script it started with.
+    await core.replaceNamespacedConfigMap({
+      name: scripts,
+      namespace: ns,
+      body: { metadata: { name: scripts }, data: { 'run.sh': script(2) } },
+    });
+
+    const done = await f.waitState(nr, 'active', 90_000);
+    expect(done.status?.wall).toEqual({ fromConfigMap: { version: 1, node: f.node('n1') } });
+    expect(done.status?.run).toMatchObject({ executor: 'job', result: 'succeeded', number: 1 });
+    expect(done.status?.run?.logTail).toContain(`configmap script v1 on ${f.node('n1')}, run 1`);
+
+    const [j] = await jobsOf(nr);
+    expect(j?.metadata?.name).toBe(job);
+    expect(snap.immutable).toBe(true);
+    expect(snap.data).toEqual({ script: script(1) });
+    expect(snap.metadata?.annotations?.['crowbar.dev/script-source']).toBe(
+      `configmap ${ns}/${scripts}#run.sh`,
+    );
+    // Garbage-collected with its Job.
+    expect(snap.metadata?.ownerReferences).toEqual([
+      expect.objectContaining({ kind: 'Job', name: job, uid: j?.metadata?.uid }),
+    ]);
+    expect(j?.spec?.template.spec?.volumes?.find((v) => v.name === 'script')?.configMap?.name).toBe(
+      scriptSnapshotName(job),
+    );
+  });
+
+  it('errors a run whose ConfigMap has no such key, clearly and without making a Job', async () => {
+    await f.createRole('nokey', {
+      jig: 'script',
+      script: { configMapRef: { namespace: ns, name: scripts, key: 'nope.sh' } },
+    });
+    await f.createNode('k1');
+    const nr = await f.bind('nokey', 'k1', dep);
+    const failed = await f.waitState(nr, 'error', 60_000);
+    expect(failed.status?.message).toContain(
+      `cannot load the script of role ${f.role('nokey')}: ConfigMap ${ns}/${scripts} has no key nope.sh`,
+    );
+    expect(failed.status?.run?.executor).toBe('job');
+    expect(await jobsOf(nr)).toEqual([]);
   });
 });

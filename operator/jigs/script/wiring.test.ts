@@ -1,7 +1,18 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ApiException } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import type { Network, Node, Role } from '../../../generated/crowbar.ts';
-import { loadRoleScript, parseSecretRef, secretKeySource, sshAddresses } from './wiring.ts';
+import { LIMITS } from './protocol.ts';
+import {
+  loadRoleScript,
+  parseSecretRef,
+  readScriptSnapshot,
+  scriptProblem,
+  secretKeySource,
+  sshAddresses,
+} from './wiring.ts';
 
 const notFound = (): ApiException<string> =>
   new ApiException(404, 'not found', '{"message":"not found"}', {});
@@ -106,5 +117,37 @@ describe('loadRoleScript', () => {
     await expect(loadRoleScript(core as never, role(undefined))).rejects.toThrow(
       /role r has no script/,
     );
+  });
+});
+
+describe('scriptProblem', () => {
+  it('refuses empty and oversized scripts as the jig does, and counts bytes, not characters', () => {
+    expect(scriptProblem('r', 'echo hi')).toBeUndefined();
+    expect(scriptProblem('r', '')).toBe('the script of role r is empty');
+    expect(scriptProblem('r', 'x'.repeat(LIMITS.scriptBytes))).toBeUndefined();
+    expect(scriptProblem('r', 'x'.repeat(LIMITS.scriptBytes + 1))).toBe(
+      `the script of role r is ${LIMITS.scriptBytes + 1} bytes, over the 256 KiB limit`,
+    );
+    // 100 Ki characters of 3 bytes each: under the CRD's character limit, over the byte limit.
+    expect(scriptProblem('r', '€'.repeat(100 * 1024))).toMatch(/is 307200 bytes, over the/);
+  });
+});
+
+describe('readScriptSnapshot', () => {
+  it('reads the mounted snapshot and says what is wrong when there is none', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cbt-snapshot-'));
+    try {
+      const file = join(dir, 'script');
+      writeFileSync(file, '#!/bin/sh\necho from the snapshot\n');
+      expect(await readScriptSnapshot(file)).toBe('#!/bin/sh\necho from the snapshot\n');
+      await expect(readScriptSnapshot(join(dir, 'gone'))).rejects.toThrow(
+        /cannot read the run's script snapshot .*gone: ENOENT/,
+      );
+      await expect(readScriptSnapshot(undefined)).rejects.toThrow(
+        /no script snapshot mounted \(CROWBAR_SCRIPT_FILE is not set\)/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

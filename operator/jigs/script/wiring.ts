@@ -11,7 +11,7 @@ import { apiMessage, isNotFound } from '../../kube/errors.ts';
 import type { Logger } from '../../log.ts';
 import type { Jig, JigResult, JigRun } from '../types.ts';
 import { scriptJig, type ScriptJigDeps } from './jig.ts';
-import { stripPrefix } from './protocol.ts';
+import { LIMITS, formatBytes, stripPrefix } from './protocol.ts';
 
 /** Keys of a Secret that may hold root's private key (ours, and kubernetes.io/ssh-auth's). */
 export const SSH_KEY_FIELDS = ['id_ed25519', 'ssh-privatekey'] as const;
@@ -169,6 +169,37 @@ export async function loadRoleScript(
   const text = cm.data?.[ref.key];
   if (text === undefined) throw new Error(`ConfigMap ${where} has no key ${ref.key}`);
   return text;
+}
+
+/**
+ * Why the jig would refuse to send `script` (empty, or over {@link LIMITS}.scriptBytes), worded as
+ * the jig words it; undefined when it is fine. The job executor checks this before it makes a Job.
+ */
+export function scriptProblem(role: string, script: string): string | undefined {
+  const bytes = Buffer.byteLength(script, 'utf8');
+  if (bytes === 0) return `the script of role ${role} is empty`;
+  if (bytes > LIMITS.scriptBytes)
+    return `the script of role ${role} is ${bytes} bytes, over the ${formatBytes(LIMITS.scriptBytes)} limit`;
+  return undefined;
+}
+
+/**
+ * A run Job's script: the snapshot the operator took at run start, mounted as a file at `path`
+ * (the runner's CROWBAR_SCRIPT_FILE). Rejects with what is wrong when it is not there.
+ */
+export async function readScriptSnapshot(path: string | undefined): Promise<string> {
+  if (path === undefined || path === '') {
+    throw new Error(
+      'the run has no script snapshot mounted (CROWBAR_SCRIPT_FILE is not set): its Job was not made for a script run',
+    );
+  }
+  try {
+    return await readFile(path, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read the run's script snapshot ${path}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
 }
 
 /** Records a first-seen host key on the Node's status (merge patch on /status). */
