@@ -19,8 +19,8 @@
  * writes bench/results/jig.json.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import type { Node, NodeRole, Role } from '../generated/crowbar.ts';
 import { inlineExecutor } from '../operator/controllers/annealer/executor.ts';
@@ -31,8 +31,7 @@ import {
   interpret,
   parseRunnerOutput,
 } from '../operator/jigs/script/protocol.ts';
-import { createLabNetwork, type LabNetwork } from '../test/harness/netns.ts';
-import { generateKeyPair, startSshd, type Sshd } from '../test/harness/sshd.ts';
+import { adminNode, SshFleet } from '../test/harness/ssh-fleet.ts';
 import { pool } from './util.ts';
 
 const NODES = Number(process.env['BENCH_JIG_NODES'] ?? 50);
@@ -136,13 +135,15 @@ function openssh(keyPath: string, w: Work, run: number, kex: string[]): Promise<
 }
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'cbt-bench-jig-'));
-  let lab: LabNetwork | undefined;
-  const sshds: Sshd[] = [];
+  const machines = new SshFleet({ prefix: 'cbt-bench-jig' });
   try {
-    const key = await generateKeyPair(dir, 'root');
-    lab = await createLabNetwork();
+    const key = await machines.generateKey('root');
     const t0 = performance.now();
+    const machineNames = Array.from({ length: NODES }, (_, i) => `b${i}`);
+    await machines.start(machineNames, {
+      authorizedKeys: () => [key.publicKey],
+      quietRootShell: true,
+    });
     const work: Work[] = [];
     const roles: Role[] = Array.from({ length: ROLES }, (_, k) => ({
       apiVersion: 'crowbar.dev/v1alpha1',
@@ -150,24 +151,9 @@ async function main(): Promise<void> {
       metadata: { name: `bench-r${k}` },
       spec: { jig: 'script', timeoutSeconds: 60, script: { inline: script(k) } },
     }));
-    for (let i = 0; i < NODES; i++) {
-      const ln = await lab.addNode(`b${i}`);
-      sshds.push(
-        await startSshd({
-          ns: ln.ns,
-          address: ln.address,
-          authorizedKeys: [key.publicKey],
-          dir: mkdtempSync(join(dir, 'sshd-')),
-          quietRootShell: true,
-        }),
-      );
-      const node: Node = {
-        apiVersion: 'crowbar.dev/v1alpha1',
-        kind: 'Node',
-        metadata: { name: `b${i}.bench.example.com` },
-        spec: {},
-        status: { alive: true, addresses: [{ network: 'admin', address: ln.cidr }] },
-      };
+    for (const name of machineNames) {
+      const ln = machines.node(name);
+      const node = adminNode(`${name}.bench.example.com`, ln.cidr, { alive: true });
       for (const role of roles) {
         const nr = `${role.metadata.name ?? ''}.${node.metadata.name ?? ''}`;
         work.push({
@@ -292,11 +278,9 @@ async function main(): Promise<void> {
     );
     if (j.failures + o.failures + od.failures > 0) process.exitCode = 1;
   } finally {
-    for (const s of sshds) await s.cleanup().catch(() => undefined);
-    await lab?.destroy().catch((e: unknown) => {
+    await machines.destroy().catch((e: unknown) => {
       console.error(`bench-jig: cleanup: ${(e as Error).message}`);
     });
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -5,16 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Node, NodeRole, Role } from '../../generated/crowbar.ts';
@@ -23,90 +14,33 @@ import { scriptJig, type ScriptJigDeps } from '../../operator/jigs/script/jig.ts
 import { firstAdminAddress } from '../../operator/jigs/script/protocol.ts';
 import type { JigResult } from '../../operator/jigs/types.ts';
 import { eventually } from '../harness/context.ts';
-import {
-  createLabNetwork,
-  reapStaleLabs,
-  run,
-  type LabNetwork,
-  type LabNode,
-} from '../harness/netns.ts';
-import { generateKeyPair, startSshd, type KeyPair, type Sshd } from '../harness/sshd.ts';
+import { reapStaleLabs, run, type LabNode } from '../harness/netns.ts';
+import { adminNode, SshFleet } from '../harness/ssh-fleet.ts';
+import type { KeyPair, Sshd } from '../harness/sshd.ts';
 
 const id = randomBytes(3).toString('hex');
-const dir = mkdtempSync(join(tmpdir(), `cbt-jig-${id}-`));
-let lab: LabNetwork | undefined;
+const machines = new SshFleet({ prefix: `cbt-jig-${id}`, noderoleTag: id });
+const dir = machines.dir;
 let key: KeyPair;
 let wrongKey: KeyPair;
-const sshds = new Map<string, Sshd>();
-const labNodes = new Map<string, LabNode>();
 /** What onHostKey recorded, as the Node status would hold it. */
 const recorded = new Map<string, string>();
 
 beforeAll(async () => {
-  key = await generateKeyPair(dir, 'client');
-  wrongKey = await generateKeyPair(dir, 'intruder');
-  lab = await createLabNetwork();
-  for (const n of ['n1', 'n2', 'n3', 'n4']) {
-    const ln = await lab.addNode(n);
-    labNodes.set(n, ln);
-    sshds.set(
-      n,
-      await startSshd({
-        ns: ln.ns,
-        address: ln.address,
-        authorizedKeys: [key.publicKey],
-        dir: mkdtempSync(join(dir, `sshd-${n}-`)),
-      }),
-    );
-  }
+  key = await machines.generateKey('client');
+  wrongKey = await machines.generateKey('intruder');
+  await machines.start(['n1', 'n2', 'n3', 'n4'], { authorizedKeys: () => [key.publicKey] });
 });
 
-afterAll(async () => {
-  try {
-    for (const s of sshds.values()) await s.cleanup().catch(() => undefined);
-  } finally {
-    try {
-      await lab?.destroy();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-      removeLockFiles(`-${id}.lock`);
-    }
-  }
-});
+afterAll(() => machines.destroy());
 
-/** Removes the runner's lock files of this test run (named after its noderoles). */
-function removeLockFiles(tag: string): void {
-  for (const d of ['/var/lock', '/tmp']) {
-    let names: string[] = [];
-    try {
-      names = readdirSync(d);
-    } catch {
-      continue;
-    }
-    for (const f of names) {
-      if (f.startsWith('crowbar-jig-') && f.endsWith('.lock') && f.includes(tag)) {
-        rmSync(join(d, f), { force: true });
-      }
-    }
-  }
-}
-
-const ln = (n: string): LabNode => labNodes.get(n)!;
-const sshd = (n: string): Sshd => sshds.get(n)!;
+const ln = (n: string): LabNode => machines.node(n);
+const sshd = (n: string): Sshd => machines.sshd(n);
 const fqdn = (n: string): string => `${n}.${id}.lab.test`;
 
 function nodeObj(n: string, hostKey?: string): Node {
-  const address = n === 'nowhere' ? lab!.unusedAddress() : ln(n).address;
-  return {
-    apiVersion: 'crowbar.dev/v1alpha1',
-    kind: 'Node',
-    metadata: { name: fqdn(n) },
-    spec: {},
-    status: {
-      addresses: [{ network: 'admin', address: `${address}/24`, family: 'ipv4' }],
-      ...(hostKey === undefined ? {} : { sshHostKey: hostKey }),
-    },
-  };
+  const address = n === 'nowhere' ? machines.lab.unusedAddress() : ln(n).address;
+  return adminNode(fqdn(n), `${address}/24`, hostKey === undefined ? {} : { sshHostKey: hostKey });
 }
 
 function roleObj(name: string, script: string, timeoutSeconds?: number): Role {
@@ -303,7 +237,7 @@ jq -c '{got: .db, role: env.CROWBAR_ROLE, node: env.CROWBAR_NODE, kernel: "linux
     expect(r.ok).toBe(false);
     expect(msg(r)).toMatch(
       new RegExp(
-        `^(cannot reach|timed out connecting to) ${fqdn('nowhere').replace(/\./g, '\\.')} \\(${lab!.unusedAddress().replace(/\./g, '\\.')}:22\\)`,
+        `^(cannot reach|timed out connecting to) ${fqdn('nowhere').replace(/\./g, '\\.')} \\(${machines.lab.unusedAddress().replace(/\./g, '\\.')}:22\\)`,
       ),
     );
   });
@@ -396,7 +330,7 @@ describe('aliveness (§10.1)', () => {
 
   it('an address that does not answer ping is not alive; the next admin address is tried', async () => {
     const o = { privateKey: key.privateKey, sshTimeoutMs: 5000 };
-    const nowhere = lab!.unusedAddress();
+    const nowhere = machines.lab.unusedAddress();
     const dead = await checkAlive({ node: 'x', addresses: [nowhere] }, o);
     expect(dead).toEqual({
       alive: false,
@@ -439,7 +373,7 @@ describe('lab harness', () => {
       const { stdout } = await run('ip', ['netns', 'list']);
       expect(stdout.split('\n').some((l) => l.split(' ')[0] === ns)).toBe(false);
       // The live lab of this file is left alone.
-      expect(stdout).toContain(lab!.hubNs);
+      expect(stdout).toContain(machines.lab.hubNs);
     } finally {
       await run('ip', ['netns', 'del', ns]).catch(() => undefined);
       rmSync(`/run/crowbar-test-labs/cbt-${id}.json`, { force: true });

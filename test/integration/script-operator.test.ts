@@ -3,9 +3,8 @@
  * OpenSSH servers, each in its own network namespace on a lab bridge this file creates and
  * removes. Traffic goes only to the lab's own 10.251.S.0/24 and to loopback.
  */
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { hostname, release, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { cpSync, existsSync, rmSync } from 'node:fs';
+import { hostname, release } from 'node:os';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Node } from '../../generated/crowbar.ts';
@@ -13,10 +12,10 @@ import { tokenSecretName } from '../../operator/api/tokens.ts';
 import { loadKubeConfig } from '../../operator/kube/client.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
 import { Fleet } from '../harness/fleet.ts';
-import { createLabNetwork, type LabNetwork, type LabNode } from '../harness/netns.ts';
 import { startOperator, type OperatorProc } from '../harness/operator.ts';
 import { freePort } from '../harness/process.ts';
-import { generateKeyPair, startSshd, type KeyPair, type Sshd } from '../harness/sshd.ts';
+import { SshFleet } from '../harness/ssh-fleet.ts';
+import type { KeyPair } from '../harness/sshd.ts';
 
 const kubeconfig = inject('kubeconfig');
 const client = testClient();
@@ -26,13 +25,10 @@ const NS = 'default';
 const id = uid();
 const f = new Fleet(client, id);
 const keySecret = `cbt-ssh-${id}`;
-const dir = mkdtempSync(join(tmpdir(), `cbt-sop-${id}-`));
+const machines = new SshFleet({ prefix: `cbt-sop-${id}`, noderoleTag: id });
 let key: KeyPair;
-let lab: LabNetwork | undefined;
 let op: OperatorProc | undefined;
 let apiPort = 0;
-const sshds = new Map<string, Sshd>();
-const labNodes = new Map<string, LabNode>();
 let dep = '';
 const net = `lab-${id}`;
 
@@ -42,7 +38,7 @@ const net = `lab-${id}`;
  */
 async function createNode(short: string, address?: string): Promise<string> {
   const name = f.node(short);
-  const ip = address ?? labNodes.get(short)?.address;
+  const ip = address ?? machines.lab.nodes.get(short)?.address;
   await client.create(
     'Node',
     {
@@ -119,24 +115,14 @@ jq -n --arg k "$kernel" '{report: {kernel: $k}}' > "$CROWBAR_OUTPUT"
 `;
 
 beforeAll(async () => {
-  key = await generateKeyPair(dir, 'root');
-  const intruder = await generateKeyPair(dir, 'intruder');
-  lab = await createLabNetwork();
-  for (const n of ['n1', 'n2', 'n3', 'n4']) {
-    const ln = await lab.addNode(n);
-    labNodes.set(n, ln);
-    sshds.set(
-      n,
-      await startSshd({
-        ns: ln.ns,
-        address: ln.address,
-        // n4 lets in only another key: the operator's is refused.
-        authorizedKeys: [n === 'n4' ? intruder.publicKey : key.publicKey],
-        dir: mkdtempSync(join(dir, `sshd-${n}-`)),
-        quietRootShell: true,
-      }),
-    );
-  }
+  key = await machines.generateKey('root');
+  const intruder = await machines.generateKey('intruder');
+  await machines.start(['n1', 'n2', 'n3', 'n4'], {
+    // n4 lets in only another key: the operator's is refused.
+    authorizedKeys: (n) => [n === 'n4' ? intruder.publicKey : key.publicKey],
+    quietRootShell: true,
+  });
+  const { lab } = machines;
   // The lab subnet as an unmanaged network: addresses only as the nodes' hints ask.
   await client.create(
     'Network',
@@ -209,8 +195,6 @@ afterAll(async () => {
     await op?.stop();
     // CBT_KEEP_LOG=<path> keeps the operator's log for debugging.
     if (process.env['CBT_KEEP_LOG']) cpSync(op?.log ?? '/dev/null', process.env['CBT_KEEP_LOG']);
-    for (const s of sshds.values()) await s.cleanup().catch(() => undefined);
-    await lab?.destroy();
   } finally {
     for (const name of [keySecret]) {
       await core.deleteNamespacedSecret({ name, namespace: NS }).catch(() => undefined);
@@ -219,19 +203,9 @@ afterAll(async () => {
       .deleteNamespacedConfigMap({ name: `cbt-fail-${id}`, namespace: NS })
       .catch(() => undefined);
     await client.delete('Network', net).catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
     rmSync(`/tmp/pwned-${id}`, { force: true });
-    for (const d of ['/var/lock', '/tmp']) {
-      let names: string[] = [];
-      try {
-        names = readdirSync(d);
-      } catch {
-        continue;
-      }
-      for (const n of names) {
-        if (n.startsWith('crowbar-jig-') && n.includes(id)) rmSync(join(d, n), { force: true });
-      }
-    }
+    // Last: nothing above throws, and this must run even when stopping the operator failed.
+    await machines.destroy();
   }
 });
 
@@ -260,7 +234,7 @@ describe('script jig in the operator', () => {
       },
     });
     const alive = await waitAlive('n1', true, /Reachable/);
-    expect(alive.status?.sshHostKey).toBe(sshds.get('n1')?.hostKey.fingerprint);
+    expect(alive.status?.sshHostKey).toBe(machines.sshd('n1').hostKey.fingerprint);
     await client.mergePatch('NodeRole', nr, { spec: { retry: 1 } }, FM);
     const done = await f.waitState(nr, 'active');
     expect(done.status?.wall).toEqual({
@@ -307,7 +281,7 @@ describe('script jig in the operator', () => {
     await waitAlive('n3', true);
     await f.bind('report', 'n3', dep);
     await f.waitState(f.nr('report', 'n3'), 'active');
-    const sshd = sshds.get('n3')!;
+    const sshd = machines.sshd('n3');
     await sshd.stop();
     await forceCheck('n3');
     const dead = await waitAlive('n3', false, /SshFailed/);
@@ -321,7 +295,7 @@ describe('script jig in the operator', () => {
   });
 
   it('refuses a changed host key until status.sshHostKey is cleared', async () => {
-    const sshd = sshds.get('n3')!;
+    const sshd = machines.sshd('n3');
     const before = (await node('n3')).status?.sshHostKey;
     expect(before).toBe(sshd.hostKey.fingerprint);
     const fresh = await sshd.rotateHostKey();
@@ -341,7 +315,7 @@ describe('script jig in the operator', () => {
   });
 
   it('reports unreachable addresses and refused auth on the Node, never a stuck noderole', async () => {
-    await createNode('gone', lab!.unusedAddress());
+    await createNode('gone', machines.lab.unusedAddress());
     await waitAlive('gone', false, /NoPing/);
     await createNode('n4');
     const refused = await waitAlive('n4', false, /AuthRefused/);
