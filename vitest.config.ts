@@ -7,7 +7,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: [
-            '{operator,webhooks,dhcp-sidecar,dns-sidecar,cli,lab,tools,test/harness}/**/*.test.ts',
+            '{operator,webhooks,dhcp-sidecar,dns-sidecar,cli,lab,tools,test/harness,bench}/**/*.test.ts',
           ],
         },
       },

@@ -23,3 +23,33 @@ export function rssMb(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m?.[1] ? Number(m[1]) / 1024 : 0;
 }
+
+/** Cumulative bucket counts of a Prometheus histogram without labels, by upper bound (seconds). */
+function buckets(metrics: string, name: string): Map<number, number> {
+  const out = new Map<number, number>();
+  const re = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\S+)$`, 'gm');
+  for (const m of metrics.matchAll(re)) {
+    out.set(m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2]));
+  }
+  return out;
+}
+
+/**
+ * The q-quantile of what a histogram observed between two scrapes, as the upper bound of the
+ * bucket it falls in (in ms): a bound, not an estimate. Undefined when nothing was observed.
+ */
+export function histogramQuantileMs(
+  before: string,
+  after: string,
+  name: string,
+  q: number,
+): number | undefined {
+  const a = buckets(before, name);
+  const b = [...buckets(after, name)].sort(([x], [y]) => x - y);
+  const total = (b.at(-1)?.[1] ?? 0) - (a.get(Infinity) ?? 0);
+  if (total <= 0) return undefined;
+  for (const [le, count] of b) {
+    if (count - (a.get(le) ?? 0) >= q * total) return le * 1000;
+  }
+  return undefined;
+}

@@ -4,6 +4,7 @@
  * asynchronously and trigger the next pass. Every status write carries the resourceVersion it was
  * computed from, so a stale cache or a deposed leader can never overwrite newer state.
  */
+import PQueue from 'p-queue';
 import type { Deployment, Node, NodeRole, Role } from '../../../generated/crowbar.ts';
 import { applyChanges } from '../../annealer/apply.ts';
 import { finishRun, step } from '../../annealer/converge.ts';
@@ -53,6 +54,15 @@ interface InFlight {
   abort: AbortController;
 }
 
+/** How a status write waits its turn (see WRITE_CONCURRENCY). */
+interface WriteOptions {
+  priority?: number;
+  /** Aborted when a newer decision replaces the write before it is sent. */
+  signal?: AbortSignal;
+  /** Called as the write is sent (from then on it cannot be replaced). */
+  onSend?: () => void;
+}
+
 type Finish =
   | { kind: 'done'; result: JigResult }
   | { kind: 'skipped' }
@@ -79,6 +89,16 @@ function noteView<V extends object>(
   return keys.length !== Object.keys(b).length || keys.some((k) => a[k] !== b[k]);
 }
 
+/**
+ * Status writes in flight at once. Above this they wait in the annealer, where run starts and
+ * ends go first and a newer decision for the same noderole replaces a plain state write that has
+ * not been sent: a burst (a commit of thousands) does not stand between a parent's end and its
+ * child's start.
+ */
+const WRITE_CONCURRENCY = 16;
+const URGENT = 1;
+const ROUTINE = 0;
+
 /** How often a pass settles every noderole instead of the changed ones. */
 const FULL_SETTLE_MS = 30_000;
 const LOG_TAIL = 4096;
@@ -97,10 +117,16 @@ export class Annealer {
   readonly metrics: AnnealerMetrics;
   private readonly inflight = new Map<string, InFlight>();
   private readonly todoSince = new Map<string, number>();
+  /** When this process learned that a noderole went active (its write acknowledged). */
+  private readonly activeAt = new Map<string, number>();
   /** Status changes decided but not yet written (see world()). */
   private readonly pending = new Map<string, StateChange>();
   /** Per-noderole write queues. */
   private readonly chains = new Map<string, Promise<unknown>>();
+  /** All status writes, by priority (see WRITE_CONCURRENCY). */
+  private readonly writes = new PQueue({ concurrency: WRITE_CONCURRENCY });
+  /** Plain state writes not yet sent, by noderole: a newer decision for it drops them. */
+  private readonly unsent = new Map<string, { c: StateChange; abort: AbortController }>();
   /** Noderoles whose run start (transition write) is queued. */
   private readonly starting = new Set<string>();
   /** Writes refused (409) or failed; a pass that saw any asks to run again soon. */
@@ -133,6 +159,7 @@ export class Annealer {
     o.mgr.caches.NodeRole.on({
       onDelete: (nr) => {
         this.view.forget(nr.metadata.name ?? '');
+        this.activeAt.delete(nr.metadata.name ?? '');
       },
     });
     // Status writes by other controllers (a node's state, a deployment's counts) change nothing
@@ -266,17 +293,43 @@ export class Annealer {
   /** Records a decided change as pending, and writes it in the background. */
   private submit(c: StateChange): void {
     this.pending.set(c.name, c);
+    this.dropUnsent(c.name);
+    const abort = new AbortController();
+    // A change that records a retry or a run count must land; a plain state change may be
+    // replaced by a newer decision, which was made with this one applied.
+    if (c.observedRetry === undefined && c.runCount === undefined) {
+      this.unsent.set(c.name, { c, abort });
+    }
     this.chain(c.name, async () => {
       const before = this.conflicts;
       try {
-        await this.writeChange(c);
+        await this.writeChange(
+          c,
+          {},
+          {
+            priority: ROUTINE,
+            signal: abort.signal,
+            onSend: () => {
+              if (this.unsent.get(c.name)?.c === c) this.unsent.delete(c.name);
+            },
+          },
+        );
       } finally {
+        if (this.unsent.get(c.name)?.c === c) this.unsent.delete(c.name);
         if (this.pending.get(c.name) === c) this.pending.delete(c.name);
         // A refused write leaves the noderole as it was: the next pass must look at it again.
         this.view.touch(c.name);
       }
       if (this.conflicts !== before) this.nudge(25);
     });
+  }
+
+  /** Drops the unsent plain state write of a noderole: a newer decision replaces it. */
+  private dropUnsent(name: string): void {
+    const u = this.unsent.get(name);
+    if (!u) return;
+    this.unsent.delete(name);
+    u.abort.abort();
   }
 
   /** One annealer pass: decide, hand the writes to their per-noderole queues, return. */
@@ -297,18 +350,22 @@ export class Annealer {
       this.fullSettleAt = 0;
       return Promise.reject(new Error(settled.reason));
     }
-    for (const c of settled.changes) this.submit(c);
     const after = applyChanges(world, settled.changes);
     const st = step(after, { maxConcurrent: this.o.maxConcurrentRuns, running });
     const starting = new Set(st.start);
-    for (const c of st.changes) if (!starting.has(c.name)) this.submit(c);
-    // A noderole may be retried and started in the same pass: its start write carries both.
-    const prior = new Map(
-      st.changes
-        .filter((c) => starting.has(c.name) && c.state !== 'transition')
-        .map((c) => [c.name, c]),
-    );
+    // A noderole unblocked (or retried) and started in the same pass goes to transition in one
+    // write that carries both: the todo it passes through would be overwritten a write later, and
+    // that write sat on the path from a parent's end to its child's start.
+    const prior = new Map<string, StateChange>();
+    for (const c of [...settled.changes, ...st.changes]) {
+      if (!starting.has(c.name)) this.submit(c);
+      else if (c.state !== 'transition') {
+        const retried = c.observedRetry ?? prior.get(c.name)?.observedRetry;
+        prior.set(c.name, retried === undefined ? c : { ...c, observedRetry: retried });
+      }
+    }
     for (const name of st.start) {
+      this.dropUnsent(name);
       this.starting.add(name);
       this.pending.set(name, { name, state: 'transition', message: 'running' });
       this.chain(name, async () => {
@@ -365,6 +422,7 @@ export class Annealer {
   private async writeChange(
     c: StateChange,
     extra: Record<string, unknown> = {},
+    how: WriteOptions = {},
   ): Promise<NodeRole | undefined> {
     const cur = this.view.get(c.name);
     if (!cur) return undefined;
@@ -372,19 +430,23 @@ export class Annealer {
     // commit! refreshes it: runs read committed data only.
     const committing =
       (cur.status?.state === 'proposed' && c.state !== 'proposed') || c.observedRetry !== undefined;
-    const res = await this.patchStatus(cur, {
-      ...(committing ? { committedData: cur.spec.data ?? {} } : {}),
-      state: c.state,
-      message: c.message,
-      // Other controllers own other condition types (Bound, Addressed): replace only ours.
-      conditions: [
-        ...(cur.status?.conditions ?? []).filter((x) => x.type !== 'Active'),
-        activeCondition(c.state, c.message, new Date()),
-      ],
-      ...(c.runCount !== undefined ? { runCount: c.runCount } : {}),
-      ...(c.observedRetry !== undefined ? { observedRetry: c.observedRetry } : {}),
-      ...extra,
-    });
+    const res = await this.patchStatus(
+      cur,
+      {
+        ...(committing ? { committedData: cur.spec.data ?? {} } : {}),
+        state: c.state,
+        message: c.message,
+        // Other controllers own other condition types (Bound, Addressed): replace only ours.
+        conditions: [
+          ...(cur.status?.conditions ?? []).filter((x) => x.type !== 'Active'),
+          activeCondition(c.state, c.message, new Date()),
+        ],
+        ...(c.runCount !== undefined ? { runCount: c.runCount } : {}),
+        ...(c.observedRetry !== undefined ? { observedRetry: c.observedRetry } : {}),
+        ...extra,
+      },
+      how,
+    );
     if (res && cur.status?.state !== c.state) this.transitioned(res, cur.status?.state, c);
     return res;
   }
@@ -392,19 +454,31 @@ export class Annealer {
   private async patchStatus(
     cur: Readonly<NodeRole>,
     status: Record<string, unknown>,
+    how: WriteOptions = {},
   ): Promise<NodeRole | undefined> {
     const name = cur.metadata.name ?? '';
+    const signal = how.signal;
     try {
-      const res = await this.o.mgr.client.mergePatchStatus(
-        'NodeRole',
-        name,
-        { metadata: { resourceVersion: cur.metadata.resourceVersion }, status },
-        this.o.fieldManager,
+      const res = await this.writes.add(
+        () => {
+          how.onSend?.();
+          return this.o.mgr.client.mergePatchStatus(
+            'NodeRole',
+            name,
+            { metadata: { resourceVersion: cur.metadata.resourceVersion }, status },
+            this.o.fieldManager,
+          );
+        },
+        { priority: how.priority ?? URGENT, ...(signal ? { signal } : {}) },
       );
       this.view.wrote(res);
       this.metrics.statusWrites.inc({ outcome: 'ok' });
       return res;
     } catch (e) {
+      if (signal?.aborted) {
+        this.metrics.statusWrites.inc({ outcome: 'superseded' });
+        return undefined;
+      }
       if (isConflict(e)) {
         this.conflicts++;
         this.metrics.statusWrites.inc({ outcome: 'conflict' });
@@ -422,6 +496,8 @@ export class Annealer {
     const name = nr.metadata.name ?? '';
     if (c.state === 'todo') this.todoSince.set(name, Date.now());
     else if (c.state !== 'transition') this.todoSince.delete(name);
+    if (c.state === 'active') this.activeAt.set(name, performance.now());
+    else this.activeAt.delete(name);
     const target = { kind: 'NodeRole', name, uid: nr.metadata.uid };
     const msg = `${from ?? 'new'} -> ${c.state}: ${c.message}`;
     if (c.state === 'error') this.o.recorder.warning(target, REASON[c.state], msg);
@@ -443,6 +519,7 @@ export class Annealer {
       });
       return;
     }
+    this.observeUnblock(nr);
     const number = (nr.status?.runCount ?? 0) + 1;
     const id = `${name}.run-${number}`;
     // A retry refreshes committedData in the same write; the run must see the fresh data.
@@ -483,6 +560,23 @@ export class Annealer {
     if (since !== undefined) this.metrics.todoToTransition.observe((Date.now() - since) / 1000);
     this.metrics.runsStarted.inc({ jig: jig.name });
     this.launch(res, role, node, jig, number, id, input);
+  }
+
+  /**
+   * The annealer's own reaction time: from the moment it learned that the last of a noderole's
+   * parents went active to the start of the noderole's run. Writes to the API server are outside
+   * it (crowbar_transition_duration_seconds and the API server's metrics cover those).
+   */
+  private observeUnblock(nr: Readonly<NodeRole>): void {
+    const parents = nr.status?.parents ?? [];
+    if (parents.length === 0) return;
+    let last = 0;
+    for (const p of parents) {
+      const t = this.activeAt.get(p);
+      if (t === undefined) return; // a parent went active before this process saw it happen
+      last = Math.max(last, t);
+    }
+    this.metrics.unblockSeconds.observe((performance.now() - last) / 1000);
   }
 
   /** Runs the jig in the background; its end writes the result and triggers the next pass. */

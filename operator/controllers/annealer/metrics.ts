@@ -47,13 +47,19 @@ export function annealerMetrics(registry: Registry) {
     }),
     statusWrites: new Counter({
       name: 'crowbar_noderole_status_writes_total',
-      help: 'NodeRole status writes by outcome (ok, conflict, error).',
+      help: 'NodeRole status writes by outcome (ok, conflict, error, superseded: replaced by a newer decision before it was sent).',
       labelNames: ['outcome'] as const,
       registers,
     }),
     passes: new Counter({
       name: 'crowbar_annealer_passes_total',
       help: 'Annealer passes.',
+      registers,
+    }),
+    unblockSeconds: new Histogram({
+      name: 'crowbar_annealer_unblock_seconds',
+      help: "From the annealer learning that a noderole's last parent went active to starting the noderole's run.",
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
       registers,
     }),
     settles: new Counter({
