@@ -2,14 +2,20 @@ import { describe, expect, it } from 'vitest';
 import type {
   Deployment,
   DeploymentSpec,
+  Network,
+  NetworkAllocation,
+  NetworkSpec,
+  NetworkStatus,
   Node,
   NodeRole,
   NodeRoleStatus,
+  NodeSpec,
   Role,
   RoleSpec,
 } from '../generated/crowbar.ts';
+import { allocationName } from '../operator/ipam/name.ts';
 import type { AdmissionRequest, Decision, Operation } from './admission.ts';
-import { decide, nameList, type ClusterSnapshot } from './decide.ts';
+import { decide, MAX_PROBLEMS, nameList, type ClusterSnapshot } from './decide.ts';
 
 const N1 = 'n1.lab.example.com';
 const N2 = 'n2.lab.example.com';
@@ -24,8 +30,51 @@ function role(name: string, spec: Partial<RoleSpec> = {}): Role {
   };
 }
 
-function node(name: string): Node {
-  return { apiVersion: 'crowbar.dev/v1alpha1', kind: 'Node', metadata: { name }, spec: {} };
+function node(name: string, spec: NodeSpec = {}, labels?: Record<string, string>): Node {
+  return {
+    apiVersion: 'crowbar.dev/v1alpha1',
+    kind: 'Node',
+    metadata: { name, ...(labels ? { labels } : {}) },
+    spec,
+  };
+}
+
+/** A general network on 10.10.0.0/24 with a host range 10.10.0.10-10.10.0.99 unless given. */
+function net(name: string, spec: Partial<NetworkSpec> = {}, status?: NetworkStatus): Network {
+  return {
+    apiVersion: 'crowbar.dev/v1alpha1',
+    kind: 'Network',
+    metadata: { name },
+    spec: {
+      category: 'general',
+      subnet: '10.10.0.0/24',
+      ranges: [{ name: 'host', first: '10.10.0.10', last: '10.10.0.99' }],
+      ...spec,
+    },
+    ...(status ? { status } : {}),
+  };
+}
+
+/** The allocation of `address` (with prefix length) to `nodeName` on `network`. */
+function alloc(
+  network: string,
+  nodeName: string,
+  address: string,
+  range = 'host',
+): NetworkAllocation {
+  const ip = address.slice(0, address.indexOf('/'));
+  return {
+    apiVersion: 'crowbar.dev/v1alpha1',
+    kind: 'NetworkAllocation',
+    metadata: { name: allocationName(network, ip) },
+    spec: {
+      network,
+      node: nodeName,
+      address,
+      family: ip.includes(':') ? 'ipv6' : 'ipv4',
+      range,
+    },
+  };
 }
 
 function dep(name: string, spec: Partial<DeploymentSpec> = {}): Deployment {
@@ -57,12 +106,20 @@ function nr(
   };
 }
 
-const PLURAL = { Role: 'roles', NodeRole: 'noderoles', Deployment: 'deployments' } as const;
+const PLURAL = {
+  Role: 'roles',
+  NodeRole: 'noderoles',
+  Deployment: 'deployments',
+  Network: 'networks',
+  Node: 'nodes',
+} as const;
+
+type Judged = Role | NodeRole | Deployment | Network | Node;
 
 function req(
   operation: Operation,
-  obj: Role | NodeRole | Deployment,
-  oldObject?: Role | NodeRole | Deployment,
+  obj: Judged,
+  oldObject?: Judged,
   extra: Partial<AdmissionRequest> = {},
 ): AdmissionRequest {
   return {
@@ -83,6 +140,8 @@ function snap(s: Partial<ClusterSnapshot> = {}): ClusterSnapshot {
     nodes: s.nodes ?? [node(N1), node(N2), node(N3)],
     deployments: s.deployments ?? [dep('system'), dep('d1')],
     noderoles: s.noderoles ?? [],
+    networks: s.networks ?? [],
+    networkallocations: s.networkallocations ?? [],
   };
 }
 
@@ -544,6 +603,307 @@ describe('Deployment update and delete (§1.5)', () => {
   ]);
 });
 
+describe('Network create/update: ranges, group overlaps, allocations (§7.3, issue 5)', () => {
+  const other = net('other', { subnet: '10.10.0.0/16', ranges: [] });
+  const held = alloc('n1', N1, '10.10.0.11/24');
+  check([
+    {
+      what: 'a network with good ranges',
+      request: req('CREATE', net('n1')),
+      snapshot: snap(),
+      expect: 'allowed',
+    },
+    {
+      what: 'ranges sharing addresses',
+      request: req(
+        'CREATE',
+        net('n1', {
+          ranges: [
+            { name: 'host', first: '10.10.0.10', last: '10.10.0.99' },
+            { name: 'dhcp', first: '10.10.0.90', last: '10.10.0.120' },
+          ],
+        }),
+      ),
+      snapshot: snap(),
+      expect: [
+        /^invalid network n1: spec\.ranges\[1\] \(dhcp 10\.10\.0\.90-10\.10\.0\.120\) overlaps spec\.ranges\[0\] \(host 10\.10\.0\.10-10\.10\.0\.99\): give each range its own addresses$/,
+      ],
+    },
+    {
+      what: 'a range holding the broadcast address',
+      request: req(
+        'CREATE',
+        net('n1', { ranges: [{ name: 'host', first: '10.10.0.200', last: '10.10.0.255' }] }),
+      ),
+      snapshot: snap(),
+      expect: [
+        /spec\.ranges\[0\] \(host 10\.10\.0\.200-10\.10\.0\.255\) includes the network or broadcast address of spec\.subnet \(10\.10\.0\.0\/24\): keep it within 10\.10\.0\.1-10\.10\.0\.254/,
+      ],
+    },
+    {
+      what: 'an IPv6 range on a network without a v6prefix',
+      request: req(
+        'CREATE',
+        net('n1', { ranges: [{ name: 'host-v6', first: 'fd00::10', last: 'fd00::20' }] }),
+      ),
+      snapshot: snap(),
+      expect: [
+        /is IPv6 but the network has no spec\.v6prefix: set spec\.v6prefix to a \/64 or auto/,
+      ],
+    },
+    {
+      what: 'a subnet overlapping another network of the same group',
+      request: req('CREATE', net('n1')),
+      snapshot: snap({ networks: [other] }),
+      expect: [
+        /^invalid network n1: spec\.subnet \(10\.10\.0\.0\/24\) overlaps network other's subnet 10\.10\.0\.0\/16 in group default: choose a subnet no other network of the group uses, or set spec\.group$/,
+      ],
+    },
+    {
+      what: 'a v6prefix overlapping another network of the same group',
+      request: req(
+        'CREATE',
+        net('n1', { subnet: '10.20.0.0/24', ranges: [], v6prefix: 'fd00:1::/64' }),
+      ),
+      snapshot: snap({ networks: [net('other', { v6prefix: 'fd00:1::/64' })] }),
+      expect: [
+        /spec\.v6prefix \(fd00:1::\/64\) overlaps network other's v6 prefix fd00:1::\/64 in group default: choose another \/64 or use auto/,
+      ],
+    },
+    {
+      what: 'the same subnet in another group',
+      request: req('CREATE', net('n1', { group: 'storage' })),
+      snapshot: snap({ networks: [other] }),
+      expect: 'allowed',
+    },
+    {
+      what: 'an update of a network, whose own old version is in the snapshot',
+      request: req('UPDATE', net('n1', { description: 'x' }), net('n1')),
+      snapshot: snap({ networks: [net('n1')] }),
+      expect: 'allowed',
+    },
+    {
+      what: 'every problem joined into one message',
+      request: req(
+        'CREATE',
+        net('n1', {
+          ranges: [
+            { name: 'host', first: '10.10.0.10', last: '10.10.0.99' },
+            { name: 'dhcp', first: '10.10.0.90', last: '10.10.0.255' },
+          ],
+        }),
+      ),
+      snapshot: snap({ networks: [other] }),
+      expect: [
+        /^invalid network n1: spec\.ranges\[1\] .* includes the network or broadcast address .*; spec\.ranges\[1\] .* overlaps spec\.ranges\[0\] .*; spec\.subnet \(10\.10\.0\.0\/24\) overlaps network other's/,
+      ],
+    },
+    {
+      what: 'a subnet change while addresses are allocated',
+      request: req(
+        'UPDATE',
+        net('n1', {
+          subnet: '10.20.0.0/24',
+          ranges: [{ name: 'host', first: '10.20.0.10', last: '10.20.0.99' }],
+        }),
+        net('n1'),
+      ),
+      snapshot: snap({ networks: [net('n1')], networkallocations: [held] }),
+      expect: [
+        /^invalid network n1: spec\.subnet cannot change from 10\.10\.0\.0\/24 to 10\.20\.0\.0\/24 while 1 IPv4 addresses are allocated on network n1 \(10\.10\.0\.11 \(n1\.lab\.example\.com\)\): unbind network-n1 from those nodes first, or create a new network$/,
+      ],
+    },
+    {
+      what: 'a subnet change when only other networks hold addresses',
+      request: req(
+        'UPDATE',
+        net('n1', {
+          subnet: '10.20.0.0/24',
+          ranges: [{ name: 'host', first: '10.20.0.10', last: '10.20.0.99' }],
+        }),
+        net('n1'),
+      ),
+      snapshot: snap({
+        networks: [net('n1')],
+        networkallocations: [alloc('n2', N1, '10.10.0.11/24')],
+      }),
+      expect: 'allowed',
+    },
+    {
+      what: 'a range shrunk so that it no longer holds an allocation (field named)',
+      request: req(
+        'UPDATE',
+        net('n1', { ranges: [{ name: 'host', first: '10.10.0.50', last: '10.10.0.99' }] }),
+        net('n1'),
+      ),
+      snapshot: snap({ networks: [net('n1')], networkallocations: [held] }),
+      expect: [
+        /^invalid network n1: spec\.ranges: range host no longer contains 1 allocated addresses \(10\.10\.0\.11 \(n1\.lab\.example\.com\)\): keep them in range host, or unbind network-n1 from those nodes first$/,
+      ],
+    },
+    {
+      what: 'a range grown around its allocations',
+      request: req(
+        'UPDATE',
+        net('n1', { ranges: [{ name: 'host', first: '10.10.0.2', last: '10.10.0.200' }] }),
+        net('n1'),
+      ),
+      snapshot: snap({ networks: [net('n1')], networkallocations: [held] }),
+      expect: 'allowed',
+    },
+    {
+      what: 'a spec edit of an auto-prefix network whose request carries no status (old status used)',
+      request: req(
+        'UPDATE',
+        net('n1', { v6prefix: 'auto', description: 'edited' }),
+        net('n1', { v6prefix: 'auto' }, { v6prefix: 'fd12:3456:789a:1::/64' }),
+      ),
+      snapshot: snap({
+        networkallocations: [alloc('n1', N1, 'fd12:3456:789a:1::10/64', 'host-v6')],
+      }),
+      expect: 'allowed',
+    },
+    {
+      what: 'an update leaving the spec alone, on a network that overlaps another',
+      request: req(
+        'UPDATE',
+        { ...net('n1'), metadata: { name: 'n1', finalizers: [] } },
+        { ...net('n1'), metadata: { name: 'n1', finalizers: ['x'] } },
+      ),
+      snapshot: snap({ networks: [net('n1'), other] }),
+      expect: 'allowed',
+    },
+    {
+      what: 'a delete (not judged)',
+      request: req('DELETE', net('n1')),
+      snapshot: snap({ networkallocations: [held] }),
+      expect: 'allowed',
+    },
+  ]);
+
+  it(`spells out at most ${MAX_PROBLEMS} problems and counts the rest`, () => {
+    const ranges = Array.from({ length: 8 }, (_, i) => ({
+      name: `r${i}`,
+      first: '10.10.0.10',
+      last: '10.10.0.20',
+    }));
+    const got = decide(req('CREATE', net('n1', { ranges })), snap());
+    expect(got.allowed).toBe(false);
+    expect(verdict(got).split('; ')).toHaveLength(MAX_PROBLEMS + 1);
+    expect(verdict(got)).toMatch(/; and 23 more problem\(s\)$/);
+  });
+
+  it('refuses with 400 a network without a category, or an update without oldObject', () => {
+    const bad = { ...req('CREATE', net('n1')), object: { metadata: { name: 'n1' }, spec: {} } };
+    expect(decide(bad, snap())).toMatchObject({ allowed: false, code: 400 });
+    const ranges = {
+      ...req('CREATE', net('n1')),
+      object: { ...net('n1'), spec: { category: 'general', ranges: [{ name: 'host' }] } },
+    };
+    expect(decide(ranges, snap())).toMatchObject({ allowed: false, code: 400 });
+    expect(decide(req('UPDATE', net('n1')), snap())).toMatchObject({ allowed: false, code: 400 });
+  });
+
+  it('leaves /status writes alone', () => {
+    const bad = net('n1', { ranges: [{ name: 'host', first: '10.10.0.0', last: '10.10.0.9' }] });
+    const got = decide(req('UPDATE', bad, net('n1'), { subResource: 'status' }), snap());
+    expect(verdict(got)).toBe('allowed');
+  });
+});
+
+describe('Node create/update: address hints inside their range (§7.4)', () => {
+  const n1 = net('n1', {
+    ranges: [
+      { name: 'admin', first: '10.10.0.2', last: '10.10.0.9' },
+      { name: 'host', first: '10.10.0.10', last: '10.10.0.99' },
+    ],
+  });
+  const networks = [n1];
+  check([
+    {
+      what: 'a node without hints',
+      request: req('CREATE', node(N1)),
+      snapshot: snap({ networks }),
+      expect: 'allowed',
+    },
+    {
+      what: 'a hint inside the host range',
+      request: req('CREATE', node(N1, { hints: { 'n1-v4addr': '10.10.0.50' } })),
+      snapshot: snap({ networks }),
+      expect: 'allowed',
+    },
+    {
+      what: 'a hint outside the host range',
+      request: req('CREATE', node(N1, { hints: { 'n1-v4addr': '10.10.0.150' } })),
+      snapshot: snap({ networks }),
+      expect: [
+        /^invalid address hints on node n1\.lab\.example\.com: spec\.hints\["n1-v4addr"\] \(10\.10\.0\.150\) is outside network n1's range host \(10\.10\.0\.10-10\.10\.0\.99\): give an address inside it or remove the hint$/,
+      ],
+    },
+    {
+      what: "an admin node's hint outside the admin range",
+      request: req('CREATE', node(N1, { admin: true, hints: { 'n1-v4addr': '10.10.0.50' } })),
+      snapshot: snap({ networks }),
+      expect: [/is outside network n1's range admin \(10\.10\.0\.2-10\.10\.0\.9\)/],
+    },
+    {
+      what: 'a hint that is not an address of its family',
+      request: req('CREATE', node(N1, { hints: { 'n1-v4addr': 'fd00::1', 'n1-v6addr': 7 } })),
+      snapshot: snap({ networks }),
+      expect: [
+        /spec\.hints\["n1-v4addr"\] \("fd00::1"\) must be a bare ipv4 address such as 192\.168\.124\.81; spec\.hints\["n1-v6addr"\] \(7\) must be a bare ipv6 address/,
+      ],
+    },
+    {
+      what: 'a hint naming a network that does not exist yet',
+      request: req('CREATE', node(N1, { hints: { 'later-v4addr': '1.2.3.4' } })),
+      snapshot: snap({ networks }),
+      expect: 'allowed',
+    },
+    {
+      what: 'an update moving a hint out of its range',
+      request: req(
+        'UPDATE',
+        node(N1, { hints: { 'n1-v4addr': '10.10.0.150' } }),
+        node(N1, { hints: { 'n1-v4addr': '10.10.0.50' } }),
+      ),
+      snapshot: snap({ networks }),
+      expect: [/spec\.hints\["n1-v4addr"\] \(10\.10\.0\.150\) is outside network n1's range host/],
+    },
+    {
+      what: 'an update making the node an admin node, so its hint must lie in the admin range',
+      request: req(
+        'UPDATE',
+        node(N1, { admin: true, hints: { 'n1-v4addr': '10.10.0.50' } }),
+        node(N1, { hints: { 'n1-v4addr': '10.10.0.50' } }),
+      ),
+      snapshot: snap({ networks }),
+      expect: [/range admin/],
+    },
+    {
+      what: 'an update leaving hints and admin alone, though the range moved under them',
+      request: req(
+        'UPDATE',
+        node(N1, { hints: { 'n1-v4addr': '10.10.0.150' } }, { touched: 'yes' }),
+        node(N1, { hints: { 'n1-v4addr': '10.10.0.150' } }),
+      ),
+      snapshot: snap({ networks }),
+      expect: 'allowed',
+    },
+    {
+      what: 'a delete (not judged)',
+      request: req('DELETE', node(N1, { hints: { 'n1-v4addr': '10.10.0.150' } })),
+      snapshot: snap({ networks }),
+      expect: 'allowed',
+    },
+  ]);
+
+  it('refuses with 400 a node whose hints are not an object', () => {
+    const bad = { ...req('CREATE', node(N1)), object: { ...node(N1), spec: { hints: 'x' } } };
+    expect(decide(bad, snap())).toMatchObject({ allowed: false, code: 400 });
+  });
+});
+
 describe('requests that are not ours', () => {
   check([
     {
@@ -570,7 +930,7 @@ describe('requests that are not ours', () => {
       what: 'another crowbar.dev resource',
       request: {
         ...req('DELETE', dep('system')),
-        resource: { group: 'crowbar.dev', version: 'v1alpha1', resource: 'networks' },
+        resource: { group: 'crowbar.dev', version: 'v1alpha1', resource: 'networkallocations' },
       },
       snapshot: snap(),
       expect: 'allowed',

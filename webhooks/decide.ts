@@ -7,9 +7,20 @@
  * requires are late-bound and must stay acyclic), §1.4 (proposed data is editable only while
  * proposed; test_if_destroyable), §1.5 (the system deployment is never proposed or destroyed; a
  * deployment with children is not destroyed).
+ *
+ * Networks and node hints are judged by the IPAM validators (operator/ipam/validate.ts, issue 5
+ * "Admission and bad input") through the Network controller's own `networkProblems`, so the
+ * webhook refuses exactly what the controller would report as `Valid=False`.
  */
 import { isDeepStrictEqual } from 'node:util';
-import type { Deployment, Node, NodeRole, Role } from '../generated/crowbar.ts';
+import type {
+  Deployment,
+  Network,
+  NetworkAllocation,
+  Node,
+  NodeRole,
+  Role,
+} from '../generated/crowbar.ts';
 import { GROUP } from '../generated/crowbar.ts';
 import { planBind } from '../operator/annealer/binding.ts';
 import { findCycles } from '../operator/annealer/role-graph.ts';
@@ -22,6 +33,9 @@ import {
   type NodeRoleView,
   type World,
 } from '../operator/annealer/world.ts';
+import { NetworkController } from '../operator/controllers/network/network.ts';
+import { networkProblems } from '../operator/controllers/network/plan.ts';
+import { validateHints, type Problem } from '../operator/ipam/validate.ts';
 import { allow, deny, type AdmissionRequest, type Decision } from './admission.ts';
 
 /** The cluster as the webhook sees it: every object of each kind, as read from the API. */
@@ -30,6 +44,8 @@ export interface ClusterSnapshot {
   readonly noderoles: readonly NodeRole[];
   readonly nodes: readonly Node[];
   readonly deployments: readonly Deployment[];
+  readonly networks: readonly Network[];
+  readonly networkallocations: readonly NetworkAllocation[];
 }
 
 /** At most this many names are listed in a message; the rest are counted. */
@@ -41,7 +57,7 @@ export function nameList(names: readonly string[], max = MAX_NAMED): string {
   return names.length > max ? `${shown} and ${names.length - max} more` : shown;
 }
 
-type Resource = 'roles' | 'noderoles' | 'deployments';
+type Resource = 'roles' | 'noderoles' | 'deployments' | 'networks' | 'nodes';
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -53,7 +69,7 @@ const isStringArray = (v: unknown): boolean =>
 /** What a field this webhook reads must hold, when present (and whether it must be). */
 type FieldCheck = readonly [
   field: string,
-  kind: 'string' | 'strings' | 'object',
+  kind: 'string' | 'strings' | 'object' | 'boolean' | ((x: unknown) => boolean),
   required: boolean,
 ];
 
@@ -76,7 +92,9 @@ function shaped(
       if (x === undefined) return !required;
       if (kind === 'string') return typeof x === 'string';
       if (kind === 'strings') return isStringArray(x);
-      return isRecord(x);
+      if (kind === 'boolean') return typeof x === 'boolean';
+      if (kind === 'object') return isRecord(x);
+      return kind(x);
     });
   return fits(v['spec'], spec) && fits(isRecord(v['status']) ? v['status'] : {}, status);
 }
@@ -100,11 +118,33 @@ const DEPLOYMENT_SPEC: readonly FieldCheck[] = [
   ['parent', 'string', false],
 ];
 
+/** An object holding these fields as strings (a spec.ranges entry, spec.router). */
+const stringsIn =
+  (...fields: readonly string[]) =>
+  (x: unknown): boolean =>
+    isRecord(x) && fields.every((f) => typeof x[f] === 'string');
+const NETWORK_SPEC: readonly FieldCheck[] = [
+  ['category', 'string', true],
+  ['group', 'string', false],
+  ['subnet', 'string', false],
+  ['v6prefix', 'string', false],
+  ['ranges', (x) => Array.isArray(x) && x.every(stringsIn('name', 'first', 'last')), false],
+  ['router', stringsIn('address'), false],
+];
+const NETWORK_STATUS: readonly FieldCheck[] = [['v6prefix', 'string', false]];
+const NODE_SPEC: readonly FieldCheck[] = [
+  ['admin', 'boolean', false],
+  ['hints', 'object', false],
+];
+
 const asRole = (v: unknown): Role | undefined => (shaped(v, ROLE_SPEC) ? (v as Role) : undefined);
 const asNodeRole = (v: unknown): NodeRole | undefined =>
   shaped(v, NODEROLE_SPEC, NODEROLE_STATUS) ? (v as NodeRole) : undefined;
 const asDeployment = (v: unknown): Deployment | undefined =>
   shaped(v, DEPLOYMENT_SPEC) ? (v as Deployment) : undefined;
+const asNetwork = (v: unknown): Network | undefined =>
+  shaped(v, NETWORK_SPEC, NETWORK_STATUS) ? (v as Network) : undefined;
+const asNode = (v: unknown): Node | undefined => (shaped(v, NODE_SPEC) ? (v as Node) : undefined);
 
 /**
  * Decides one admission request against a snapshot of the cluster. Requests for other groups,
@@ -151,6 +191,22 @@ export function decide(request: AdmissionRequest, snapshot: ClusterSnapshot): De
       if (op !== 'UPDATE' && op !== 'CREATE') return allow;
       const dep = asDeployment(target);
       return dep ? decideDeploymentWrite(dep) : malformed('Deployment');
+    }
+    case 'networks': {
+      if (op !== 'CREATE' && op !== 'UPDATE') return allow;
+      const net = asNetwork(target);
+      if (!net) return malformed('Network');
+      const old = op === 'UPDATE' ? asNetwork(request.oldObject) : undefined;
+      if (op === 'UPDATE' && !old) return malformed('Network');
+      return decideNetworkWrite(net, old, snapshot);
+    }
+    case 'nodes': {
+      if (op !== 'CREATE' && op !== 'UPDATE') return allow;
+      const node = asNode(target);
+      if (!node) return malformed('Node');
+      const old = op === 'UPDATE' ? asNode(request.oldObject) : undefined;
+      if (op === 'UPDATE' && !old) return malformed('Node');
+      return decideNodeWrite(node, old, snapshot);
     }
     default:
       return allow;
@@ -323,4 +379,72 @@ function decideDeploymentDelete(name: string, snapshot: ClusterSnapshot): Decisi
   }
   if (reasons.length === 0) return allow;
   return deny(`deployment ${name} cannot be deleted: ${reasons.join('; ')}`);
+}
+
+/** At most this many problems are spelled out in one refusal; the rest are counted. */
+export const MAX_PROBLEMS = 5;
+
+/**
+ * One refusal for a list of problems: `<prefix>: <problem>; <problem>`, each naming its field
+ * (prepended when the validator's message does not) and saying what to fix.
+ */
+function denyProblems(prefix: string, problems: readonly Problem[]): Decision {
+  const messages = [
+    ...new Set(
+      problems.map((p) => (p.message.includes(p.field) ? p.message : `${p.field}: ${p.message}`)),
+    ),
+  ];
+  const shown = messages.slice(0, MAX_PROBLEMS).join('; ');
+  const more =
+    messages.length > MAX_PROBLEMS ? `; and ${messages.length - MAX_PROBLEMS} more problem(s)` : '';
+  return deny(`${prefix}: ${shown}${more}`);
+}
+
+/**
+ * §7.3 and issue 5 "Admission and bad input": a network's own ranges and router
+ * (validateNetwork), a subnet or /64 overlapping another network of its group
+ * (validateGroupSubnets), and a subnet, /64 or range change that strands existing allocations
+ * (validateNetworkUpdate). All three come from the Network controller's `networkProblems`, with
+ * the allocations read from the snapshot: it judges the change against the spec the allocations
+ * were made under (read back from their addresses), so an edit that moves a subnet back to where
+ * its allocations are is allowed even if the stored spec had drifted. An update that leaves the
+ * spec alone (labels, finalizers) is not re-judged, so a network that went bad while the webhook
+ * was down can still be deleted and fixed.
+ */
+function decideNetworkWrite(
+  net: Network,
+  old: Network | undefined,
+  snapshot: ClusterSnapshot,
+): Decision {
+  if (old && isDeepStrictEqual(old.spec, net.spec)) return allow;
+  const name = net.metadata.name ?? '';
+  // status.v6prefix (the resolved `auto` /64) is the stored one on an update of the main
+  // resource; fall back to oldObject's in case a client's request carries none.
+  const status = net.status ?? old?.status;
+  const view = NetworkController.view(status === undefined ? net : { ...net, status });
+  const others = snapshot.networks
+    .filter((n) => n.metadata.name !== name)
+    .map((n) => NetworkController.view(n));
+  const allocations = snapshot.networkallocations.filter((a) => a.spec.network === name);
+  const problems = networkProblems(view, others, allocations);
+  return problems.length === 0 ? allow : denyProblems(`invalid network ${name}`, problems);
+}
+
+/**
+ * §7.4 hints: each `<network>-v4addr` / `<network>-v6addr` hint must be an address inside the
+ * range the node is given addresses from on that network (validateHints). Hints naming networks
+ * that do not exist yet are left alone. An update that changes neither the hints nor spec.admin
+ * (which picks the range) is not re-judged, so a node whose network changed under it can still
+ * be edited.
+ */
+function decideNodeWrite(node: Node, old: Node | undefined, snapshot: ClusterSnapshot): Decision {
+  const { hints, admin } = node.spec;
+  if (hints === undefined || Object.keys(hints).length === 0) return allow;
+  if (old && old.spec.admin === admin && isDeepStrictEqual(old.spec.hints, hints)) return allow;
+  const name = node.metadata.name ?? '';
+  const networks = snapshot.networks.map((n) => NetworkController.view(n));
+  const problems = validateHints({ name, admin, hints }, networks);
+  return problems.length === 0
+    ? allow
+    : denyProblems(`invalid address hints on node ${name}`, problems);
 }

@@ -13,6 +13,8 @@ describe('validatingWebhookConfiguration', () => {
       'roles.crowbar.dev',
       'noderoles.crowbar.dev',
       'deployments.crowbar.dev',
+      'networks.crowbar.dev',
+      'nodes.crowbar.dev',
     ]);
     for (const w of cfg.webhooks ?? []) {
       expect(w).toMatchObject({
@@ -34,6 +36,8 @@ describe('validatingWebhookConfiguration', () => {
       ['CREATE', 'UPDATE', 'DELETE'],
       ['CREATE', 'UPDATE', 'DELETE'],
       ['UPDATE', 'DELETE'],
+      ['CREATE', 'UPDATE'],
+      ['CREATE', 'UPDATE'],
     ]);
   });
 

@@ -30,14 +30,19 @@ export type ClientConfig =
       readonly caPem?: string;
     };
 
-/** Operations judged per resource: the rules of decide.ts, main resources only (no /status). */
+/**
+ * Operations judged per resource: the rules of decide.ts, main resources only (no /status).
+ * charts/crowbar/templates/webhook.yaml renders the same list; keep the two in step.
+ */
 export const WEBHOOK_RULES: readonly {
-  readonly resource: 'roles' | 'noderoles' | 'deployments';
+  readonly resource: 'roles' | 'noderoles' | 'deployments' | 'networks' | 'nodes';
   readonly operations: readonly ('CREATE' | 'UPDATE' | 'DELETE')[];
 }[] = [
   { resource: 'roles', operations: ['CREATE', 'UPDATE', 'DELETE'] },
   { resource: 'noderoles', operations: ['CREATE', 'UPDATE', 'DELETE'] },
   { resource: 'deployments', operations: ['UPDATE', 'DELETE'] },
+  { resource: 'networks', operations: ['CREATE', 'UPDATE'] },
+  { resource: 'nodes', operations: ['CREATE', 'UPDATE'] },
 ];
 
 /**

@@ -21,7 +21,14 @@ const roleA: Role = {
   metadata: { name: 'a' },
   spec: { jig: 'noop', requires: ['b'] },
 };
-const empty: ClusterSnapshot = { roles: [], noderoles: [], nodes: [], deployments: [system] };
+const empty: ClusterSnapshot = {
+  roles: [],
+  noderoles: [],
+  nodes: [],
+  deployments: [system],
+  networks: [],
+  networkallocations: [],
+};
 
 function review(
   operation: string,
@@ -207,7 +214,7 @@ describe('webhook server', () => {
     const { port } = await start(staticSource(undefined));
     const res = await call(port, '/readyz');
     expect(res.status).toBe(503);
-    expect(res.body).toMatch(/Role, NodeRole, Node, Deployment/);
+    expect(res.body).toMatch(/Role, NodeRole, Node, Deployment, Network, NetworkAllocation/);
     await server?.close();
     const { port: p2 } = await start(staticSource(empty));
     expect((await call(p2, '/readyz')).status).toBe(200);

@@ -20,6 +20,8 @@ import {
   PLURALS,
   VERSION,
   type Deployment,
+  type Network,
+  type NetworkAllocation,
   type Node,
   type NodeRole,
   type Role,
@@ -29,7 +31,14 @@ import { CachedInformer } from '../operator/runtime/informer.ts';
 import type { ClusterSnapshot } from './decide.ts';
 
 /** The kinds the decisions read. */
-export const WATCHED = ['Role', 'NodeRole', 'Node', 'Deployment'] as const;
+export const WATCHED = [
+  'Role',
+  'NodeRole',
+  'Node',
+  'Deployment',
+  'Network',
+  'NetworkAllocation',
+] as const;
 export type WatchedKind = (typeof WATCHED)[number];
 
 /** A source of cluster snapshots for {@link decide}. */
@@ -88,6 +97,8 @@ type Objects = {
   NodeRole: NodeRole;
   Node: Node;
   Deployment: Deployment;
+  Network: Network;
+  NetworkAllocation: NetworkAllocation;
 };
 
 /** Informer caches over /apis/crowbar.dev/v1alpha1/<plural>, plus fresh lists on demand. */
@@ -111,19 +122,26 @@ export class InformerSource implements SnapshotSource {
       NodeRole: mk('NodeRole'),
       Node: mk('Node'),
       Deployment: mk('Deployment'),
+      Network: mk('Network'),
+      NetworkAllocation: mk('NetworkAllocation'),
     };
     this.coalescer = new Coalescer(async () => {
-      const [roles, noderoles, nodes, deployments] = await Promise.all([
-        this.list('Role'),
-        this.list('NodeRole'),
-        this.list('Node'),
-        this.list('Deployment'),
-      ]);
+      const [roles, noderoles, nodes, deployments, networks, networkallocations] =
+        await Promise.all([
+          this.list('Role'),
+          this.list('NodeRole'),
+          this.list('Node'),
+          this.list('Deployment'),
+          this.list('Network'),
+          this.list('NetworkAllocation'),
+        ]);
       return {
         roles: roles.items,
         noderoles: noderoles.items,
         nodes: nodes.items,
         deployments: deployments.items,
+        networks: networks.items,
+        networkallocations: networkallocations.items,
       };
     });
   }
@@ -152,6 +170,8 @@ export class InformerSource implements SnapshotSource {
       NodeRole: this.informers.NodeRole.hasSynced,
       Node: this.informers.Node.hasSynced,
       Deployment: this.informers.Deployment.hasSynced,
+      Network: this.informers.Network.hasSynced,
+      NetworkAllocation: this.informers.NetworkAllocation.hasSynced,
     };
   }
 
@@ -163,6 +183,8 @@ export class InformerSource implements SnapshotSource {
       noderoles: this.informers.NodeRole.list(),
       nodes: this.informers.Node.list(),
       deployments: this.informers.Deployment.list(),
+      networks: this.informers.Network.list(),
+      networkallocations: this.informers.NetworkAllocation.list(),
     };
   }
 
@@ -181,6 +203,7 @@ export function staticSource(
   return {
     cached: () => cached,
     fresh,
-    synced: () => ({ Role: synced, NodeRole: synced, Node: synced, Deployment: synced }),
+    synced: () =>
+      Object.fromEntries(WATCHED.map((k) => [k, synced])) as Record<WatchedKind, boolean>,
   };
 }

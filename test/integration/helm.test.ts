@@ -11,6 +11,7 @@ import { loadAll } from 'js-yaml';
 import { describe, expect, inject, it } from 'vitest';
 import { loadKubeConfig } from '../../operator/kube/client.ts';
 import { CLUSTER_RULES, NAMESPACE_RULES } from '../../operator/rbac.ts';
+import { WEBHOOK_RULES } from '../../webhooks/manifests.ts';
 import { bin } from '../harness/bins.ts';
 import { uid } from '../harness/context.ts';
 import { ROOT } from '../harness/operator.ts';
@@ -63,6 +64,7 @@ describe('helm chart', () => {
         name: string;
         failurePolicy: string;
         clientConfig: { caBundle: string; service: { name: string } };
+        rules: { resources: string[]; operations: string[] }[];
       }[];
     })[];
     const vwc = docs.find((d) => d.kind === 'ValidatingWebhookConfiguration');
@@ -70,7 +72,16 @@ describe('helm chart', () => {
       'roles.crowbar.dev',
       'noderoles.crowbar.dev',
       'deployments.crowbar.dev',
+      'networks.crowbar.dev',
+      'nodes.crowbar.dev',
     ]);
+    // The chart renders the same rules as webhooks/manifests.ts.
+    expect(
+      vwc?.webhooks?.map((w) => ({
+        resource: w.rules[0]?.resources[0],
+        operations: w.rules[0]?.operations,
+      })),
+    ).toEqual(WEBHOOK_RULES);
     for (const w of vwc?.webhooks ?? []) {
       expect(w.failurePolicy).toBe('Fail');
       expect(Buffer.from(w.clientConfig.caBundle, 'base64').toString()).toMatch(

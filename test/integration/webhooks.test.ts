@@ -9,9 +9,21 @@
 import { readFileSync } from 'node:fs';
 import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
-import { AdmissionregistrationV1Api } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { NodeRoleStatus } from '../../generated/crowbar.ts';
+import {
+  GROUP,
+  PLURALS,
+  VERSION,
+  type NetworkSpec,
+  type NodeRoleStatus,
+  type NodeSpec,
+} from '../../generated/crowbar.ts';
+import { allocationName } from '../../operator/ipam/name.ts';
 import { apiCode, apiMessage, isNotFound } from '../../operator/kube/errors.ts';
 import { validatingWebhookConfiguration } from '../../webhooks/manifests.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
@@ -31,7 +43,10 @@ let ca = '';
 let webhookLog = '';
 let registered = false;
 let createdSystem = false;
-const cleanup: { kind: 'NodeRole' | 'Role' | 'Node' | 'Deployment'; name: string }[] = [];
+const cleanup: {
+  kind: 'NetworkAllocation' | 'NodeRole' | 'Role' | 'Node' | 'Deployment' | 'Network';
+  name: string;
+}[] = [];
 
 const fqdn = (n: string) => `${n}-${id}.lab.example.com`;
 const r = (n: string) => `${n}-${id}`;
@@ -79,6 +94,70 @@ async function refusedByWebhook(write: Promise<unknown>, ...patterns: RegExp[]):
   return message;
 }
 
+/** `write` as a dry run (dryRun=All): judged by the webhook, stored nowhere. */
+type DryWrite = () => Promise<unknown>;
+
+function dryCreate(kind: 'Network' | 'Node', body: { metadata: { name: string }; spec: object }) {
+  return (): Promise<unknown> =>
+    client.api.createClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURALS[kind],
+      body: { apiVersion: `${GROUP}/${VERSION}`, kind, ...body },
+      fieldManager: FM,
+      dryRun: 'All',
+    });
+}
+
+function dryPatch(kind: 'Network' | 'Node', name: string, patch: object) {
+  return (): Promise<unknown> =>
+    client.api.patchClusterCustomObject(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: PLURALS[kind],
+        name,
+        body: patch,
+        fieldManager: FM,
+        dryRun: 'All',
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+}
+
+/**
+ * Waits until the webhook refuses a dry run of a write: the API server calls the webhook for
+ * the kind, and the webhook's cache holds the objects written just before (an allow from a
+ * cache that lags is not re-checked, by design; see webhooks/state.ts).
+ */
+async function untilDryRunRefused(what: string, write: DryWrite): Promise<void> {
+  await eventually(
+    what,
+    async () => {
+      try {
+        await write();
+        return false;
+      } catch (e) {
+        if (apiCode(e) === 403) return true;
+        throw e;
+      }
+    },
+    30_000,
+    100,
+  );
+}
+
+/** A general network in its own group (other files' networks never overlap it). */
+function networkBody(name: string, spec: Partial<NetworkSpec>) {
+  return { metadata: { name }, spec: { category: 'general' as const, ...spec } };
+}
+
+async function createNetwork(name: string, spec: Partial<NetworkSpec>) {
+  const res = await client.create('Network', networkBody(name, spec), FM);
+  cleanup.push({ kind: 'Network', name });
+  return res;
+}
+
 async function createRole(
   name: string,
   spec: { requires?: string[]; conflicts?: string[]; provides?: string[]; flags?: 'abstract'[] },
@@ -92,8 +171,8 @@ async function createRole(
   return res;
 }
 
-async function createNode(name: string) {
-  await client.create('Node', { metadata: { name }, spec: {} }, FM);
+async function createNode(name: string, spec: NodeSpec = {}) {
+  await client.create('Node', { metadata: { name }, spec }, FM);
   cleanup.push({ kind: 'Node', name });
 }
 
@@ -218,7 +297,7 @@ afterAll(async () => {
     );
   }
   await proc?.stop();
-  const order = ['NodeRole', 'Role', 'Deployment', 'Node'] as const;
+  const order = ['NetworkAllocation', 'NodeRole', 'Role', 'Deployment', 'Node', 'Network'] as const;
   for (const kind of order) {
     for (const o of cleanup.filter((c) => c.kind === kind).reverse()) {
       await client.delete(o.kind, o.name);
@@ -368,6 +447,106 @@ describe('admission webhook', () => {
     );
     expect(await client.delete('NodeRole', `${r('in-dep')}.${node}`)).toBe(true);
     expect(await client.delete('Deployment', dep)).toBe(true);
+  });
+
+  it('refuses a subnet overlapping another network of its group, not of another group', async () => {
+    const group = r('grp');
+    await createNetwork(r('ov-a'), { group, subnet: '10.77.0.0/16' });
+    const overlapping = networkBody(r('ov-b'), { group, subnet: '10.77.1.0/24' });
+    await untilDryRunRefused('the webhook to see ' + r('ov-a'), dryCreate('Network', overlapping));
+    await refusedByWebhook(
+      client.create('Network', overlapping, FM),
+      new RegExp(
+        `invalid network ${r('ov-b')}: spec\\.subnet \\(10\\.77\\.1\\.0/24\\) overlaps network ${r('ov-a')}'s subnet 10\\.77\\.0\\.0/16 in group ${group}`,
+      ),
+      /choose a subnet no other network of the group uses, or set spec\.group/,
+    );
+    // The same subnet in another group is fine.
+    const other = await createNetwork(r('ov-c'), { group: r('grp2'), subnet: '10.77.0.0/16' });
+    expect(other.spec.subnet).toBe('10.77.0.0/16');
+  });
+
+  it('refuses a subnet or range change that strands allocated addresses', async () => {
+    const name = r('alloc');
+    await createNetwork(name, {
+      group: r('grp3'),
+      subnet: '10.78.0.0/24',
+      ranges: [{ name: 'host', first: '10.78.0.10', last: '10.78.0.99' }],
+    });
+    const allocation = allocationName(name, '10.78.0.11');
+    await client.create(
+      'NetworkAllocation',
+      {
+        metadata: { name: allocation },
+        spec: {
+          network: name,
+          node: fqdn('holder'),
+          address: '10.78.0.11/24',
+          family: 'ipv4',
+          range: 'host',
+        },
+      },
+      FM,
+    );
+    cleanup.push({ kind: 'NetworkAllocation', name: allocation });
+    const move = {
+      spec: {
+        subnet: '10.79.0.0/24',
+        ranges: [{ name: 'host', first: '10.79.0.10', last: '10.79.0.99' }],
+      },
+    };
+    await untilDryRunRefused('the webhook to see ' + allocation, dryPatch('Network', name, move));
+    await refusedByWebhook(
+      client.mergePatch('Network', name, move, FM),
+      new RegExp(
+        `spec\\.subnet cannot change from 10\\.78\\.0\\.0/24 to 10\\.79\\.0\\.0/24 while 1 IPv4 addresses are allocated on network ${name} \\(10\\.78\\.0\\.11 \\(${fqdn('holder').replaceAll('.', '\\.')}\\)\\)`,
+      ),
+      new RegExp(`unbind network-${name} from those nodes first, or create a new network`),
+    );
+    await refusedByWebhook(
+      client.mergePatch(
+        'Network',
+        name,
+        { spec: { ranges: [{ name: 'host', first: '10.78.0.50', last: '10.78.0.99' }] } },
+        FM,
+      ),
+      /spec\.ranges: range host no longer contains 1 allocated addresses/,
+    );
+    // Growing the range around the allocation is allowed.
+    const grown = await client.mergePatch(
+      'Network',
+      name,
+      { spec: { ranges: [{ name: 'host', first: '10.78.0.2', last: '10.78.0.200' }] } },
+      FM,
+    );
+    expect(grown.spec.ranges?.[0]?.last).toBe('10.78.0.200');
+  });
+
+  it('refuses a node address hint outside the range it names', async () => {
+    const network = r('hint');
+    const key = `${network}-v4addr`;
+    await createNetwork(network, {
+      group: r('grp4'),
+      subnet: '10.80.0.0/24',
+      ranges: [{ name: 'host', first: '10.80.0.10', last: '10.80.0.99' }],
+    });
+    const outside = {
+      metadata: { name: fqdn('hinted') },
+      spec: { hints: { [key]: '10.80.0.200' } },
+    };
+    await untilDryRunRefused('the webhook to see ' + network, dryCreate('Node', outside));
+    await refusedByWebhook(
+      client.create('Node', outside, FM),
+      new RegExp(
+        `invalid address hints on node ${fqdn('hinted').replaceAll('.', '\\.')}: spec\\.hints\\["${key}"\\] \\(10\\.80\\.0\\.200\\) is outside network ${network}'s range host \\(10\\.80\\.0\\.10-10\\.80\\.0\\.99\\)`,
+      ),
+      /give an address inside it or remove the hint/,
+    );
+    await createNode(fqdn('hinted'), { hints: { [key]: '10.80.0.50' } });
+    await refusedByWebhook(
+      client.mergePatch('Node', fqdn('hinted'), { spec: { hints: { [key]: '10.80.0.201' } } }, FM),
+      /is outside network .*'s range host/,
+    );
   });
 
   it('counts what it judged in /metrics', async () => {
