@@ -4,7 +4,6 @@
  * asynchronously and trigger the next pass. Every status write carries the resourceVersion it was
  * computed from, so a stale cache or a deposed leader can never overwrite newer state.
  */
-import PQueue from 'p-queue';
 import type { Deployment, Node, NodeRole, Role } from '../../../generated/crowbar.ts';
 import { applyChanges } from '../../annealer/apply.ts';
 import { finishRun, step } from '../../annealer/converge.ts';
@@ -33,6 +32,7 @@ import { runInput } from './input.ts';
 import { annealerMetrics, type AnnealerMetrics } from './metrics.ts';
 import { inlineExecutor, type ExecRequest, type Executor } from './executor.ts';
 import { NodeRoleView } from './view.ts';
+import { ROUTINE, URGENT, WriteQueue, type Slot } from './write-queue.ts';
 
 export interface AnnealerOptions {
   mgr: Manager;
@@ -52,15 +52,6 @@ interface InFlight {
   jig: string;
   started: number;
   abort: AbortController;
-}
-
-/** How a status write waits its turn (see WRITE_CONCURRENCY). */
-interface WriteOptions {
-  priority?: number;
-  /** Aborted when a newer decision replaces the write before it is sent. */
-  signal?: AbortSignal;
-  /** Called as the write is sent (from then on it cannot be replaced). */
-  onSend?: () => void;
 }
 
 type Finish =
@@ -89,15 +80,8 @@ function noteView<V extends object>(
   return keys.length !== Object.keys(b).length || keys.some((k) => a[k] !== b[k]);
 }
 
-/**
- * Status writes in flight at once. Above this they wait in the annealer, where run starts and
- * ends go first and a newer decision for the same noderole replaces a plain state write that has
- * not been sent: a burst (a commit of thousands) does not stand between a parent's end and its
- * child's start.
- */
+/** Status writes in flight at once (see write-queue.ts). */
 const WRITE_CONCURRENCY = 16;
-const URGENT = 1;
-const ROUTINE = 0;
 
 /** How often a pass settles every noderole instead of the changed ones. */
 const FULL_SETTLE_MS = 30_000;
@@ -121,12 +105,8 @@ export class Annealer {
   private readonly activeAt = new Map<string, number>();
   /** Status changes decided but not yet written (see world()). */
   private readonly pending = new Map<string, StateChange>();
-  /** Per-noderole write queues. */
-  private readonly chains = new Map<string, Promise<unknown>>();
-  /** All status writes, by priority (see WRITE_CONCURRENCY). */
-  private readonly writes = new PQueue({ concurrency: WRITE_CONCURRENCY });
-  /** Plain state writes not yet sent, by noderole: a newer decision for it drops them. */
-  private readonly unsent = new Map<string, { c: StateChange; abort: AbortController }>();
+  /** Status writes: per noderole in order, through one priority gate. */
+  private readonly writes: WriteQueue;
   /** Noderoles whose run start (transition write) is queued. */
   private readonly starting = new Set<string>();
   /** Writes refused (409) or failed; a pass that saw any asks to run again soon. */
@@ -156,6 +136,10 @@ export class Annealer {
     this.executor = o.executor ?? inlineExecutor;
     this.view = new NodeRoleView(o.mgr.caches.NodeRole);
     this.metrics = annealerMetrics(o.mgr.metrics.registry);
+    this.writes = new WriteQueue(WRITE_CONCURRENCY, (err, name) => {
+      this.conflicts++;
+      this.log.warn({ err, noderole: name }, 'queued write failed');
+    });
     o.mgr.caches.NodeRole.on({
       onDelete: (nr) => {
         this.view.forget(nr.metadata.name ?? '');
@@ -271,65 +255,26 @@ export class Annealer {
     this.o.mgr.enqueue('annealer', KEY, afterMs);
   }
 
-  /**
-   * Queues a write behind any earlier write to the same noderole: each write reads the
-   * resourceVersion its predecessor produced, so a noderole's writes never race each other, while
-   * writes to different noderoles and the next pass proceed without waiting.
-   */
-  private chain(name: string, write: () => Promise<unknown>): void {
-    const prev = this.chains.get(name) ?? Promise.resolve();
-    const next = prev
-      .then(write)
-      .catch((err: unknown) => {
-        this.conflicts++;
-        this.log.warn({ err, noderole: name }, 'queued write failed');
-      })
-      .finally(() => {
-        if (this.chains.get(name) === next) this.chains.delete(name);
-      });
-    this.chains.set(name, next);
-  }
-
   /** Records a decided change as pending, and writes it in the background. */
   private submit(c: StateChange): void {
     this.pending.set(c.name, c);
-    this.dropUnsent(c.name);
-    const abort = new AbortController();
     // A change that records a retry or a run count must land; a plain state change may be
     // replaced by a newer decision, which was made with this one applied.
-    if (c.observedRetry === undefined && c.runCount === undefined) {
-      this.unsent.set(c.name, { c, abort });
-    }
-    this.chain(c.name, async () => {
+    const plain = c.observedRetry === undefined && c.runCount === undefined;
+    if (!plain) this.writes.replace(c.name);
+    const slot = plain ? this.writes.replaceable(c.name) : { priority: ROUTINE };
+    this.writes.after(c.name, async () => {
       const before = this.conflicts;
       try {
-        await this.writeChange(
-          c,
-          {},
-          {
-            priority: ROUTINE,
-            signal: abort.signal,
-            onSend: () => {
-              if (this.unsent.get(c.name)?.c === c) this.unsent.delete(c.name);
-            },
-          },
-        );
+        await this.writeChange(c, {}, slot);
       } finally {
-        if (this.unsent.get(c.name)?.c === c) this.unsent.delete(c.name);
+        this.writes.done(c.name, slot);
         if (this.pending.get(c.name) === c) this.pending.delete(c.name);
         // A refused write leaves the noderole as it was: the next pass must look at it again.
         this.view.touch(c.name);
       }
       if (this.conflicts !== before) this.nudge(25);
     });
-  }
-
-  /** Drops the unsent plain state write of a noderole: a newer decision replaces it. */
-  private dropUnsent(name: string): void {
-    const u = this.unsent.get(name);
-    if (!u) return;
-    this.unsent.delete(name);
-    u.abort.abort();
   }
 
   /** One annealer pass: decide, hand the writes to their per-noderole queues, return. */
@@ -365,10 +310,10 @@ export class Annealer {
       }
     }
     for (const name of st.start) {
-      this.dropUnsent(name);
+      this.writes.replace(name);
       this.starting.add(name);
       this.pending.set(name, { name, state: 'transition', message: 'running' });
-      this.chain(name, async () => {
+      this.writes.after(name, async () => {
         try {
           await this.startRun(name, prior.get(name));
         } finally {
@@ -422,7 +367,7 @@ export class Annealer {
   private async writeChange(
     c: StateChange,
     extra: Record<string, unknown> = {},
-    how: WriteOptions = {},
+    how: Slot = { priority: URGENT },
   ): Promise<NodeRole | undefined> {
     const cur = this.view.get(c.name);
     if (!cur) return undefined;
@@ -454,22 +399,20 @@ export class Annealer {
   private async patchStatus(
     cur: Readonly<NodeRole>,
     status: Record<string, unknown>,
-    how: WriteOptions = {},
+    how: Slot = { priority: URGENT },
   ): Promise<NodeRole | undefined> {
     const name = cur.metadata.name ?? '';
     const signal = how.signal;
     try {
-      const res = await this.writes.add(
-        () => {
-          how.onSend?.();
-          return this.o.mgr.client.mergePatchStatus(
+      const res = await this.writes.send(
+        () =>
+          this.o.mgr.client.mergePatchStatus(
             'NodeRole',
             name,
             { metadata: { resourceVersion: cur.metadata.resourceVersion }, status },
             this.o.fieldManager,
-          );
-        },
-        { priority: how.priority ?? URGENT, ...(signal ? { signal } : {}) },
+          ),
+        how,
       );
       this.view.wrote(res);
       this.metrics.statusWrites.inc({ outcome: 'ok' });

@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import { ROUTINE, URGENT, WriteQueue } from './write-queue.ts';
+
+/** A request the test finishes by hand, recording when it was sent. */
+function gated(
+  log: string[],
+  label: string,
+): { request: () => Promise<string>; finish: () => void } {
+  let finish = (): void => undefined;
+  const done = new Promise<void>((r) => (finish = r));
+  return {
+    request: async () => {
+      log.push(label);
+      await done;
+      return label;
+    },
+    finish: () => {
+      finish();
+    },
+  };
+}
+
+/** A request that is sent and done at once. */
+const record = (log: string[], label: string) => (): Promise<string> => {
+  log.push(label);
+  return Promise.resolve(label);
+};
+
+const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 0));
+
+describe('WriteQueue', () => {
+  it('sends at most `concurrency` requests at once, urgent ones first', async () => {
+    const q = new WriteQueue(1, () => undefined);
+    const sent: string[] = [];
+    const first = gated(sent, 'first');
+    const p1 = q.send(first.request, { priority: ROUTINE });
+    const p2 = q.send(record(sent, 'routine'), { priority: ROUTINE });
+    const p3 = q.send(record(sent, 'urgent'), { priority: URGENT });
+    await tick();
+    expect(sent).toEqual(['first']);
+    expect(q.size).toEqual({ waiting: 2, inFlight: 1 });
+    first.finish();
+    await Promise.all([p1, p2, p3]);
+    expect(sent).toEqual(['first', 'urgent', 'routine']);
+  });
+
+  it('drops a replaceable write that was not sent when a newer decision replaces it', async () => {
+    const q = new WriteQueue(1, () => undefined);
+    const sent: string[] = [];
+    const blocker = gated(sent, 'blocker');
+    const b = q.send(blocker.request, { priority: URGENT });
+    const slot = q.replaceable('a.n1');
+    const stale = q.send(record(sent, 'stale'), slot);
+    q.replace('a.n1');
+    await expect(stale).rejects.toThrow(/replaced by a newer decision for a\.n1/);
+    blocker.finish();
+    await b;
+    expect(sent).toEqual(['blocker']);
+    expect(slot.signal?.aborted).toBe(true);
+  });
+
+  it('never drops a write once it is sent, nor another key, nor a write that is not replaceable', async () => {
+    const q = new WriteQueue(2, () => undefined);
+    const sent: string[] = [];
+    const inflight = gated(sent, 'a-sent');
+    const slotA = q.replaceable('a.n1');
+    const a = q.send(inflight.request, slotA);
+    const b = q.send(record(sent, 'b'), q.replaceable('b.n1'));
+    const keep = q.send(record(sent, 'keep'), { priority: ROUTINE });
+    await tick();
+    q.replace('a.n1'); // already sent: too late to drop
+    inflight.finish();
+    expect(await a).toBe('a-sent');
+    expect(await b).toBe('b');
+    expect(await keep).toBe('keep');
+    expect(slotA.signal?.aborted).toBe(false);
+    expect(sent.sort()).toEqual(['a-sent', 'b', 'keep']);
+  });
+
+  it('runs the tasks of one key in order, and a failure does not stop the next', async () => {
+    const errors: string[] = [];
+    const q = new WriteQueue(4, (err, key) => {
+      errors.push(`${key}: ${(err as Error).message}`);
+    });
+    const order: string[] = [];
+    const slow = gated(order, 'a1');
+    q.after('a', slow.request);
+    q.after('a', () => Promise.reject(new Error('boom')));
+    q.after('a', record(order, 'a3'));
+    q.after('b', record(order, 'b1'));
+    await tick();
+    expect(order).toEqual(['a1', 'b1']); // b does not wait for a
+    slow.finish();
+    await new Promise((r) => setTimeout(r, 5));
+    expect(order).toEqual(['a1', 'b1', 'a3']);
+    expect(errors).toEqual(['a: boom']);
+  });
+});
