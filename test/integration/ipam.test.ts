@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Network, NetworkAllocation, NetworkSpec, NodeRole } from '../../generated/crowbar.ts';
 import { autoPrefix } from '../../operator/ipam/index.ts';
-import { apiMessage, isConflict } from '../../operator/kube/errors.ts';
+import { apiMessage } from '../../operator/kube/errors.ts';
 import type { CrowbarClient } from '../../operator/kube/client.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
 import { startOperator, type OperatorProc } from '../harness/operator.ts';
@@ -102,13 +102,10 @@ class Lab {
     return this.deployment;
   }
 
-  /**
-   * Binds network-<network> to the node. `planned` also writes what the binder would (cohort 0,
-   * no parents, proposed), so a test of the allocator does not wait on the binder's pace.
-   */
-  async bind(network: string, node: string, planned = false): Promise<string> {
+  /** Binds network-<network> to the node; the operators' binders plan it. */
+  async bind(network: string, node: string): Promise<string> {
     const name = `network-${network}.${node}`;
-    const nr = await client.create(
+    await client.create(
       'NodeRole',
       {
         metadata: { name },
@@ -116,22 +113,6 @@ class Lab {
       },
       FM,
     );
-    if (planned) {
-      // 409: a binder planned it first, which is as good.
-      await client
-        .mergePatchStatus(
-          'NodeRole',
-          name,
-          {
-            metadata: { resourceVersion: nr.metadata.resourceVersion },
-            status: { state: 'proposed', cohort: 0, parents: [], runCount: 0, message: 'proposed' },
-          },
-          FM,
-        )
-        .catch((e: unknown) => {
-          if (!isConflict(e)) throw e;
-        });
-    }
     return name;
   }
 
@@ -205,7 +186,7 @@ describe('IPAM', () => {
         await lab.createNode(n.slice(0, n.indexOf('-')));
       });
       await pool(nodes, 16, async (n) => {
-        await lab.bind(net, n, true);
+        await lab.bind(net, n);
       });
 
       const settled = await eventually(
