@@ -31,15 +31,14 @@ export interface SettleOptions {
 }
 
 /** `roots` and everything below them, in (cohort, name) order. */
-function descendantsInOrder(world: World, roots: Iterable<string>): NodeRoleView[] {
-  const s = new Scratch(world);
+function descendantsInOrder(s: Scratch, roots: Iterable<string>): NodeRoleView[] {
   const seen = new Set<string>();
   const stack = [...roots];
   const out: NodeRoleView[] = [];
   for (let name = stack.pop(); name !== undefined; name = stack.pop()) {
     if (seen.has(name)) continue;
     seen.add(name);
-    const nr = world.noderoles.get(name);
+    const nr = s.nr(name);
     if (!nr) continue;
     out.push(nr);
     for (const child of s.childrenOf(name)) if (!seen.has(child)) stack.push(child);
@@ -57,7 +56,7 @@ export function settle(world: World, options: SettleOptions): Outcome {
       if (nr) ordered.push(nr);
     }
   } else {
-    ordered = descendantsInOrder(world, options.scope);
+    ordered = descendantsInOrder(s, options.scope);
   }
   const frozen = (nr: NodeRoleView): boolean => world.nodes.get(nr.node)?.available === false;
 
