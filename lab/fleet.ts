@@ -9,7 +9,12 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CrowbarClient } from '../operator/kube/client.ts';
 import { isConflict } from '../operator/kube/errors.ts';
-import { createLabNetwork, reapStaleLabs, type LabNetwork } from '../test/harness/netns.ts';
+import {
+  createLabNetwork,
+  labNetworkSpec,
+  reapStaleLabs,
+  type LabNetwork,
+} from '../test/harness/netns.ts';
 import { generateKeyPair, startSshd, type KeyPair, type Sshd } from '../test/harness/sshd.ts';
 import { waitFor } from '../test/harness/process.ts';
 
@@ -70,18 +75,15 @@ export async function startFleet(
 /** The Network, hints and bindings that give each lab Node its machine's address. */
 export async function registerFleet(client: CrowbarClient, fleet: Fleet): Promise<void> {
   const { lab } = fleet;
-  const base = lab.subnet.replace(/0\/24$/, '');
   try {
     await client.create(
       'Network',
       {
         metadata: { name: FLEET_NETWORK },
-        spec: {
-          category: 'unmanaged',
-          description: 'The lab fleet: network namespaces on a bridge, one sshd each.',
-          subnet: lab.subnet,
-          ranges: [{ name: 'host', first: `${base}10`, last: `${base}250` }],
-        },
+        spec: labNetworkSpec(
+          lab.subnet,
+          'The lab fleet: network namespaces on a bridge, one sshd each.',
+        ),
       },
       FM,
     );

@@ -16,6 +16,7 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import type { NetworkSpec } from '../../generated/crowbar.ts';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -68,6 +69,20 @@ export interface LabNode {
   /** Its address with prefix length, as Node status.addresses carries it. */
   cidr: string;
   exec(bin: string, args: readonly string[], timeoutMs?: number): Promise<ExecOut>;
+}
+
+/**
+ * The lab subnet as an unmanaged Network: a `host` range of .10-.250, so that machines get their
+ * addresses only as their hints (or bindings) ask. The lab and the tests register it alike.
+ */
+export function labNetworkSpec(subnet: string, description?: string): NetworkSpec {
+  const base = subnet.replace(/0\/24$/, '');
+  return {
+    category: 'unmanaged',
+    ...(description === undefined ? {} : { description }),
+    subnet,
+    ranges: [{ name: 'host', first: `${base}10`, last: `${base}250` }],
+  };
 }
 
 export interface LabNetwork {

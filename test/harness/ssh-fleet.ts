@@ -124,7 +124,11 @@ export class SshFleet {
   }
 }
 
-function removeLockFiles(tag: string): void {
+/**
+ * Removes the runner's lock files (`crowbar-jig-<noderole>.lock`) whose names contain `tag`: they
+ * outlive runs by design, so tests that run jigs remove theirs.
+ */
+export function removeLockFiles(tag: string): void {
   for (const d of LOCK_DIRS) {
     let names: string[] = [];
     try {

@@ -7,9 +7,6 @@
  * run through the same path against a real OpenSSH server in a network namespace, their script
  * (inline or from a ConfigMap) snapshotted by the operator when the run starts.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { BatchV1Api, CoreV1Api, RbacAuthorizationV1Api, type V1Job } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
@@ -24,9 +21,9 @@ import { apiCode } from '../../operator/kube/errors.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
 import { Fleet } from '../harness/fleet.ts';
 import { KubeletStandin } from '../harness/kubelet-standin.ts';
-import { createLabNetwork, type LabNetwork, type LabNode } from '../harness/netns.ts';
+import { labNetworkSpec } from '../harness/netns.ts';
 import { startOperator, type OperatorProc } from '../harness/operator.ts';
-import { generateKeyPair, startSshd, type Sshd } from '../harness/sshd.ts';
+import { SshFleet } from '../harness/ssh-fleet.ts';
 
 const kubeconfig = inject('kubeconfig');
 const logDir = inject('cpDir');
@@ -252,10 +249,7 @@ describe('job executor: script roles', () => {
   const FM = 'crowbar-test';
   const net = `lab-${id}`;
   const scripts = `cbt-scripts-${id}`;
-  const dir = mkdtempSync(join(tmpdir(), `cbt-jobscript-${id}-`));
-  let lab: LabNetwork | undefined;
-  let machine: LabNode | undefined;
-  let sshd: Sshd | undefined;
+  const machines = new SshFleet({ prefix: `cbt-jobscript-${id}`, noderoleTag: id });
   let dep = '';
 
   const script = (version: number): string => `#!/bin/sh
@@ -265,7 +259,7 @@ jq -n --arg n "$CROWBAR_NODE" '{fromConfigMap: {version: ${version}, node: $n}}'
 `;
 
   beforeAll(async () => {
-    const key = await generateKeyPair(dir, 'root');
+    const key = await machines.generateKey('root');
     await core.createNamespacedSecret({
       namespace: ns,
       body: {
@@ -273,15 +267,8 @@ jq -n --arg n "$CROWBAR_NODE" '{fromConfigMap: {version: ${version}, node: $n}}'
         data: { id_ed25519: key.privateKey.toString('base64') },
       },
     });
-    lab = await createLabNetwork();
-    machine = await lab.addNode('n1');
-    sshd = await startSshd({
-      ns: machine.ns,
-      address: machine.address,
-      authorizedKeys: [key.publicKey],
-      dir: mkdtempSync(join(dir, 'sshd-')),
-      quietRootShell: true,
-    });
+    await machines.start(['n1'], { authorizedKeys: () => [key.publicKey], quietRootShell: true });
+    const machine = machines.node('n1');
     await core.createNamespacedConfigMap({
       namespace: ns,
       body: { metadata: { name: scripts }, data: { 'run.sh': script(1) } },
@@ -291,17 +278,7 @@ jq -n --arg n "$CROWBAR_NODE" '{fromConfigMap: {version: ${version}, node: $n}}'
       'Network',
       {
         metadata: { name: net },
-        spec: {
-          category: 'unmanaged',
-          subnet: lab.subnet,
-          ranges: [
-            {
-              name: 'host',
-              first: lab.subnet.replace(/0\/24$/, '10'),
-              last: lab.subnet.replace(/0\/24$/, '250'),
-            },
-          ],
-        },
+        spec: labNetworkSpec(machines.lab.subnet),
       },
       FM,
     );
@@ -335,7 +312,7 @@ jq -n --arg n "$CROWBAR_NODE" '{fromConfigMap: {version: ${version}, node: $n}}'
         const n = await client.get('Node', name);
         return (
           n?.status?.alive === true &&
-          n.status.addresses?.some((a) => a.address.startsWith(`${machine?.address ?? ''}/`))
+          n.status.addresses?.some((a) => a.address.startsWith(`${machine.address}/`))
         );
       },
       60_000,
@@ -344,11 +321,9 @@ jq -n --arg n "$CROWBAR_NODE" '{fromConfigMap: {version: ${version}, node: $n}}'
 
   afterAll(async () => {
     try {
-      await sshd?.cleanup().catch(() => undefined);
-      await lab?.destroy();
+      await machines.destroy();
     } finally {
       await client.delete('Network', net).catch(() => undefined);
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -14,6 +14,7 @@ import { eventually, testClient, uid } from '../harness/context.ts';
 import { Fleet } from '../harness/fleet.ts';
 import { startOperator, type OperatorProc } from '../harness/operator.ts';
 import { freePort } from '../harness/process.ts';
+import { labNetworkSpec } from '../harness/netns.ts';
 import { SshFleet } from '../harness/ssh-fleet.ts';
 import type { KeyPair } from '../harness/sshd.ts';
 
@@ -128,17 +129,7 @@ beforeAll(async () => {
     'Network',
     {
       metadata: { name: net },
-      spec: {
-        category: 'unmanaged',
-        subnet: lab.subnet,
-        ranges: [
-          {
-            name: 'host',
-            first: lab.subnet.replace(/0\/24$/, '10'),
-            last: lab.subnet.replace(/0\/24$/, '250'),
-          },
-        ],
-      },
+      spec: labNetworkSpec(lab.subnet),
     },
     FM,
   );

@@ -17,6 +17,7 @@ import {
   type RunRequest,
 } from './protocol.ts';
 import type { JigResult } from '../types.ts';
+import { removeLockFiles } from '../../../test/harness/ssh-fleet.ts';
 
 const id = randomBytes(3).toString('hex');
 const scratch = mkdtempSync(join(tmpdir(), `cbt-runner-${id}-`));
@@ -24,23 +25,6 @@ afterAll(() => {
   rmSync(scratch, { recursive: true, force: true });
   removeLockFiles(`cbt-${id}-`);
 });
-
-/** Removes the runner's lock files of this test run (named after its noderoles). */
-function removeLockFiles(tag: string): void {
-  for (const d of ['/var/lock', '/tmp']) {
-    let names: string[] = [];
-    try {
-      names = readdirSync(d);
-    } catch {
-      continue;
-    }
-    for (const f of names) {
-      if (f.startsWith('crowbar-jig-') && f.endsWith('.lock') && f.includes(tag)) {
-        rmSync(join(d, f), { force: true });
-      }
-    }
-  }
-}
 
 const program = RUNNER_COMMAND.slice("/bin/sh -c '".length, -1);
 
