@@ -241,6 +241,16 @@ export interface NodeRoleSpec {
    */
   available?: boolean;
   /**
+   * While true the noderole is held in proposed (it finishes a run in flight first), so that spec.data can be edited. Set it back to false to commit: the data is copied to status.committedData and the noderole runs again, its descendants after it.
+   */
+  proposed?: boolean;
+  /**
+   * Attribute paths (slash-separated, e.g. dns/servers) this binding reads from the walls of its ancestors on other nodes. Same-node ancestors' walls are always part of the run input; another node's data only through these paths.
+   *
+   * @maxItems 64
+   */
+  wants?: string[];
+  /**
    * Raise by one to retry a noderole in error (all its parents must be active). The operator records the value it acted on in status.observedRetry.
    */
   retry?: number;
@@ -307,6 +317,10 @@ export interface NodeRoleStatus {
     input?: {
       [k: string]: unknown | undefined;
     };
+    /**
+     * sha256 of the run input; when the input a new run would get differs (a role template or deployment data edit), the noderole runs again.
+     */
+    inputDigest?: string;
   };
   /**
    * @maxItems 32
@@ -339,6 +353,10 @@ export interface NodeSpec {
    * An admin node runs Crowbar's own services; bootstrap roles are bound to it.
    */
   admin?: boolean;
+  /**
+   * While true every noderole of the node is held in proposed so that their data can be edited (runs in flight finish first). Set it back to false to commit them: they run again, in cohort order.
+   */
+  proposed?: boolean;
   /**
    * Administrator-owned switch. While false the annealer runs nothing on the node and leaves its noderoles' states untouched.
    */

@@ -9,6 +9,7 @@
  * Its ServiceAccount may read only its own NodeRole, Role and Node and write only that NodeRole's
  * status (and the Node's status, to record a first-seen SSH host key).
  */
+import { nextWall, replacementPatch } from './jigs/wall.ts';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Node, NodeRole } from '../generated/crowbar.ts';
@@ -129,7 +130,12 @@ async function report(
             metadata: { resourceVersion: nr.metadata.resourceVersion },
             status: {
               message: result.ok ? `run succeeded; waiting for the operator` : result.message,
-              ...(result.ok ? { wall: result.wall } : {}),
+              // §4.2: this run's wall replaces the last one.
+              ...(result.ok
+                ? {
+                    wall: replacementPatch(nr.status.wall, nextWall(nr.status.wall, result.wall)),
+                  }
+                : {}),
               run: {
                 result: result.ok ? 'succeeded' : 'failed',
                 exitCode,

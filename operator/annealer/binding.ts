@@ -121,7 +121,10 @@ class Planner {
         candidates(nr) &&
         (nr.role === role || (this.world.roles.get(nr.role)?.provides.includes(role) ?? false)),
     );
-    const rank = (nr: NodeRoleView): number => (nr.role === role ? 0 : 1);
+    // The exact role before a provider; then a binding on an admin node, where bootstrap services
+    // live (§6.3, §10.5), before one on another node; then by name.
+    const rank = (nr: NodeRoleView): number =>
+      (nr.role === role ? 0 : 2) + (this.world.nodes.get(nr.node)?.admin === true ? 0 : 1);
     return hits.sort((a, b) => rank(a) - rank(b) || compareNames(a.name, b.name));
   }
 

@@ -19,6 +19,9 @@ export const messages = {
   blockedByError: (origin: string): string => `blocked: ${origin} is in error; fix it and retry it`,
   nodeNotAlive: (node: string): string => `node ${node} is not alive; runs again when it is`,
   active: (run: number): string => `active after run ${run}`,
+  recommitted: 'committed again; runs again once all parents are active',
+  inputChanged: (what: string): string => `its run input changed (${what}); runs again`,
+  waitingToRun: (reason: string): string => `waiting to run: ${reason}`,
 };
 
 /** A noderole's pending status. */
@@ -86,6 +89,27 @@ export class Scratch {
   block(name: string, message: string): void {
     this.set(name, 'blocked', message);
     this.blockChildren(name, 'blocked');
+  }
+
+  /**
+   * A noderole that runs again takes its descendants with it (§2.3 ripple): every transitive child
+   * that is not proposed or running goes to blocked and re-runs when its parents are active again.
+   * Noderoles of unavailable nodes are frozen and keep their states (§2.4).
+   */
+  blockDescendants(name: string): void {
+    const seen = new Set<string>([name]);
+    const queue = [...this.childrenOf(name)];
+    for (let child = queue.shift(); child !== undefined; child = queue.shift()) {
+      if (seen.has(child)) continue;
+      seen.add(child);
+      const nr = this.nr(child);
+      const st = this.state(child);
+      if (!nr || st === undefined || st === 'proposed' || st === 'transition') continue;
+      if (this.world.nodes.get(nr.node)?.available === false) continue;
+      if (st !== 'blocked' || this.waitingOn(child) === undefined)
+        this.set(child, 'blocked', this.waitingMessage(child));
+      queue.push(...this.childrenOf(child));
+    }
   }
 
   private blockChildren(name: string, state: NodeRoleState): void {

@@ -36,6 +36,7 @@ function busyNodes(world: World, running: ReadonlySet<string>): Set<string> {
 export function notRunnableReason(world: World, nr: NodeRoleView): string | undefined {
   if (nr.state !== 'todo') return `noderole is ${nr.state}, not todo`;
   if (!nr.available) return 'noderole is not available (debug mode targets another role)';
+  if (nr.hold !== undefined) return nr.hold;
   const dep = world.deployments.get(nr.deployment);
   if (dep?.state !== 'committed') return `deployment ${nr.deployment} is not committed`;
   const node = world.nodes.get(nr.node);

@@ -232,11 +232,18 @@ describe('settle with a scope', () => {
   });
 
   it('leaves noderoles outside the scope and its descendants alone', () => {
-    // b and c are todo under a proposed a: a full settle blocks them; a scope of d does not.
+    // A proposed deployment holds its noderoles in proposed (§2.5): a full settle proposes b, c
+    // and d and says why on a; a scope of d touches d alone.
     const w = chain(['proposed', 'todo', 'todo', 'todo'], { dep: 'proposed' });
     const scoped = settle(w, { running: none, scope: ['d.n2'] });
     expect(scoped.ok && scoped.changes.map((c) => c.name)).toEqual(['d.n2']);
     const full = settle(w, { running: none });
-    expect(full.ok && full.changes.map((c) => c.name).sort()).toEqual(['b.n1', 'c.n1', 'd.n2']);
+    expect(full.ok && full.changes.map((c) => c.name).sort()).toEqual([
+      'a.n1',
+      'b.n1',
+      'c.n1',
+      'd.n2',
+    ]);
+    expect(full.ok && full.changes.every((c) => c.state === 'proposed')).toBe(true);
   });
 });

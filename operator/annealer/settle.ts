@@ -16,7 +16,7 @@
 import { messages, Scratch } from './overlay.ts';
 import type { Outcome } from './states.ts';
 import type { NodeRoleView, World } from './world.ts';
-import { cohortOrder, compareNames, isNodeAlive } from './world.ts';
+import { cohortOrder, compareNames, isNodeAlive, proposedBecause } from './world.ts';
 
 export interface SettleOptions {
   /** Noderoles whose runs are in flight: their transition state is the runner's business. */
@@ -60,10 +60,20 @@ export function settle(world: World, options: SettleOptions): Outcome {
   }
   const frozen = (nr: NodeRoleView): boolean => world.nodes.get(nr.node)?.available === false;
 
+  // Propose and commit (§2.2 propose!/commit!, §2.5): a noderole is held in proposed while its
+  // deployment, its node or it itself is proposed; once none is, it is committed. One committed
+  // again after it ran takes its descendants with it, so they run again after it.
   for (const nr of ordered) {
-    const dep = world.deployments.get(nr.deployment);
-    if (s.state(nr.name) === 'proposed' && dep?.state === 'committed') {
-      s.blockOrTodo(nr.name, messages.committed);
+    if (options.running.has(nr.name)) continue;
+    const st = s.state(nr.name);
+    const why = proposedBecause(world, nr);
+    if (why !== undefined) {
+      if (frozen(nr)) continue;
+      if (st !== 'transition' && (st !== 'proposed' || nr.message !== why))
+        s.set(nr.name, 'proposed', why);
+    } else if (st === 'proposed') {
+      s.blockOrTodo(nr.name, nr.runCount > 0 ? messages.recommitted : messages.committed);
+      if (nr.runCount > 0) s.blockDescendants(nr.name);
     }
   }
 

@@ -152,6 +152,22 @@ export function retry(world: World, name: string): Outcome {
   return s.done();
 }
 
+/**
+ * §3.6 poke, for a change of the run input (a role's template, a deployment's data): an active
+ * noderole does block_or_todo and runs again; its descendants are blocked and follow it (§2.3).
+ * Other states already run with fresh input when they next run, so they are left alone.
+ */
+export function rerun(world: World, name: string, message: string): Outcome {
+  const s = new Scratch(world);
+  const nr = s.nr(name);
+  if (!nr) return missing(name);
+  if (nr.state !== 'active') return s.done();
+  if (s.waitingOn(name) === undefined) s.todo(name, message);
+  else s.block(name, s.waitingMessage(name));
+  s.blockDescendants(name);
+  return s.done();
+}
+
 /** §2.2 propose!: from any state; children are untouched "until we go back out of PROPOSED". */
 export function propose(world: World, name: string): Outcome {
   const s = new Scratch(world);

@@ -28,6 +28,7 @@ describe('views from custom resources (CRD defaults applied)', () => {
       alive: false,
       system: false,
       deployment: 'system',
+      proposed: false,
     });
   });
 

@@ -21,6 +21,8 @@ export interface NodeView {
   /** A phantom node; always considered alive (§1.1). */
   readonly system: boolean;
   readonly deployment: string;
+  /** `spec.proposed`: its noderoles are held in proposed for editing (§2.5 Node#propose!). */
+  readonly proposed?: boolean;
 }
 
 /** What the annealer needs of a Role. */
@@ -58,6 +60,13 @@ export interface NodeRoleView {
   readonly retry: number;
   readonly observedRetry: number;
   readonly message: string;
+  /** `spec.proposed`: held in proposed for editing (§2.2 propose!) until set back to false. */
+  readonly proposedSpec?: boolean;
+  /**
+   * Why the noderole may not run yet although it is todo (e.g. a network role whose addresses
+   * the allocator has not recorded); the operator derives it, nothing stores it.
+   */
+  readonly hold?: string;
 }
 
 /** Everything the pure annealer functions read. Maps are keyed by object name. */
@@ -112,6 +121,7 @@ export function toNodeView(n: Node): NodeView {
     alive: n.status?.alive ?? false,
     system: n.spec.system ?? false,
     deployment: n.spec.deployment ?? SYSTEM_DEPLOYMENT,
+    proposed: n.spec.proposed ?? false,
   };
 }
 
@@ -150,6 +160,7 @@ export function toNodeRoleView(nr: NodeRole): NodeRoleView {
     retry: nr.spec.retry ?? 0,
     observedRetry: nr.status?.observedRetry ?? 0,
     message: nr.status?.message ?? '',
+    proposedSpec: nr.spec.proposed ?? false,
   };
 }
 
@@ -276,4 +287,20 @@ export function deploymentChain(world: World, start: string): string[] {
     current = world.deployments.get(current)?.parent;
   }
   return chain;
+}
+
+/**
+ * Why a noderole must be held in proposed (§2.2 propose!, §2.5), or undefined when it may be
+ * committed: its deployment is not committed, its node is proposed, or it is proposed itself.
+ * The message says what to do to commit it.
+ */
+export function proposedBecause(world: World, nr: NodeRoleView): string | undefined {
+  const dep = world.deployments.get(nr.deployment);
+  if (dep?.state !== 'committed')
+    return `proposed: deployment ${nr.deployment} is proposed; commit it (spec.state: committed) to run`;
+  if (world.nodes.get(nr.node)?.proposed === true)
+    return `proposed: node ${nr.node} is proposed; set its spec.proposed to false to commit`;
+  if (nr.proposedSpec === true)
+    return 'proposed: edit spec.data, then set spec.proposed to false to commit';
+  return undefined;
 }

@@ -7,10 +7,13 @@
 import type { Deployment, Node, NodeRole, Role } from '../../../generated/crowbar.ts';
 import { applyChanges } from '../../annealer/apply.ts';
 import { finishRun, step } from '../../annealer/converge.ts';
+import { messages } from '../../annealer/overlay.ts';
+import { notRunnableReason } from '../../annealer/scheduler.ts';
 import { cancelRun, settle } from '../../annealer/settle.ts';
 import type { NodeRoleState, StateChange } from '../../annealer/states.ts';
 import {
   isNodeAlive,
+  namesInState,
   toDeploymentView,
   toNodeView,
   toRoleView,
@@ -24,6 +27,7 @@ import { LayeredMap } from '../../annealer/layered-map.ts';
 import type { Recorder } from '../../events.ts';
 import type { JigRegistry } from '../../jigs/registry.ts';
 import type { Jig, JigResult } from '../../jigs/types.ts';
+import { nextWall, replacementPatch } from '../../jigs/wall.ts';
 import { apiMessage, isConflict, isNotFound } from '../../kube/errors.ts';
 import type { Logger } from '../../log.ts';
 import type { Controller, Manager } from '../../manager.ts';
@@ -230,11 +234,17 @@ export class Annealer {
       retrying: this.view.retrying(),
     };
     // A network role hands its node's addresses to jigs: it may run only once the allocator has
-    // recorded them (Addressed=True); until then it is masked from runnable selection.
+    // recorded them (Addressed=True); until then it is held, and says so.
     const gated: [string, NodeRoleDecision][] = [];
     for (const name of this.view.networkRoles()) {
       const nr = w.noderoles.get(name);
-      if (nr?.available && !this.addressed(name)) gated.push([name, { ...nr, available: false }]);
+      if (nr && !this.addressed(name)) {
+        const network = nr.role.slice('network-'.length);
+        gated.push([
+          name,
+          { ...nr, hold: `the allocator has not recorded its addresses on network ${network} yet` },
+        ]);
+      }
     }
     const g: World =
       gated.length === 0 ? w : { ...w, noderoles: new LayeredMap(w.noderoles, gated) };
@@ -290,7 +300,8 @@ export class Annealer {
       else if (!world.noderoles.has(name)) f.abort.abort(new Error('the noderole was deleted'));
     }
     const running = new Set([...this.inflight.keys(), ...this.starting]);
-    const settled = settle(world, { running, scope: this.settleScope(world) });
+    const scope = this.settleScope(world);
+    const settled = settle(world, { running, scope });
     if (!settled.ok) {
       this.fullSettleAt = 0;
       return Promise.reject(new Error(settled.reason));
@@ -324,9 +335,38 @@ export class Annealer {
         }
       });
     }
+    this.explainWaits(st.world, scope, starting);
     this.observe(st.world);
     this.metrics.passSeconds.observe((performance.now() - t0) / 1000);
     return Promise.resolve(undefined);
+  }
+
+  /**
+   * A todo noderole that may not run on its own terms (its node unavailable or not alive, its
+   * deployment proposed, its addresses not recorded) says why in its message and Active
+   * condition; once the reason is gone it goes back to plain waiting. Looks at the noderoles this
+   * pass settled and at every held one, so it costs in proportion to the change.
+   */
+  private explainWaits(
+    world: World,
+    scope: ReadonlySet<string> | undefined,
+    starting: ReadonlySet<string>,
+  ): void {
+    const names = new Set<string>(scope ?? namesInState(world, 'todo'));
+    for (const name of this.view.networkRoles()) names.add(name);
+    for (const name of names) {
+      const nr = world.noderoles.get(name);
+      if (nr?.state !== 'todo' || starting.has(name) || this.pending.has(name)) continue;
+      const reason = notRunnableReason(world, nr);
+      const want =
+        reason !== undefined
+          ? messages.waitingToRun(reason)
+          : nr.message.startsWith(messages.waitingToRun(''))
+            ? messages.todo
+            : undefined;
+      if (want !== undefined && want !== nr.message)
+        this.submit({ name, state: 'todo', message: want });
+    }
   }
 
   /**
@@ -647,7 +687,9 @@ export class Annealer {
             result?.logTail?.slice(-LOG_TAIL) ?? (result && !result.ok ? result.message : null),
         },
       };
-      if (result?.ok && mine.state === 'active') extra['wall'] = result.wall;
+      // §4.2: the run's wall replaces the last one (a plain merge patch would merge them).
+      if (result?.ok && mine.state === 'active')
+        extra['wall'] = replacementPatch(cur.status.wall, nextWall(cur.status.wall, result.wall));
       const res = await this.writeChange(mine, extra);
       if (res) return;
       // Conflict: someone else wrote the object (e.g. a spec edit). Re-read it and try again.

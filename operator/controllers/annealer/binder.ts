@@ -8,7 +8,11 @@
 import type { NodeRole } from '../../../generated/crowbar.ts';
 import { applyBindPlan } from '../../annealer/apply.ts';
 import { autoBindRoles, planBind, type BindPlan } from '../../annealer/binding.ts';
-import type { NodeRoleView as NodeRoleViewT, World } from '../../annealer/world.ts';
+import {
+  proposedBecause,
+  type NodeRoleView as NodeRoleViewT,
+  type World,
+} from '../../annealer/world.ts';
 import type { Recorder } from '../../events.ts';
 import { apiMessage, isConflict } from '../../kube/errors.ts';
 import type { Logger } from '../../log.ts';
@@ -138,7 +142,9 @@ export class Binder {
       parents: [...c.parents],
       cohort: c.cohort,
       runCount: 0,
-      message: c.message || 'proposed: commit the deployment to run it',
+      message:
+        proposedBecause(this.boundWorld(), c) ??
+        (c.message || 'proposed: commit the deployment to run it'),
       conditions: [
         {
           type: 'Bound',
@@ -182,9 +188,21 @@ export class Binder {
   private async autoBind(node: string): Promise<{ requeueAfterMs: number } | undefined> {
     const n = this.mgr.caches.Node.get(node);
     if (!n || n.metadata.annotations?.[AUTOBIND]) return undefined;
+    // Informers of different kinds arrive in any order: a Node can be seen before the Roles and
+    // admin Nodes created before it. A list from the API server is a consistent read that holds
+    // everything created before this Node, so binding waits until the caches hold as much.
+    const [roles, nodes] = await Promise.all([
+      this.mgr.client.list('Role'),
+      this.mgr.client.list('Node'),
+    ]);
+    const lagging = roles.find((r) => !this.annealer.world().roles.has(r.metadata.name ?? ''));
+    if (lagging) {
+      this.log.debug({ node, role: lagging.metadata.name }, 'waiting for the role cache');
+      return { requeueAfterMs: 100 };
+    }
     // Admin nodes bootstrap first, so the services other nodes need are bound there (§10.5).
-    const adminPending = this.mgr.caches.Node.list().some(
-      (x) => x.spec.admin && !x.metadata.annotations?.[AUTOBIND],
+    const adminPending = nodes.some(
+      (x) => x.spec.admin && x.metadata.name !== node && !x.metadata.annotations?.[AUTOBIND],
     );
     if (!n.spec.admin && adminPending) return { requeueAfterMs: 200 };
     let world = this.boundWorld();

@@ -454,13 +454,14 @@ export class Allocator {
           : new Date().toISOString(),
     };
     const wallSame = sameJson(wallOf(nr, network) ?? null, wall);
-    // The condition is written on failure, and on recovery from one; on plain success the wall
-    // alone says it, so a healthy allocation costs one write.
+    // The condition goes with the first wall and with every change of outcome: the annealer runs
+    // a network role only once Addressed is True, so a first success must say so too (it rides in
+    // the same write as the wall).
     const condNeeded = failed
       ? prevCond?.message !== message ||
         prevCond.status !== 'False' ||
         nr.status?.message !== message
-      : prevCond !== undefined && prevCond.status !== 'True';
+      : prevCond?.status !== 'True';
     if (wallSame && !condNeeded) return 'ok';
     const status: Record<string, unknown> = {
       wall: { crowbar: { network: { [network]: wall } } },
