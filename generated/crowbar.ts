@@ -245,12 +245,6 @@ export interface NodeRoleSpec {
    */
   proposed?: boolean;
   /**
-   * Attribute paths (slash-separated, e.g. dns/servers) this binding reads from the walls of its ancestors on other nodes. Same-node ancestors' walls are always part of the run input; another node's data only through these paths.
-   *
-   * @maxItems 64
-   */
-  wants?: string[];
-  /**
    * Raise by one to retry a noderole in error (all its parents must be active). The operator records the value it acted on in status.observedRetry.
    */
   retry?: number;
@@ -510,11 +504,17 @@ export interface RoleSpec {
     | 'library'
   )[];
   /**
-   * Default data handed to the jig; deployment and noderole data are merged over it.
+   * Default data handed to the jig, merged over its ancestors' walls; deployment and noderole data are merged over it. Editing it runs again the active noderoles whose run input changes.
    */
   template?: {
     [k: string]: unknown | undefined;
   };
+  /**
+   * Attribute paths (slash-separated, e.g. dns/servers) that this role's runs read from the walls of ancestors on other nodes. Ancestors on the same node hand over their whole wall; another node's data arrives only through these paths.
+   *
+   * @maxItems 64
+   */
+  wants?: string[];
   /**
    * A run that takes longer fails with a timeout.
    */

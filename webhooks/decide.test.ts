@@ -380,7 +380,7 @@ describe('NodeRole update: spec.data is editable only while proposed (§1.4)', (
   const data1 = { port: 53 };
   const data2 = { port: 5353 };
   const committed =
-    /spec\.data of a committed noderole cannot change; propose its deployment first/;
+    /spec\.data can change only while it is proposed; set spec\.proposed: true on it/;
   check([
     {
       what: 'data change while proposed',

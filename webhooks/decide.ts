@@ -292,10 +292,14 @@ function decideNodeRoleCreate(nr: NodeRole, snapshot: ClusterSnapshot): Decision
 function decideNodeRoleUpdate(nr: NodeRole, old: NodeRole): Decision {
   const state = old.status?.state;
   if (state === undefined || state === 'proposed') return allow;
+  // Proposing it in the same update is proposing first: runs read committed data only, and the
+  // edit is committed when spec.proposed goes back to false.
+  if (nr.spec.proposed === true) return allow;
   if (isDeepStrictEqual(old.spec.data ?? {}, nr.spec.data ?? {})) return allow;
   return deny(
-    `noderole ${nr.metadata.name ?? ''} is ${state}: spec.data of a committed noderole cannot change; ` +
-      `propose its deployment first (set spec.state: proposed on deployment ${nr.spec.deployment}), then edit spec.data and commit again`,
+    `noderole ${nr.metadata.name ?? ''} is ${state}: spec.data can change only while it is proposed; ` +
+      `set spec.proposed: true on it (in the same update or before), edit spec.data, then set spec.proposed: false to commit and run it again ` +
+      `(or propose all of node ${nr.spec.node}'s noderoles with spec.proposed: true on the Node, or deployment ${nr.spec.deployment}'s with spec.state: proposed)`,
   );
 }
 

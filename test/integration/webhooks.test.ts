@@ -364,7 +364,7 @@ describe('admission webhook', () => {
     await bind(r('cfg2'), node, { state: 'proposed', runCount: 0 });
     await refusedByWebhook(
       client.mergePatch('NodeRole', `${r('cfg')}.${node}`, { spec: { data: { port: 1 } } }, FM),
-      /spec\.data of a committed noderole cannot change; propose its deployment first/,
+      /spec\.data can change only while it is proposed; set spec\.proposed: true on it/,
     );
     // Other changes to an active noderole pass.
     await client.mergePatch(

@@ -2,6 +2,7 @@
  * Pure decisions of the aliveness controller (§10.1): when a node is due for a check, what a
  * check's outcome means, and the status write it needs (none when nothing changed).
  */
+import { kubeTime, setConditions } from '../../kube/condition.ts';
 import type { Node } from '../../../generated/crowbar.ts';
 import type { Condition } from '../../kube/condition.ts';
 
@@ -109,17 +110,13 @@ export function statusPatch(
   const checked = Date.parse(node.status?.aliveChecked ?? '');
   const fresh = Number.isFinite(checked) && now.getTime() - checked < refreshMs;
   if (aliveSame && condSame && fresh) return undefined;
-  const cond: Condition = {
-    type: ALIVE_CONDITION,
-    status,
-    reason: v.reason,
-    message: v.message.slice(0, 1024),
-    lastTransitionTime:
-      prev?.status === status ? prev.lastTransitionTime : now.toISOString().replace(/\.\d+Z$/, 'Z'),
-  };
   return {
     ...(v.alive === undefined ? {} : { alive: v.alive }),
-    aliveChecked: now.toISOString().replace(/\.\d+Z$/, 'Z'),
-    conditions: [...conds.filter((c) => c.type !== ALIVE_CONDITION), cond],
+    aliveChecked: kubeTime(now),
+    conditions: setConditions(
+      conds,
+      [{ type: ALIVE_CONDITION, status, reason: v.reason, message: v.message.slice(0, 1024) }],
+      now,
+    ),
   };
 }

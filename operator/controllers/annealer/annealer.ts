@@ -4,12 +4,14 @@
  * asynchronously and trigger the next pass. Every status write carries the resourceVersion it was
  * computed from, so a stale cache or a deposed leader can never overwrite newer state.
  */
+import { isDeepStrictEqual } from 'node:util';
 import type { Deployment, Node, NodeRole, Role } from '../../../generated/crowbar.ts';
 import { applyChanges } from '../../annealer/apply.ts';
 import { finishRun, step } from '../../annealer/converge.ts';
 import { messages } from '../../annealer/overlay.ts';
 import { notRunnableReason } from '../../annealer/scheduler.ts';
 import { cancelRun, settle } from '../../annealer/settle.ts';
+import { rerun } from '../../annealer/transitions.ts';
 import type { NodeRoleState, StateChange } from '../../annealer/states.ts';
 import {
   isNodeAlive,
@@ -31,8 +33,9 @@ import { nextWall, replacementPatch } from '../../jigs/wall.ts';
 import { apiMessage, isConflict, isNotFound } from '../../kube/errors.ts';
 import type { Logger } from '../../log.ts';
 import type { Controller, Manager } from '../../manager.ts';
-import { activeCondition } from './conditions.ts';
-import { runInput } from './input.ts';
+import { setConditions } from '../../kube/condition.ts';
+import { annealerConditions } from './conditions.ts';
+import { inputDigest, runInput } from './input.ts';
 import { annealerMetrics, type AnnealerMetrics } from './metrics.ts';
 import { inlineExecutor, type ExecRequest, type Executor } from './executor.ts';
 import { NodeRoleView } from './view.ts';
@@ -53,6 +56,8 @@ export interface AnnealerOptions {
 interface InFlight {
   id: string;
   node: string;
+  /** A destructive role's run: never cancelled by node death, never started again. */
+  destructive: boolean;
   jig: string;
   started: number;
   abort: AbortController;
@@ -64,6 +69,19 @@ type Finish =
   | { kind: 'cancelled'; message: string };
 
 const KEY = 'anneal';
+
+/** An edit of a role's or deployment's part of the run input, with the part before it. */
+interface InputEdit {
+  kind: 'role' | 'deployment';
+  name: string;
+  before: unknown;
+}
+
+/** The parts of a Role that go into its runs' input. */
+const roleInputs = (r: Readonly<Role>): unknown => ({
+  template: r.spec.template ?? {},
+  wants: r.spec.wants ?? [],
+});
 /**
  * Records a node's or deployment's decision view in `views` (once built) and says whether it
  * differs from the one recorded: fields are plain values, so a shallow comparison is exact.
@@ -130,6 +148,10 @@ export class Annealer {
     deployments?: Map<string, DeploymentView> | undefined;
   } = {};
   private stopping = false;
+  /** The run-input parts of each role (template, wants) and deployment (data), as last seen. */
+  private readonly seenInputs = new Map<string, unknown>();
+  /** Edits of those parts not yet looked at by a pass (§3.6 poke). */
+  private edits: InputEdit[] = [];
   private readonly o: AnnealerOptions;
   private readonly log: Logger;
   private readonly executor: Executor;
@@ -172,16 +194,36 @@ export class Annealer {
       }
     };
     o.mgr.caches.Deployment.on({
-      onAdd: deployment,
-      onUpdate: deployment,
+      onAdd: (d) => {
+        deployment(d);
+        this.noteInputs('deployment', d.metadata.name ?? '', d.spec.data ?? {});
+      },
+      onUpdate: (d) => {
+        deployment(d);
+        this.noteInputs('deployment', d.metadata.name ?? '', d.spec.data ?? {});
+      },
       onDelete: (d) => {
         deployment(d, true);
+        this.seenInputs.delete(`deployment/${d.metadata.name ?? ''}`);
       },
     });
     const roleChanged = (): void => {
       this.small.roles = undefined;
     };
-    o.mgr.caches.Role.on({ onAdd: roleChanged, onUpdate: roleChanged, onDelete: roleChanged });
+    o.mgr.caches.Role.on({
+      onAdd: (r) => {
+        roleChanged();
+        this.noteInputs('role', r.metadata.name ?? '', roleInputs(r));
+      },
+      onUpdate: (r) => {
+        roleChanged();
+        this.noteInputs('role', r.metadata.name ?? '', roleInputs(r));
+      },
+      onDelete: (r) => {
+        roleChanged();
+        this.seenInputs.delete(`role/${r.metadata.name ?? ''}`);
+      },
+    });
   }
 
   controller(): Controller {
@@ -295,8 +337,11 @@ export class Annealer {
     const world = this.world();
     for (const [name, f] of this.inflight) {
       const node = world.nodes.get(f.node);
-      // §2.4: node death cancels its runs.
-      if (!node || !isNodeAlive(node)) f.abort.abort(new Error(`node ${f.node} is not alive`));
+      // §2.4: node death cancels its runs; not a destructive one's, which may well be what
+      // rebooted the node (an OS install): it ends by itself or by its timeout.
+      if (!node) f.abort.abort(new Error(`node ${f.node} was deleted`));
+      else if (!isNodeAlive(node) && !f.destructive)
+        f.abort.abort(new Error(`node ${f.node} is not alive`));
       else if (!world.noderoles.has(name)) f.abort.abort(new Error('the noderole was deleted'));
     }
     const running = new Set([...this.inflight.keys(), ...this.starting]);
@@ -306,14 +351,16 @@ export class Annealer {
       this.fullSettleAt = 0;
       return Promise.reject(new Error(settled.reason));
     }
-    const after = applyChanges(world, settled.changes);
+    let after = applyChanges(world, settled.changes);
+    const poked = this.pokeEdited(after, running);
+    after = applyChanges(after, poked);
     const st = step(after, { maxConcurrent: this.o.maxConcurrentRuns, running });
     const starting = new Set(st.start);
     // A noderole unblocked (or retried) and started in the same pass goes to transition in one
     // write that carries both: the todo it passes through would be overwritten a write later, and
     // that write sat on the path from a parent's end to its child's start.
     const prior = new Map<string, StateChange>();
-    for (const c of [...settled.changes, ...st.changes]) {
+    for (const c of [...settled.changes, ...poked, ...st.changes]) {
       if (!starting.has(c.name)) this.submit(c);
       else if (c.state !== 'transition') {
         const retried = c.observedRetry ?? prior.get(c.name)?.observedRetry;
@@ -339,6 +386,82 @@ export class Annealer {
     this.observe(st.world);
     this.metrics.passSeconds.observe((performance.now() - t0) / 1000);
     return Promise.resolve(undefined);
+  }
+
+  /** Queues an edit of a run-input part; the first sighting of an object is not an edit. */
+  private noteInputs(kind: InputEdit['kind'], name: string, now: unknown): void {
+    const key = `${kind}/${name}`;
+    const had = this.seenInputs.has(key);
+    const before = this.seenInputs.get(key);
+    this.seenInputs.set(key, now);
+    if (had && !isDeepStrictEqual(before, now)) {
+      this.edits.push({ kind, name, before });
+      this.nudge();
+    }
+  }
+
+  /**
+   * §3.6 poke: after an edit of a role's template or wants, or of a deployment's data, every
+   * active noderole whose run input the edit changes runs again (its descendants after it). The
+   * input is computed twice over the same current world, with the part before and after the
+   * edit, so only what the edit changes counts (not, say, addresses allocated since the run).
+   */
+  private pokeEdited(world: World, running: ReadonlySet<string>): StateChange[] {
+    if (this.edits.length === 0) return [];
+    const edits = this.edits;
+    this.edits = [];
+    const c = this.o.mgr.caches;
+    const out: StateChange[] = [];
+    let w = world;
+    for (const edit of edits) {
+      const inScope = (nr: Readonly<NodeRole>): boolean =>
+        edit.kind === 'role'
+          ? nr.spec.role === edit.name
+          : this.deploymentChain(nr.spec.deployment).includes(edit.name);
+      for (const nr of this.view.list()) {
+        const name = nr.metadata.name ?? '';
+        if (!inScope(nr) || running.has(name) || w.noderoles.get(name)?.state !== 'active')
+          continue;
+        const role = c.Role.get(nr.spec.role);
+        const node = c.Node.get(nr.spec.node);
+        if (!role || !node) continue;
+        const input = (r: Readonly<Role>, getDeployment: (d: string) => Deployment | undefined) =>
+          runInput({ noderole: nr, role: r, node, getDeployment, get: (n) => this.view.get(n) });
+        const current = (d: string): Deployment | undefined => c.Deployment.get(d);
+        const now = input(role, current);
+        const then =
+          edit.kind === 'role'
+            ? input(
+                { ...role, spec: { ...role.spec, ...(edit.before as Partial<Role['spec']>) } },
+                current,
+              )
+            : input(role, (d) => {
+                const dep = current(d);
+                return dep && d === edit.name
+                  ? { ...dep, spec: { ...dep.spec, data: edit.before as Record<string, unknown> } }
+                  : dep;
+              });
+        if (inputDigest(now) === inputDigest(then)) continue;
+        const what =
+          edit.kind === 'role'
+            ? `role ${edit.name} was edited`
+            : `deployment ${edit.name}'s data was edited`;
+        const res = rerun(w, name, messages.inputChanged(what));
+        if (!res.ok) continue;
+        out.push(...res.changes);
+        w = applyChanges(w, res.changes);
+      }
+    }
+    return out;
+  }
+
+  private deploymentChain(name: string): string[] {
+    const chain: string[] = [];
+    for (let d: string | undefined = name; d !== undefined && !chain.includes(d);) {
+      chain.push(d);
+      d = this.o.mgr.caches.Deployment.get(d)?.spec.parent;
+    }
+    return chain;
   }
 
   /**
@@ -422,10 +545,15 @@ export class Annealer {
         state: c.state,
         message: c.message,
         // Other controllers own other condition types (Bound, Addressed): replace only ours.
-        conditions: [
-          ...(cur.status?.conditions ?? []).filter((x) => x.type !== 'Active'),
-          activeCondition(c.state, c.message, new Date()),
-        ],
+        conditions: setConditions(
+          cur.status?.conditions,
+          annealerConditions(c.state, c.message),
+          new Date(),
+          cur.metadata.generation,
+        ),
+        ...(cur.metadata.generation !== undefined
+          ? { observedGeneration: cur.metadata.generation }
+          : {}),
         ...(c.runCount !== undefined ? { runCount: c.runCount } : {}),
         ...(c.observedRetry !== undefined ? { observedRetry: c.observedRetry } : {}),
         ...extra,
@@ -503,17 +631,22 @@ export class Annealer {
       return;
     }
     this.observeUnblock(nr);
+    // §1.2 destructive: the jig runs on the first transition only. "Ran" means started: the start
+    // is recorded before the jig launches, so an interrupted first run counts too.
+    const alreadyRan =
+      (role.spec.flags ?? []).includes('destructive') &&
+      ((nr.status?.runCount ?? 0) > 0 || (nr.status?.run?.number ?? 0) > 0);
     const number = (nr.status?.runCount ?? 0) + 1;
     const id = `${name}.run-${number}`;
-    // A retry refreshes committedData in the same write; the run must see the fresh data.
-    const retried = prior?.observedRetry !== undefined;
+    // A retry or a commit refreshes committedData in the same write; the run must see it.
+    const refreshed = prior?.observedRetry !== undefined || nr.status?.state === 'proposed';
     const input = runInput({
-      noderole: retried
+      noderole: refreshed
         ? { ...nr, status: { ...nr.status, committedData: nr.spec.data ?? {} } }
         : nr,
       role,
       node,
-      deployment: this.o.mgr.caches.Deployment.get(nr.spec.deployment),
+      getDeployment: (d) => this.o.mgr.caches.Deployment.get(d),
       get: (n) => this.view.get(n),
     });
     const res = await this.writeChange(
@@ -535,6 +668,7 @@ export class Annealer {
           exitCode: null,
           logTail: null,
           input,
+          inputDigest: inputDigest(input),
         },
       },
     );
@@ -542,7 +676,7 @@ export class Annealer {
     const since = this.todoSince.get(name);
     if (since !== undefined) this.metrics.todoToTransition.observe((Date.now() - since) / 1000);
     this.metrics.runsStarted.inc({ jig: jig.name });
-    this.launch(res, role, node, jig, number, id, input);
+    this.launch(res, role, node, jig, number, id, input, alreadyRan ? 'skip' : 'execute');
   }
 
   /**
@@ -571,13 +705,14 @@ export class Annealer {
     number: number,
     id: string,
     input: Record<string, unknown>,
-    mode: 'execute' | 'resume' = 'execute',
+    mode: 'execute' | 'resume' | 'skip' = 'execute',
   ): void {
     const name = nr.metadata.name ?? '';
     const abort = new AbortController();
     const f: InFlight = {
       id,
       node: node.metadata.name ?? '',
+      destructive: (role.spec.flags ?? []).includes('destructive'),
       jig: jig.name,
       started: Date.now(),
       abort,
@@ -592,11 +727,9 @@ export class Annealer {
       },
       (timeoutS + graceS) * 1000,
     );
-    const destructiveRerun =
-      (role.spec.flags ?? []).includes('destructive') && (nr.status?.runCount ?? 0) > 0;
     const run = async (): Promise<Finish> => {
       // §1.2 destructive: the jig runs only on the first transition; later runs are skipped.
-      if (destructiveRerun) return { kind: 'skipped' };
+      if (mode === 'skip') return { kind: 'skipped' };
       try {
         const req: ExecRequest = {
           noderole: nr,
@@ -663,17 +796,23 @@ export class Annealer {
       if (cur?.status?.state !== 'transition' || cur.status.run?.id !== f.id) return; // deleted or superseded
       const w = this.world();
       const out =
-        fin.kind === 'cancelled'
-          ? cancelRun(w, name, fin.message)
-          : fin.kind === 'skipped' || fin.result.ok
-            ? finishRun(w, name, {
-                ok: true,
-                message:
-                  fin.kind === 'skipped'
-                    ? `active: destructive role already ran; run ${number} skipped`
-                    : `active after run ${number}`,
-              })
-            : finishRun(w, name, { ok: false, message: fin.result.message });
+        fin.kind === 'cancelled' && f.destructive
+          ? // It may have done part of its work (a disk wiped, an install begun): a person checks.
+            finishRun(w, name, {
+              ok: false,
+              message: `destructive ${fin.message}; it will not run again: check the node, then retry (a retry marks it done without running it)`,
+            })
+          : fin.kind === 'cancelled'
+            ? cancelRun(w, name, fin.message)
+            : fin.kind === 'skipped' || fin.result.ok
+              ? finishRun(w, name, {
+                  ok: true,
+                  message:
+                    fin.kind === 'skipped'
+                      ? `active: destructive role already ran; run ${number} skipped`
+                      : `active after run ${number}`,
+                })
+              : finishRun(w, name, { ok: false, message: fin.result.message });
       if (!out.ok) return;
       const mine = out.changes.find((c) => c.name === name);
       if (!mine) return;

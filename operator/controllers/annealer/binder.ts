@@ -14,6 +14,7 @@ import {
   type World,
 } from '../../annealer/world.ts';
 import type { Recorder } from '../../events.ts';
+import { setConditions } from '../../kube/condition.ts';
 import { apiMessage, isConflict } from '../../kube/errors.ts';
 import type { Logger } from '../../log.ts';
 import type { Controller, Manager } from '../../manager.ts';
@@ -82,15 +83,12 @@ export class Binder {
       if (nr.status?.message !== plan.reason) {
         await this.writeStatus(nr, {
           message: plan.reason,
-          conditions: [
-            {
-              type: 'Bound',
-              status: 'False',
-              reason: 'BindRefused',
-              message: plan.reason,
-              lastTransitionTime: new Date().toISOString(),
-            },
-          ],
+          conditions: setConditions(
+            nr.status?.conditions,
+            [{ type: 'Bound', status: 'False', reason: 'BindRefused', message: plan.reason }],
+            new Date(),
+            nr.metadata.generation,
+          ),
         });
         this.recorder.warning(
           { kind: 'NodeRole', name, uid: nr.metadata.uid },
@@ -145,15 +143,19 @@ export class Binder {
       message:
         proposedBecause(this.boundWorld(), c) ??
         (c.message || 'proposed: commit the deployment to run it'),
-      conditions: [
-        {
-          type: 'Bound',
-          status: 'True',
-          reason: 'Bound',
-          message: `bound with ${c.parents.length} parent(s)`,
-          lastTransitionTime: new Date().toISOString(),
-        },
-      ],
+      conditions: setConditions(
+        cur.status?.conditions,
+        [
+          {
+            type: 'Bound',
+            status: 'True',
+            reason: 'Bound',
+            message: `bound with ${c.parents.length} parent(s)`,
+          },
+        ],
+        new Date(),
+        cur.metadata.generation,
+      ),
     });
     if (res)
       this.recorder.normal(

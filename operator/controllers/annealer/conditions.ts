@@ -1,6 +1,6 @@
-/** The NodeRole's human-facing condition, derived from its state and message. */
+/** The NodeRole's human-facing conditions, derived from its state and message. */
 import type { NodeRoleState } from '../../annealer/states.ts';
-import type { Condition } from '../../kube/condition.ts';
+import type { Condition, ConditionUpdate } from '../../kube/condition.ts';
 
 export type { Condition };
 
@@ -13,14 +13,15 @@ const REASONS: Record<NodeRoleState, { status: Condition['status']; reason: stri
   error: { status: 'False', reason: 'RunFailed' },
 };
 
-/** The `Active` condition: True when the noderole's last run succeeded and nothing blocks it. */
-export function activeCondition(state: NodeRoleState, message: string, now: Date): Condition {
+/**
+ * `Active` (the annealer's own: True when the last run succeeded and nothing blocks it) and
+ * `Ready`, the type `kubectl wait --for=condition=Ready` looks for, with the same meaning.
+ */
+export function annealerConditions(state: NodeRoleState, message: string): ConditionUpdate[] {
   const r = REASONS[state];
-  return {
-    type: 'Active',
-    status: r.status,
-    reason: r.reason,
-    message: message || state,
-    lastTransitionTime: now.toISOString(),
-  };
+  const m = message || state;
+  return [
+    { type: 'Active', status: r.status, reason: r.reason, message: m },
+    { type: 'Ready', status: r.status, reason: r.reason, message: m },
+  ];
 }

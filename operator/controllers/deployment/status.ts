@@ -1,6 +1,7 @@
 /** Deployment status (§1.5): derived state and noderole counts per state, written when they change. */
 import { deploymentSummary } from '../../annealer/deployment-status.ts';
 import { toDeploymentView, toNodeRoleView } from '../../annealer/world.ts';
+import { setConditions } from '../../kube/condition.ts';
 import type { Controller, Manager } from '../../manager.ts';
 import type { NodeRoleView } from '../annealer/view.ts';
 
@@ -43,20 +44,24 @@ export function deploymentStatusController(
             state,
             counts,
             observedGeneration: dep.metadata.generation,
-            conditions: [
-              {
-                type: 'Ready',
-                status: state === 'active' ? 'True' : 'False',
-                reason: {
-                  proposed: 'Proposed',
-                  committed: 'Annealing',
-                  active: 'AllActive',
-                  error: 'NodeRoleError',
-                }[state],
-                message,
-                lastTransitionTime: new Date().toISOString(),
-              },
-            ],
+            conditions: setConditions(
+              cur?.conditions,
+              [
+                {
+                  type: 'Ready',
+                  status: state === 'active' ? 'True' : 'False',
+                  reason: {
+                    proposed: 'Proposed',
+                    committed: 'Annealing',
+                    active: 'AllActive',
+                    error: 'NodeRoleError',
+                  }[state],
+                  message,
+                },
+              ],
+              new Date(),
+              dep.metadata.generation,
+            ),
           },
         },
         fieldManager,

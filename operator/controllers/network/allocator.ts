@@ -33,6 +33,7 @@ import {
   validateGroupSubnets,
   validateNetwork,
 } from '../../ipam/index.ts';
+import { setConditions } from '../../kube/condition.ts';
 import { apiMessage, isConflict, isNotFound } from '../../kube/errors.ts';
 import type { Logger } from '../../log.ts';
 import type { Controller, Manager } from '../../manager.ts';
@@ -51,7 +52,6 @@ import {
   wallAddresses,
   wallOf,
   type AddressEntry,
-  type Condition,
 } from './plan.ts';
 
 export const ALLOCATOR = 'ipam-allocator';
@@ -443,15 +443,11 @@ export class Allocator {
     const message = failed
       ? failures.map((f) => f.message).join('; ')
       : `addresses on network ${network}: ${entries.map((e) => e.address).join(', ') || 'none'}`;
-    const cond: Condition = {
+    const update = {
       type: ADDRESSED,
-      status: failed ? 'False' : 'True',
+      status: failed ? ('False' as const) : ('True' as const),
       reason: failed ? (failures[0]?.reason ?? 'Failed') : 'Allocated',
       message,
-      lastTransitionTime:
-        prevCond?.status === (failed ? 'False' : 'True')
-          ? prevCond.lastTransitionTime
-          : new Date().toISOString(),
     };
     const wallSame = sameJson(wallOf(nr, network) ?? null, wall);
     // The condition goes with the first wall and with every change of outcome: the annealer runs
@@ -467,8 +463,12 @@ export class Allocator {
       wall: { crowbar: { network: { [network]: wall } } },
     };
     if (condNeeded) {
-      const others = (nr.status?.conditions ?? []).filter((c) => c.type !== ADDRESSED);
-      status['conditions'] = [...others, cond];
+      status['conditions'] = setConditions(
+        nr.status?.conditions,
+        [update],
+        new Date(),
+        nr.metadata.generation,
+      );
       if (failed || nr.status?.message === prevCond?.message) status['message'] = message;
     }
     try {
@@ -485,8 +485,8 @@ export class Allocator {
     }
     const target = { kind: 'NodeRole', name, uid: nr.metadata.uid };
     if (failed && prevCond?.message !== message) {
-      this.o.recorder.warning(target, cond.reason, message);
-      this.log.warn({ noderole: name, reason: cond.reason, message }, 'could not allocate');
+      this.o.recorder.warning(target, update.reason, message);
+      this.log.warn({ noderole: name, reason: update.reason, message }, 'could not allocate');
     } else if (!failed && prevCond?.status === 'False') {
       this.o.recorder.normal(target, 'Allocated', message);
     }

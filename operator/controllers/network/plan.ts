@@ -3,6 +3,7 @@
  * a network noderole hands to jigs, a Network's status, a node's addresses, and the cluster's
  * RFC 4193 global ID and subnet ID claims. Plain data in, plain data out; randomness is injected.
  */
+import { condition } from '../../kube/condition.ts';
 import type {
   Network,
   NetworkAllocation,
@@ -302,15 +303,12 @@ export function validCondition(
   const ok = problems.length === 0;
   const status = ok ? 'True' : 'False';
   const message = ok ? 'the network is valid' : problems.map((p) => p.message).join('; ');
-  return {
-    type: 'Valid',
-    status,
-    reason: ok ? 'Valid' : 'Invalid',
-    message,
-    lastTransitionTime:
-      previous?.status === status ? previous.lastTransitionTime : now.toISOString(),
-    ...(generation !== undefined ? { observedGeneration: generation } : {}),
-  };
+  return condition(
+    previous ? [previous] : undefined,
+    { type: 'Valid', status, reason: ok ? 'Valid' : 'Invalid', message },
+    now,
+    generation,
+  );
 }
 
 /** The Network's status: resolved /64, subnet ID, counts and usage, the Valid condition. */

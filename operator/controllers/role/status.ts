@@ -4,6 +4,7 @@
  */
 import { findCycles, roleCohorts } from '../../annealer/role-graph.ts';
 import { toRoleView } from '../../annealer/world.ts';
+import { setConditions } from '../../kube/condition.ts';
 import type { Controller, Manager } from '../../manager.ts';
 
 export function roleStatusController(mgr: Manager, fieldManager: string): Controller {
@@ -40,6 +41,7 @@ export function roleStatusController(mgr: Manager, fieldManager: string): Contro
       if (
         cur?.cohort === (info?.cohort ?? 0) &&
         curCond?.message === message &&
+        cur.observedGeneration === role.metadata.generation &&
         JSON.stringify(cur.unresolved ?? []) === JSON.stringify(unresolved)
       ) {
         return undefined;
@@ -52,15 +54,12 @@ export function roleStatusController(mgr: Manager, fieldManager: string): Contro
             cohort: info?.cohort ?? 0,
             unresolved,
             observedGeneration: role.metadata.generation,
-            conditions: [
-              {
-                type: 'Resolved',
-                status,
-                reason,
-                message,
-                lastTransitionTime: new Date().toISOString(),
-              },
-            ],
+            conditions: setConditions(
+              cur?.conditions,
+              [{ type: 'Resolved', status, reason, message }],
+              new Date(),
+              role.metadata.generation,
+            ),
           },
         },
         fieldManager,
