@@ -247,3 +247,59 @@ describe('settle with a scope', () => {
     expect(full.ok && full.changes.every((c) => c.state === 'proposed')).toBe(true);
   });
 });
+
+describe('settle: propose and commit (§2.2 propose!/commit!, §2.5)', () => {
+  const withSpec = (w: World, name: string, proposedSpec: boolean): World => {
+    const nr = w.noderoles.get(name);
+    if (!nr) throw new Error(name);
+    return { ...w, noderoles: new Map([...w.noderoles, [name, { ...nr, proposedSpec }]]) };
+  };
+
+  it('holds a proposed deployment, node or noderole in proposed, leaving a run in flight be', () => {
+    expect(states(chain(['active', 'active', 'active', 'active'], { dep: 'proposed' }))).toEqual({
+      'a.n1': 'proposed',
+      'b.n1': 'proposed',
+      'c.n1': 'proposed',
+      'd.n2': 'proposed',
+    });
+    const w = withNode(chain(['active', 'active', 'transition', 'active']), 'n1', {
+      proposed: true,
+    });
+    expect(states(w, new Set(['c.n1']))).toEqual({
+      'a.n1': 'proposed',
+      'b.n1': 'proposed',
+      'c.n1': 'transition',
+      'd.n2': 'active', // another node: children stay as they are while a parent is proposed
+    });
+    const one = settle(withSpec(chain(['active', 'active', 'active', 'active']), 'b.n1', true), {
+      running: none,
+    });
+    expect(one.ok && one.changes).toEqual([
+      {
+        name: 'b.n1',
+        state: 'proposed',
+        message: 'proposed: edit spec.data, then set spec.proposed to false to commit',
+      },
+    ]);
+  });
+
+  it('commits a noderole that ran before and takes its descendants with it', () => {
+    // b ran before, was proposed and is committed again: it runs again, c after it.
+    const base = chain(['active', 'proposed', 'active', 'active']);
+    const b = base.noderoles.get('b.n1');
+    if (!b) throw new Error('b');
+    const w = { ...base, noderoles: new Map([...base.noderoles, ['b.n1', { ...b, runCount: 1 }]]) };
+    const out = settle(w, { running: none });
+    expect(out.ok && out.changes.map((c) => [c.name, c.state, c.message])).toEqual([
+      ['b.n1', 'todo', 'committed again; runs again once all parents are active'],
+      ['c.n1', 'blocked', 'waiting for parent b.n1 (todo)'],
+    ]);
+  });
+
+  it('commits a never-run noderole without touching its active children', () => {
+    expect(states(chain(['active', 'proposed', 'active', 'active']))).toMatchObject({
+      'b.n1': 'todo',
+      'c.n1': 'active', // todo! pushes children down only when they are todo or error
+    });
+  });
+});

@@ -11,6 +11,7 @@ import {
   nodeDied,
   parentsChanged,
   propose,
+  rerun,
   retry,
   toActive,
   toError,
@@ -56,6 +57,36 @@ interface Row {
 }
 
 const rows: Row[] = [
+  // §3.6 poke after an edit of the run input: the noderole and its descendants run again.
+  {
+    rule: 'rerun: an active root goes to todo and every active descendant is blocked',
+    start: { a: 'active', b: 'active', c: 'active', d: 'active', e: 'active' },
+    act: (w) => rerun(w, names.a, 'its run input changed (x); runs again'),
+    expect: { a: 'todo', b: 'blocked', c: 'blocked', d: 'blocked', e: 'blocked' },
+    messages: {
+      a: /^its run input changed \(x\); runs again$/,
+      b: /^waiting for parent a\.n1\.lab\.example\.com \(todo\)$/,
+      e: /^waiting for parent d\.n2\.lab\.example\.com \(blocked\)$/,
+    },
+  },
+  {
+    rule: 'rerun: a middle noderole takes only its own descendants',
+    start: { a: 'active', b: 'active', c: 'active', d: 'active', e: 'active' },
+    act: (w) => rerun(w, names.b, 'edited'),
+    expect: { b: 'todo', c: 'blocked', e: 'blocked' },
+  },
+  {
+    rule: 'rerun: leaves a proposed or running descendant alone',
+    start: { a: 'active', b: 'transition', c: 'proposed', d: 'active', e: 'active' },
+    act: (w) => rerun(w, names.a, 'edited'),
+    expect: { a: 'todo', d: 'blocked', e: 'blocked' },
+  },
+  {
+    rule: 'rerun: does nothing to a noderole that is not active (it runs with fresh input anyway)',
+    start: { a: 'error', b: 'blocked' },
+    act: (w) => rerun(w, names.a, 'edited'),
+    expect: {},
+  },
   // §2.2 commit!
   {
     rule: 'commit!: a proposed root goes to todo',
