@@ -5,6 +5,7 @@
 import { loadConfig } from './config.ts';
 import { Annealer } from './controllers/annealer/annealer.ts';
 import { Binder } from './controllers/annealer/binder.ts';
+import { Deletion } from './controllers/deletion/deletion.ts';
 import { setupNodeAccess } from './controllers/aliveness/setup.ts';
 import { deploymentStatusController } from './controllers/deployment/status.ts';
 import { ensureSystemDeployment } from './controllers/deployment/system.ts';
@@ -87,6 +88,7 @@ async function main(): Promise<void> {
   });
   mgr.add(annealer.controller());
   mgr.add(new Binder({ mgr, annealer, recorder, fieldManager: FIELD_MANAGER, log }).controller());
+  mgr.add(new Deletion({ mgr, annealer, recorder, fieldManager: FIELD_MANAGER, log }).controller());
   mgr.add(deploymentStatusController(mgr, annealer.view, FIELD_MANAGER));
   mgr.add(nodeStatusController(mgr, annealer.view, FIELD_MANAGER));
   mgr.add(roleStatusController(mgr, FIELD_MANAGER));

@@ -603,6 +603,31 @@ describe('Deployment update and delete (§1.5)', () => {
   ]);
 });
 
+describe('Node delete: never the last admin node (§10.3)', () => {
+  check([
+    {
+      what: 'deleting the only admin node',
+      request: req('DELETE', node('admin.lab.example.com', { admin: true })),
+      snapshot: snap({ nodes: [node('admin.lab.example.com', { admin: true }), node(N1)] }),
+      expect: [/is the last admin node and cannot be deleted/, /spec\.admin: true/],
+    },
+    {
+      what: 'deleting one of two admin nodes',
+      request: req('DELETE', node('admin.lab.example.com', { admin: true })),
+      snapshot: snap({
+        nodes: [node('admin.lab.example.com', { admin: true }), node(N1, { admin: true })],
+      }),
+      expect: 'allowed',
+    },
+    {
+      what: 'deleting a node that is not an admin node',
+      request: req('DELETE', node(N1)),
+      snapshot: snap({ nodes: [node('admin.lab.example.com', { admin: true }), node(N1)] }),
+      expect: 'allowed',
+    },
+  ]);
+});
+
 describe('Network create/update: ranges, group overlaps, allocations (§7.3, issue 5)', () => {
   const other = net('other', { subnet: '10.10.0.0/16', ranges: [] });
   const held = alloc('n1', N1, '10.10.0.11/24');

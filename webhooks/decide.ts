@@ -201,6 +201,10 @@ export function decide(request: AdmissionRequest, snapshot: ClusterSnapshot): De
       return decideNetworkWrite(net, old, snapshot);
     }
     case 'nodes': {
+      if (op === 'DELETE') {
+        const name = nameOf(request);
+        return name === undefined ? malformed('Node') : decideNodeDelete(name, snapshot);
+      }
       if (op !== 'CREATE' && op !== 'UPDATE') return allow;
       const node = asNode(target);
       if (!node) return malformed('Node');
@@ -432,6 +436,24 @@ function decideNetworkWrite(
   const allocations = snapshot.networkallocations.filter((a) => a.spec.network === name);
   const problems = networkProblems(view, others, allocations);
   return problems.length === 0 ? allow : denyProblems(`invalid network ${name}`, problems);
+}
+
+/**
+ * §10.3: the last admin node cannot be deleted: it runs Crowbar's own services (the bootstrap
+ * roles), which every other node's clients depend on. Deleting any other node is allowed; the
+ * operator then removes its noderoles (children first) and releases its addresses.
+ */
+function decideNodeDelete(name: string, snapshot: ClusterSnapshot): Decision {
+  const node = snapshot.nodes.find((n) => n.metadata.name === name);
+  if (node?.spec.admin !== true) return allow;
+  const others = snapshot.nodes.filter(
+    (n) => n.spec.admin === true && n.metadata.name !== name && !n.metadata.deletionTimestamp,
+  );
+  if (others.length > 0) return allow;
+  return deny(
+    `node ${name} is the last admin node and cannot be deleted: Crowbar's own services run there; ` +
+      `make another node an admin node (spec.admin: true) first`,
+  );
 }
 
 /**

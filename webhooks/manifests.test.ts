@@ -37,7 +37,7 @@ describe('validatingWebhookConfiguration', () => {
       ['CREATE', 'UPDATE', 'DELETE'],
       ['UPDATE', 'DELETE'],
       ['CREATE', 'UPDATE'],
-      ['CREATE', 'UPDATE'],
+      ['CREATE', 'UPDATE', 'DELETE'],
     ]);
   });
 

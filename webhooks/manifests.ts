@@ -42,7 +42,7 @@ export const WEBHOOK_RULES: readonly {
   { resource: 'noderoles', operations: ['CREATE', 'UPDATE', 'DELETE'] },
   { resource: 'deployments', operations: ['UPDATE', 'DELETE'] },
   { resource: 'networks', operations: ['CREATE', 'UPDATE'] },
-  { resource: 'nodes', operations: ['CREATE', 'UPDATE'] },
+  { resource: 'nodes', operations: ['CREATE', 'UPDATE', 'DELETE'] },
 ];
 
 /**

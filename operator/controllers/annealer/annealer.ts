@@ -148,6 +148,8 @@ export class Annealer {
     deployments?: Map<string, DeploymentView> | undefined;
   } = {};
   private stopping = false;
+  /** Noderoles being deleted (waiting on their children): nothing starts on them. */
+  private readonly deleting = new Set<string>();
   /** The run-input parts of each role (template, wants) and deployment (data), as last seen. */
   private readonly seenInputs = new Map<string, unknown>();
   /** Edits of those parts not yet looked at by a pass (§3.6 poke). */
@@ -166,10 +168,16 @@ export class Annealer {
       this.conflicts++;
       this.log.warn({ err, noderole: name }, 'queued write failed');
     });
+    const deleting = (nr: NodeRole): void => {
+      if (nr.metadata.deletionTimestamp) this.deleting.add(nr.metadata.name ?? '');
+    };
     o.mgr.caches.NodeRole.on({
+      onAdd: deleting,
+      onUpdate: deleting,
       onDelete: (nr) => {
         this.view.forget(nr.metadata.name ?? '');
         this.activeAt.delete(nr.metadata.name ?? '');
+        this.deleting.delete(nr.metadata.name ?? '');
       },
     });
     // Status writes by other controllers (a node's state, a deployment's counts) change nothing
@@ -288,6 +296,10 @@ export class Annealer {
         ]);
       }
     }
+    for (const name of this.deleting) {
+      const nr = w.noderoles.get(name);
+      if (nr) gated.push([name, { ...nr, hold: 'it is being deleted' }]);
+    }
     const g: World =
       gated.length === 0 ? w : { ...w, noderoles: new LayeredMap(w.noderoles, gated) };
     // Decisions already made but not yet written count as made: the next pass must not make
@@ -342,7 +354,8 @@ export class Annealer {
       if (!node) f.abort.abort(new Error(`node ${f.node} was deleted`));
       else if (!isNodeAlive(node) && !f.destructive)
         f.abort.abort(new Error(`node ${f.node} is not alive`));
-      else if (!world.noderoles.has(name)) f.abort.abort(new Error('the noderole was deleted'));
+      else if (!world.noderoles.has(name) || this.deleting.has(name))
+        f.abort.abort(new Error('the noderole is being deleted'));
     }
     const running = new Set([...this.inflight.keys(), ...this.starting]);
     const scope = this.settleScope(world);

@@ -19,6 +19,7 @@ import { apiMessage, isConflict } from '../../kube/errors.ts';
 import type { Logger } from '../../log.ts';
 import type { Controller, Manager } from '../../manager.ts';
 import type { Annealer } from './annealer.ts';
+import { CHILDREN_FIRST, NODE_CLEANUP, withFinalizer } from '../deletion/deletion.ts';
 import { isBound } from './view.ts';
 
 const AUTOBIND = 'crowbar.dev/auto-bound';
@@ -103,6 +104,14 @@ export class Binder {
 
   /** Carries out a bind plan: parents first, so a child never points at a missing parent. */
   private async execute(plan: Extract<BindPlan, { ok: true }>): Promise<void> {
+    // A parent is deleted only after its children (deletion.ts): mark every noderole this plan
+    // makes a parent before its first child points at it.
+    const parents = new Set([
+      ...plan.create.flatMap((c) => c.parents),
+      ...plan.addParents.flatMap((u) => u.parents),
+    ]);
+    const creating = new Set(plan.create.map((c) => c.name));
+    for (const p of parents) if (!creating.has(p)) await this.protect(p);
     for (const c of plan.create) await this.materialize(c);
     for (const u of plan.addParents) {
       const cur = this.annealer.view.get(u.name);
@@ -115,6 +124,26 @@ export class Binder {
     this.mgr.enqueue('annealer', 'anneal');
   }
 
+  /** Adds the children-first finalizer to an existing noderole that lacks it. */
+  private async protect(name: string): Promise<void> {
+    const cur = this.annealer.view.get(name);
+    const finalizers = cur && withFinalizer(cur.metadata.finalizers, CHILDREN_FIRST);
+    if (!cur || !finalizers || cur.metadata.deletionTimestamp) return;
+    try {
+      const res = await this.mgr.client.mergePatch(
+        'NodeRole',
+        name,
+        { metadata: { resourceVersion: cur.metadata.resourceVersion, finalizers } },
+        this.fieldManager,
+      );
+      this.annealer.view.wrote(res);
+    } catch (e) {
+      if (isConflict(e))
+        throw new Error(`noderole ${name} changed while binding; retrying`, { cause: e });
+      throw e;
+    }
+  }
+
   private async materialize(c: NodeRoleViewT): Promise<void> {
     let cur = this.annealer.view.get(c.name);
     if (!cur) {
@@ -122,7 +151,7 @@ export class Binder {
         cur = await this.mgr.client.create(
           'NodeRole',
           {
-            metadata: { name: c.name },
+            metadata: { name: c.name, finalizers: [CHILDREN_FIRST] },
             spec: { node: c.node, role: c.role, deployment: c.deployment },
           },
           this.fieldManager,
@@ -222,10 +251,21 @@ export class Binder {
       await this.execute(plan);
       world = applyBindPlan(world, plan);
     }
+    // The node-cleanup finalizer rides with the mark: deleting the Node then removes its
+    // noderoles and addresses first (deletion.ts).
+    const fresh = this.mgr.caches.Node.get(node) ?? n;
+    const finalizers = withFinalizer(fresh.metadata.finalizers, NODE_CLEANUP);
     await this.mgr.client.mergePatch(
       'Node',
       node,
-      { metadata: { annotations: { [AUTOBIND]: 'true' } } },
+      {
+        metadata: {
+          annotations: { [AUTOBIND]: 'true' },
+          ...(finalizers && !fresh.metadata.deletionTimestamp
+            ? { resourceVersion: fresh.metadata.resourceVersion, finalizers }
+            : {}),
+        },
+      },
       this.fieldManager,
     );
     return undefined;
