@@ -24,7 +24,7 @@ export function makeWebhookMetrics(opts: { defaultMetrics?: boolean } = {}) {
     }),
     freshReads: new Counter({
       name: 'crowbar_admission_fresh_reads_total',
-      help: 'Refusals from the cache checked again against fresh lists, by outcome (confirmed, overturned, failed).',
+      help: 'Decisions made on fresh lists: cached refusals checked again (confirmed, overturned, failed) and deletions (delete).',
       labelNames: ['outcome'] as const,
       ...reg,
     }),

@@ -59,7 +59,13 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
  */
 export async function review(request: AdmissionRequest, deps: HandlerDeps): Promise<Decision> {
   const cached = deps.source.cached();
-  if (!cached) return decide(request, await deps.source.fresh());
+  // A deletion cannot be undone (and the operator deletes a noderole's children with it): it is
+  // judged on fresh lists only, so a child bound a moment ago is never missed. Deletes are rare.
+  if (!cached || request.operation === 'DELETE') {
+    const fresh = await deps.source.fresh();
+    if (cached) deps.metrics.freshReads.inc({ outcome: 'delete' });
+    return decide(request, fresh);
+  }
   const first = decide(request, cached);
   if (first.allowed || first.code !== 403) return first;
   try {

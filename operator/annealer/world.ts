@@ -295,6 +295,12 @@ export function deploymentChain(world: World, start: string): string[] {
  * The message says what to do to commit it.
  */
 export function proposedBecause(world: World, nr: NodeRoleView): string | undefined {
+  const why = proposedReason(world, nr);
+  // What would hold it once committed is worth knowing now (e.g. an address it cannot get).
+  return why === undefined || nr.hold === undefined ? why : `${why}; meanwhile ${nr.hold}`;
+}
+
+function proposedReason(world: World, nr: NodeRoleView): string | undefined {
   const dep = world.deployments.get(nr.deployment);
   if (dep?.state !== 'committed')
     return `proposed: deployment ${nr.deployment} is proposed; commit it (spec.state: committed) to run`;

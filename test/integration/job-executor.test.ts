@@ -163,6 +163,33 @@ describe('job executor', () => {
     });
   });
 
+  it('replaces the wall on a re-run (§4.2): keys the run no longer returns disappear', async () => {
+    const f = new Fleet(client, uid());
+    await f.createRole('w', { timeoutSeconds: 90, test: { wall: { keep: 1, drop: { x: 2 } } } });
+    const nr = await bindOne(f, 'w');
+    const first = await f.waitState(nr, 'active', 60_000);
+    expect(first.status?.wall).toMatchObject({ keep: 1, drop: { x: 2 } });
+    await client.mergePatch(
+      'Role',
+      f.role('w'),
+      { spec: { test: { wall: { keep: 1, drop: null } } } },
+      'crowbar-test',
+    );
+    await client.mergePatch('NodeRole', nr, { spec: { proposed: true } }, 'crowbar-test');
+    await f.waitState(nr, 'proposed');
+    await client.mergePatch('NodeRole', nr, { spec: { proposed: false } }, 'crowbar-test');
+    const second = await eventually(
+      'run 2 recorded',
+      async () => {
+        const cur = await client.get('NodeRole', nr);
+        return cur?.status?.state === 'active' && cur.status.runCount === 2 ? cur : undefined;
+      },
+      60_000,
+    );
+    expect(second.status?.run).toMatchObject({ executor: 'job', number: 2 });
+    expect(second.status?.wall).toEqual({ keep: 1, test: { run: 2 } });
+  });
+
   it('turns a failing run into an error with the jig message', async () => {
     const f = new Fleet(client, uid());
     await f.createRole('bad', { test: { fail: true, failMessage: 'disk sdz is on fire' } });

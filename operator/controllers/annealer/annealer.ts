@@ -288,12 +288,16 @@ export class Annealer {
     const gated: [string, NodeRoleDecision][] = [];
     for (const name of this.view.networkRoles()) {
       const nr = w.noderoles.get(name);
-      if (nr && !this.addressed(name)) {
+      const addressed = this.view
+        .get(name)
+        ?.status?.conditions?.find((c) => c.type === 'Addressed');
+      if (nr && addressed?.status !== 'True') {
         const network = nr.role.slice('network-'.length);
-        gated.push([
-          name,
-          { ...nr, hold: `the allocator has not recorded its addresses on network ${network} yet` },
-        ]);
+        const hold =
+          addressed?.status === 'False'
+            ? `its addresses on network ${network} could not be allocated: ${addressed.message}`
+            : `the allocator has not recorded its addresses on network ${network} yet`;
+        gated.push([name, { ...nr, hold }]);
       }
     }
     for (const name of this.deleting) {
@@ -305,14 +309,6 @@ export class Annealer {
     // Decisions already made but not yet written count as made: the next pass must not make
     // them again (and a run being started must not be picked twice).
     return this.pending.size === 0 ? g : applyChanges(g, [...this.pending.values()]);
-  }
-
-  private addressed(name: string): boolean {
-    return (
-      this.view
-        .get(name)
-        ?.status?.conditions?.some((c) => c.type === 'Addressed' && c.status === 'True') ?? false
-    );
   }
 
   private nudge(afterMs = 0): void {

@@ -452,11 +452,9 @@ export class Allocator {
     const wallSame = sameJson(wallOf(nr, network) ?? null, wall);
     // The condition goes with the first wall and with every change of outcome: the annealer runs
     // a network role only once Addressed is True, so a first success must say so too (it rides in
-    // the same write as the wall).
+    // the same write as the wall). status.message is the annealer's: it quotes this condition.
     const condNeeded = failed
-      ? prevCond?.message !== message ||
-        prevCond.status !== 'False' ||
-        nr.status?.message !== message
+      ? prevCond?.message !== message || prevCond.status !== 'False'
       : prevCond?.status !== 'True';
     if (wallSame && !condNeeded) return 'ok';
     const status: Record<string, unknown> = {
@@ -469,7 +467,6 @@ export class Allocator {
         new Date(),
         nr.metadata.generation,
       );
-      if (failed || nr.status?.message === prevCond?.message) status['message'] = message;
     }
     try {
       await this.o.mgr.client.mergePatchStatus(
