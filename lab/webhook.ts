@@ -37,11 +37,16 @@ export interface LabWebhook {
 /** GET over TLS, trusting only `ca`; the status code, 0 when unreachable. */
 function httpsStatus(port: number, path: string, ca: string): Promise<number> {
   return new Promise((resolve) => {
-    httpsGet({ host: '127.0.0.1', port, path, ca, timeout: 2000 }, (res) => {
+    const req = httpsGet({ host: '127.0.0.1', port, path, ca, timeout: 2000 }, (res) => {
       res.resume();
       resolve(res.statusCode ?? 0);
-    }).on('error', () => {
+    });
+    req.on('error', () => {
       resolve(0);
+    });
+    // A stalled connection counts as unreachable (destroy emits 'error').
+    req.on('timeout', () => {
+      req.destroy();
     });
   });
 }
