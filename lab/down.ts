@@ -1,6 +1,7 @@
 /**
- * `make lab-down`: stops a lab left behind (its processes are recorded in .lab/) and removes the
- * fleet's network namespaces (`cblab-*`) with the sshds in them.
+ * `make lab-down`: stops a lab left behind (its processes are recorded in .lab/: the lab itself,
+ * etcd, kube-apiserver, kube-controller-manager, the admission webhook and the operator) and
+ * removes the fleet's network namespaces (`cblab-*`) with the sshds in them.
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { deleteNamespace, reapStaleLabs, run } from '../test/harness/netns.ts';

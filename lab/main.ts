@@ -1,11 +1,14 @@
 /**
- * `make lab`: a whole Crowbar on this machine. Starts the real control plane (etcd,
- * kube-apiserver, kube-controller-manager), applies the CRDs, starts the operator, creates the lab
- * fleet (three machines: network namespaces with their own sshd, see lab/fleet.ts), applies the
- * examples in lab/examples/, commits the lab deployment so its script roles run on the fleet,
- * prints how to point kubectl at it, and stays up until Ctrl-C.
- * `--check` brings it up, verifies that the script roles converge, and tears it down (used by the
- * test suite).
+ * `make lab`: a whole Crowbar on this machine, as the Helm chart runs it. Starts the real control
+ * plane (etcd, kube-apiserver, kube-controller-manager), applies the CRDs, starts the admission
+ * webhook and registers it (lab/webhook.ts), creates the lab fleet (three machines: network
+ * namespaces with their own sshd, see lab/fleet.ts), starts the operator, applies the examples in
+ * lab/examples/, commits the lab deployment so its script roles run on the fleet, prints how to
+ * point kubectl at it, waits until everything has converged (lab/converge.ts) and says so in one
+ * line, and stays up until Ctrl-C. When it has not converged in CONVERGE_TIMEOUT_MS it prints
+ * what is not active and why, and keeps watching.
+ * `--check` brings it up, requires full convergence and the webhook's refusals, and tears it down
+ * (used by the test suite).
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,8 +17,10 @@ import { binDir } from '../test/harness/bins.ts';
 import { freePort, startProcess, waitFor } from '../test/harness/process.ts';
 import { CrowbarClient, loadKubeConfig } from '../operator/kube/client.ts';
 import { applyManifests, readManifests } from './apply.ts';
+import { convergedSummary, convergence, type Convergence } from './converge.ts';
 import { labKey, registerFleet, startFleet, type Fleet } from './fleet.ts';
-import { CP_DIR, KUBECONFIG, LAB_DIR, LAB_PID, PIDS } from './state.ts';
+import { CP_DIR, KUBECONFIG, LAB_DIR, LAB_PID, PIDS, WEBHOOK_DIR, WEBHOOK_LOG } from './state.ts';
+import { dryRun, dryRunAnswer, startLabWebhook, type LabWebhook } from './webhook.ts';
 
 const check = process.argv.includes('--check');
 const say = (msg: string): void => {
@@ -50,6 +55,29 @@ const cp = await startControlPlane({ dir: CP_DIR, keepDir: true, controllerManag
 say(`control plane ready in ${(cp.startMs / 1000).toFixed(1)} s at ${cp.server}; CRDs established`);
 
 const FLEET_NODES = ['node1.lab.crowbar.dev', 'node2.lab.crowbar.dev', 'node3.lab.crowbar.dev'];
+const ADMIN_NODE = 'admin.lab.crowbar.dev';
+/** How long the lab waits for convergence before saying what is not active (it keeps watching). */
+const CONVERGE_TIMEOUT_MS = 90_000;
+const kc = loadKubeConfig(KUBECONFIG);
+
+let webhook: LabWebhook;
+try {
+  webhook = await startLabWebhook({
+    kc,
+    kubeconfig: KUBECONFIG,
+    dir: WEBHOOK_DIR,
+    log: WEBHOOK_LOG,
+    pidFile: PIDS,
+  });
+} catch (e) {
+  await cp.stop();
+  rmSync(LAB_PID, { force: true });
+  throw e;
+}
+say(
+  `admission webhook ready at ${webhook.url}, registered with the API server (ValidatingWebhookConfiguration crowbar.dev, failurePolicy Fail); log: .lab/webhook.log`,
+);
+
 const key = await labKey(join(LAB_DIR, 'ssh'));
 let fleet: Fleet | undefined;
 const stopFleet = async (): Promise<void> => {
@@ -60,6 +88,7 @@ const stopFleet = async (): Promise<void> => {
 try {
   fleet = await startFleet(FLEET_NODES, key, join(LAB_DIR, 'fleet'));
 } catch (e) {
+  await webhook.stop();
   await cp.stop();
   rmSync(LAB_PID, { force: true });
   throw e;
@@ -93,7 +122,6 @@ say(
   `operator ready (health and metrics on http://127.0.0.1:${healthPort}); log: .lab/operator.log`,
 );
 
-const kc = loadKubeConfig(KUBECONFIG);
 const examples = readdirSync(join(import.meta.dirname, 'examples'))
   .filter((f) => f.endsWith('.yaml'))
   .sort();
@@ -128,44 +156,92 @@ say(`up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 async function teardown(code: number): Promise<never> {
   say('stopping');
   await op.stop();
+  // With failurePolicy Fail the webhook must outlive every writer: the operator goes first.
+  await webhook.stop();
   await stopFleet();
   await cp.stop();
   rmSync(LAB_PID, { force: true });
   process.exit(code);
 }
 
-if (check) {
-  const nodes = await client.list('Node');
-  if (nodes.length < 3) {
-    console.error(`lab: expected the example nodes, found ${nodes.length}`);
-    await teardown(1);
-  }
-  const scripted = (nr: { spec: { role: string } }): boolean =>
-    nr.spec.role === 'lab-facts' || nr.spec.role === 'lab-report';
+const expectations = { deployments: ['system', 'lab'], adminNode: ADMIN_NODE, minNodes: 4 };
+async function observe(): Promise<Convergence> {
+  const [roles, noderoles, nodes, deployments] = await Promise.all([
+    client.list('Role'),
+    client.list('NodeRole'),
+    client.list('Node'),
+    client.list('Deployment'),
+  ]);
+  return convergence({ roles, noderoles, nodes, deployments }, expectations);
+}
+
+/** Polls until the lab has converged; undefined after `timeoutMs`. */
+async function converged(timeoutMs: number): Promise<Convergence | undefined> {
+  let last: Convergence | undefined;
   try {
     await waitFor(
-      'the lab script roles to be active on the fleet',
+      'the lab to converge',
       async () => {
-        const nrs = (await client.list('NodeRole')).filter(scripted);
-        return (
-          nrs.length === 2 * FLEET_NODES.length && nrs.every((nr) => nr.status?.state === 'active')
-        );
+        last = await observe();
+        return last.converged;
       },
-      90_000,
-      500,
+      timeoutMs,
+      250,
     );
+    return last;
   } catch {
-    for (const nr of (await client.list('NodeRole')).filter(scripted))
-      console.error(
-        `lab: ${nr.metadata.name ?? ''}: ${nr.status?.state ?? '-'} ${nr.status?.message ?? ''}`,
-      );
-    console.error('lab: the script roles did not converge; see .lab/operator.log');
-    await teardown(1);
+    return undefined;
   }
+}
+
+const sinceStart = (): string => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
+
+/** Waits for convergence and says so in one line, or says what is not active and why. */
+async function awaitConvergence(): Promise<Convergence | undefined> {
+  const done = await converged(CONVERGE_TIMEOUT_MS);
+  if (done) {
+    say(`converged in ${sinceStart()}: ${convergedSummary(done)}`);
+    return done;
+  }
+  const now = await observe().catch(() => undefined);
+  console.error(
+    `lab: not converged after ${String(CONVERGE_TIMEOUT_MS / 1000)} s; not active yet:\n` +
+      (now?.pending ?? ['(could not read the cluster)']).map((l) => `  ${l}`).join('\n') +
+      `\nlab: see .lab/operator.log and \`kubectl get noderoles -o wide\`${check ? '' : '; still watching'}`,
+  );
+  return undefined;
+}
+
+if (check) {
+  const done = await awaitConvergence();
+  if (!done) await teardown(1);
   const report = await client.get('NodeRole', `lab-report.${FLEET_NODES[0] ?? ''}`);
   say(`lab-report on ${FLEET_NODES[0] ?? ''}: ${JSON.stringify(report?.status?.wall)}`);
+  // What the webhook refuses in the tests, it refuses in the lab (dry runs: nothing changes).
+  const refusals: [what: string, pattern: RegExp, write: () => Promise<unknown>][] = [
+    [
+      'a require that closes a cycle (dns-server requiring dns-client)',
+      /dependency cycle/,
+      () => dryRun.mergePatch(kc, 'Role', 'dns-server', { spec: { requires: ['dns-client'] } }),
+    ],
+    [
+      `deleting dns-server.${ADMIN_NODE}, whose active children live on the fleet`,
+      /delete those children first/,
+      () => dryRun.delete(kc, 'NodeRole', `dns-server.${ADMIN_NODE}`),
+    ],
+  ];
+  for (const [what, pattern, write] of refusals) {
+    const a = await dryRunAnswer(write);
+    if (a.allowed || a.code !== 403 || !pattern.test(a.message)) {
+      console.error(
+        `lab: the webhook should refuse ${what}; the API server answered ${a.allowed ? 'allowed' : `${String(a.code)}: ${a.message}`}`,
+      );
+      await teardown(1);
+    }
+    say(`webhook refused ${what}`);
+  }
   say(
-    `check passed: ${nodes.length} nodes, operator ready, ${2 * FLEET_NODES.length} script noderoles active on the fleet`,
+    `check passed: ${String(done?.nodes ?? 0)} nodes, operator and webhook ready; ${done ? convergedSummary(done) : ''}`,
   );
   await teardown(0);
 }
@@ -178,6 +254,7 @@ Crowbar lab is up. In another shell:
   kubectl get crowbar
   kubectl get noderoles -o wide -w
   kubectl get cbnode -o wide                    # the fleet's aliveness
+  kubectl delete nr dns-server.${ADMIN_NODE}    # the webhook refuses: its children live on the fleet
   ssh -i ${key.path} root@${fleet.sshds.get(FLEET_NODES[0] ?? '')?.address ?? ''}   # a lab machine
 
 Press Ctrl-C to stop (or run \`make lab-down\` from another shell).
@@ -189,4 +266,13 @@ setInterval(() => {
     console.error('lab: the operator exited; see .lab/operator.log');
     void teardown(1);
   }
+  if (webhook.proc.proc.exitCode !== null) {
+    console.error('lab: the admission webhook exited; see .lab/webhook.log');
+    void teardown(1);
+  }
 }, 2000);
+// Not converged in time: keep watching, and say so once it is.
+if (!(await awaitConvergence())) {
+  const late = await converged(Number.MAX_SAFE_INTEGER);
+  if (late) say(`converged in ${sinceStart()}: ${convergedSummary(late)}`);
+}

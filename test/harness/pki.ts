@@ -54,7 +54,8 @@ export function issueLeaf(
   return { crt: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
 }
 
-export function makePki(dir: string): Pki {
+/** A self-signed CA (`ca.crt`, `ca.key`) in `dir`, for {@link issueLeaf} to sign with. */
+export function makeCa(dir: string, subject: string): { crt: string; key: string } {
   mkdirSync(dir, { recursive: true });
   openssl(dir, [
     'req',
@@ -67,12 +68,17 @@ export function makePki(dir: string): Pki {
     '-days',
     '30',
     '-subj',
-    '/CN=crowbar-test-ca',
+    subject,
     '-addext',
     'basicConstraints=critical,CA:TRUE',
     '-addext',
     'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
   ]);
+  return { crt: join(dir, 'ca.crt'), key: join(dir, 'ca.key') };
+}
+
+export function makePki(dir: string): Pki {
+  makeCa(dir, '/CN=crowbar-test-ca');
   const api = issueLeaf(dir, 'apiserver', '/CN=localhost', true);
   const admin = issueLeaf(dir, 'admin', '/O=system:masters/CN=admin', false);
   openssl(dir, [

@@ -26,13 +26,7 @@ import {
 } from '../../../generated/crowbar.ts';
 import type { Recorder } from '../../events.ts';
 import type { AllocationChoice, Family, NetworkView, NodeAllocView } from '../../ipam/index.ts';
-import {
-  allocationName,
-  decideAllocation,
-  parseHeldAddress,
-  validateGroupSubnets,
-  validateNetwork,
-} from '../../ipam/index.ts';
+import { allocationName, decideAllocation, parseHeldAddress } from '../../ipam/index.ts';
 import { setConditions } from '../../kube/condition.ts';
 import { apiMessage, isConflict, isNotFound } from '../../kube/errors.ts';
 import type { Logger } from '../../log.ts';
@@ -45,6 +39,7 @@ import {
   ALLOCATION_FINALIZER,
   needsUla,
   networkOfRole,
+  networkProblems,
   networkRoleName,
   networkWall,
   parseNetworkNodeRoleName,
@@ -236,7 +231,7 @@ export class Allocator {
     const committed = wallAddresses(nr, network);
     /** Families where something failed keep what the wall already names: nothing is released. */
     const failedFamilies = new Set<Family>();
-    const problems = this.networkProblems(view, net);
+    const problems = this.networkProblems(view, net, owned);
     if (problems.length > 0) {
       failures.push({
         reason: 'NetworkInvalid',
@@ -281,16 +276,25 @@ export class Allocator {
   }
 
   /**
-   * What stops allocation on the network: its own ranges and router, overlaps in its group, and
-   * (from the network controller's Valid condition) a subnet changed under allocations.
+   * What stops allocation on the network: its own ranges and router, overlaps in its group, a
+   * subnet, /64 or range changed under the addresses this binding holds (judged here, from the
+   * ledger, by the same rules as the network controller's), and, from the network controller's
+   * Valid condition, one changed under other nodes' addresses.
+   *
+   * The binding's own addresses are judged here rather than left to the Valid condition: that
+   * condition is written after the spec change, and a pass in between would otherwise see a
+   * "valid" network, allocate in the new subnet and release the address the node holds: moving
+   * it, which is what the rule forbids (issue 8, bug 4).
    */
-  private networkProblems(view: NetworkView, net: Readonly<Network>): string[] {
+  private networkProblems(
+    view: NetworkView,
+    net: Readonly<Network>,
+    owned: readonly Readonly<NetworkAllocation>[],
+  ): string[] {
     const others = this.o.mgr.caches.Network.list()
       .filter((n) => n.metadata.name !== view.name)
       .map((n) => NetworkController.view(n));
-    const problems = [...validateNetwork(view), ...validateGroupSubnets(view, others)].map(
-      (p) => p.message,
-    );
+    const problems = networkProblems(view, others, owned).map((p) => p.message);
     const valid = net.status?.conditions?.find((c) => c.type === 'Valid');
     if (problems.length === 0 && valid?.status === 'False') problems.push(valid.message);
     return problems;
