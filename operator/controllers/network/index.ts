@@ -7,6 +7,7 @@ import type { Recorder } from '../../events.ts';
 import type { Logger } from '../../log.ts';
 import type { Controller, Manager } from '../../manager.ts';
 import { nodeAddressesController } from './addresses.ts';
+import { allocationStatusController } from './allocation-status.ts';
 import { Allocator } from './allocator.ts';
 import { Ledger } from './ledger.ts';
 import { NetworkController } from './network.ts';
@@ -49,5 +50,6 @@ export function networkControllers(o: {
       log: o.log,
     }).controller(),
     nodeAddressesController(o.mgr, ledger, fieldManager),
+    allocationStatusController(o.mgr, fieldManager),
   ];
 }
