@@ -603,6 +603,31 @@ describe('Deployment update and delete (§1.5)', () => {
   ]);
 });
 
+describe('free-form data: depth and size limits', () => {
+  let deep: Record<string, unknown> = { leaf: 1 };
+  for (let i = 0; i < 5000; i++) deep = { d: deep };
+  check([
+    {
+      what: 'a noderole whose data is nested thousands of levels deep',
+      request: req('CREATE', nr('dns', N1, undefined, { data: deep })),
+      snapshot: snap(),
+      expect: [/^noderole dns\.n1\.lab\.example\.com: spec\.data is nested more than 32 levels/],
+    },
+    {
+      what: 'a role whose template is larger than the size limit',
+      request: req('CREATE', role('big', { template: { s: 'x'.repeat(300 * 1024) } })),
+      snapshot: snap(),
+      expect: [/^role big: spec\.template is larger than 256 KiB/],
+    },
+    {
+      what: 'a node whose hints are too deep, on update',
+      request: req('UPDATE', node(N1, { hints: deep }), node(N1)),
+      snapshot: snap(),
+      expect: [/spec\.hints is nested more than 32 levels/],
+    },
+  ]);
+});
+
 describe('Node delete: never the last admin node (§10.3)', () => {
   check([
     {

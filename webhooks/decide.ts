@@ -12,6 +12,7 @@
  * "Admission and bad input") through the Network controller's own `networkProblems`, so the
  * webhook refuses exactly what the controller would report as `Valid=False`.
  */
+import { dataProblem } from './limits.ts';
 import { isDeepStrictEqual } from 'node:util';
 import type {
   Deployment,
@@ -157,6 +158,25 @@ export function decide(request: AdmissionRequest, snapshot: ClusterSnapshot): De
   const target = op === 'DELETE' ? request.oldObject : request.object;
   const malformed = (kind: string): Decision =>
     deny(`the request carries no valid ${kind} object; send a complete object`, 400);
+  // Free-form data first: the checks below compare and serialize it.
+  if ((op === 'CREATE' || op === 'UPDATE') && isRecord(target) && isRecord(target['spec'])) {
+    const spec = target['spec'];
+    const test = spec['test'];
+    const fields: [string, unknown][] = [
+      ['spec.data', spec['data']],
+      ['spec.template', spec['template']],
+      ['spec.hints', spec['hints']],
+      ['spec.test.wall', isRecord(test) ? test['wall'] : undefined],
+    ];
+    for (const [where, value] of fields) {
+      const problem = dataProblem(value, where);
+      if (problem !== undefined) {
+        const meta = target['metadata'];
+        const name = isRecord(meta) && typeof meta['name'] === 'string' ? meta['name'] : '';
+        return deny(`${resource.replace(/s$/, '')} ${name}: ${problem}`);
+      }
+    }
+  }
   switch (resource) {
     case 'roles': {
       if (op === 'DELETE') {

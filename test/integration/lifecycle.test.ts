@@ -401,6 +401,29 @@ describe('deletion (§1.4, §10.3)', () => {
   });
 });
 
+describe('one bad object never stalls the rest', () => {
+  it('a noderole whose role is gone goes to error instead of being retried every pass', async () => {
+    const f = new Fleet(client, uid());
+    await f.createRole('gone', {});
+    await f.createRole('fine', {});
+    await f.createNode('n1');
+    await f.createNode('n2');
+    const dep = await f.createDeployment('d');
+    const gone = await f.bind('gone', 'n1', dep);
+    const fine = await f.bind('fine', 'n2', dep);
+    await eventually('bound', async () => (await f.states()).get(gone) === 'proposed');
+    await client.delete('Role', f.role('gone'));
+    await eventually(
+      'role gone from the operator',
+      async () => !(await client.get('Role', f.role('gone'))),
+    );
+    await f.commit(dep);
+    const e = await f.waitState(gone, 'error');
+    expect(e.status?.message).toMatch(/^role gone-.* does not exist; create it, then retry/);
+    await f.waitState(fine, 'active');
+  });
+});
+
 describe('conditions as Kubernetes expects', () => {
   it('Ready on NodeRole and Node (kubectl wait works), observedGeneration, stable transition times', async () => {
     const f = new Fleet(client, uid());

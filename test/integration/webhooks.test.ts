@@ -407,6 +407,31 @@ describe('admission webhook', () => {
     expect(await client.delete('NodeRole', parent)).toBe(true);
   });
 
+  it('refuses free-form data nested too deep or too large, and the last admin node going away', async () => {
+    let deep: Record<string, unknown> = { leaf: 1 };
+    for (let i = 0; i < 3000; i++) deep = { d: deep };
+    await refusedByWebhook(
+      client.create(
+        'Role',
+        { metadata: { name: r('deep') }, spec: { jig: 'noop', template: deep } },
+        FM,
+      ),
+      /spec\.template is nested more than 32 levels deep; flatten it/,
+    );
+    // The rule is cluster-wide: with another admin node around, deleting ours is allowed.
+    const admin = fqdn('admin');
+    await createNode(admin, { admin: true });
+    const others = (await client.list('Node')).filter(
+      (n) => n.spec.admin === true && n.metadata.name !== admin,
+    );
+    if (others.length === 0)
+      await refusedByWebhook(
+        client.delete('Node', admin),
+        /is the last admin node and cannot be deleted/,
+      );
+    else expect(await client.delete('Node', admin)).toBe(true);
+  });
+
   it('refuses deleting a role that noderoles still bind', async () => {
     const node = fqdn('roledel');
     await createNode(node);

@@ -30,7 +30,7 @@ import type { Recorder } from '../../events.ts';
 import type { JigRegistry } from '../../jigs/registry.ts';
 import type { Jig, JigResult } from '../../jigs/types.ts';
 import { nextWall, replacementPatch } from '../../jigs/wall.ts';
-import { apiMessage, isConflict, isNotFound } from '../../kube/errors.ts';
+import { apiCode, apiMessage, isConflict, isNotFound } from '../../kube/errors.ts';
 import type { Logger } from '../../log.ts';
 import type { Controller, Manager } from '../../manager.ts';
 import { setConditions } from '../../kube/condition.ts';
@@ -108,6 +108,8 @@ const WRITE_CONCURRENCY = 16;
 /** How often a pass settles every noderole instead of the changed ones. */
 const FULL_SETTLE_MS = 30_000;
 const LOG_TAIL = 4096;
+/** The CRD's limit on status.message. */
+const MESSAGE_MAX = 4096;
 
 const REASON: Record<NodeRoleState, string> = {
   proposed: 'Proposed',
@@ -552,7 +554,7 @@ export class Annealer {
       {
         ...(committing ? { committedData: cur.spec.data ?? {} } : {}),
         state: c.state,
-        message: c.message,
+        message: c.message.slice(0, MESSAGE_MAX),
         // Other controllers own other condition types (Bound, Addressed): replace only ours.
         conditions: setConditions(
           cur.status?.conditions,
@@ -606,9 +608,54 @@ export class Annealer {
       }
       if (isNotFound(e)) return undefined;
       this.metrics.statusWrites.inc({ outcome: 'error' });
+      const code = apiCode(e);
+      if (code === 400 || code === 413 || code === 422) {
+        // The API server will refuse the same write every time (too large, invalid): retrying it
+        // each pass would spin. The noderole goes to error, saying why, and waits for a person.
+        this.log.warn({ err: apiMessage(e), noderole: name, code }, 'status write refused');
+        await this.refused(cur, apiMessage(e));
+        return undefined;
+      }
       this.conflicts++;
       this.log.warn({ err: apiMessage(e), noderole: name }, 'status write failed');
       return undefined;
+    }
+  }
+
+  /**
+   * After the API server refused a status write of `cur` as invalid or too large: a small write
+   * that puts it in error with the reason (no run input, wall or log), once per refusal.
+   */
+  private async refused(cur: Readonly<NodeRole>, why: string): Promise<void> {
+    const name = cur.metadata.name ?? '';
+    const message =
+      `the API server refused its status (${why}); the run input or wall is probably too ` +
+      `large or deep: shrink the role template, deployment data or what the script returns, then retry`;
+    const fresh = await this.o.mgr.client.get('NodeRole', name).catch(() => undefined);
+    if (!fresh || fresh.status?.state === 'error') return;
+    try {
+      const res = await this.o.mgr.client.mergePatchStatus(
+        'NodeRole',
+        name,
+        {
+          metadata: { resourceVersion: fresh.metadata.resourceVersion },
+          status: {
+            state: 'error',
+            message: message.slice(0, MESSAGE_MAX),
+            conditions: setConditions(
+              fresh.status?.conditions,
+              annealerConditions('error', message),
+              new Date(),
+              fresh.metadata.generation,
+            ),
+          },
+        },
+        this.o.fieldManager,
+      );
+      this.view.wrote(res);
+      this.transitioned(res, fresh.status?.state, { name, state: 'error', message });
+    } catch (e) {
+      this.log.error({ err: apiMessage(e), noderole: name }, 'could not record a refused write');
     }
   }
 
@@ -629,7 +676,17 @@ export class Annealer {
     const nr = this.view.get(name);
     const role = nr && this.o.mgr.caches.Role.get(nr.spec.role);
     const node = nr && this.o.mgr.caches.Node.get(nr.spec.node);
-    if (!nr || !role || !node) return;
+    if (!nr) return;
+    if (!role || !node) {
+      // Not a reason to try again every pass: say what is missing, and wait for a person.
+      const missing = !role ? `role ${nr.spec.role}` : `node ${nr.spec.node}`;
+      await this.writeChange({
+        name,
+        state: 'error',
+        message: `${missing} does not exist; create it, then retry this noderole (or delete it)`,
+      });
+      return;
+    }
     const jig = this.o.jigs.get(role.spec.jig);
     if (!jig) {
       await this.writeChange({
