@@ -49,6 +49,14 @@ export class CachedInformer<T extends KubernetesObject> {
     this.inner.on('connect', () => {
       this.lastEvent = Date.now();
     });
+    // Registered first, so it runs before any other handler: managedFields (a few hundred bytes
+    // per field manager, on every object) are never read here, and dropping them from the cached
+    // object is the informer's own business (client-go's informers offer the same transform).
+    const strip = (o: T): void => {
+      delete o.metadata?.managedFields;
+    };
+    this.inner.on('add', strip);
+    this.inner.on('update', strip);
   }
 
   on(h: Handlers<T>): void {
