@@ -237,7 +237,10 @@ export function encodeMessage(p: Parameters<typeof dnsPacket.encode>[0]): Buffer
   return dnsPacket.encode(p);
 }
 
+/** A decoded message with the fields dns-packet sets but its types leave out. */
+export type Message = DecodedPacket & { rcode: string; opcode: string };
+
 /** Decodes any message, throwing on malformed input (for tests and NOTIFY replies). */
-export function decodeMessage(buf: Buffer): DecodedPacket {
-  return dnsPacket.decode(buf);
+export function decodeMessage(buf: Buffer): Message {
+  return dnsPacket.decode(buf) as Message;
 }

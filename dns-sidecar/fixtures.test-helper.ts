@@ -1,5 +1,6 @@
 /** Shared fixtures for the sidecar's unit tests: a small cluster and helpers to query it. */
-import dnsPacket, { type DecodedPacket, type Packet } from 'dns-packet';
+import dnsPacket, { type Packet } from 'dns-packet';
+import { decodeMessage, type Message } from './codec.ts';
 import { handleMessage, type Transport } from './handler.ts';
 import type { ZoneSet } from './resolver.ts';
 import { serialFor } from './serial.ts';
@@ -53,8 +54,8 @@ export function zoneSet(
 
 export interface Asked {
   raw: Buffer[];
-  msg: DecodedPacket;
-  all: DecodedPacket[];
+  msg: Message;
+  all: Message[];
 }
 
 /** Sends `packet` through the handler as `transport` from `remote` and decodes the reply. */
@@ -68,7 +69,7 @@ export function ask(
   const buf = dnsPacket.encode({ type: 'query', id: 4242, ...packet });
   const h = handleMessage(buf, { zones, transport, remote, transferAllowed: allowed });
   if (h.responses.length === 0) return undefined;
-  const all = h.responses.map((b) => dnsPacket.decode(b));
+  const all = h.responses.map((b) => decodeMessage(b));
   const msg = all[0];
   return msg && { raw: h.responses, msg, all };
 }
