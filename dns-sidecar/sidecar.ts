@@ -138,7 +138,7 @@ export class DnsSidecar {
     }
     const removed = [...this.current.keys()].filter((o) => !next.has(o));
     this.current = next;
-    this.loaded = this.o.backend.ready() || this.loaded;
+    if (this.o.backend.ready()) this.loaded = true;
     const m = this.o.metrics;
     m.rebuilds.inc();
     m.rebuildSeconds.observe((performance.now() - t0) / 1000);

@@ -29,8 +29,10 @@ class Watched<T extends KubernetesObject> {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   synced = false;
+  private readonly onChange: () => void;
 
   constructor(kc: KubeConfig, plural: string, log: Logger, onChange: () => void) {
+    this.onChange = onChange;
     const api = kc.makeApiClient(CustomObjectsApi);
     const path = `/apis/${GROUP}/${VERSION}/${plural}`;
     this.inner = makeInformer<T>(
@@ -61,6 +63,8 @@ class Watched<T extends KubernetesObject> {
     if (this.errors !== before) return;
     this.synced = true;
     this.restarts = 0;
+    // A (re)list of an empty collection fires no event: rebuild anyway, so readiness follows.
+    this.onChange();
   }
 
   list(): readonly T[] {
@@ -94,7 +98,6 @@ export class KubeBackend implements Backend {
       onChange,
     );
     await Promise.all([this.networks.start(), this.allocations.start()]);
-    onChange();
   }
 
   ready(): boolean {
