@@ -41,7 +41,6 @@ const QR = 0x8000;
 const AA = 0x0400;
 const TC = 0x0200;
 const RD = 0x0100;
-const CD = 0x0010;
 const OPCODE_MASK = 0x7800;
 
 export const OPCODE = { QUERY: 0, NOTIFY: 4 } as const;
@@ -98,9 +97,9 @@ export function decodeQuery(buf: Buffer): Incoming {
   }
   const base = { id, flags, opcode };
   // RFC 1035 §4.1.1: opcodes other than QUERY are not implemented here (we are a primary, so a
-  // NOTIFY sent to us has nothing to act on either).
+  // NOTIFY sent to us has nothing to act on either). Answered with the header alone, as NSD does.
   if (opcode !== OPCODE.QUERY) {
-    return { ...base, kind: 'error', rcode: RCODE.NOTIMP, reason: 'opcode', rawQuestion };
+    return { ...base, kind: 'error', rcode: RCODE.NOTIMP, reason: 'opcode' };
   }
   const opts = (packet.additionals ?? []).filter((a): a is OptAnswer => a.type === 'OPT');
   // RFC 6891 §6.1.1: more than one OPT, or an OPT not owned by the root, is FORMERR.
@@ -207,7 +206,9 @@ export function encodeResponse(r: Outgoing, maxSize: number): Buffer {
   const buf = Buffer.allocUnsafe(size);
   const flags =
     QR |
-    (r.requestFlags & (OPCODE_MASK | RD | CD)) |
+    // RD is copied (RFC 1035 §4.1.1); CD is not, as NSD does: we are not a security-aware server
+    // (RFC 4035 §3.1.6 asks that of those), and for us it is one of RFC 1035's zero Z bits.
+    (r.requestFlags & (OPCODE_MASK | RD)) |
     (r.aa ? AA : 0) |
     (tc ? TC : 0) |
     (r.rcode & 0xf);

@@ -13,7 +13,7 @@ import {
   type Outgoing,
 } from './codec.ts';
 import { canon } from './names.ts';
-import { QTYPE, RCODE, findZone, resolve, type ZoneSet } from './resolver.ts';
+import { QCLASS, QTYPE, RCODE, findZone, resolve, type ZoneSet } from './resolver.ts';
 import { zoneRecords } from './zonefile.ts';
 
 export type Transport = 'udp' | 'tcp';
@@ -100,6 +100,26 @@ export function handleMessage(buf: Buffer, ctx: Context): Handled {
     };
   }
   const base = { qtype: q.qtype };
+  if (q.qclass !== QCLASS.IN && q.qclass !== QCLASS.ANY && q.qclass !== QCLASS.CH) {
+    // Classes we hold no data in at all (HS, NONE, unassigned) are refused with the header
+    // alone, as NSD does; CHAOS names are refused by the resolver like any name outside our zones.
+    const msg: Outgoing = {
+      id: q.id,
+      requestFlags: q.flags,
+      rcode: RCODE.REFUSED,
+      aa: false,
+      answers: [],
+      authorities: [],
+      additionals: [],
+      edns: q.edns,
+    };
+    return {
+      ...base,
+      responses: [encodeResponse(msg, limit)],
+      outcome: 'error',
+      rcode: RCODE.REFUSED,
+    };
+  }
   if (q.qtype === QTYPE.AXFR || q.qtype === QTYPE.IXFR) {
     const zone = findZone(ctx.zones, canon(q.name));
     const origin = zone?.origin;
@@ -116,13 +136,14 @@ export function handleMessage(buf: Buffer, ctx: Context): Handled {
       rcode,
       zone: origin,
     });
+    // RFC 5936 §4.2: no AXFR over UDP (NOTIMP, as NSD answers).
+    if (ctx.transport === 'udp' && q.qtype === QTYPE.AXFR) return refuse(RCODE.NOTIMP, 'axfr-udp');
     // Transfers are of whole zones, by their apex name, to allowed addresses only.
     if (!zone || canon(q.name) !== zone.origin) return refuse(RCODE.REFUSED, 'xfr-not-apex');
     if (!ctx.transferAllowed(ctx.remote)) return refuse(RCODE.REFUSED, 'xfr-denied');
     if (ctx.transport === 'udp') {
-      // RFC 5936 §4.2: no AXFR over UDP. RFC 1995 §2: an IXFR over UDP that does not fit is
-      // answered with the current SOA alone, which tells the client to come back over TCP.
-      if (q.qtype === QTYPE.AXFR) return refuse(RCODE.FORMERR, 'axfr-udp');
+      // RFC 1995 §2: an IXFR over UDP that does not fit is answered with the current SOA
+      // alone, which tells the client to come back over TCP.
       const soa: Answer = { ...zone.soa, name: q.name.replace(/\.$/, '') };
       const msg = reply(
         q,
@@ -139,16 +160,6 @@ export function handleMessage(buf: Buffer, ctx: Context): Handled {
       rcode: RCODE.NOERROR,
       zone: origin,
     };
-  }
-  if (q.qtype === QTYPE.OPT || q.qtype === QTYPE.MAILA || q.qtype === QTYPE.MAILB) {
-    // Meta types that are not questions one can ask (RFC 6891 §6.1.1, RFC 6895 §3.1).
-    const rcode = q.qtype === QTYPE.OPT ? RCODE.FORMERR : RCODE.NOTIMP;
-    const msg = reply(
-      q,
-      { rcode, aa: false, answers: [], authorities: [], additionals: [] },
-      q.edns,
-    );
-    return { ...base, responses: [encodeResponse(msg, limit)], outcome: 'error', rcode };
   }
   const r = resolve(ctx.zones, { name: q.name, type: q.qtype, class: q.qclass });
   const msg = reply(

@@ -18,8 +18,8 @@ export const RCODE = {
 } as const;
 
 /** Question types and classes with special handling. */
-export const QTYPE = { OPT: 41, IXFR: 251, AXFR: 252, MAILB: 253, MAILA: 254, ANY: 255 } as const;
-export const QCLASS = { IN: 1, ANY: 255 } as const;
+export const QTYPE = { IXFR: 251, AXFR: 252, ANY: 255 } as const;
+export const QCLASS = { IN: 1, CH: 3, ANY: 255 } as const;
 
 /** The zones being served, looked up by origin. */
 export type ZoneSet = ReadonlyMap<string, Zone>;
@@ -66,13 +66,14 @@ function refused(): Resolution {
   return { rcode: RCODE.REFUSED, aa: false, answers: [], authorities: [], additionals: [] };
 }
 
-/** A and AAAA records of the NS targets we serve ourselves (additional section processing). */
-function nsAddresses(zones: ZoneSet, ns: readonly Answer[]): Answer[] {
+/** A and AAAA records of the NS targets that lie in the same zone. */
+function nsAddresses(zones: ZoneSet, zone: Zone, ns: readonly Answer[]): Answer[] {
   const out: Answer[] = [];
   for (const rr of ns) {
     if (rr.type !== 'NS') continue;
     const target = canon(rr.data);
-    const node = findZone(zones, target)?.names.get(target);
+    if (findZone(zones, target) !== zone) continue;
+    const node = zone.names.get(target);
     if (!node) continue;
     out.push(...(node.get(T.A) ?? []), ...(node.get(T.AAAA) ?? []));
   }
@@ -88,7 +89,9 @@ export function resolve(zones: ZoneSet, q: Question): Resolution {
   const name = canon(q.name);
   const zone = findZone(zones, name);
   if (!zone) return refused();
-  const base = { aa: true, zone: zone.origin, additionals: [] as Answer[] };
+  // A QCLASS ANY answer is not authoritative: the server cannot vouch for every class (RFC 6895
+  // §3.2; NSD and BIND clear AA the same way).
+  const base = { aa: q.class !== QCLASS.ANY, zone: zone.origin, additionals: [] as Answer[] };
   const node = zone.names.get(name);
   if (!node) {
     // RFC 2308 §2.1: name error, SOA in the authority section.
@@ -108,6 +111,8 @@ export function resolve(zones: ZoneSet, q: Question): Resolution {
     return { ...base, rcode: RCODE.NOERROR, answers: [], authorities: [negativeSoa(zone)] };
   }
   const answers = spelled(set, q.name.endsWith('.') ? q.name.slice(0, -1) : q.name);
-  const additionals = set[0]?.type === 'NS' ? nsAddresses(zones, set) : [];
+  // Minimal responses (as NSD's `minimal-responses: yes`): the only additional data is the
+  // addresses of NS targets inside the answering zone (RFC 1035 §3.3.11, §4.3.2 step 6).
+  const additionals = set[0]?.type === 'NS' ? nsAddresses(zones, zone, set) : [];
   return { ...base, rcode: RCODE.NOERROR, answers, authorities: [], additionals };
 }
