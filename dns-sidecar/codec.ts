@@ -84,6 +84,14 @@ export function decodeQuery(buf: Buffer): Incoming {
   const flags = buf.readUInt16BE(2);
   if (flags & QR) return { kind: 'drop', reason: 'response' }; // never answer a response
   const opcode = (flags & OPCODE_MASK) >> 11;
+  // Counts that cannot fit the message (a question takes at least 5 bytes, a record 11) are
+  // malformed. Checked before decoding because dns-packet allocates an array per section sized by
+  // the counts: 12 bytes claiming 4 x 65535 records would otherwise cost a millisecond each.
+  const minSize =
+    HEADER +
+    buf.readUInt16BE(4) * 5 +
+    (buf.readUInt16BE(6) + buf.readUInt16BE(8) + buf.readUInt16BE(10)) * 11;
+  if (minSize > buf.length) return { kind: 'drop', reason: 'malformed' };
   let packet: DecodedPacket;
   let rawQuestion: Buffer | undefined;
   try {

@@ -169,14 +169,15 @@ export function udpExchange(
 }
 
 /**
- * Sends `msgs` pipelined on one TCP connection (RFC 7766 §6.2.1.1) and collects one reply per
- * message, in order of arrival, until all arrived or `timeoutMs` passed.
+ * Sends `msgs` pipelined on one TCP connection (RFC 7766 §6.2.1.1) and collects the replies in
+ * order of arrival, until there is one per message (or `done` says so), or `timeoutMs` passed.
  */
 export function tcpPipeline(
   host: string,
   port: number,
   msgs: readonly Buffer[],
   timeoutMs = 20_000,
+  done: (replies: readonly Buffer[]) => boolean = (r) => r.length >= msgs.length,
 ): Promise<Buffer[]> {
   return new Promise((resolve, reject) => {
     const out: Buffer[] = [];
@@ -200,7 +201,7 @@ export function tcpPipeline(
         out.push(pending.subarray(2, 2 + len));
         pending = pending.subarray(2 + len);
       }
-      if (out.length >= msgs.length) {
+      if (done(out)) {
         clearTimeout(t);
         sock.destroy();
         resolve(out);
