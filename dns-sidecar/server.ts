@@ -88,11 +88,9 @@ export class DnsServer {
     const sock = createSocket({ type: isIPv6(l.host) ? 'udp6' : 'udp4' });
     sock.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
       const out = this.handle(msg, 'udp', rinfo.address);
-      for (const r of out) {
-        sock.send(r, rinfo.port, rinfo.address, (err) => {
-          if (err) this.opts.log.debug({ err, remote: rinfo.address }, 'udp send failed');
-        });
-      }
+      // No per-send callback: it costs a request object per answer; a failed send surfaces as the
+      // socket's 'error' event, logged below.
+      for (const r of out) sock.send(r, rinfo.port, rinfo.address);
     });
     sock.on('error', (err) => {
       this.opts.log.error({ err, host: l.host, port: l.port }, 'udp socket error');
