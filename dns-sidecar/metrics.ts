@@ -52,6 +52,7 @@ export class DnsMetrics {
   readonly rebuildSeconds: Histogram;
   /** Label lookups are a hash per call; the hot path reuses the children it has made. */
   private readonly queryChildren = new Map<string, Counter.Internal>();
+  private readonly durationChildren = new Map<string, Histogram.Internal<'transport'>>();
 
   constructor(defaults = true) {
     const registers = [this.registry];
@@ -116,6 +117,16 @@ export class DnsMetrics {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
+  }
+
+  /** Observes one query's handling time (seconds) on the transport's cached child. */
+  observe(transport: string, seconds: number): void {
+    let h = this.durationChildren.get(transport);
+    if (!h) {
+      h = this.duration.labels(transport);
+      this.durationChildren.set(transport, h);
+    }
+    h.observe(seconds);
   }
 
   query(transport: string, qtype: number | undefined, rcode: number | undefined): void {

@@ -53,7 +53,7 @@ export class DnsServer {
       m.transfers.labels(h.zone ?? 'none', h.outcome === 'transfer' ? 'ok' : 'refused').inc();
     }
     m.query(transport, h.qtype, h.rcode);
-    m.duration.labels(transport).observe(Number(process.hrtime.bigint() - startNs) / 1e9);
+    m.observe(transport, Number(process.hrtime.bigint() - startNs) / 1e9);
   }
 
   private handle(buf: Buffer, transport: Transport, remote: string): Buffer[] {
