@@ -40,8 +40,9 @@ const tmp = mkdtempSync(join(tmpdir(), 'cbdns-'));
 let dns: DnsSidecarProc | undefined;
 const allocations: string[] = [];
 
-const start = (): Promise<DnsSidecarProc> =>
+const start = (stateFile?: string): Promise<DnsSidecarProc> =>
   startDnsSidecar({
+    ...(stateFile ? { stateFile } : {}),
     kubeconfig,
     domains: [domain],
     host,
@@ -181,6 +182,16 @@ describe('DNS sidecar fed by the API server', () => {
     const after = await serial();
     expect(after === before || serialGreater(after, before)).toBe(true);
     expect((await ask(`n1.${domain}`, 'A')).data).toEqual([v4(81)]);
+  });
+
+  it('keeps the serial of unchanged zones over a restart with --state-file', async () => {
+    const stateFile = join(tmp, 'serials.json');
+    await dns!.stop();
+    dns = await start(stateFile);
+    const first = await serial();
+    await dns.stop();
+    dns = await start(stateFile);
+    expect(await serial()).toBe(first);
   });
 
   it('exposes metrics: queries by type and rcode, zone serials', async () => {
