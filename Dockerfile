@@ -1,4 +1,4 @@
-# The operator image (operator, webhook server, jig runner): Node 24 runs the TypeScript sources
+# The operator image (operator, webhook server, jig runner, DNS sidecar): Node 24 runs the TypeScript sources
 # directly (type stripping).
 FROM node:24-bookworm-slim
 WORKDIR /app
@@ -11,6 +11,7 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY generated ./generated
 COPY operator ./operator
 COPY webhooks ./webhooks
+COPY dns-sidecar ./dns-sidecar
 COPY crds ./crds
 USER 65532:65532
 ENTRYPOINT ["node", "operator/main.ts"]

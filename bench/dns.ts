@@ -1,0 +1,296 @@
+/**
+ * `make bench-dns`: dnsperf against the DNS sidecar, BIND9, dnsmasq and NSD serving the same zone
+ * of BENCH_DNS_NODES nodes (default 10,000; A, AAAA and PTR v4/v6 each), one server at a time in
+ * the same run, with the same client settings (UDP, BENCH_DNS_SECONDS seconds each, default 10;
+ * 100 queries outstanding). BIND and NSD load the zone files the sidecar writes; dnsmasq reads the
+ * same names and addresses as a hosts file. All on loopback.
+ *
+ * Prints `RESULT dns ours_qps=... bind_qps=... dnsmasq_qps=... nsd_qps=... ours_p99_ms=...` and
+ * writes bench/results/dns.json.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+import { freePortOn, startDnsSidecar } from '../dns-sidecar/lab.ts';
+import { reverseV4, reverseV6 } from '../dns-sidecar/names.ts';
+import { startNamed, startNsd, type RunningServer } from '../test/harness/dns-servers.ts';
+import { loopback } from '../test/harness/dns.ts';
+import { rssMb } from './util.ts';
+
+const run = promisify(execFile);
+const NODES = Number(process.env['BENCH_DNS_NODES'] ?? 10_000);
+const SECONDS = Number(process.env['BENCH_DNS_SECONDS'] ?? 10);
+const DOMAIN = 'bench.crowbar.dev';
+const tmp = mkdtempSync(join(tmpdir(), 'cbdns-bench-'));
+
+const node = (i: number) => `n${i}.${DOMAIN}`;
+const v4 = (i: number) => `10.20.${Math.floor(i / 250)}.${(i % 250) + 1}`;
+const v6 = (i: number) => `fd00:20:0:1::${(i + 1).toString(16)}`;
+
+function say(msg: string): void {
+  console.log(`bench-dns: ${msg}`);
+}
+
+/** The same data three ways: manifests (ours), and via ours' zone files (BIND, NSD), hosts (dnsmasq). */
+function writeInputs(): { manifests: string; hosts: string; queries: string } {
+  const docs = [
+    `kind: Network\nmetadata: {name: admin}\nspec: {category: admin, subnet: 10.20.0.0/16, v6prefix: 'fd00:20:0:1::/64'}`,
+  ];
+  const hosts: string[] = [];
+  for (let i = 0; i < NODES; i++) {
+    for (const [addr, family] of [
+      [v4(i), 'ipv4'],
+      [v6(i), 'ipv6'],
+    ] as const) {
+      docs.push(
+        `kind: NetworkAllocation\nmetadata: {name: a${i}${family}}\nspec: {network: admin, node: ${node(i)}, address: '${addr}', family: ${family}, range: host}`,
+      );
+      hosts.push(`${addr} ${node(i)}`);
+    }
+  }
+  // A, AAAA and PTR (v4 and v6) in equal parts, spread over every node.
+  const lines: string[] = [];
+  for (let k = 0; k < 40_000; k++) {
+    const i = (k * 7919) % NODES;
+    const t = k % 4;
+    if (t === 0) lines.push(`${node(i)} A`);
+    else if (t === 1) lines.push(`${node(i)} AAAA`);
+    else if (t === 2) lines.push(`${reverseV4(v4(i))} PTR`);
+    else lines.push(`${reverseV6(v6(i))} PTR`);
+  }
+  const manifests = join(tmp, 'zones.yaml');
+  writeFileSync(manifests, `${docs.join('\n---\n')}\n`);
+  const hostsFile = join(tmp, 'hosts');
+  writeFileSync(hostsFile, `${hosts.join('\n')}\n`);
+  const queries = join(tmp, 'queries');
+  writeFileSync(queries, `${lines.join('\n')}\n`);
+  return { manifests, hosts: hostsFile, queries };
+}
+
+interface PerfResult {
+  qps: number;
+  sent: number;
+  completed: number;
+  lost: number;
+  noerror: number;
+  avg_ms: number;
+  p50_ms: number;
+  p99_ms: number;
+}
+
+/** Runs dnsperf (verbose, to read each query's latency) and reads its summary. */
+async function dnsperf(host: string, port: number, queries: string): Promise<PerfResult> {
+  const p = spawn('dnsperf', [
+    '-s',
+    host,
+    '-p',
+    String(port),
+    '-d',
+    queries,
+    '-l',
+    String(SECONDS),
+    '-c',
+    '4',
+    '-q',
+    '100',
+    '-t',
+    '2',
+    '-v',
+  ]);
+  const lat: number[] = [];
+  let summary = '';
+  const rl = createInterface({ input: p.stdout });
+  rl.on('line', (line) => {
+    if (line.startsWith('> ')) {
+      const ms = Number(line.slice(line.lastIndexOf(' ') + 1)) * 1000;
+      if (Number.isFinite(ms)) lat.push(ms);
+    } else {
+      summary += `${line}\n`;
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    p.once('exit', (code) => {
+      if (code === 0) resolve();
+      else reject(new Error(`dnsperf exited with ${code}:\n${summary}`));
+    });
+  });
+  const num = (re: RegExp) => Number(re.exec(summary)?.[1] ?? NaN);
+  lat.sort((a, b) => a - b);
+  const q = (x: number) => lat[Math.min(lat.length - 1, Math.floor(x * lat.length))] ?? NaN;
+  return {
+    qps: num(/Queries per second:\s+([\d.]+)/),
+    sent: num(/Queries sent:\s+(\d+)/),
+    completed: num(/Queries completed:\s+(\d+)/),
+    lost: num(/Queries lost:\s+(\d+)/),
+    noerror: num(/NOERROR (\d+)/),
+    avg_ms: num(/Average Latency \(s\):\s+([\d.]+)/) * 1000,
+    p50_ms: q(0.5),
+    p99_ms: q(0.99),
+  };
+}
+
+/** Waits until `host:port` answers the zone's SOA (or, for dnsmasq, a node's A record). */
+async function waitAnswering(
+  host: string,
+  port: number,
+  name: string,
+  type: string,
+): Promise<void> {
+  const end = Date.now() + 120_000;
+  for (;;) {
+    try {
+      const { stdout } = await run('dig', [
+        `@${host}`,
+        '-p',
+        String(port),
+        name,
+        type,
+        '+short',
+        '+time=1',
+        '+tries=1',
+      ]);
+      if (stdout.trim()) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > end) throw new Error(`${host}:${port} did not answer ${name} ${type}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function startDnsmasq(dir: string, host: string, port: number, hosts: string): RunningServer {
+  mkdirSync(dir, { recursive: true });
+  const log = join(dir, 'dnsmasq.log');
+  const proc = spawn('/usr/sbin/dnsmasq', [
+    '-k',
+    '--no-resolv',
+    '--no-hosts',
+    `--addn-hosts=${hosts}`,
+    `--port=${port}`,
+    `--listen-address=${host}`,
+    '--bind-interfaces',
+    `--local=/${DOMAIN}/`,
+    '--pid-file=',
+    '--user=root',
+    `--log-facility=${log}`,
+  ]);
+  const stop = async (): Promise<void> => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const done = new Promise<void>((r) => {
+      proc.once('exit', () => {
+        r();
+      });
+    });
+    proc.kill('SIGTERM');
+    await done;
+  };
+  return { proc, host, port, log, stop };
+}
+
+async function main(): Promise<void> {
+  say(`${NODES} nodes (A, AAAA, PTR v4, PTR v6), ${SECONDS} s per server`);
+  const inputs = writeInputs();
+  const zoneDir = join(tmp, 'zones');
+  const results: Record<string, PerfResult & { rss_mb?: number }> = {};
+
+  // Ours.
+  const oursHost = loopback();
+  const ours = await startDnsSidecar({
+    domains: [DOMAIN],
+    host: oursHost,
+    port: 5353,
+    source: `file:${inputs.manifests}`,
+    zoneDir,
+    logFile: join(tmp, 'sidecar.log'),
+    env: { LOG_LEVEL: 'warn' },
+    readyTimeoutMs: 120_000,
+  });
+  try {
+    await waitAnswering(oursHost, 5353, node(0), 'A');
+    results['ours'] = await dnsperf(oursHost, 5353, inputs.queries);
+    results['ours'].rss_mb = ours.proc.pid ? rssMb(ours.proc.pid) : 0;
+    say(`ours: ${results['ours'].qps.toFixed(0)} qps, p99 ${results['ours'].p99_ms.toFixed(2)} ms`);
+  } finally {
+    await ours.stop();
+  }
+  const zones = new Map(
+    readdirSync(zoneDir)
+      .filter((f) => f.endsWith('.zone'))
+      .map((f) => [f.slice(0, -'.zone'.length), join(zoneDir, f)] as const),
+  );
+
+  // BIND9 (named only listens on addresses configured on an interface: 127.0.0.1).
+  const bindPort = await freePortOn('127.0.0.1');
+  const named = startNamed(
+    join(tmp, 'named'),
+    '127.0.0.1',
+    bindPort,
+    [...zones].map(([origin, file]) => ({ origin, file })),
+  );
+  try {
+    await waitAnswering('127.0.0.1', bindPort, node(0), 'A');
+    results['bind'] = await dnsperf('127.0.0.1', bindPort, inputs.queries);
+    say(`bind: ${results['bind'].qps.toFixed(0)} qps, p99 ${results['bind'].p99_ms.toFixed(2)} ms`);
+  } finally {
+    await named.stop();
+  }
+
+  // dnsmasq.
+  const dmPort = await freePortOn('127.0.0.1');
+  const dm = startDnsmasq(join(tmp, 'dnsmasq'), '127.0.0.1', dmPort, inputs.hosts);
+  try {
+    await waitAnswering('127.0.0.1', dmPort, node(0), 'A');
+    results['dnsmasq'] = await dnsperf('127.0.0.1', dmPort, inputs.queries);
+    say(
+      `dnsmasq: ${results['dnsmasq'].qps.toFixed(0)} qps, p99 ${results['dnsmasq'].p99_ms.toFixed(2)} ms`,
+    );
+  } finally {
+    await dm.stop();
+  }
+
+  // NSD.
+  const nsdHost = loopback();
+  const nsd = startNsd(join(tmp, 'nsd'), nsdHost, 5353, zones);
+  try {
+    await waitAnswering(nsdHost, 5353, node(0), 'A');
+    results['nsd'] = await dnsperf(nsdHost, 5353, inputs.queries);
+    say(`nsd: ${results['nsd'].qps.toFixed(0)} qps, p99 ${results['nsd'].p99_ms.toFixed(2)} ms`);
+  } finally {
+    await nsd.stop();
+  }
+
+  const r = (k: string): number => results[k]?.qps ?? NaN;
+  const p99 = (k: string): number => results[k]?.p99_ms ?? NaN;
+  const out = {
+    nodes: NODES,
+    seconds: SECONDS,
+    client: 'dnsperf 2.10, UDP, 4 clients, 100 outstanding, 40,000-query A/AAAA/PTR mix',
+    ours_qps: r('ours'),
+    bind_qps: r('bind'),
+    dnsmasq_qps: r('dnsmasq'),
+    nsd_qps: r('nsd'),
+    ours_p99_ms: p99('ours'),
+    ratio_bind: r('ours') / r('bind'),
+    ratio_dnsmasq: r('ours') / r('dnsmasq'),
+    ratio_nsd: r('ours') / r('nsd'),
+    servers: results,
+    measured_at: new Date().toISOString(),
+  };
+  mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
+  writeFileSync(
+    join(import.meta.dirname, 'results', 'dns.json'),
+    `${JSON.stringify(out, null, 2)}\n`,
+  );
+  console.log(
+    `RESULT dns ours_qps=${r('ours').toFixed(0)} bind_qps=${r('bind').toFixed(0)} dnsmasq_qps=${r('dnsmasq').toFixed(0)} nsd_qps=${r('nsd').toFixed(0)} ours_p99_ms=${p99('ours').toFixed(2)}`,
+  );
+}
+
+try {
+  await main();
+} finally {
+  rmSync(tmp, { recursive: true, force: true });
+}

@@ -1,0 +1,189 @@
+/**
+ * The socket loops (smee's shape): UDP and TCP on every listen address, each message through
+ * handleMessage, nothing thrown out of a loop. TCP follows RFC 7766: length-prefixed messages,
+ * pipelined queries answered in order, an idle timeout, a cap on connections, and reading paused
+ * while a client does not read its answers.
+ */
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { createServer, isIPv6, type Server, type Socket as TcpSocket } from 'node:net';
+import type { Logger } from 'pino';
+import { handleMessage, type Handled, type Transport } from './handler.ts';
+import type { DnsMetrics } from './metrics.ts';
+import type { ZoneSet } from './resolver.ts';
+
+export interface Listen {
+  host: string;
+  port: number;
+}
+
+export interface ServerOptions {
+  listen: readonly Listen[];
+  log: Logger;
+  metrics: DnsMetrics;
+  /** The zones being served now (swapped atomically on every rebuild). */
+  zones: () => ZoneSet;
+  transferAllowed: (remote: string) => boolean;
+  /** RFC 7766 §6.2.3: close idle connections (default 10 s). */
+  tcpIdleMs?: number;
+  maxTcpConnections?: number;
+}
+
+/** Pause reading from a TCP client whose unread answers pass this many bytes. */
+const TCP_WRITE_HIGH_WATER = 1 << 20;
+
+export class DnsServer {
+  private readonly opts: ServerOptions;
+  private readonly udp: Socket[] = [];
+  private readonly tcp: Server[] = [];
+  private readonly conns = new Set<TcpSocket>();
+  /** The bound addresses (port 0 resolved), in listen order. */
+  readonly bound: Listen[] = [];
+
+  constructor(opts: ServerOptions) {
+    this.opts = opts;
+  }
+
+  private record(transport: Transport, h: Handled, startNs: bigint): void {
+    const m = this.opts.metrics;
+    if (h.outcome === 'drop') {
+      m.dropped.labels(transport, h.reason ?? 'unknown').inc();
+      return;
+    }
+    if (h.outcome === 'transfer' || (h.reason?.startsWith('xfr') ?? false)) {
+      m.transfers.labels(h.zone ?? 'none', h.outcome === 'transfer' ? 'ok' : 'refused').inc();
+    }
+    m.query(transport, h.qtype, h.rcode);
+    m.observe(transport, Number(process.hrtime.bigint() - startNs) / 1e9);
+  }
+
+  private handle(buf: Buffer, transport: Transport, remote: string): Buffer[] {
+    const t0 = process.hrtime.bigint();
+    let h: Handled;
+    try {
+      h = handleMessage(buf, {
+        zones: this.opts.zones(),
+        transport,
+        remote,
+        transferAllowed: this.opts.transferAllowed,
+      });
+    } catch (err) {
+      // handleMessage does not throw; if it ever does, the loop survives and the cause is logged.
+      this.opts.log.error({ err, transport }, 'message handling failed');
+      h = { responses: [], outcome: 'drop', reason: 'internal' };
+    }
+    this.record(transport, h, t0);
+    return h.responses;
+  }
+
+  async start(): Promise<void> {
+    for (const l of this.opts.listen) {
+      // TCP first so that port 0 picks one port that UDP then binds too.
+      const port = await this.startTcp(l);
+      await this.startUdp({ host: l.host, port });
+      this.bound.push({ host: l.host, port });
+    }
+  }
+
+  private startUdp(l: Listen): Promise<void> {
+    const sock = createSocket({ type: isIPv6(l.host) ? 'udp6' : 'udp4' });
+    sock.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
+      const out = this.handle(msg, 'udp', rinfo.address);
+      // No per-send callback: it costs a request object per answer; a failed send surfaces as the
+      // socket's 'error' event, logged below.
+      for (const r of out) sock.send(r, rinfo.port, rinfo.address);
+    });
+    sock.on('error', (err) => {
+      this.opts.log.error({ err, host: l.host, port: l.port }, 'udp socket error');
+    });
+    this.udp.push(sock);
+    return new Promise((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind(l.port, l.host, () => {
+        sock.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  private startTcp(l: Listen): Promise<number> {
+    const idle = this.opts.tcpIdleMs ?? 10_000;
+    const max = this.opts.maxTcpConnections ?? 512;
+    const server = createServer((sock) => {
+      if (this.conns.size >= max) {
+        sock.destroy();
+        return;
+      }
+      this.conns.add(sock);
+      this.opts.metrics.tcpConnections.set(this.conns.size);
+      sock.setNoDelay(true);
+      sock.setTimeout(idle, () => sock.destroy());
+      const remote = sock.remoteAddress ?? '';
+      let pending: Buffer = Buffer.alloc(0);
+      sock.on('data', (chunk: Buffer) => {
+        pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+        let off = 0;
+        sock.cork();
+        // Each pass consumes one complete message, so the loop is bounded by the chunk's size.
+        while (pending.length - off >= 2) {
+          const len = pending.readUInt16BE(off);
+          if (pending.length - off - 2 < len) break;
+          const msg = pending.subarray(off + 2, off + 2 + len);
+          off += 2 + len;
+          for (const r of this.handle(msg, 'tcp', remote)) {
+            const prefix = Buffer.allocUnsafe(2);
+            prefix.writeUInt16BE(r.length, 0);
+            sock.write(prefix);
+            sock.write(r);
+          }
+        }
+        sock.uncork();
+        pending = off === pending.length ? Buffer.alloc(0) : Buffer.from(pending.subarray(off));
+        if (sock.writableLength > TCP_WRITE_HIGH_WATER) {
+          sock.pause();
+          sock.once('drain', () => sock.resume());
+        }
+      });
+      sock.on('error', (err) => {
+        this.opts.log.debug({ err, remote }, 'tcp connection error');
+      });
+      sock.on('close', () => {
+        this.conns.delete(sock);
+        this.opts.metrics.tcpConnections.set(this.conns.size);
+      });
+    });
+    server.on('error', (err) => {
+      this.opts.log.error({ err, host: l.host, port: l.port }, 'tcp server error');
+    });
+    this.tcp.push(server);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port: l.port, host: l.host }, () => {
+        server.off('error', reject);
+        const a = server.address();
+        resolve(typeof a === 'object' && a ? a.port : l.port);
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.conns) c.destroy();
+    await Promise.all([
+      ...this.udp.map(
+        (s) =>
+          new Promise<void>((r) => {
+            s.close(() => {
+              r();
+            });
+          }),
+      ),
+      ...this.tcp.map(
+        (s) =>
+          new Promise<void>((r) => {
+            s.close(() => {
+              r();
+            });
+          }),
+      ),
+    ]);
+  }
+}

@@ -1,0 +1,206 @@
+/**
+ * The sidecar: a backend feeds the zone model, rebuilds are coalesced (at most one per
+ * `minRebuildMs`, so a change is served within that plus the rebuild time), each zone gets its
+ * serial (serial.ts), the new zone set replaces the old one in one assignment, and secondaries are
+ * notified of every serial that moved.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Backend } from './backend/backend.ts';
+import type { DnsMetrics } from './metrics.ts';
+import { sendNotify, type NotifyTarget } from './notify.ts';
+import type { ZoneSet } from './resolver.ts';
+import { serialFor, type SerialState } from './serial.ts';
+import { DnsServer, type Listen } from './server.ts';
+import { renderZone } from './zonefile.ts';
+import { buildZones, withSerial, type DnsConfig, type Zone } from './zones.ts';
+
+export interface SidecarOptions {
+  config: DnsConfig;
+  backend: Backend;
+  listen: readonly Listen[];
+  notify: readonly NotifyTarget[];
+  transferAllowed: (remote: string) => boolean;
+  log: Logger;
+  metrics: DnsMetrics;
+  /** Remembers serials and digests across restarts (optional; see serial.ts). */
+  stateFile?: string | undefined;
+  /** Writes every changed zone as `<origin>.zone` here (for comparison with other servers). */
+  zoneDir?: string | undefined;
+  minRebuildMs?: number;
+  now?: () => number;
+}
+
+interface StateFile {
+  zones: Record<string, SerialState>;
+}
+
+export class DnsSidecar {
+  private readonly o: SidecarOptions;
+  private current: ZoneSet = new Map();
+  private readonly serials = new Map<string, SerialState>();
+  private loaded = false;
+  private lastRebuild = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private readonly inFlight = new Map<string, { again: boolean }>();
+  readonly server: DnsServer;
+
+  constructor(o: SidecarOptions) {
+    this.o = o;
+    this.server = new DnsServer({
+      listen: o.listen,
+      log: o.log,
+      metrics: o.metrics,
+      zones: () => this.current,
+      transferAllowed: o.transferAllowed,
+    });
+    if (o.stateFile) this.readState(o.stateFile);
+  }
+
+  private readState(path: string): void {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch {
+      return; // first run
+    }
+    try {
+      const s = JSON.parse(text) as StateFile;
+      for (const [origin, st] of Object.entries(s.zones)) {
+        if (Number.isInteger(st.serial) && typeof st.digest === 'string') {
+          this.serials.set(origin, { serial: st.serial >>> 0, digest: st.digest });
+        }
+      }
+    } catch (err) {
+      throw new Error(`the serial state file ${path} is unreadable; fix or remove it`, {
+        cause: err,
+      });
+    }
+  }
+
+  private writeState(path: string): void {
+    const zones: Record<string, SerialState> = {};
+    for (const [origin, st] of this.serials) zones[origin] = st;
+    const tmp = `${path}.tmp`;
+    writeFileSync(tmp, JSON.stringify({ zones } satisfies StateFile));
+    renameSync(tmp, path);
+  }
+
+  get zones(): ZoneSet {
+    return this.current;
+  }
+
+  /** Ready once the backend has loaded and the zones are built from it. */
+  ready(): boolean {
+    return this.loaded && this.o.backend.ready();
+  }
+
+  async start(): Promise<void> {
+    await this.server.start();
+    await this.o.backend.start(() => {
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.stopped || this.timer) return;
+    const now = (this.o.now ?? Date.now)();
+    const wait = Math.max(0, this.lastRebuild + (this.o.minRebuildMs ?? 100) - now);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      try {
+        this.rebuild();
+      } catch (err) {
+        this.o.log.error({ err }, 'zone rebuild failed; serving the previous zones');
+      }
+    }, wait);
+  }
+
+  /** Rebuilds every zone from the backend's current state and swaps them in. */
+  rebuild(): void {
+    const now = (this.o.now ?? Date.now)();
+    this.lastRebuild = now;
+    const t0 = performance.now();
+    const snap = this.o.backend.snapshot();
+    const contents = buildZones(this.o.config, snap.networks, snap.allocations);
+    const next = new Map<string, Zone>();
+    const moved: Zone[] = [];
+    for (const c of contents) {
+      const prev = this.serials.get(c.origin);
+      const serial = serialFor(prev, c.digest, now);
+      const zone = withSerial(c, serial);
+      next.set(c.origin, zone);
+      const served = this.current.get(c.origin);
+      if (!served || served.soa.data.serial !== serial) moved.push(zone);
+      this.serials.set(c.origin, { serial, digest: c.digest });
+    }
+    const removed = [...this.current.keys()].filter((o) => !next.has(o));
+    this.current = next;
+    if (this.o.backend.ready()) this.loaded = true;
+    const m = this.o.metrics;
+    m.rebuilds.inc();
+    m.rebuildSeconds.observe((performance.now() - t0) / 1000);
+    m.zones.set(next.size);
+    for (const origin of removed) {
+      m.serial.remove(origin);
+      m.records.remove(origin);
+    }
+    for (const z of next.values()) {
+      m.serial.labels(z.origin).set(z.soa.data.serial ?? 0);
+      m.records.labels(z.origin).set(z.records);
+    }
+    if (moved.length === 0 && removed.length === 0) return;
+    for (const z of moved) {
+      this.o.log.info(
+        { zone: z.origin, serial: z.soa.data.serial, records: z.records },
+        'zone serial moved',
+      );
+    }
+    for (const origin of removed) this.o.log.info({ zone: origin }, 'zone removed');
+    if (this.o.stateFile) this.writeState(this.o.stateFile);
+    if (this.o.zoneDir) {
+      mkdirSync(this.o.zoneDir, { recursive: true });
+      for (const z of moved) {
+        const file = join(this.o.zoneDir, `${z.origin}.zone`);
+        writeFileSync(`${file}.tmp`, renderZone(z));
+        renameSync(`${file}.tmp`, file);
+      }
+    }
+    for (const z of moved) for (const t of this.o.notify) this.notify(z.origin, t);
+  }
+
+  /** One NOTIFY exchange per (zone, target) at a time; a change meanwhile sends again after. */
+  private notify(origin: string, target: NotifyTarget): void {
+    const key = `${origin}|${target.host}|${target.port}`;
+    const flight = this.inFlight.get(key);
+    if (flight) {
+      flight.again = true;
+      return;
+    }
+    const zone = this.current.get(origin);
+    if (!zone || this.stopped) return;
+    const state = { again: false };
+    this.inFlight.set(key, state);
+    const label = `${target.host}:${target.port}`;
+    void sendNotify(target, zone.soa).then((result) => {
+      this.inFlight.delete(key);
+      this.o.metrics.notifies.labels(label, result).inc();
+      if (result !== 'ok') {
+        this.o.log.warn(
+          { zone: origin, target: label, result },
+          'secondary did not acknowledge NOTIFY',
+        );
+      }
+      if (state.again) this.notify(origin, target);
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.o.backend.stop();
+    await this.server.stop();
+  }
+}
