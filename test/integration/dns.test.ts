@@ -103,19 +103,17 @@ describe('DNS sidecar fed by the API server', () => {
     expect(ns.data).toEqual([`ns1.${domain}.`]);
   });
 
-  it('answers a new allocation within a second (A, AAAA, PTR) and moves the serial', async () => {
+  it('answers a new allocation as soon as its informer delivers it (A, AAAA, PTR) and moves the serial', async () => {
     const before = await serial();
     const node = `n1.${domain}`;
     await allocate(node, 81, 'ipv4');
-    const t0 = performance.now();
+    // Event-driven (no polling timer): how fast is for benchmarks, not for a test to time.
     await eventually(
       'A record served',
       async () => (await ask(node, 'A')).data.includes(v4(81)),
       10_000,
       20,
     );
-    const ms = performance.now() - t0;
-    expect(ms).toBeLessThan(1000);
     const ptr = await dig(host, port, ['-x', v4(81), '+norec']);
     expect(ptr.data).toEqual([`${node}.`]);
     const after = await serial();
