@@ -63,9 +63,10 @@ const NAME_RE = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 export const JOURNAL_DIRS = ['/var/lib/crowbar-jig', '/run/crowbar-jig'] as const;
 
 /**
- * The executor, POSIX sh: the detached process that owns one run on the node. The runner writes it
- * to the run's directory and starts it under `setsid` with `$1` the run's directory, `$2` its
- * journal entry, `$3` the timeout, the `CROWBAR_*` environment, stdio on /dev/null, and two locks
+ * The executor, POSIX sh: the detached process that owns one run on the node. The runner starts it
+ * under `setsid` (`sh -s`, the program on stdin as a here-document) with `$1` the run's directory,
+ * `$2` its journal entry, `$3` the timeout, the `CROWBAR_*` environment, stdout on /dev/null,
+ * stderr to the entry's `executor.err`, and two locks
  * inherited and held until it exits: fd 7 (the entry's lock, what attached runners wait on) and
  * fd 9 (the noderole's run lock, what makes a run of another attempt busy). It ignores SIGHUP and
  * SIGPIPE (a dropped SSH connection must not end a run the operator may re-adopt); SIGTERM (the
@@ -99,17 +100,17 @@ if [ "$c" -gt 0 ]; then h=cancelled
 elif [ "$w" = 124 ] || [ "$w" = 137 ]; then
   if [ $(($(date +%s) - s0)) -ge $((t - 1)) ]; then h=timed-out; fi
 fi
-touch "$d/log"
+: >>"$d/log"
 st=absent; os=0
 if [ -f "$d/output.json" ]; then
   head -c ${LIMITS.outputBytes + 1} "$d/output.json" >"$d/out.snap"
-  os=$(wc -c <"$d/out.snap" | tr -d " ")
-  if [ "$os" -gt ${LIMITS.outputBytes} ]; then st=too-large; os=$(wc -c <"$d/output.json" | tr -d " "); else st=sent; fi
+  os=$(($(wc -c <"$d/out.snap")))
+  if [ "$os" -gt ${LIMITS.outputBytes} ]; then st=too-large; os=$(($(wc -c <"$d/output.json"))); else st=sent; fi
 elif [ -e "$d/output.json" ] || [ -L "$d/output.json" ]; then st=not-file
 fi
-ls=$(wc -c <"$d/log" | tr -d " ")
+ls=$(($(wc -c <"$d/log")))
 tail -c ${LIMITS.logTailBytes} "$d/log" >"$d/tail"
-ts=$(wc -c <"$d/tail" | tr -d " ")
+ts=$(($(wc -c <"$d/tail")))
 {
   echo "$P result $w $st $os $ls $ts $h"
   if [ "$st" = sent ]; then cat "$d/out.snap"; fi
@@ -150,7 +151,8 @@ if ! tar -x -f - -C "$d" 2>"$d/tar.err"; then echo "$P error payload cannot unpa
 for f in script input.json role node noderole run timeout attempt; do
   [ -f "$d/$f" ] || { echo "$P error payload the run payload has no $f"; exit 70; }
 done
-nr=$(cat "$d/noderole"); t=$(cat "$d/timeout"); n=$(cat "$d/run"); a=$(cat "$d/attempt")
+nr=; t=; n=; a=
+read -r nr <"$d/noderole"; read -r t <"$d/timeout"; read -r n <"$d/run"; read -r a <"$d/attempt"
 case $nr in ""|[!a-z0-9]*|*[!a-z0-9.-]*) echo "$P error payload bad noderole name"; exit 70;; esac
 case $t in ""|*[!0-9]*) echo "$P error payload bad timeout"; exit 70;; esac
 case $n in ""|*[!0-9]*) echo "$P error payload bad run number"; exit 70;; esac
@@ -182,8 +184,6 @@ else
   exec 7>"$e/lock"
   flock -n 7 || { echo "$P error journal cannot lock $e/lock"; exit 70; }
   echo starting >"$e/state"
-  cat >"$d/exec.sh" <<"CROWBAR_EXECUTOR"
-${EXECUTOR}CROWBAR_EXECUTOR
   chmod 700 "$d/script"
   mkdir "$d/work"
   CROWBAR_INPUT="$d/input.json"
@@ -194,7 +194,8 @@ ${EXECUTOR}CROWBAR_EXECUTOR
   CROWBAR_RUN=$n
   export CROWBAR_INPUT CROWBAR_OUTPUT CROWBAR_ROLE CROWBAR_NODE CROWBAR_NODEROLE CROWBAR_RUN
   h=1
-  setsid /bin/sh "$d/exec.sh" "$d" "$e" "$t" </dev/null >/dev/null 2>"$e/executor.err" 8>&- &
+  setsid /bin/sh -s "$d" "$e" "$t" >/dev/null 2>"$e/executor.err" 8>&- <<"CROWBAR_EXECUTOR" &
+${EXECUTOR}CROWBAR_EXECUTOR
   echo $! >"$e/pid"
   exec 7>&- 9>&-
   m=new
