@@ -17,7 +17,7 @@
  * afterAll(() => machines.destroy());
  * ```
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Node, NodeStatus } from '../../generated/crowbar.ts';
@@ -135,7 +135,23 @@ export function removeJournals(tag: string): void {
       continue;
     }
     for (const f of names) {
-      if (f.includes(tag)) rmSync(join(d, f), { recursive: true, force: true });
+      if (!f.includes(tag)) continue;
+      // A run whose executor was killed leaves its directory under /tmp: the entry names it.
+      let entries: string[] = [];
+      try {
+        entries = readdirSync(join(d, f));
+      } catch {
+        // not a directory
+      }
+      for (const e of entries) {
+        try {
+          const dir = readFileSync(join(d, f, e, 'dir'), 'utf8').trim();
+          if (dir.startsWith('/tmp/crowbar-jig.')) rmSync(dir, { recursive: true, force: true });
+        } catch {
+          // no run directory recorded
+        }
+      }
+      rmSync(join(d, f), { recursive: true, force: true });
     }
   }
 }

@@ -132,7 +132,8 @@ rm -rf "$d"
  * - the entry exists but has no result: the execution is still going on (a previous session, or
  *   a previous operator, started it): it attaches, waiting on the entry's lock;
  * - no entry: it takes the noderole's run lock without waiting (held: another attempt is running,
- *   `busy`), removes older entries (the journal keeps the last run only), creates the entry and
+ *   `busy`), removes older entries and whatever run directory a killed executor left (the journal
+ *   keeps the last run only; no executor of the noderole is alive then), creates the entry and
  *   starts the {@link EXECUTOR} detached from the session, then waits on the entry's lock like an
  *   attached runner.
  * Once the entry's lock is free it prints the entry's result; an entry with no result then means
@@ -179,8 +180,13 @@ if [ -d "$e" ]; then
 else
   exec 9>"$s/run.lock"
   flock -n 9 || { echo "$P error busy another run of noderole $nr holds $s/run.lock"; exit 75; }
-  for o in "$s"/run-*; do if [ "$o" != "$e" ] && [ -d "$o" ]; then rm -rf "$o"; fi; done
+  for o in "$s"/run-*; do
+    [ "$o" != "$e" ] && [ -d "$o" ] || continue
+    if [ -f "$o/dir" ]; then read -r x <"$o/dir"; case $x in /tmp/crowbar-jig.*) rm -rf "$x";; esac; fi
+    rm -rf "$o"
+  done
   mkdir -m 700 "$e" || { echo "$P error journal cannot create $e"; exit 70; }
+  echo "$d" >"$e/dir"
   exec 7>"$e/lock"
   flock -n 7 || { echo "$P error journal cannot lock $e/lock"; exit 70; }
   echo starting >"$e/state"

@@ -290,6 +290,13 @@ jq -c --arg dir "$PWD" '{v: .v, role: env.CROWBAR_ROLE, nr: env.CROWBAR_NODEROLE
       /cannot be resumed: run 1 of noderole .* ended on this node without a result/,
     );
     expect(readFileSync(count, 'utf8')).toBe('x\n');
+    // The killed executor left its run directory; the next attempt removes it with the entry.
+    const orphan = readFileSync(join(e, 'dir'), 'utf8').trim();
+    expect(existsSync(orphan)).toBe(true);
+    const next = await jig({ ...r, attempt: 'a2', script: '#!/bin/sh\ntrue\n' });
+    expect(next.result).toEqual({ ok: true, wall: {} });
+    expect(existsSync(orphan)).toBe(false);
+    expect(entries(r.noderole)).toEqual(['run-1.a2']);
   });
 
   it('a payload that is not an archive is an error, not a crash', async () => {
