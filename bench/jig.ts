@@ -19,6 +19,7 @@
  * writes bench/results/jig.json.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -87,6 +88,8 @@ function openssh(keyPath: string, w: Work, run: number, kex: string[]): Promise<
     noderole: w.noderole.metadata.name ?? '',
     run,
     timeoutSeconds: 60,
+    // A fresh start of the run each time, as the jig sends for a run it starts.
+    attempt: randomBytes(8).toString('hex'),
   };
   const started = performance.now();
   return new Promise((resolve) => {
@@ -135,7 +138,7 @@ function openssh(keyPath: string, w: Work, run: number, kex: string[]): Promise<
 }
 
 async function main(): Promise<void> {
-  const machines = new SshFleet({ prefix: 'cbt-bench-jig' });
+  const machines = new SshFleet({ prefix: 'cbt-bench-jig', noderoleTag: '.bench.example.com' });
   try {
     const key = await machines.generateKey('root');
     const t0 = performance.now();

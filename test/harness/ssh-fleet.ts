@@ -17,10 +17,11 @@
  * afterAll(() => machines.destroy());
  * ```
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Node, NodeStatus } from '../../generated/crowbar.ts';
+import { JOURNAL_DIRS } from '../../operator/jigs/script/protocol.ts';
 import { createLabNetwork, type LabNetwork, type LabNode } from './netns.ts';
 import { generateKeyPair, startSshd, type KeyPair, type Sshd } from './sshd.ts';
 
@@ -28,9 +29,9 @@ export interface SshFleetOptions {
   /** Start of the scratch directory's name in the temp dir, e.g. `cbt-jig-<id>`. */
   prefix: string;
   /**
-   * A string in the name of every noderole run on the fleet. The runner's lock files
-   * (`crowbar-jig-<noderole>.lock`) are on this host's /var/lock or /tmp, not in a namespace, and
-   * outlive the run by design (flock needs the file); `destroy()` removes those that contain it.
+   * A string in the name of every noderole run on the fleet. The runner's journal directories
+   * (`/var/lib/crowbar-jig/<noderole>`) are on this host, shared by every machine (they share its
+   * filesystem), and outlive the run by design; `destroy()` removes those that contain it.
    */
   noderoleTag?: string;
 }
@@ -41,9 +42,6 @@ export interface SshMachinesOptions {
   /** See `SshdOptions.quietRootShell`: for runs whose timing matters. */
   quietRootShell?: boolean;
 }
-
-/** Where the runner takes its per-noderole lock (operator/jigs/script/protocol.ts). */
-const LOCK_DIRS = ['/var/lock', '/tmp'];
 
 export class SshFleet {
   /** Scratch directory: keys, each sshd's files, and the test's own files; removed by destroy(). */
@@ -105,8 +103,8 @@ export class SshFleet {
   }
 
   /**
-   * Stops every sshd and removes the namespaces, the scratch directory and the runner's lock
-   * files. Safe after a failed or unfinished `start()` and when called twice; throws only when a
+   * Stops every sshd and removes the namespaces (and the processes in them, such as runs still
+   * executing), the scratch directory and the runner's journal directories. Safe after a failed or unfinished `start()` and when called twice; throws only when a
    * namespace could not be removed, after removing everything else.
    */
   async destroy(): Promise<void> {
@@ -118,18 +116,18 @@ export class SshFleet {
         await this.network?.destroy();
       } finally {
         rmSync(this.dir, { recursive: true, force: true });
-        if (this.noderoleTag !== undefined) removeLockFiles(this.noderoleTag);
+        if (this.noderoleTag !== undefined) removeJournals(this.noderoleTag);
       }
     }
   }
 }
 
 /**
- * Removes the runner's lock files (`crowbar-jig-<noderole>.lock`) whose names contain `tag`: they
- * outlive runs by design, so tests that run jigs remove theirs.
+ * Removes the runner's journal directories (`<journal>/<noderole>`, see JOURNAL_DIRS) whose
+ * noderole names contain `tag`: they outlive runs by design, so tests that run jigs remove theirs.
  */
-export function removeLockFiles(tag: string): void {
-  for (const d of LOCK_DIRS) {
+export function removeJournals(tag: string): void {
+  for (const d of JOURNAL_DIRS) {
     let names: string[] = [];
     try {
       names = readdirSync(d);
@@ -137,9 +135,23 @@ export function removeLockFiles(tag: string): void {
       continue;
     }
     for (const f of names) {
-      if (f.startsWith('crowbar-jig-') && f.endsWith('.lock') && f.includes(tag)) {
-        rmSync(join(d, f), { force: true });
+      if (!f.includes(tag)) continue;
+      // A run whose executor was killed leaves its directory under /tmp: the entry names it.
+      let entries: string[] = [];
+      try {
+        entries = readdirSync(join(d, f));
+      } catch {
+        // not a directory
       }
+      for (const e of entries) {
+        try {
+          const dir = readFileSync(join(d, f, e, 'dir'), 'utf8').trim();
+          if (dir.startsWith('/tmp/crowbar-jig.')) rmSync(dir, { recursive: true, force: true });
+        } catch {
+          // no run directory recorded
+        }
+      }
+      rmSync(join(d, f), { recursive: true, force: true });
     }
   }
 }

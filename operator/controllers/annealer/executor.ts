@@ -23,7 +23,11 @@ export interface Executor {
   resume(req: ExecRequest): Promise<JigResult> | undefined;
 }
 
-/** Runs jigs in this process. An inline run dies with its process, so resuming re-runs it. */
+/**
+ * Runs jigs in this process. An inline run dies with its process, so resuming runs the jig again
+ * with the same run; the script jig's node-side journal then re-attaches to the execution the
+ * previous process started (or takes its stored result) instead of running the script twice.
+ */
 export const inlineExecutor: Executor = {
   name: 'inline',
   execute: (req) => req.jig.run(req),

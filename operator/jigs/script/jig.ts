@@ -4,6 +4,7 @@
  * sequences the I/O. Every failure ends as `{ ok: false, message }`; a cancelled run (its signal
  * aborted) stops the remote script and then rejects with the signal's reason, like the test jig.
  */
+import { randomBytes } from 'node:crypto';
 import type { Node, Role } from '../../../generated/crowbar.ts';
 import type { Jig, JigResult, JigRun } from '../types.ts';
 import {
@@ -12,6 +13,7 @@ import {
   KILL_AFTER_SECONDS,
   MAX_RUNNER_STDOUT,
   RUNNER_COMMAND,
+  attemptKey,
   buildPayload,
   interpret,
   parsePid,
@@ -38,6 +40,11 @@ export interface ScriptJigDeps {
   deadlineGraceMs?: number;
   /** After a cancel, how long to wait for the runner to report before closing; default 15 s. */
   cancelWaitMs?: number;
+  /**
+   * A cancel that comes before the runner reported its pid waits this long for the pid (the run
+   * executes detached from the session: closing the connection would not stop it); default 5 s.
+   */
+  pidWaitMs?: number;
   /** Clock, injectable for tests. */
   now?: () => number;
 }
@@ -78,6 +85,11 @@ export function scriptJig(deps: ScriptJigDeps): Jig {
         noderole,
         run: run.number,
         timeoutSeconds,
+        // The same start of this run as one a previous operator sent (a re-adopted run) has the
+        // same key: the node then re-attaches to it instead of running the script again.
+        attempt: attemptKey(run.noderole.status?.run, run.number, () =>
+          randomBytes(8).toString('hex'),
+        ),
       };
       const invalid = validateRequest(req);
       if (invalid !== undefined) return fail(invalid);
@@ -141,25 +153,34 @@ async function runScript(
   const stopWaiting = new Promise<void>((r) => (releaseWait = r));
   let waitTimer: NodeJS.Timeout | undefined;
 
+  let cancelSent = false;
+  const sendCancel = async (): Promise<void> => {
+    if (cancelSent || pid === undefined) return;
+    cancelSent = true;
+    // The executor passes SIGTERM to `timeout`, which signals the script's process group and
+    // SIGKILLs it after the grace.
+    try {
+      await exec(session, CANCEL_COMMAND, {
+        stdin: Buffer.from(`${pid}\n`),
+        maxStdout: 1024,
+        until: new Promise((r) => setTimeout(r, 5000).unref()),
+      });
+    } catch {
+      // The connection is gone: closing below is all that is left to do.
+    }
+    clearTimeout(waitTimer);
+    waitTimer = setTimeout(() => releaseWait?.(), deps.cancelWaitMs ?? 15_000);
+  };
   const cancel = async (why: 'deadline' | 'cancelled'): Promise<void> => {
     if (cutOff !== undefined) return;
     cutOff = why;
     if (pid !== undefined) {
-      // The remote `timeout` forwards SIGTERM to the script's process group, then SIGKILLs it.
-      try {
-        await exec(session, CANCEL_COMMAND, {
-          stdin: Buffer.from(`${pid}\n`),
-          maxStdout: 1024,
-          until: new Promise((r) => setTimeout(r, 5000).unref()),
-        });
-      } catch {
-        // The connection is gone: closing below is all that is left to do.
-      }
+      await sendCancel();
+      return;
     }
-    waitTimer = setTimeout(
-      () => releaseWait?.(),
-      pid === undefined ? 0 : (deps.cancelWaitMs ?? 15_000),
-    );
+    // No pid yet: the runner may still be about to start the run, which would then go on without
+    // the session. Wait for the pid (onStdout sends the cancel), or for the runner to end.
+    waitTimer = setTimeout(() => releaseWait?.(), deps.pidWaitMs ?? 5000);
   };
 
   const deadlineMs =
@@ -176,6 +197,7 @@ async function runScript(
         if (pid !== undefined || head.length > 4096) return;
         head = Buffer.concat([head, chunk]);
         pid = parsePid(head);
+        if (pid !== undefined && cutOff !== undefined) void sendCancel();
       },
       until: stopWaiting,
     });

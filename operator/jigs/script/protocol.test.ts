@@ -7,6 +7,7 @@ import {
   PROTOCOL_TAG,
   RUNNER_COMMAND,
   adminAddresses,
+  attemptKey,
   buildPayload,
   decideHostKey,
   fingerprint,
@@ -163,6 +164,20 @@ describe('parseRunnerOutput', () => {
     expect(parseRunnerOutput(b(''))).toMatchObject({ kind: 'incomplete' });
     expect(parseRunnerOutput(b(`${T} bogus\n`))).toMatchObject({ kind: 'incomplete' });
   });
+  it('reads the journal state and how the run ended', () => {
+    const r = parseRunnerOutput(
+      b(`${T} journal attached\n${T} pid 9\n${T} result 0 absent 0 3 3 timed-out\nabc`),
+    );
+    expect(r).toMatchObject({ kind: 'result', journal: 'attached', pid: 9, end: 'timed-out' });
+    const stored = parseRunnerOutput(b(`${T} journal stored\n${T} result 0 absent 0 0 0 exited\n`));
+    expect(stored).toMatchObject({ kind: 'result', journal: 'stored', end: 'exited' });
+    expect(stored.pid).toBeUndefined();
+    expect(parseRunnerOutput(b(`${T} journal new\n${T} error busy held\n`))).toMatchObject({
+      kind: 'error',
+      code: 'busy',
+      journal: 'new',
+    });
+  });
   it('parsePid finds the pid in a partial stream', () => {
     expect(parsePid(b(`${T} pid 123\n${T} res`))).toBe(123);
     expect(parsePid(b(`${T} pid 12`))).toBeUndefined();
@@ -221,6 +236,23 @@ describe('interpret', () => {
     const early = interpret(res({ exitCode: 124 }), o);
     expect(!early.ok && early.message).toContain('exited with status 124');
   });
+  it('the node says how the run ended: timed out or cancelled, whatever the client saw', () => {
+    // An attached run: the client's clock started long after the script did.
+    const timedOut = interpret(res({ exitCode: 124, end: 'timed-out' }), o);
+    expect(!timedOut.ok && timedOut.message).toContain('timed out after 10 s and was killed');
+    const exited = interpret(res({ exitCode: 124, end: 'exited' }), { ...o, elapsedMs: 10_050 });
+    expect(!exited.ok && exited.message).toContain('exited with status 124');
+    const cancelled = interpret(res({ exitCode: 143, end: 'cancelled' }), o);
+    expect(!cancelled.ok && cancelled.message).toBe('script of role r on node n1 was cancelled');
+  });
+  it('a run whose executor was killed cannot be resumed and says to retry', () => {
+    const r = interpret({ kind: 'error', code: 'lost', message: 'run 2 of noderole x ended' }, o);
+    expect(r).toEqual({
+      ok: false,
+      message:
+        'the script of role r on node n1 cannot be resumed: run 2 of noderole x ended; retry it',
+    });
+  });
   it('the client deadline is a timeout even without a result', () => {
     const r = interpret({ kind: 'incomplete', detail: 'x' }, { ...o, cutOff: 'deadline' });
     expect(!r.ok && r.message).toContain('timed out');
@@ -257,6 +289,26 @@ describe('interpret', () => {
   });
 });
 
+describe('attemptKey', () => {
+  const random = () => 'r4nd0m';
+  const started = '2026-11-30T22:00:00.000Z';
+  it('is the same for the same start of a run, and only for it', () => {
+    const a = attemptKey({ id: 'nr.run-1', number: 1, started }, 1, random);
+    expect(a).toMatch(/^[0-9a-f]{16}$/);
+    expect(attemptKey({ id: 'nr.run-1', number: 1, started }, 1, random)).toBe(a);
+    // A retry or a run after a cancel: same run number, a new start.
+    expect(
+      attemptKey({ id: 'nr.run-1', number: 1, started: '2026-11-30T22:00:01.000Z' }, 1, random),
+    ).not.toBe(a);
+    expect(attemptKey({ id: 'other.run-1', number: 1, started }, 1, random)).not.toBe(a);
+  });
+  it('is random when status.run is not the run being sent', () => {
+    expect(attemptKey(undefined, 1, random)).toBe('r4nd0m');
+    expect(attemptKey({ id: 'nr.run-1', number: 1 }, 1, random)).toBe('r4nd0m');
+    expect(attemptKey({ id: 'nr.run-1', number: 1, started }, 2, random)).toBe('r4nd0m');
+  });
+});
+
 describe('validateRequest', () => {
   const ok: RunRequest = {
     script: '#!/bin/sh\ntrue\n',
@@ -266,9 +318,17 @@ describe('validateRequest', () => {
     noderole: 'n1-r',
     run: 1,
     timeoutSeconds: 60,
+    attempt: '0123456789abcdef',
   };
   it('accepts a normal request', () => {
     expect(validateRequest(ok)).toBeUndefined();
+  });
+  it('refuses an attempt the runner would not take as a file name part', () => {
+    for (const attempt of ['', 'ABC', '../x', 'a b', 'f'.repeat(65)]) {
+      expect(validateRequest({ ...ok, attempt })).toBe(
+        `run attempt ${JSON.stringify(attempt)} is not valid`,
+      );
+    }
   });
   it('refuses a script over 256 KiB', () => {
     expect(validateRequest({ ...ok, script: 'x'.repeat(LIMITS.scriptBytes + 1) })).toBe(
@@ -334,6 +394,7 @@ describe('payload', () => {
         noderole: 'n1-r',
         run: 4,
         timeoutSeconds: 30,
+        attempt: 'beef',
       }),
     );
     expect(files.map((f) => f.name)).toEqual([
@@ -344,10 +405,11 @@ describe('payload', () => {
       'noderole',
       'run',
       'timeout',
+      'attempt',
     ]);
     expect(files[0]?.mode).toBe(0o700);
     expect(JSON.parse(files[1]?.data ?? '')).toEqual({ v: hostile });
-    expect(files.slice(5).map((f) => f.data)).toEqual(['4', '30']);
+    expect(files.slice(5).map((f) => f.data)).toEqual(['4', '30', 'beef']);
   });
 
   it('refuses names tar cannot carry', () => {

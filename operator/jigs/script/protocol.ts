@@ -6,17 +6,23 @@
  * 1. The client opens one exec channel running {@link RUNNER_COMMAND}. The command text never
  *    changes: no role data, name or path is ever interpolated into it.
  * 2. The client writes a ustar archive ({@link buildPayload}) to the channel's stdin: `script`,
- *    `input.json`, and one small file each for role, node, noderole, run number and timeout.
- * 3. The runner (POSIX sh) makes `mktemp -d /tmp/crowbar-jig.XXXXXX`, unpacks the archive there,
- *    takes a per-noderole `flock` (a second concurrent run of the same noderole on the node fails
- *    fast), and runs the script under `timeout` with stdin `/dev/null`, stdout+stderr to a log
- *    file, and the environment `CROWBAR_INPUT`, `CROWBAR_OUTPUT`, `CROWBAR_ROLE`, `CROWBAR_NODE`,
+ *    `input.json`, and one small file each for role, node, noderole, run number, timeout and
+ *    attempt (which start of the run this is, see {@link attemptKey}).
+ * 3. The runner (POSIX sh) makes `mktemp -d /tmp/crowbar-jig.XXXXXX` and unpacks the archive
+ *    there. It keeps a journal per noderole on the node (`/var/lib/crowbar-jig/<noderole>/`), keyed
+ *    by run number and attempt, so that an operator that restarts mid-run and sends the same run
+ *    again re-attaches to it instead of running the script twice: the same attempt still running
+ *    is waited for, the same attempt finished returns its stored result, and another attempt
+ *    while one runs fails fast (`busy`). A new run's script runs in an executor detached from the
+ *    SSH session (`setsid`), under `timeout`, with stdin `/dev/null`, stdout+stderr to a log file,
+ *    and the environment `CROWBAR_INPUT`, `CROWBAR_OUTPUT`, `CROWBAR_ROLE`, `CROWBAR_NODE`,
  *    `CROWBAR_NODEROLE`, `CROWBAR_RUN`. Values reach the script only as files and environment.
- * 4. The runner's own stdout is machine-readable: `crowbar-jig/1 pid <pid>` once the script starts
- *    (the client uses it to cancel), then either `crowbar-jig/1 error <code> <message>` or
- *    `crowbar-jig/1 result <exit> <absent|sent|too-large|not-file> <outputBytes> <logBytes>
- *    <tailBytes>` followed by the output bytes (when `sent`) and the log tail bytes.
- * 5. The runner removes the directory on exit.
+ * 4. The runner's own stdout is machine-readable: `crowbar-jig/1 journal <new|attached|stored>`,
+ *    `crowbar-jig/1 pid <pid>` while the run executes (the client uses it to cancel), then either
+ *    `crowbar-jig/1 error <code> <message>` or `crowbar-jig/1 result <exit>
+ *    <absent|sent|too-large|not-file> <outputBytes> <logBytes> <tailBytes>
+ *    <exited|timed-out|cancelled>` followed by the output bytes (when `sent`) and the log tail.
+ * 5. The executor stores that reply in the journal and removes the run's directory.
  *
  * The script's output file is optional: absent (or empty) means `{}`. Otherwise it must be a
  * JSON object of at most {@link LIMITS}.outputBytes.
@@ -50,67 +56,172 @@ export const PROTOCOL_TAG = 'crowbar-jig/1';
 const NAME_RE = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
 /**
- * The runner, POSIX sh. It must not contain a single quote: it is passed as `/bin/sh -c '...'`
- * so that it runs under sh whatever root's login shell is.
+ * Where the runner keeps its journal on the node: one directory per noderole, holding the
+ * journal lock, the run lock and the entry of the last run (see {@link RUNNER}). `/run` is the
+ * fallback for a node whose /var/lib cannot be written.
  */
-const RUNNER = `set -u
+export const JOURNAL_DIRS = ['/var/lib/crowbar-jig', '/run/crowbar-jig'] as const;
+
+/**
+ * The executor, POSIX sh: the detached process that owns one run on the node. The runner starts it
+ * under `setsid` (`sh -s`, the program on stdin as a here-document) with `$1` the run's directory,
+ * `$2` its journal entry, `$3` the timeout, the `CROWBAR_*` environment, stdout on /dev/null,
+ * stderr to the entry's `executor.err`, and two locks
+ * inherited and held until it exits: fd 7 (the entry's lock, what attached runners wait on) and
+ * fd 9 (the noderole's run lock, what makes a run of another attempt busy). It ignores SIGHUP and
+ * SIGPIPE (a dropped SSH connection must not end a run the operator may re-adopt); SIGTERM (the
+ * cancel) is passed to `timeout`, which signals the script's process group. When the script ends it
+ * stores the reply in the entry (`result`, renamed into place whole) and says how it ended in
+ * `state`, removes the run's directory and exits, which releases both locks.
+ */
+const EXECUTOR = `set -u
 P=${PROTOCOL_TAG}
-pid=
-d=$(mktemp -d /tmp/crowbar-jig.XXXXXX) || { echo "$P error mktemp cannot create a directory under /tmp"; exit 70; }
-stop() { if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi; }
-trap "rm -rf \\"\\$d\\"" EXIT
-trap "stop; exit 129" HUP
-trap "stop; exit 143" TERM
-trap "stop; exit 141" PIPE
-if ! tar -x -f - -C "$d" 2>"$d/tar.err"; then echo "$P error payload cannot unpack the run payload: $(head -c 300 "$d/tar.err" | tr "\\n" " ")"; exit 70; fi
-for f in script input.json role node noderole run timeout; do
-  [ -f "$d/$f" ] || { echo "$P error payload the run payload has no $f"; exit 70; }
-done
-nr=$(cat "$d/noderole"); t=$(cat "$d/timeout"); n=$(cat "$d/run")
-case $nr in ""|*[!a-z0-9.-]*) echo "$P error payload bad noderole name"; exit 70;; esac
-case $t in ""|*[!0-9]*) echo "$P error payload bad timeout"; exit 70;; esac
-case $n in ""|*[!0-9]*) echo "$P error payload bad run number"; exit 70;; esac
-for c in flock timeout tail head wc; do
-  command -v $c >/dev/null 2>&1 || { echo "$P error dependency the node has no $c command (install util-linux and coreutils)"; exit 70; }
-done
-l=/tmp; if [ -d /var/lock ] && [ -w /var/lock ]; then l=/var/lock; fi
-lk="$l/crowbar-jig-$nr.lock"
-exec 9>"$lk" || { echo "$P error lock cannot open $lk"; exit 70; }
-flock -n 9 || { echo "$P error busy another run of noderole $nr holds $lk"; exit 75; }
-chmod 700 "$d/script"
-mkdir "$d/work"
-CROWBAR_INPUT="$d/input.json"
-CROWBAR_OUTPUT="$d/output.json"
-CROWBAR_ROLE=$(cat "$d/role")
-CROWBAR_NODE=$(cat "$d/node")
-CROWBAR_NODEROLE=$nr
-CROWBAR_RUN=$n
-export CROWBAR_INPUT CROWBAR_OUTPUT CROWBAR_ROLE CROWBAR_NODE CROWBAR_NODEROLE CROWBAR_RUN
-cd "$d/work"
-timeout -k ${KILL_AFTER_SECONDS} "$t" "$d/script" </dev/null >"$d/log" 2>&1 9>&- &
-pid=$!
-echo "$P pid $pid"
-wait "$pid"; rc=$?
-pid=
+d=$1; e=$2; t=$3
+tp=; c=0
+cancel() { c=$((c + 1)); if [ -n "$tp" ]; then kill -TERM "$tp" 2>/dev/null; fi; }
+trap cancel TERM
+trap "" HUP INT PIPE
+echo running >"$e/state"
+w=143
+if cd "$d/work" && [ "$c" -eq 0 ]; then
+  s0=$(date +%s)
+  timeout -k ${KILL_AFTER_SECONDS} "$t" "$d/script" </dev/null >"$d/log" 2>&1 7>&- 9>&- &
+  tp=$!
+  if [ "$c" -gt 0 ]; then kill -TERM "$tp" 2>/dev/null; fi
+  while :; do
+    k=$c
+    wait "$tp"; w=$?
+    if [ "$k" != "$c" ] && [ "$w" -gt 128 ] && kill -0 "$tp" 2>/dev/null; then continue; fi
+    break
+  done
+fi
+h=exited
+if [ "$c" -gt 0 ]; then h=cancelled
+elif [ "$w" = 124 ] || [ "$w" = 137 ]; then
+  if [ $(($(date +%s) - s0)) -ge $((t - 1)) ]; then h=timed-out; fi
+fi
+: >>"$d/log"
 st=absent; os=0
 if [ -f "$d/output.json" ]; then
   head -c ${LIMITS.outputBytes + 1} "$d/output.json" >"$d/out.snap"
-  os=$(wc -c <"$d/out.snap" | tr -d " ")
-  if [ "$os" -gt ${LIMITS.outputBytes} ]; then st=too-large; os=$(wc -c <"$d/output.json" | tr -d " "); else st=sent; fi
+  os=$(($(wc -c <"$d/out.snap")))
+  if [ "$os" -gt ${LIMITS.outputBytes} ]; then st=too-large; os=$(($(wc -c <"$d/output.json"))); else st=sent; fi
 elif [ -e "$d/output.json" ] || [ -L "$d/output.json" ]; then st=not-file
 fi
-ls=$(wc -c <"$d/log" | tr -d " ")
+ls=$(($(wc -c <"$d/log")))
 tail -c ${LIMITS.logTailBytes} "$d/log" >"$d/tail"
-ts=$(wc -c <"$d/tail" | tr -d " ")
-echo "$P result $rc $st $os $ls $ts"
-if [ "$st" = sent ]; then cat "$d/out.snap"; fi
-cat "$d/tail"
+ts=$(($(wc -c <"$d/tail")))
+{
+  echo "$P result $w $st $os $ls $ts $h"
+  if [ "$st" = sent ]; then cat "$d/out.snap"; fi
+  cat "$d/tail"
+} >"$e/result.tmp"
+echo "$h $w" >"$e/state"
+mv -f "$e/result.tmp" "$e/result"
+cd /
+rm -rf "$d"
+`;
+
+/**
+ * The runner, POSIX sh: what the SSH session runs. It must not contain a single quote: it is
+ * passed as `/bin/sh -c '...'` so that it runs under sh whatever root's login shell is.
+ *
+ * It unpacks the payload, then decides under the noderole's journal lock (a short `flock`):
+ * - the journal has a finished entry for this attempt (`run-<number>.<attempt>` with a `result`):
+ *   it prints that stored result and never runs the script again;
+ * - the entry exists but has no result: the execution is still going on (a previous session, or
+ *   a previous operator, started it): it attaches, waiting on the entry's lock;
+ * - no entry: it takes the noderole's run lock without waiting (held: another attempt is running,
+ *   `busy`), removes older entries and whatever run directory a killed executor left (the journal
+ *   keeps the last run only; no executor of the noderole is alive then), creates the entry and
+ *   starts the {@link EXECUTOR} detached from the session, then waits on the entry's lock like an
+ *   attached runner.
+ * Once the entry's lock is free it prints the entry's result; an entry with no result then means
+ * the executor was killed (`lost`).
+ */
+const RUNNER = `set -u
+P=${PROTOCOL_TAG}
+h=
+d=$(mktemp -d /tmp/crowbar-jig.XXXXXX) || { echo "$P error mktemp cannot create a directory under /tmp"; exit 70; }
+cleanup() { if [ -z "$h" ]; then rm -rf "$d"; fi; }
+trap cleanup EXIT
+trap "exit 129" HUP
+trap "exit 143" TERM
+trap "exit 141" PIPE
+if ! tar -x -f - -C "$d" 2>"$d/tar.err"; then echo "$P error payload cannot unpack the run payload: $(head -c 300 "$d/tar.err" | tr "\\n" " ")"; exit 70; fi
+for f in script input.json role node noderole run timeout attempt; do
+  [ -f "$d/$f" ] || { echo "$P error payload the run payload has no $f"; exit 70; }
+done
+nr=; t=; n=; a=
+read -r nr <"$d/noderole"; read -r t <"$d/timeout"; read -r n <"$d/run"; read -r a <"$d/attempt"
+case $nr in ""|[!a-z0-9]*|*[!a-z0-9.-]*) echo "$P error payload bad noderole name"; exit 70;; esac
+case $t in ""|*[!0-9]*) echo "$P error payload bad timeout"; exit 70;; esac
+case $n in ""|*[!0-9]*) echo "$P error payload bad run number"; exit 70;; esac
+case $a in ""|*[!0-9a-f]*) echo "$P error payload bad attempt"; exit 70;; esac
+[ \${#a} -le 64 ] || { echo "$P error payload bad attempt"; exit 70; }
+for c in flock timeout tail head wc setsid; do
+  command -v $c >/dev/null 2>&1 || { echo "$P error dependency the node has no $c command (install util-linux and coreutils)"; exit 70; }
+done
+j=${JOURNAL_DIRS[0]}
+[ -d "$j" ] || mkdir -p -m 700 "$j" 2>/dev/null || j=${JOURNAL_DIRS[1]}
+s="$j/$nr"
+[ -d "$s" ] || mkdir -p -m 700 "$s" 2>/dev/null || { echo "$P error journal cannot create $s"; exit 70; }
+e="$s/run-$n.$a"
+exec 8>"$s/journal.lock"
+flock -w 30 8 || { echo "$P error lock timed out waiting for $s/journal.lock"; exit 70; }
+if [ -f "$e/result" ]; then
+  exec 8>&-
+  echo "$P journal stored"
+  cat "$e/result"
+  exit 0
+fi
+if [ -d "$e" ]; then
+  m=attached
+else
+  exec 9>"$s/run.lock"
+  flock -n 9 || { echo "$P error busy another run of noderole $nr holds $s/run.lock"; exit 75; }
+  for o in "$s"/run-*; do
+    [ "$o" != "$e" ] && [ -d "$o" ] || continue
+    if [ -f "$o/dir" ]; then read -r x <"$o/dir"; case $x in /tmp/crowbar-jig.*) rm -rf "$x";; esac; fi
+    rm -rf "$o"
+  done
+  mkdir -m 700 "$e" || { echo "$P error journal cannot create $e"; exit 70; }
+  echo "$d" >"$e/dir"
+  exec 7>"$e/lock"
+  flock -n 7 || { echo "$P error journal cannot lock $e/lock"; exit 70; }
+  echo starting >"$e/state"
+  chmod 700 "$d/script"
+  mkdir "$d/work"
+  CROWBAR_INPUT="$d/input.json"
+  CROWBAR_OUTPUT="$d/output.json"
+  CROWBAR_ROLE=$(cat "$d/role")
+  CROWBAR_NODE=$(cat "$d/node")
+  CROWBAR_NODEROLE=$nr
+  CROWBAR_RUN=$n
+  export CROWBAR_INPUT CROWBAR_OUTPUT CROWBAR_ROLE CROWBAR_NODE CROWBAR_NODEROLE CROWBAR_RUN
+  h=1
+  setsid /bin/sh -s "$d" "$e" "$t" >/dev/null 2>"$e/executor.err" 8>&- <<"CROWBAR_EXECUTOR" &
+${EXECUTOR}CROWBAR_EXECUTOR
+  echo $! >"$e/pid"
+  exec 7>&- 9>&-
+  m=new
+fi
+exec 8>&-
+echo "$P journal $m"
+if [ -f "$e/pid" ]; then read -r p <"$e/pid"; echo "$P pid $p"; fi
+if [ -f "$e/lock" ]; then exec 7<"$e/lock"; flock -s 7; exec 7<&-; fi
+if [ -f "$e/result" ]; then cat "$e/result"; exit 0; fi
+echo "$P error lost run $n of noderole $nr ended on this node without a result: its executor was killed (was the node rebooted?)"
+exit 70
 `;
 
 /** The one command the client runs for a script run. Constant: data goes on stdin only. */
 export const RUNNER_COMMAND = `/bin/sh -c '${RUNNER}'`;
 
-/** Cancels a run: stdin carries the pid the runner reported. `timeout` then signals its group. */
+/**
+ * Cancels a run: stdin carries the pid the runner reported (the run's executor). The executor
+ * passes SIGTERM to `timeout`, which signals the script's group, and records the run as cancelled.
+ */
 export const CANCEL_COMMAND = `/bin/sh -c 'read -r p; case "$p" in ""|*[!0-9]*) exit 2;; esac; kill -TERM "$p" 2>/dev/null; exit 0'`;
 
 /** The aliveness probe (§10.1: "SSH `echo alive` as root"). */
@@ -128,7 +239,35 @@ export interface RunRequest {
   noderole: string;
   run: number;
   timeoutSeconds: number;
+  /** Which start of run `run` this is: lower-case hex, at most 64 characters (see {@link attemptKey}). */
+  attempt: string;
 }
+
+/**
+ * The journal key of a run's start, beside its run number. A run number alone does not name one
+ * execution: the number is runCount + 1 and runCount counts successes only, so a failed, cancelled
+ * or retried run starts again under the same number. What stays the same when an operator
+ * re-adopts a run after a restart, and only then, is the NodeRole's `status.run` as written when
+ * the run started: its `id` and `started` time. The key is a digest of those when `status.run` is
+ * the run being sent; otherwise `random()` (a run that will never be re-attached to).
+ */
+export function attemptKey(
+  current:
+    | { id?: string | undefined; number?: number | undefined; started?: string | undefined }
+    | undefined,
+  number: number,
+  random: () => string,
+): string {
+  if (current?.id && current.started && current.number === number) {
+    return createHash('sha256')
+      .update(`${current.id}\n${current.started}`)
+      .digest('hex')
+      .slice(0, 16);
+  }
+  return random();
+}
+
+const ATTEMPT_RE = /^[0-9a-f]{1,64}$/;
 
 /** Why a request cannot be sent, or undefined when it is fine. Checked before connecting. */
 export function validateRequest(r: RunRequest): string | undefined {
@@ -142,6 +281,7 @@ export function validateRequest(r: RunRequest): string | undefined {
     return `timeout ${r.timeoutSeconds} s is out of range (1..86400)`;
   }
   if (!Number.isInteger(r.run) || r.run < 0) return `run number ${r.run} is not valid`;
+  if (!ATTEMPT_RE.test(r.attempt)) return `run attempt ${JSON.stringify(r.attempt)} is not valid`;
   return undefined;
 }
 
@@ -163,6 +303,7 @@ export function buildPayload(r: RunRequest): Buffer {
       { name: 'noderole', mode: 0o600, data: Buffer.from(r.noderole, 'utf8') },
       { name: 'run', mode: 0o600, data: Buffer.from(String(r.run), 'utf8') },
       { name: 'timeout', mode: 0o600, data: Buffer.from(String(r.timeoutSeconds), 'utf8') },
+      { name: 'attempt', mode: 0o600, data: Buffer.from(r.attempt, 'utf8') },
     ],
     mtime,
   );
@@ -218,12 +359,21 @@ function octal(h: Buffer, off: number, len: number, v: number): void {
 
 export type OutputState = 'absent' | 'sent' | 'too-large' | 'not-file';
 
+/** What the runner found in the node's journal: a run it started, one going on, one finished. */
+export type JournalState = 'new' | 'attached' | 'stored';
+
+/** How the script ended, as the node's executor saw it. */
+export type RunEnd = 'exited' | 'timed-out' | 'cancelled';
+
 export type RunnerReport =
-  | { kind: 'error'; code: string; message: string; pid?: number }
+  | { kind: 'error'; code: string; message: string; pid?: number; journal?: JournalState }
   | {
       kind: 'result';
       pid?: number;
+      journal?: JournalState;
       exitCode: number;
+      /** Absent from a runner that does not say (older protocol text in tests). */
+      end?: RunEnd;
       output: OutputState;
       outputBytes: number;
       /** The output file's bytes, when `output` is `sent`. */
@@ -232,7 +382,7 @@ export type RunnerReport =
       tail: Buffer;
     }
   /** The stream ended (or was cut) before a complete error or result. */
-  | { kind: 'incomplete'; pid?: number; detail: string };
+  | { kind: 'incomplete'; pid?: number; journal?: JournalState; detail: string };
 
 /** Upper bound of what a well-behaved runner prints; the client stops reading past it. */
 export const MAX_RUNNER_STDOUT = LIMITS.outputBytes + LIMITS.logTailBytes + 64 * 1024;
@@ -252,17 +402,29 @@ export function parsePid(stdout: Buffer): number | undefined {
  * login shell) are skipped. */
 export function parseRunnerOutput(stdout: Buffer): RunnerReport {
   let pid: number | undefined;
+  let journal: JournalState | undefined;
+  const seen = <T extends object>(o: T): T & { pid?: number; journal?: JournalState } => ({
+    ...o,
+    ...(pid === undefined ? {} : { pid }),
+    ...(journal === undefined ? {} : { journal }),
+  });
   for (const line of tagLines(stdout)) {
-    const withPid = <T extends object>(o: T): T & { pid?: number } =>
-      pid === undefined ? o : { ...o, pid };
     let m = /^pid (\d+)$/.exec(line.text);
     if (m) {
       pid = Number(m[1]);
       continue;
     }
+    m = /^journal (new|attached|stored)$/.exec(line.text);
+    if (m) {
+      journal = m[1] as JournalState;
+      continue;
+    }
     m = /^error ([a-z-]+) ?(.*)$/s.exec(line.text);
-    if (m) return withPid({ kind: 'error', code: m[1] ?? '', message: m[2] ?? '' });
-    m = /^result (\d+) (absent|sent|too-large|not-file) (\d+) (\d+) (\d+)$/.exec(line.text);
+    if (m) return seen({ kind: 'error', code: m[1] ?? '', message: m[2] ?? '' });
+    m =
+      /^result (\d+) (absent|sent|too-large|not-file) (\d+) (\d+) (\d+)(?: (exited|timed-out|cancelled))?$/.exec(
+        line.text,
+      );
     if (m) {
       const output = m[2] as OutputState;
       const outputBytes = Number(m[3]);
@@ -270,7 +432,7 @@ export function parseRunnerOutput(stdout: Buffer): RunnerReport {
       const sentBytes = output === 'sent' ? outputBytes : 0;
       const rest = stdout.subarray(line.end);
       if (rest.length < sentBytes + tailBytes) {
-        return withPid({
+        return seen({
           kind: 'incomplete',
           detail: `the result was cut short (${rest.length} of ${sentBytes + tailBytes} bytes)`,
         });
@@ -283,13 +445,13 @@ export function parseRunnerOutput(stdout: Buffer): RunnerReport {
         logBytes: Number(m[4]),
         tail: rest.subarray(sentBytes, sentBytes + tailBytes),
       };
+      if (m[6] !== undefined) report.end = m[6] as RunEnd;
       if (output === 'sent') report.outputData = rest.subarray(0, sentBytes);
-      return withPid(report);
+      return seen(report);
     }
-    return withPid({ kind: 'incomplete', detail: `unexpected line from the runner: ${line.text}` });
+    return seen({ kind: 'incomplete', detail: `unexpected line from the runner: ${line.text}` });
   }
-  const base = { kind: 'incomplete' as const, detail: 'the runner printed no result' };
-  return pid === undefined ? base : { ...base, pid };
+  return seen({ kind: 'incomplete' as const, detail: 'the runner printed no result' });
 }
 
 interface TagLine {
@@ -378,6 +540,9 @@ export function interpret(report: RunnerReport, o: Outcome): JigResult {
         message: `another run of noderole ${o.noderole} is in progress on node ${o.node} (${report.message}); not starting a second one`,
       };
     }
+    if (report.code === 'lost') {
+      return { ok: false, message: `the ${who} cannot be resumed: ${report.message}; retry it` };
+    }
     return { ok: false, message: `cannot run the ${who}: ${report.message}` };
   }
   if (report.kind === 'incomplete') {
@@ -394,9 +559,13 @@ export function interpret(report: RunnerReport, o: Outcome): JigResult {
   const tail = logTail(report.tail);
   const withTail = (r: { ok: false; message: string; exitCode?: number }): JigResult =>
     tail === '' ? r : { ...r, logTail: tail };
+  // The node's executor says how the script ended; a runner that does not say is judged by the
+  // client's clock (124 is also what a script may exit with on its own).
   const timedOut =
     o.cutOff === 'deadline' ||
-    ((report.exitCode === 124 || report.exitCode === 128 + 9) &&
+    report.end === 'timed-out' ||
+    (report.end === undefined &&
+      (report.exitCode === 124 || report.exitCode === 128 + 9) &&
       o.elapsedMs >= o.timeoutSeconds * 1000 - 1000);
   if (timedOut) {
     return withTail({
@@ -405,7 +574,7 @@ export function interpret(report: RunnerReport, o: Outcome): JigResult {
       exitCode: report.exitCode,
     });
   }
-  if (o.cutOff === 'cancelled') {
+  if (o.cutOff === 'cancelled' || report.end === 'cancelled') {
     return withTail({ ok: false, message: `${who} was cancelled`, exitCode: report.exitCode });
   }
   if (report.exitCode !== 0) {

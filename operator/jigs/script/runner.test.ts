@@ -2,28 +2,31 @@
  * The runner's shell program, run locally under /bin/sh with the payload on stdin (what sshd
  * would do): no network, no SSH. The SSH path is covered by test/integration/script-jig.test.ts.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  CANCEL_COMMAND,
+  JOURNAL_DIRS,
   PROTOCOL_TAG,
   RUNNER_COMMAND,
   buildPayload,
   interpret,
+  parsePid,
   parseRunnerOutput,
   type RunRequest,
 } from './protocol.ts';
 import type { JigResult } from '../types.ts';
-import { removeLockFiles } from '../../../test/harness/ssh-fleet.ts';
+import { removeJournals } from '../../../test/harness/ssh-fleet.ts';
 
 const id = randomBytes(3).toString('hex');
 const scratch = mkdtempSync(join(tmpdir(), `cbt-runner-${id}-`));
 afterAll(() => {
   rmSync(scratch, { recursive: true, force: true });
-  removeLockFiles(`cbt-${id}-`);
+  removeJournals(`cbt-${id}-`);
 });
 
 const program = RUNNER_COMMAND.slice("/bin/sh -c '".length, -1);
@@ -34,9 +37,17 @@ interface Ran {
 }
 
 function runRunner(stdin: Buffer, onPid?: () => void): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('/bin/sh', ['-c', program], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
+  return startRunner(stdin, onPid).done;
+}
+
+/** The runner as sshd would start it; `proc` can be killed to play a dropped session. */
+function startRunner(
+  stdin: Buffer,
+  onPid?: () => void,
+): { proc: ChildProcess; done: Promise<Ran>; stdout: () => Buffer } {
+  const p = spawn('/bin/sh', ['-c', program], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const out: Buffer[] = [];
+  const done = new Promise<Ran>((resolve, reject) => {
     let sawPid = false;
     const timer = setTimeout(() => {
       p.kill('SIGKILL');
@@ -57,6 +68,7 @@ function runRunner(stdin: Buffer, onPid?: () => void): Promise<Ran> {
     p.stdin.on('error', () => undefined);
     p.stdin.end(stdin);
   });
+  return { proc: p, done, stdout: () => Buffer.concat(out) };
 }
 
 let seq = 0;
@@ -70,6 +82,7 @@ function req(script: string, patch: Partial<RunRequest> = {}): RunRequest {
     noderole: `cbt-${id}-nr${seq}`,
     run: 1,
     timeoutSeconds: 30,
+    attempt: randomBytes(8).toString('hex'),
     ...patch,
   };
 }
@@ -98,6 +111,19 @@ function processGone(pid: number): boolean {
 }
 
 const jigDirs = (): string[] => readdirSync('/tmp').filter((f) => f.startsWith('crowbar-jig.'));
+
+/** The noderole's journal entries (`run-<n>.<attempt>`) on this host. */
+const entries = (noderole: string): string[] =>
+  readdirSync(join(JOURNAL_DIRS[0], noderole)).filter((f) => f.startsWith('run-'));
+const entry = (noderole: string, name: string): string => join(JOURNAL_DIRS[0], noderole, name);
+
+async function waitUntil(ok: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 describe('runner (local /bin/sh)', () => {
   it('delivers input and names verbatim, returns the output as the wall, cleans up', async () => {
@@ -151,10 +177,12 @@ jq -c --arg dir "$PWD" '{v: .v, role: env.CROWBAR_ROLE, nr: env.CROWBAR_NODEROLE
   it('a timeout kills the script and its children', async () => {
     const pidFile = join(scratch, 'timeout.pids');
     const t0 = Date.now();
-    const { result } = await jig(
-      req(`#!/bin/sh\nsleep 300 &\necho $! > ${pidFile}\necho started\nwait\n`, {
-        timeoutSeconds: 1,
-      }),
+    const r = req(`#!/bin/sh\nsleep 300 &\necho $! > ${pidFile}\necho started\nwait\n`, {
+      timeoutSeconds: 1,
+    });
+    const { result } = await jig(r);
+    expect(readFileSync(join(entry(r.noderole, `run-1.${r.attempt}`), 'state'), 'utf8')).toMatch(
+      /^timed-out (124|137)\n$/,
     );
     expect(Date.now() - t0).toBeLessThan(15_000);
     expect(!result.ok && result.message).toContain('timed out after 1 s');
@@ -163,21 +191,112 @@ jq -c --arg dir "$PWD" '{v: .v, role: env.CROWBAR_ROLE, nr: env.CROWBAR_NODEROLE
     expect(processGone(child)).toBe(true);
   });
 
-  it('a second concurrent run of the same noderole fails fast on the lock', async () => {
+  it('another attempt of a noderole while one executes fails fast; the journal keeps the last', async () => {
     const r = req('#!/bin/sh\nsleep 2\necho "{\\"first\\":true}" > "$CROWBAR_OUTPUT"\n');
     let started!: () => void;
     const firstStarted = new Promise<void>((resolve) => (started = resolve));
     const first = runRunner(buildPayload(r), started);
     await firstStarted;
     const t0 = Date.now();
-    const second = await jig({ ...r, script: '#!/bin/sh\necho second\n' });
+    const second = await jig({ ...r, script: '#!/bin/sh\necho second\n', attempt: 'b2' });
     expect(Date.now() - t0).toBeLessThan(1500);
     expect(!second.result.ok && second.result.message).toMatch(
       new RegExp(`another run of noderole ${r.noderole} is in progress`),
     );
     expect(second.ran.code).toBe(75);
     const f = parseRunnerOutput((await first).stdout);
-    expect(f).toMatchObject({ kind: 'result', exitCode: 0, output: 'sent' });
+    expect(f).toMatchObject({ kind: 'result', exitCode: 0, output: 'sent', journal: 'new' });
+    // Once it has ended, another attempt runs, and its entry replaces the first one's.
+    const third = await jig({ ...r, run: 2, script: '#!/bin/sh\ntrue\n', attempt: 'c3' });
+    expect(third.result).toEqual({ ok: true, wall: {} });
+    expect(entries(r.noderole)).toEqual(['run-2.c3']);
+    expect(readFileSync(join(entry(r.noderole, 'run-2.c3'), 'state'), 'utf8')).toBe('exited 0\n');
+  });
+
+  it('the same attempt sent again attaches to the execution or takes its stored result', async () => {
+    const count = join(scratch, 'attach.count');
+    const r = req(
+      `#!/bin/sh\necho x >> ${count}\nsleep 1.5\necho "{\\"n\\":$(wc -l < ${count})}" > "$CROWBAR_OUTPUT"\n`,
+    );
+    let started!: () => void;
+    const firstStarted = new Promise<void>((resolve) => (started = resolve));
+    const first = startRunner(buildPayload(r), started);
+    await firstStarted;
+    // The session is gone (the operator was killed): the run goes on without it.
+    const exited = new Promise((resolve) => first.proc.once('exit', resolve));
+    first.proc.kill('SIGKILL');
+    await exited;
+    const again = await jig(r);
+    expect(again.result).toEqual({ ok: true, wall: { n: 1 } });
+    expect(parseRunnerOutput(again.ran.stdout)).toMatchObject({ journal: 'attached' });
+    const stored = await jig(r);
+    expect(stored.result).toEqual({ ok: true, wall: { n: 1 } });
+    expect(parseRunnerOutput(stored.ran.stdout)).toMatchObject({ journal: 'stored' });
+    expect(parseRunnerOutput(stored.ran.stdout).pid).toBeUndefined();
+    expect(readFileSync(count, 'utf8')).toBe('x\n');
+    expect(entries(r.noderole)).toEqual([`run-1.${r.attempt}`]);
+    // The killed session printed nothing more (its stdout closes once its flock child ends).
+    expect(parseRunnerOutput((await first.done).stdout)).toMatchObject({ kind: 'incomplete' });
+  });
+
+  it('a cancel stops the detached script; the journal says cancelled', async () => {
+    const pidFile = join(scratch, 'cancel.pid');
+    const r = req(`#!/bin/sh\necho $$ > ${pidFile}\nexec sleep 600\n`, { timeoutSeconds: 600 });
+    let started!: () => void;
+    const firstStarted = new Promise<void>((resolve) => (started = resolve));
+    const run = startRunner(buildPayload(r), started);
+    await firstStarted;
+    await waitUntil(() => existsSync(pidFile));
+    const script = Number(readFileSync(pidFile, 'utf8'));
+    const out = await new Promise<Buffer>((resolve) => {
+      const chunks: Buffer[] = [];
+      const p = spawn('/bin/sh', ['-c', CANCEL_COMMAND.slice("/bin/sh -c '".length, -1)]);
+      p.stdout.on('data', (d: Buffer) => chunks.push(d));
+      p.on('close', () => {
+        resolve(Buffer.concat(chunks));
+      });
+      p.stdin.end(`${String(parsePid(run.stdout()))}\n`);
+    });
+    expect(out.toString()).toBe('');
+    const report = parseRunnerOutput((await run.done).stdout);
+    expect(report).toMatchObject({ kind: 'result', exitCode: 143, end: 'cancelled' });
+    expect(processGone(script)).toBe(true);
+    const e = entry(r.noderole, `run-1.${r.attempt}`);
+    expect(readFileSync(join(e, 'state'), 'utf8')).toBe('cancelled 143\n');
+    // Sent again (an operator that restarts after cancelling): the stored outcome, no new run.
+    const again = await jig(r);
+    expect(!again.result.ok && again.result.message).toContain('was cancelled');
+    expect(parseRunnerOutput(again.ran.stdout)).toMatchObject({ journal: 'stored' });
+  });
+
+  it('an executor killed before it stored a result is reported lost, never run again', async () => {
+    const count = join(scratch, 'lost.count');
+    const pidFile = join(scratch, 'lost.pid');
+    const r = req(`#!/bin/sh\necho x >> ${count}\necho $$ > ${pidFile}\nexec sleep 600\n`);
+    let started!: () => void;
+    const firstStarted = new Promise<void>((resolve) => (started = resolve));
+    const first = startRunner(buildPayload(r), started);
+    await firstStarted;
+    await waitUntil(() => existsSync(pidFile));
+    const e = entry(r.noderole, `run-1.${r.attempt}`);
+    process.kill(Number(readFileSync(join(e, 'pid'), 'utf8')), 'SIGKILL');
+    process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+    expect(parseRunnerOutput((await first.done).stdout)).toMatchObject({
+      kind: 'error',
+      code: 'lost',
+    });
+    const again = await jig(r);
+    expect(!again.result.ok && again.result.message).toMatch(
+      /cannot be resumed: run 1 of noderole .* ended on this node without a result/,
+    );
+    expect(readFileSync(count, 'utf8')).toBe('x\n');
+    // The killed executor left its run directory; the next attempt removes it with the entry.
+    const orphan = readFileSync(join(e, 'dir'), 'utf8').trim();
+    expect(existsSync(orphan)).toBe(true);
+    const next = await jig({ ...r, attempt: 'a2', script: '#!/bin/sh\ntrue\n' });
+    expect(next.result).toEqual({ ok: true, wall: {} });
+    expect(existsSync(orphan)).toBe(false);
+    expect(entries(r.noderole)).toEqual(['run-1.a2']);
   });
 
   it('a payload that is not an archive is an error, not a crash', async () => {
