@@ -5,12 +5,12 @@
  */
 import type { BootEnvSpec } from '../generated/crowbar.ts';
 
-/** A known MAC: its node's address on the served network and its desired boot environment. */
+/** A known MAC: its node, its address on the served network and its desired boot environment. */
 export interface Reservation {
   node: string;
   mac: string;
-  /** IPv4 address without prefix length. */
-  address: string;
+  /** IPv4 address without prefix length on the served network (none: the pool serves it). */
+  address?: string;
   bootEnv: string;
   /** The Node's metadata.generation the boot environment was read from. */
   generation: number;
@@ -58,7 +58,7 @@ export class StaticBackend implements Backend {
     this.data = data;
     for (const r of data.reservations) {
       this.byMac.set(r.mac.toLowerCase(), r);
-      this.addrs.add(r.address);
+      if (r.address !== undefined) this.addrs.add(r.address);
     }
   }
 

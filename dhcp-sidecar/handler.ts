@@ -169,8 +169,8 @@ interface Binding {
   leaseSeconds: number;
 }
 
-function envFor(deps: HandlerDeps, res: Reservation | undefined): string {
-  return res ? res.bootEnv : deps.config.discoveryBootEnv;
+interface Reserved extends Reservation {
+  address: string;
 }
 
 /** Builds an OFFER or ACK carrying the address, network options and boot options. */
@@ -194,7 +194,7 @@ function leaseReply(
     reply.ciaddr = req.ciaddr;
   }
   networkOptions(reply, net, res);
-  const bootEnv = envFor(deps, res);
+  const bootEnv = deps.backend.reservation(mac)?.bootEnv ?? cfg.discoveryBootEnv;
   const d = decideBoot(classify(req), deps.backend.bootEnv(bootEnv), {
     mac,
     httpBase: cfg.httpBase,
@@ -238,9 +238,12 @@ export function handle(req: DhcpPacket, deps: HandlerDeps): Result {
       outcome: 'ignored',
       reason: 'relayed from a network this sidecar does not serve',
     };
-  const res = deps.backend.reservation(mac);
-  const r = res && inSubnet(res.address, net.subnet) ? res : undefined;
-  const withRes = r ? { reservation: r } : {};
+  const known = deps.backend.reservation(mac);
+  const r: Reserved | undefined =
+    known?.address !== undefined && inSubnet(known.address, net.subnet)
+      ? { ...known, address: known.address }
+      : undefined;
+  const withRes = known ? { reservation: known } : {};
   switch (type) {
     case 'DISCOVER':
       return discover(req, deps, net, mac, r, base, withRes);
@@ -270,7 +273,7 @@ function discover(
   deps: HandlerDeps,
   net: NetworkConfig,
   mac: string,
-  res: Reservation | undefined,
+  res: Reserved | undefined,
   base: Base,
   withRes: WithRes,
 ): Result {
@@ -294,7 +297,7 @@ function request(
   deps: HandlerDeps,
   net: NetworkConfig,
   mac: string,
-  res: Reservation | undefined,
+  res: Reserved | undefined,
   base: Base,
   withRes: WithRes,
 ): Result {
@@ -352,7 +355,7 @@ function decline(
   req: DhcpPacket,
   deps: HandlerDeps,
   mac: string,
-  res: Reservation | undefined,
+  res: Reserved | undefined,
   base: Base,
 ): Result {
   if (getIp(req, Opt.SERVER_ID) !== deps.config.serverIp)
@@ -372,7 +375,7 @@ function release(
   req: DhcpPacket,
   deps: HandlerDeps,
   mac: string,
-  res: Reservation | undefined,
+  res: Reserved | undefined,
   base: Base,
 ): Result {
   if (getIp(req, Opt.SERVER_ID) !== deps.config.serverIp)
@@ -390,7 +393,7 @@ function inform(
   deps: HandlerDeps,
   net: NetworkConfig,
   mac: string,
-  res: Reservation | undefined,
+  res: Reserved | undefined,
   base: Base,
   withRes: WithRes,
 ): Result {
