@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -182,6 +182,12 @@ export async function createDhcpLab(): Promise<DhcpLab> {
       for (const ns of namespaces.reverse()) {
         await deleteNamespace(ns);
         live.delete(ns);
+      }
+      // Keep the last sidecar log for post-mortems of a failed run.
+      try {
+        copyFileSync(join(dir, 'sidecar.log'), join(tmpdir(), 'cbdhcp-last-sidecar.log'));
+      } catch {
+        // no log
       }
       rmSync(dir, { recursive: true, force: true });
     },

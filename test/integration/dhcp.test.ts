@@ -4,6 +4,7 @@
  * options, the discovery pool (also across a sidecar crash), RELEASE and DECLINE, boot options
  * from the Node's boot environment and its acknowledgement on the Node's status.
  */
+import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +13,7 @@ import type { CrowbarClient } from '../../operator/kube/client.ts';
 import { createDhcpLab, type DhcpClientNs, type DhcpLab } from '../harness/dhcp-lab.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
 import type { Started } from '../harness/process.ts';
+import { nsExec } from '../harness/netns.ts';
 
 let lab: DhcpLab;
 let client: CrowbarClient;
@@ -84,6 +86,43 @@ async function udhcpc(c: DhcpClientNs, tag: string, args: string[] = []): Promis
   return out;
 }
 
+/**
+ * udhcpc left running after it binds, then told to RELEASE (SIGUSR2): `-q -R` does not send a
+ * RELEASE (busybox leaves before it records the BOUND state).
+ */
+async function udhcpcRelease(c: DhcpClientNs, tag: string): Promise<void> {
+  const out = join(lab.dir, `udhcpc-${tag}`);
+  const p = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      c.ns,
+      'env',
+      `OUT=${out}`,
+      'busybox',
+      'udhcpc',
+      '-i',
+      'eth0',
+      '-f',
+      '-s',
+      udhcpcScript(),
+    ],
+    { stdio: 'ignore' },
+  );
+  try {
+    await eventually('udhcpc bound', () => envFile(`${out}-bound.env`), 15_000);
+    const released = await metric('crowbar_dhcp_outcomes_total', 'outcome="released"');
+    p.kill('SIGUSR2');
+    await eventually(
+      'RELEASE handled',
+      async () => (await metric('crowbar_dhcp_outcomes_total', 'outcome="released"')) > released,
+    );
+  } finally {
+    p.kill('SIGKILL');
+  }
+}
+
 /** dhclient with a hook that records each reason's environment and configures the address. */
 function dhclientFiles(c: DhcpClientNs): { script: string; lf: string; pf: string; out: string } {
   const base = join(lab.dir, `dhclient-${c.mac.replace(/:/g, '')}`);
@@ -104,8 +143,14 @@ function dhclientFiles(c: DhcpClientNs): { script: string; lf: string; pf: strin
   return { script, lf: `${base}.leases`, pf: `${base}.pid`, out: base };
 }
 
-async function metric(c: DhcpClientNs, name: string, labels: string): Promise<number> {
-  const text = await lab.curl(c, [`http://${lab.serverIp}:8080/metrics`]);
+/** A counter from the sidecar's /metrics, read inside its own namespace. */
+async function metric(name: string, labels: string): Promise<number> {
+  const { stdout: text } = await nsExec(lab.serverNs, 'curl', [
+    '-sS',
+    '-m',
+    '10',
+    `http://${lab.serverIp}:8080/metrics`,
+  ]);
   const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
   return line ? Number(line.split(' ').pop()) : 0;
 }
@@ -182,7 +227,7 @@ describe('dhcp sidecar with real clients', () => {
     await c.exec('dhclient', ['-r', '-sf', f.script, '-lf', f.lf, '-pf', f.pf, 'eth0']);
     await eventually(
       'RELEASE counted',
-      async () => (await metric(c, 'crowbar_dhcp_outcomes_total', 'type="RELEASE"')) >= 1,
+      async () => (await metric('crowbar_dhcp_outcomes_total', 'type="RELEASE"')) >= 1,
     );
   });
 
@@ -237,7 +282,7 @@ describe('dhcp sidecar with real clients', () => {
     expect(env!['boot_file']).toBeUndefined();
     expect(env!['bootfile']).toBeUndefined();
     // one write per change: n1 once, n2 twice
-    expect(await metric(c, 'crowbar_dhcp_bootenv_acks_total', 'outcome="written"')).toBe(3);
+    expect(await metric('crowbar_dhcp_bootenv_acks_total', 'outcome="written"')).toBe(3);
   });
 
   it('unknown MACs get distinct pool addresses, also across a sidecar crash; RELEASE and DECLINE', async () => {
@@ -285,8 +330,8 @@ describe('dhcp sidecar with real clients', () => {
     );
     expect(again!['ip']).toBe(got.get(macs[0]!));
 
-    // RELEASE (udhcpc -R on exit) frees the address for the waiting MAC.
-    await udhcpc(clients[1]!, 'p1release', ['-R']);
+    // RELEASE frees the address for the waiting MAC.
+    await udhcpcRelease(clients[1]!, 'p1release');
     const freed = got.get(macs[1]!)!;
     const env6 = envFile(`${await udhcpc(c6, 'p6b')}-bound.env`);
     expect(env6!['ip']).toBe(freed);
@@ -294,13 +339,13 @@ describe('dhcp sidecar with real clients', () => {
     // DECLINE: a squatter answers ARP for a pool address; udhcpc -a declines it.
     const squat = await lab.addClient('squat', '52:54:00:d0:00:99');
     await squat.exec('ip', ['addr', 'add', `${late[0]!}/24`, 'dev', 'eth0']);
-    await udhcpc(clients[3]!, 'p3release', ['-R']); // late[0] is now free in the pool
+    await udhcpcRelease(clients[3]!, 'p3release'); // late[0] is now free in the pool
     const d = await lab.addClient('decl', '52:54:00:d0:00:07');
-    const before = await metric(d, 'crowbar_dhcp_outcomes_total', 'outcome="declined"');
+    const before = await metric('crowbar_dhcp_outcomes_total', 'outcome="declined"');
     // The only free address is late[0]; after the DECLINE it is out of use and the pool is
     // exhausted, so the client ends without a lease.
     await expect(udhcpc(d, 'decl', ['-a', '-r', late[0]!, '-t', '3'])).rejects.toThrow();
-    expect(await metric(d, 'crowbar_dhcp_outcomes_total', 'outcome="declined"')).toBe(before + 1);
+    expect(await metric('crowbar_dhcp_outcomes_total', 'outcome="declined"')).toBe(before + 1);
     expect(envFile(join(lab.dir, 'udhcpc-decl-bound.env'))).toBeUndefined();
   });
 });
