@@ -113,8 +113,17 @@ export class TftpServer {
     this.o.log.info({ host: this.o.host, port: this.o.port }, 'tftp listening');
   }
 
+  /** Errors to a request come from a fresh port (a new TID), as from a transfer's socket. */
   private reply(to: string, port: number, b: Buffer): void {
-    this.sock.send(b, port, to);
+    const s = dgram.createSocket('udp4');
+    s.on('error', () => {
+      s.close();
+    });
+    s.bind(0, this.o.host, () => {
+      s.send(b, port, to, () => {
+        s.close();
+      });
+    });
   }
 
   private onRequest(msg: Buffer, from: string, port: number): void {

@@ -5,6 +5,7 @@
  * from the Node's boot environment and its acknowledgement on the Node's status.
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -347,5 +348,101 @@ describe('dhcp sidecar with real clients', () => {
     await expect(udhcpc(d, 'decl', ['-a', '-r', late[0]!, '-t', '3'])).rejects.toThrow();
     expect(await metric('crowbar_dhcp_outcomes_total', 'outcome="declined"')).toBe(before + 1);
     expect(envFile(join(lab.dir, 'udhcpc-decl-bound.env'))).toBeUndefined();
+  });
+});
+
+describe('tftp and http boot files, fetched with curl', () => {
+  const ipxeDir = '/usr/lib/ipxe';
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+  it('TFTP serves the Debian iPXE first stages (tsize, blksize) and nothing else', async () => {
+    for (const [file, extra] of [
+      ['undionly.kpxe', []],
+      ['snponly.efi', ['--tftp-blksize', '1468']],
+    ] as const) {
+      const out = join(lab.dir, `tftp-${file}`);
+      await uc2.exec('curl', [
+        '-sS',
+        '-m',
+        '30',
+        ...extra,
+        '-o',
+        out,
+        `tftp://${lab.serverIp}/${file}`,
+      ]);
+      expect(sha(readFileSync(out))).toBe(sha(readFileSync(join(ipxeDir, file))));
+    }
+    await expect(
+      uc2.exec('curl', [
+        '-sS',
+        '-m',
+        '10',
+        '--path-as-is',
+        '-o',
+        '/dev/null',
+        `tftp://${lab.serverIp}/../../etc/passwd`,
+      ]),
+    ).rejects.toThrow(/curl: \(68\)/); // CURLE_TFTP_NOTFOUND
+    await expect(
+      uc2.exec('curl', ['-sS', '-m', '10', '-T', '/etc/hostname', `tftp://${lab.serverIp}/x`]),
+    ).rejects.toThrow();
+  });
+
+  it('HTTP serves per-node iPXE scripts, first stages and files with Range', async () => {
+    const mac = '52:54:00:d0:00:aa';
+    const script = await lab.curl(uc2, [`http://${lab.serverIp}:8080/ipxe/${mac}`]);
+    expect(script).toMatch(/^#!ipxe/);
+    expect(script).toContain(`kernel http://${lab.serverIp}:8080/files/sledgehammer/vmlinuz`);
+    expect(script).toContain(`crowbar.mac=${mac}`);
+    expect(script).toContain(`initrd http://${lab.serverIp}:8080/files/sledgehammer/initrd.gz`);
+    const local = await lab.curl(uc2, [`http://${lab.serverIp}:8080/ipxe/${KNOWN1}`]);
+    expect(local).toContain('exit');
+    const data = Buffer.from(Array.from({ length: 1000 }, (_, i) => i % 251));
+    writeFileSync(join(lab.fileRoot, 'blob.bin'), data);
+    const part = join(lab.dir, 'part.bin');
+    const code = await lab.curl(uc2, [
+      '-r',
+      '10-19',
+      '-o',
+      part,
+      '-w',
+      '%{http_code}',
+      `http://${lab.serverIp}:8080/files/blob.bin`,
+    ]);
+    expect(code).toBe('206');
+    expect(readFileSync(part)).toEqual(data.subarray(10, 20));
+    const tail = await lab.curl(uc2, [
+      '-r',
+      '-5',
+      '-o',
+      part,
+      '-w',
+      '%{http_code}',
+      `http://${lab.serverIp}:8080/files/blob.bin`,
+    ]);
+    expect(tail).toBe('206');
+    expect(readFileSync(part)).toEqual(data.subarray(995));
+    const bad = await lab.curl(uc2, [
+      '-r',
+      '5000-',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      `http://${lab.serverIp}:8080/files/blob.bin`,
+    ]);
+    expect(bad).toBe('416');
+    const escape = await lab.curl(uc2, [
+      '--path-as-is',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      `http://${lab.serverIp}:8080/files/../../../etc/passwd`,
+    ]);
+    expect(escape).toBe('404');
+    const efi = join(lab.dir, 'http-snponly.efi');
+    await lab.curl(uc2, ['-o', efi, `http://${lab.serverIp}:8080/boot/snponly.efi`]);
+    expect(sha(readFileSync(efi))).toBe(sha(readFileSync(join(ipxeDir, 'snponly.efi'))));
   });
 });
