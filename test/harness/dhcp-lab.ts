@@ -55,7 +55,11 @@ export interface DhcpLab {
   dir: string;
   fileRoot: string;
   addClient(name: string, mac: string): Promise<DhcpClientNs>;
+  /** A tap device on the bridge, for a qemu VM run inside the server namespace. */
+  addTap(name: string): Promise<void>;
   startSidecar(o: SidecarOptions): Promise<Started>;
+  /** Starts a process inside the server namespace, stopped by destroy(). */
+  startInServerNs(bin: string, args: string[], log: string): Started;
   /** The sidecar's log so far (for failure messages). */
   log(): string;
   /** GET from inside a client namespace with curl; returns stdout. */
@@ -75,6 +79,7 @@ export async function createDhcpLab(): Promise<DhcpLab> {
   const namespaces = [serverNs];
   const procs: Started[] = [];
   let relay: Server | undefined;
+  const extra: Started[] = [];
   live.add(serverNs);
   await run('ip', ['netns', 'add', serverNs]);
   await run('ip', ['-n', serverNs, 'link', 'set', 'lo', 'up']);
@@ -113,6 +118,10 @@ export async function createDhcpLab(): Promise<DhcpLab> {
       await run('ip', ['-n', serverNs, 'link', 'set', port, 'master', 'br0', 'up']);
       await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'address', mac, 'up']);
       return { ns, mac, exec: (bin, args, t) => nsExec(ns, bin, args, t) };
+    },
+    async addTap(name) {
+      await run('ip', ['-n', serverNs, 'tuntap', 'add', 'dev', name, 'mode', 'tap']);
+      await run('ip', ['-n', serverNs, 'link', 'set', name, 'master', 'br0', 'up']);
     },
     async startSidecar(o) {
       const sock = join(dir, 'api.sock');
@@ -166,6 +175,11 @@ export async function createDhcpLab(): Promise<DhcpLab> {
       );
       return p;
     },
+    startInServerNs(bin, args, log) {
+      const p = startProcess('ip', ['netns', 'exec', serverNs, bin, ...args], log);
+      extra.push(p);
+      return p;
+    },
     log() {
       try {
         return execFileSync('cat', [join(dir, 'sidecar.log')], { encoding: 'utf8' });
@@ -177,7 +191,7 @@ export async function createDhcpLab(): Promise<DhcpLab> {
       return (await client.exec('curl', ['-sS', '-m', '20', ...args], 30_000)).stdout;
     },
     async destroy() {
-      for (const p of procs) await p.stop(5000);
+      for (const p of [...extra, ...procs]) await p.stop(5000);
       relay?.close();
       for (const ns of namespaces.reverse()) {
         await deleteNamespace(ns);
