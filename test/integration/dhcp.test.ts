@@ -152,7 +152,9 @@ async function metric(name: string, labels: string): Promise<number> {
     '10',
     `http://${lab.serverIp}:8080/metrics`,
   ]);
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
+  const line = text
+    .split('\n')
+    .find((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && l.includes(labels));
   return line ? Number(line.split(' ').pop()) : 0;
 }
 
@@ -444,5 +446,38 @@ describe('tftp and http boot files, fetched with curl', () => {
     const efi = join(lab.dir, 'http-snponly.efi');
     await lab.curl(uc2, ['-o', efi, `http://${lab.serverIp}:8080/boot/snponly.efi`]);
     expect(sha(readFileSync(efi))).toBe(sha(readFileSync(join(ipxeDir, 'snponly.efi'))));
+  });
+});
+
+describe('hostile input to the running server', () => {
+  const rss = (): number => {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${sidecar.proc.pid}/status`, 'utf8'));
+    return Number(m?.[1] ?? 0) * 1024;
+  };
+  const fuzz = join(import.meta.dirname, '..', '..', 'dhcp-sidecar', 'fuzz.ts');
+  const send = async (count: number, seed: number) => {
+    const { stdout } = await uc2.exec(
+      process.execPath,
+      [fuzz, lab.serverIp, '67', String(count), String(seed)],
+      120_000,
+    );
+    return (JSON.parse(stdout) as { sent: number }).sent;
+  };
+
+  it('counts and drops malformed packets, keeps memory flat and still serves a client', async () => {
+    await send(20_000, 1); // warm-up: JIT, pools, buffers
+    const malformed0 = await metric('crowbar_dhcp_malformed_total', '');
+    const rss0 = rss();
+    let sent = 0;
+    for (const seed of [2, 3, 4]) sent += await send(20_000, seed);
+    expect(sent).toBeGreaterThan(50_000);
+    await eventually(
+      'malformed packets counted',
+      async () => (await metric('crowbar_dhcp_malformed_total', '')) > malformed0,
+    );
+    expect(sidecar.proc.exitCode).toBeNull();
+    expect(rss() - rss0).toBeLessThan(40 * 1024 * 1024);
+    const env = envFile(`${await udhcpc(uc2, 'after-fuzz')}-bound.env`);
+    expect(env!['ip']).toBe(`${lab.net}.22`);
   });
 });
