@@ -9,9 +9,10 @@ NODE_DIR := $(shell tools/ensure-node.sh)
 export PATH := $(NODE_DIR):$(PATH)
 export CROWBAR_BIN_DIR ?= $(HOME)/.cache/crowbar/bin/v1.36.3
 
-APT_PACKAGES := openssl ca-certificates iproute2 iputils-ping procps openssh-server openssh-client jq
+APT_PACKAGES := openssl ca-certificates iproute2 iputils-ping procps openssh-server openssh-client jq \
+	isc-dhcp-client udhcpc busybox-static curl ipxe ipxe-qemu qemu-system-x86 ovmf cpio kea-dhcp4-server kea-admin
 
-.PHONY: help deps apt npm bins generate check-generated lint typecheck unit integration test lab lab-down bench bench-annealer bench-ipam bench-jig clean
+.PHONY: help deps apt npm bins generate check-generated lint typecheck unit integration test lab lab-down bench bench-annealer bench-ipam bench-jig bench-dhcp clean
 
 help:
 	@echo "make lab        bring up a local Crowbar: control plane, CRDs, operator, example fleet"
@@ -67,7 +68,7 @@ test: deps bins
 	echo "make test: done in $$((SECONDS - t0))s"; \
 	exit $$rc
 
-bench: bench-annealer bench-ipam bench-jig
+bench: bench-annealer bench-ipam bench-jig bench-dhcp
 
 # N nodes x M roles (BENCH_NODES, BENCH_ROLES; default 1000 x 10) against the real API server.
 bench-annealer: deps bins
@@ -81,6 +82,11 @@ bench-jig: deps
 # N addresses in one network (BENCH_IPAM_ADDRESSES; default 5000) allocated through the operator.
 bench-ipam: deps bins
 	node bench/ipam.ts
+
+# perfdhcp's four-message exchange for BENCH_DHCP_CLIENTS reserved MACs (default 10000) against the
+# DHCP sidecar and then kea-dhcp4 (memfile, same reservations) in cbdhcp-bench-* namespaces.
+bench-dhcp: deps
+	node bench/dhcp.ts
 
 lab: deps bins
 	node lab/main.ts
