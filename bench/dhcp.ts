@@ -3,7 +3,7 @@
  * for BENCH_DHCP_CLIENTS distinct reserved MACs (default 10,000) against the sidecar and then
  * against kea-dhcp4 (memfile, the same reservations), one after the other, in the same network
  * namespaces (cbdhcp-bench-*: a server namespace with a bridge, a client namespace joined to it by
- * a veth). Each server gets the same offered rate (BENCH_DHCP_RATE exchanges/s, default 4000) for
+ * a veth). Each server gets the same offered rate (BENCH_DHCP_RATE exchanges/s, default 2000) for
  * BENCH_DHCP_SECONDS (default 10); leases/s counts completed exchanges, p99 comes from perfdhcp's
  * per-exchange timers (-x t).
  *
@@ -23,7 +23,7 @@ import { startProcess, waitFor, type Started } from '../test/harness/process.ts'
 import { rssMb } from './util.ts';
 
 const CLIENTS = Number(process.env['BENCH_DHCP_CLIENTS'] ?? 10_000);
-const RATE = Number(process.env['BENCH_DHCP_RATE'] ?? 4000);
+const RATE = Number(process.env['BENCH_DHCP_RATE'] ?? 2000);
 const SECONDS = Number(process.env['BENCH_DHCP_SECONDS'] ?? 10);
 const SERVER_NS = 'cbdhcp-bench-s';
 const CLIENT_NS = 'cbdhcp-bench-c';

@@ -59,6 +59,8 @@ export class DhcpServer {
       });
     }
     this.own.setBroadcast(true);
+    // Bursts (a rack powering on) queue in the kernel rather than being dropped.
+    for (const sock of [this.any, this.own]) sock.setRecvBufferSize(4 * 1024 * 1024);
     this.o.log.info({ port, server: this.o.config.serverIp }, 'dhcp listening');
   }
 
@@ -92,30 +94,34 @@ export class DhcpServer {
       return;
     }
     m.outcomes.inc({ type, outcome: r.outcome });
-    const log = this.o.log.child({ mac: r.mac, xid: d.packet.xid.toString(16), type });
+    const ids = { mac: r.mac, xid: d.packet.xid.toString(16), type };
     if (r.reply) {
       let bytes: Buffer;
       try {
         bytes = encode(r.reply.packet, r.reply.maxSize);
       } catch (err) {
-        log.error({ err }, 'reply does not encode');
+        this.o.log.error({ ...ids, err }, 'reply does not encode');
         return;
       }
-      this.own.send(bytes, r.reply.port, r.reply.address, (err) => {
-        if (err) log.warn({ err, to: r.reply?.address }, 'reply not sent');
+      const to = r.reply.address;
+      this.own.send(bytes, r.reply.port, to, (err) => {
+        if (err) this.o.log.warn({ ...ids, err, to }, 'reply not sent');
       });
     }
     m.latency.observe({ type }, Number(process.hrtime.bigint() - t0) / 1e9);
-    log.debug(
-      {
-        outcome: r.outcome,
-        reason: r.reason,
-        yiaddr: r.reply?.packet.yiaddr,
-        bootEnv: r.bootEnv,
-        requested: getIp(d.packet, Opt.REQUESTED_IP),
-      },
-      'dhcp message handled',
-    );
+    // Per-packet logs only when asked for: building them costs more than answering.
+    if (this.o.log.isLevelEnabled('debug'))
+      this.o.log.debug(
+        {
+          ...ids,
+          outcome: r.outcome,
+          reason: r.reason,
+          yiaddr: r.reply?.packet.yiaddr,
+          bootEnv: r.bootEnv,
+          requested: getIp(d.packet, Opt.REQUESTED_IP),
+        },
+        'dhcp message handled',
+      );
     this.o.onResult?.(r);
   }
 
