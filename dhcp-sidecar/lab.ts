@@ -95,7 +95,11 @@ export async function startLabDhcpSidecar(o: LabSidecarOptions): Promise<LabSide
   closeSync(fd);
   const stop = async (): Promise<void> => {
     if (proc.exitCode === null && proc.signalCode === null) {
-      const exited = new Promise<void>((r) => proc.once('exit', () => { r(); }));
+      const exited = new Promise<void>((r) =>
+        proc.once('exit', () => {
+          r();
+        }),
+      );
       proc.kill('SIGTERM');
       const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
       await exited;
