@@ -21,6 +21,7 @@ help:
 	@echo "make bins       build kube-apiserver, etcd, kube-controller-manager, kubectl, helm (cached)"
 	@echo "make generate   regenerate TypeScript types from crds/"
 	@echo "make bench      benchmarks (ratios against a reference measured in the same run)"
+	@echo "make bench-dhcp the DHCP sidecar against kea-dhcp4 with perfdhcp"
 
 deps: apt npm
 

@@ -72,9 +72,9 @@ const MUTATIONS = [
     for (let i = 0; i < n; i++) z.push(1 + Math.floor(r() * 254), 0);
     return Buffer.concat([b.subarray(0, 240), Buffer.from(z), Buffer.from([255])]);
   },
-  // giant packet of repeated long options (RFC 3396 concatenation)
+  // giant packet of repeated long options (RFC 3396 concatenation), up to about 16 KB
   (b: Buffer, r: () => number) => {
-    const n = Math.floor(r() * 250);
+    const n = Math.floor(r() * 64);
     const parts: Buffer[] = [b.subarray(0, 240)];
     for (let i = 0; i < n; i++) parts.push(Buffer.from([43, 255]), Buffer.alloc(255, i));
     return Buffer.concat(parts);
