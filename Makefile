@@ -10,9 +10,10 @@ export PATH := $(NODE_DIR):$(PATH)
 export CROWBAR_BIN_DIR ?= $(HOME)/.cache/crowbar/bin/v1.36.3
 
 APT_PACKAGES := openssl ca-certificates iproute2 iputils-ping procps openssh-server openssh-client jq \
-  dnsutils knot-dnsutils nsd bind9 dnsmasq-base dnsperf
+  dnsutils knot-dnsutils nsd bind9 dnsmasq-base dnsperf \
+  isc-dhcp-client udhcpc busybox-static curl ipxe ipxe-qemu qemu-system-x86 ovmf cpio kea-dhcp4-server kea-admin
 
-.PHONY: help deps apt npm bins generate check-generated lint typecheck unit integration test lab lab-down bench bench-annealer bench-ipam bench-jig bench-dns clean
+.PHONY: help deps apt npm bins generate check-generated lint typecheck unit integration test lab lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp clean
 
 help:
 	@echo "make lab        bring up a local Crowbar: control plane, CRDs, operator, example fleet"
@@ -21,6 +22,7 @@ help:
 	@echo "make bins       build kube-apiserver, etcd, kube-controller-manager, kubectl, helm (cached)"
 	@echo "make generate   regenerate TypeScript types from crds/"
 	@echo "make bench      benchmarks (ratios against a reference measured in the same run)"
+	@echo "make bench-dhcp the DHCP sidecar against kea-dhcp4 with perfdhcp"
 
 deps: apt npm
 
@@ -68,7 +70,7 @@ test: deps bins
 	echo "make test: done in $$((SECONDS - t0))s"; \
 	exit $$rc
 
-bench: bench-annealer bench-ipam bench-jig bench-dns
+bench: bench-annealer bench-ipam bench-jig bench-dns bench-dhcp
 
 # N nodes x M roles (BENCH_NODES, BENCH_ROLES; default 1000 x 10) against the real API server.
 bench-annealer: deps bins
@@ -87,6 +89,10 @@ bench-ipam: deps bins
 # nodes (default 10000; A, AAAA, PTR), one after the other, BENCH_DNS_SECONDS each (default 10).
 bench-dns: deps
 	node bench/dns.ts
+# perfdhcp's four-message exchange for BENCH_DHCP_CLIENTS reserved MACs (default 10000) against the
+# DHCP sidecar and then kea-dhcp4 (memfile, same reservations) in cbdhcp-bench-* namespaces.
+bench-dhcp: deps
+	node bench/dhcp.ts
 
 lab: deps bins
 	node lab/main.ts

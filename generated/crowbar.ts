@@ -6,6 +6,65 @@ export const VERSION = 'v1alpha1';
 export const API_VERSION = 'crowbar.dev/v1alpha1';
 
 /**
+ * What a machine boots into (a Node's spec.bootEnv names one): local disk, the discovery image (sledgehammer) or an installer. The DHCP/TFTP/HTTP boot sidecar serves it: the first stage over TFTP or HTTP, then a per-node iPXE script rendered from these fields.
+ */
+export interface BootEnv {
+  apiVersion: 'crowbar.dev/v1alpha1';
+  kind: 'BootEnv';
+  metadata: V1ObjectMeta;
+  spec: BootEnvSpec;
+  status?: BootEnvStatus;
+}
+export interface BootEnvSpec {
+  description?: string;
+  /**
+   * Boot from local disk: DHCP replies carry an address but no boot options, and the iPXE script (for firmware that still asks) exits to the next boot device.
+   */
+  local?: boolean;
+  /**
+   * Kernel location: an http(s) URL, or a path under the sidecar's file root served at /files/ (e.g. sledgehammer/vmlinuz).
+   */
+  kernel?: string;
+  /**
+   * Initrd locations, in order (URLs or paths under the file root).
+   *
+   * @maxItems 8
+   */
+  initrds?: string[];
+  /**
+   * Kernel command line template. {{name}} is replaced by the node's name (or d<mac> for unknown machines), {{mac}}, {{address}}, {{server}} (the sidecar's address), {{http}} (its HTTP base URL), {{bootEnv}} and {{initrd}} (the first initrd's file name).
+   */
+  kernelArgs?: string;
+  /**
+   * Overrides the per-node iPXE script (same template variables plus {{kernel}}, {{initrdUrls}} and {{kernelArgs}}); the default loads the kernel and initrds and boots.
+   */
+  ipxeScript?: string;
+  /**
+   * Per-node files rendered from templates and served at /nodes/<mac>/<name> (e.g. autoinstall user-data or a preseed), with the same variables.
+   *
+   * @maxItems 16
+   */
+  files?: {
+    name: string;
+    template: string;
+  }[];
+}
+export interface BootEnvStatus {
+  observedGeneration?: number;
+  /**
+   * @maxItems 32
+   */
+  conditions?: {
+    type: string;
+    status: 'True' | 'False' | 'Unknown';
+    reason: string;
+    message: string;
+    lastTransitionTime: string;
+    observedGeneration?: number;
+  }[];
+}
+
+/**
  * A set of noderoles that are proposed (edited) and committed (run) together. Deployments form a tree rooted at the system deployment, where new nodes land.
  */
 export interface Deployment {
@@ -578,6 +637,7 @@ export interface RoleStatus {
 
 /** Kind to plural resource name, for API paths. */
 export const PLURALS = {
+  BootEnv: 'bootenvs',
   Deployment: 'deployments',
   NetworkAllocation: 'networkallocations',
   Network: 'networks',

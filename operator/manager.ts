@@ -84,6 +84,8 @@ export class Manager {
       Network: mk('Network'),
       NetworkAllocation: mk('NetworkAllocation'),
       Deployment: mk('Deployment'),
+      // Not in KINDS, so never started: BootEnvs are read by the DHCP/boot sidecar.
+      BootEnv: mk('BootEnv'),
     };
   }
 

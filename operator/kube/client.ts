@@ -14,6 +14,7 @@ import {
   GROUP,
   PLURALS,
   VERSION,
+  type BootEnv,
   type CrowbarKind,
   type Deployment,
   type Network,
@@ -31,6 +32,7 @@ export interface KindMap {
   Network: Network;
   NetworkAllocation: NetworkAllocation;
   Deployment: Deployment;
+  BootEnv: BootEnv;
 }
 export type Obj<K extends CrowbarKind> = KindMap[K];
 export type Status<K extends CrowbarKind> = NonNullable<Obj<K>['status']>;

@@ -1,0 +1,268 @@
+/**
+ * make bench-dhcp: Kea's perfdhcp runs the four-message exchange (DISCOVER, OFFER, REQUEST, ACK)
+ * for BENCH_DHCP_CLIENTS distinct reserved MACs (default 10,000) against the sidecar and then
+ * against kea-dhcp4 (memfile, the same reservations), one after the other, in the same network
+ * namespaces (cbdhcp-bench-*: a server namespace with a bridge, a client namespace joined to it by
+ * a veth). Each server gets the same offered rate (BENCH_DHCP_RATE exchanges/s, default 2000) for
+ * BENCH_DHCP_SECONDS (default 10); leases/s counts completed exchanges, p99 comes from perfdhcp's
+ * per-exchange timers (-x t).
+ *
+ * The sidecar reads its reservations from a static backend file here (the same data its informer
+ * backend indexes), so the API server is not part of what is measured.
+ *
+ * Prints `RESULT dhcp ours_lps=... kea_lps=... ratio=... ours_p99_ms=... kea_p99_ms=...` and writes
+ * bench/results/dhcp.json.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { StaticData } from '../dhcp-sidecar/backend.ts';
+import { deleteNamespace, nsExec, run } from '../test/harness/netns.ts';
+import { startProcess, waitFor, type Started } from '../test/harness/process.ts';
+import { rssMb } from './util.ts';
+
+const CLIENTS = Number(process.env['BENCH_DHCP_CLIENTS'] ?? 10_000);
+const RATE = Number(process.env['BENCH_DHCP_RATE'] ?? 2000);
+const SECONDS = Number(process.env['BENCH_DHCP_SECONDS'] ?? 10);
+const SERVER_NS = 'cbdhcp-bench-s';
+const CLIENT_NS = 'cbdhcp-bench-c';
+const SERVER_IP = '10.253.0.1';
+const CLIENT_IP = '10.253.0.2';
+const SUBNET = '10.253.0.0/16';
+const ROOT = join(import.meta.dirname, '..');
+
+/** perfdhcp's client k (0 <= k < -R) has the base MAC plus k in its last bytes. */
+function mac(k: number): string {
+  return `52:54:01:00:${((k >> 8) & 255).toString(16).padStart(2, '0')}:${(k & 255).toString(16).padStart(2, '0')}`;
+}
+function address(k: number): string {
+  return `10.253.${1 + (k >> 8)}.${k & 255}`;
+}
+
+async function setup(): Promise<void> {
+  for (const ns of [SERVER_NS, CLIENT_NS]) await deleteNamespace(ns);
+  await run('ip', ['netns', 'add', SERVER_NS]);
+  await run('ip', ['netns', 'add', CLIENT_NS]);
+  await run('ip', ['-n', SERVER_NS, 'link', 'set', 'lo', 'up']);
+  await run('ip', ['-n', CLIENT_NS, 'link', 'set', 'lo', 'up']);
+  await run('ip', ['-n', SERVER_NS, 'link', 'add', 'br0', 'type', 'bridge']);
+  await run('ip', ['-n', SERVER_NS, 'addr', 'add', `${SERVER_IP}/16`, 'dev', 'br0']);
+  await run('ip', ['-n', SERVER_NS, 'link', 'set', 'br0', 'up']);
+  await run('ip', [
+    '-n',
+    SERVER_NS,
+    'link',
+    'add',
+    'p0',
+    'type',
+    'veth',
+    'peer',
+    'name',
+    'eth0',
+    'netns',
+    CLIENT_NS,
+  ]);
+  await run('ip', ['-n', SERVER_NS, 'link', 'set', 'p0', 'master', 'br0', 'up']);
+  await run('ip', ['-n', CLIENT_NS, 'addr', 'add', `${CLIENT_IP}/16`, 'dev', 'eth0']);
+  await run('ip', ['-n', CLIENT_NS, 'link', 'set', 'eth0', 'up']);
+}
+
+interface Run {
+  lps: number;
+  p99Ms: number;
+  p50Ms: number;
+  sent: number;
+  completed: number;
+  rssMb: number;
+}
+
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+}
+
+/** Runs perfdhcp in the client namespace and parses its report and per-exchange timers. */
+async function perfdhcp(server: Started): Promise<Run> {
+  const args = [
+    'netns',
+    'exec',
+    CLIENT_NS,
+    'perfdhcp',
+    '-4',
+    '-r',
+    String(RATE),
+    '-R',
+    String(CLIENTS),
+    '-p',
+    String(SECONDS),
+    '-b',
+    'mac=52:54:01:00:00:00',
+    '-x',
+    't',
+    '-l',
+    'eth0',
+    SERVER_IP,
+  ];
+  const out = await new Promise<string>((resolve, reject) => {
+    const p = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const chunks: Buffer[] = [];
+    p.stdout.on('data', (c: Buffer) => chunks.push(c));
+    p.stderr.on('data', (c: Buffer) => chunks.push(c));
+    const t = setTimeout(() => p.kill('SIGKILL'), (SECONDS + 60) * 1000);
+    p.on('close', (code) => {
+      clearTimeout(t);
+      const text = Buffer.concat(chunks).toString('utf8');
+      // perfdhcp exits 3 when some exchanges were dropped: still a valid measurement.
+      if (code === 0 || code === 3) resolve(text);
+      else reject(new Error(`perfdhcp exited ${code}: ${text.slice(-2000)}`));
+    });
+  });
+  const rss = server.proc.pid === undefined ? 0 : rssMb(server.proc.pid);
+  // The second "received packets" is the REQUEST/ACK exchange; every ACK is a lease.
+  const received = [...out.matchAll(/received packets: (\d+)/g)].map((m) => Number(m[1]));
+  const sent = [...out.matchAll(/sent packets: (\d+)/g)].map((m) => Number(m[1]));
+  const completed = received[1] ?? 0;
+  // -x t prints "sent / received: S / R" (seconds) for every successful DISCOVER->OFFER and
+  // REQUEST->ACK round trip: the latency of each reply, which is what p99 is taken over.
+  const delays = [...out.matchAll(/sent \/ received: ([\d.]+) \/ ([\d.]+)/g)].map(
+    (m) => (Number(m[2]) - Number(m[1])) * 1000,
+  );
+  delays.sort((a, b) => a - b);
+  return {
+    lps: completed / SECONDS,
+    p99Ms: quantile(delays, 0.99),
+    p50Ms: quantile(delays, 0.5),
+    sent: sent[0] ?? 0,
+    completed,
+    rssMb: rss,
+  };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'cbdhcp-bench-'));
+  const procs: Started[] = [];
+  try {
+    await setup();
+    const reservations = Array.from({ length: CLIENTS }, (_, k) => ({
+      node: `n${k}.bench.crowbar.dev`,
+      mac: mac(k),
+      address: address(k),
+      bootEnv: 'local',
+      generation: 1,
+    }));
+    const data: StaticData = {
+      network: { name: 'bench', subnet: SUBNET, dns: [SERVER_IP], ntp: [], search: [], routes: [] },
+      reservations,
+      bootEnvs: { local: { local: true } },
+    };
+    writeFileSync(join(dir, 'static.json'), JSON.stringify(data));
+    const ours = startProcess(
+      'ip',
+      [
+        'netns',
+        'exec',
+        SERVER_NS,
+        process.execPath,
+        join(ROOT, 'dhcp-sidecar', 'main.ts'),
+        '--static',
+        join(dir, 'static.json'),
+        '--server-ip',
+        SERVER_IP,
+        '--state-dir',
+        join(dir, 'state'),
+        '--file-root',
+        dir,
+        '--tftp-port',
+        '0',
+      ],
+      join(dir, 'ours.log'),
+      { env: { ...process.env, LOG_LEVEL: 'warn' } },
+    );
+    procs.push(ours);
+    await waitFor(
+      'sidecar ready',
+      async () =>
+        (await nsExec(SERVER_NS, 'curl', ['-sf', '-m', '2', `http://${SERVER_IP}:8080/readyz`]))
+          .stdout === 'ok\n',
+      30_000,
+    );
+    console.log(`ours: perfdhcp -r ${RATE} -R ${CLIENTS} for ${SECONDS}s`);
+    const o = await perfdhcp(ours);
+    console.log(JSON.stringify(o));
+    await ours.stop();
+
+    const kea = {
+      Dhcp4: {
+        'interfaces-config': { interfaces: ['br0'], 'dhcp-socket-type': 'raw' },
+        'lease-database': { type: 'memfile', persist: false },
+        'valid-lifetime': 3600,
+        'host-reservation-identifiers': ['hw-address'],
+        'control-socket': undefined,
+        loggers: [{ name: 'kea-dhcp4', severity: 'WARN', output_options: [{ output: 'stdout' }] }],
+        subnet4: [
+          {
+            id: 1,
+            subnet: SUBNET,
+            'option-data': [{ name: 'domain-name-servers', data: SERVER_IP }],
+            reservations: reservations.map((r) => ({
+              'hw-address': r.mac,
+              'ip-address': r.address,
+            })),
+          },
+        ],
+      },
+    };
+    writeFileSync(join(dir, 'kea.json'), JSON.stringify(kea));
+    mkdirSync(join(dir, 'kea-run'), { recursive: true });
+    const keaProc = startProcess(
+      'ip',
+      ['netns', 'exec', SERVER_NS, 'kea-dhcp4', '-c', join(dir, 'kea.json')],
+      join(dir, 'kea.log'),
+      {
+        env: {
+          ...process.env,
+          KEA_PIDFILE_DIR: join(dir, 'kea-run'),
+          KEA_LOCKFILE_DIR: join(dir, 'kea-run'),
+        },
+      },
+    );
+    procs.push(keaProc);
+    await waitFor(
+      'kea listening',
+      async () => (await nsExec(SERVER_NS, 'ss', ['-lun'])).stdout.includes(':67 '),
+      30_000,
+    );
+    console.log(`kea: perfdhcp -r ${RATE} -R ${CLIENTS} for ${SECONDS}s`);
+    const k = await perfdhcp(keaProc);
+    console.log(JSON.stringify(k));
+    await keaProc.stop();
+
+    const result = {
+      clients: CLIENTS,
+      offered_rate: RATE,
+      seconds: SECONDS,
+      ours: o,
+      kea: k,
+      ratio: o.lps / k.lps,
+      when: new Date().toISOString(),
+    };
+    mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
+    writeFileSync(
+      join(import.meta.dirname, 'results', 'dhcp.json'),
+      JSON.stringify(result, null, 2),
+    );
+    console.log(
+      `RESULT dhcp ours_lps=${o.lps.toFixed(0)} kea_lps=${k.lps.toFixed(0)} ratio=${result.ratio.toFixed(2)} ours_p99_ms=${o.p99Ms.toFixed(2)} kea_p99_ms=${k.p99Ms.toFixed(2)}`,
+    );
+  } finally {
+    for (const p of procs) await p.stop(5000);
+    for (const ns of [CLIENT_NS, SERVER_NS]) await deleteNamespace(ns);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});

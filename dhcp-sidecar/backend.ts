@@ -1,0 +1,97 @@
+/**
+ * What the DHCP and HTTP servers need to know, behind one interface with two implementations:
+ * the Kubernetes informer backend (kube-backend.ts) and a static backend for tests and the
+ * benchmark (this file). Lookups are synchronous reads of in-memory indexes.
+ */
+import type { BootEnvSpec } from '../generated/crowbar.ts';
+
+/** A known MAC: its node, its address on the served network and its desired boot environment. */
+export interface Reservation {
+  node: string;
+  mac: string;
+  /** IPv4 address without prefix length on the served network (none: the pool serves it). */
+  address?: string;
+  bootEnv: string;
+  /** The Node's metadata.generation the boot environment was read from. */
+  generation: number;
+}
+
+/** The served network as DHCP needs it (from a Network object plus sidecar flags). */
+export interface NetworkConfig {
+  name: string;
+  /** e.g. 192.168.124.0/24 */
+  subnet: string;
+  router?: string;
+  /** The discovery pool (the Network's `dhcp` range); no pool means reservations only. */
+  pool?: { first: string; last: string };
+  dns: readonly string[];
+  ntp: readonly string[];
+  domain?: string;
+  search: readonly string[];
+  routes: readonly { destination: string; router: string }[];
+  mtu?: number;
+}
+
+export interface Backend {
+  /** True once the backend has a complete view (informers synced). */
+  ready(): boolean;
+  reservation(mac: string): Reservation | undefined;
+  /** True when some node holds `address` (so the pool must not hand it out). */
+  isReserved(address: string): boolean;
+  network(): NetworkConfig | undefined;
+  bootEnv(name: string): BootEnvSpec | undefined;
+}
+
+export interface StaticData {
+  network: NetworkConfig;
+  reservations: readonly Reservation[];
+  bootEnvs: Readonly<Record<string, BootEnvSpec>>;
+}
+
+/** A fixed backend from plain data (tests, the benchmark, air-gapped use from a JSON file). */
+export class StaticBackend implements Backend {
+  private readonly byMac = new Map<string, Reservation>();
+  private readonly addrs = new Set<string>();
+  private readonly data: StaticData;
+
+  constructor(data: StaticData) {
+    this.data = data;
+    for (const r of data.reservations) {
+      this.byMac.set(r.mac.toLowerCase(), r);
+      if (r.address !== undefined) this.addrs.add(r.address);
+    }
+  }
+
+  ready(): boolean {
+    return true;
+  }
+
+  reservation(mac: string): Reservation | undefined {
+    return this.byMac.get(mac);
+  }
+
+  isReserved(address: string): boolean {
+    return this.addrs.has(address);
+  }
+
+  network(): NetworkConfig {
+    return this.data.network;
+  }
+
+  bootEnv(name: string): BootEnvSpec | undefined {
+    return this.data.bootEnvs[name];
+  }
+}
+
+/** The two boot environments that exist from the start. */
+export const DEFAULT_BOOTENVS: Readonly<Record<string, BootEnvSpec>> = {
+  local: { local: true, description: 'Boot from local disk: no network boot options.' },
+  sledgehammer: {
+    local: false,
+    description: 'The discovery image: registers the machine and reports its hardware.',
+    kernel: 'sledgehammer/vmlinuz',
+    initrds: ['sledgehammer/initrd.gz'],
+    kernelArgs:
+      'initrd={{initrd}} console=ttyS0,115200 crowbar.mac={{mac}} crowbar.server={{server}} crowbar.http={{http}}',
+  },
+};

@@ -1,0 +1,292 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_BOOTENVS, StaticBackend, type Reservation } from './backend.ts';
+import {
+  BROADCAST_FLAG,
+  MessageType,
+  Op,
+  Opt,
+  decode,
+  encode,
+  getIp,
+  getString,
+  getU8,
+  optIps,
+  optU8,
+  type DhcpPacket,
+} from './codec.ts';
+import { handle, type HandlerDeps, type ServerConfig } from './handler.ts';
+import { Pool } from './pool.ts';
+
+const SERVER = '10.20.0.1';
+const cfg: ServerConfig = {
+  serverIp: SERVER,
+  httpBase: `http://${SERVER}:8080`,
+  discoveryBootEnv: 'sledgehammer',
+  leaseSeconds: 3600,
+  poolLeaseSeconds: 600,
+  pxeLeaseSeconds: 60,
+};
+const KNOWN = '52:54:00:00:00:01';
+const UNKNOWN = '52:54:00:00:00:99';
+
+function deps(over: { bootEnv?: string; now?: number; pool?: Pool } = {}): HandlerDeps {
+  const reservations: Reservation[] = [
+    {
+      node: 'node1.rack1.example.com',
+      mac: KNOWN,
+      address: '10.20.0.50',
+      bootEnv: over.bootEnv ?? 'ubuntu-24.04-install',
+      generation: 3,
+    },
+  ];
+  const backend = new StaticBackend({
+    network: {
+      name: 'admin',
+      subnet: '10.20.0.0/24',
+      router: '10.20.0.254',
+      pool: { first: '10.20.0.100', last: '10.20.0.102' },
+      dns: ['10.20.0.2'],
+      ntp: ['10.20.0.3'],
+      domain: 'example.com',
+      search: ['example.com'],
+      routes: [{ destination: '10.30.0.0/16', router: '10.20.0.254' }],
+    },
+    reservations,
+    bootEnvs: {
+      ...DEFAULT_BOOTENVS,
+      'ubuntu-24.04-install': { kernel: 'ubuntu/linux', initrds: ['ubuntu/initrd'] },
+    },
+  });
+  const pool =
+    over.pool ??
+    new Pool({
+      first: '10.20.0.100',
+      last: '10.20.0.102',
+      isExcluded: (a) => backend.isReserved(a),
+    });
+  return { backend, pool, config: cfg, now: over.now ?? 1000 };
+}
+
+function req(
+  type: number,
+  mac: string,
+  opts: [number, Buffer][] = [],
+  over: Partial<DhcpPacket> = {},
+): DhcpPacket {
+  const chaddr = Buffer.alloc(16);
+  Buffer.from(mac.replace(/:/g, ''), 'hex').copy(chaddr);
+  const p: DhcpPacket = {
+    op: Op.BOOTREQUEST,
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid: 42,
+    secs: 0,
+    flags: 0,
+    ciaddr: '0.0.0.0',
+    yiaddr: '0.0.0.0',
+    siaddr: '0.0.0.0',
+    giaddr: '0.0.0.0',
+    chaddr,
+    sname: '',
+    file: '',
+    options: new Map([[Opt.MESSAGE_TYPE, optU8(type)], ...opts]),
+    ...over,
+  };
+  // Every request goes through the wire format, as in production.
+  const r = decode(encode(p));
+  if (!r.ok) throw new Error(r.reason);
+  return r.packet;
+}
+
+const PXE_BIOS: [number, Buffer][] = [
+  [Opt.VENDOR_CLASS, Buffer.from('PXEClient:Arch:00000:UNDI:002001')],
+  [Opt.CLIENT_ARCH, Buffer.from([0, 0])],
+];
+const PXE_UEFI: [number, Buffer][] = [
+  [Opt.VENDOR_CLASS, Buffer.from('PXEClient:Arch:00007:UNDI:003016')],
+  [Opt.CLIENT_ARCH, Buffer.from([0, 7])],
+];
+const HTTP_UEFI: [number, Buffer][] = [
+  [Opt.VENDOR_CLASS, Buffer.from('HTTPClient:Arch:00016:UNDI:003001')],
+  [Opt.CLIENT_ARCH, Buffer.from([0, 16])],
+];
+const IPXE: [number, Buffer][] = [
+  ...PXE_BIOS,
+  [Opt.USER_CLASS, Buffer.from('iPXE')],
+  [Opt.IPXE_ENCAP, Buffer.from([19, 1, 1])],
+];
+
+describe('DISCOVER', () => {
+  it('a known MAC is offered its reservation with the network options', () => {
+    const r = handle(req(MessageType.DISCOVER, KNOWN), deps());
+    expect(r.outcome).toBe('offered');
+    const p = r.reply!.packet;
+    expect(p.yiaddr).toBe('10.20.0.50');
+    expect(p.siaddr).toBe(SERVER);
+    expect(getIp(p, Opt.SERVER_ID)).toBe(SERVER);
+    expect(getIp(p, Opt.SUBNET_MASK)).toBe('255.255.255.0');
+    expect(getIp(p, Opt.ROUTER)).toBe('10.20.0.254');
+    expect(getIp(p, Opt.DNS)).toBe('10.20.0.2');
+    expect(getIp(p, Opt.BROADCAST)).toBe('10.20.0.255');
+    expect(getString(p, Opt.HOSTNAME)).toBe('node1');
+    expect(getString(p, Opt.DOMAIN_NAME)).toBe('rack1.example.com');
+    expect(p.options.get(Opt.LEASE_TIME)?.readUInt32BE(0)).toBe(3600);
+    expect(p.options.has(Opt.BOOTFILE)).toBe(false); // not a netboot client
+    expect(r.reply).toMatchObject({ address: '255.255.255.255', port: 68 });
+  });
+
+  it('an unknown MAC gets a pool address and a short lease when it PXE-boots', () => {
+    const r = handle(req(MessageType.DISCOVER, UNKNOWN, PXE_BIOS), deps());
+    expect(r.outcome).toBe('offered');
+    expect(r.reply!.packet.yiaddr).toBe('10.20.0.100');
+    expect(r.reply!.packet.options.get(Opt.LEASE_TIME)?.readUInt32BE(0)).toBe(60);
+    expect(r.bootEnv).toBe('sledgehammer');
+  });
+
+  it.each([
+    ['BIOS PXE', PXE_BIOS, 'undionly.kpxe', 'PXEClient', true],
+    ['UEFI PXE', PXE_UEFI, 'snponly.efi', 'PXEClient', true],
+    ['UEFI HTTP boot', HTTP_UEFI, `${cfg.httpBase}/boot/snponly.efi`, 'HTTPClient', false],
+    ['iPXE', IPXE, `${cfg.httpBase}/ipxe/${KNOWN}`, undefined, false],
+  ] as const)('%s gets its first stage', (_n, opts, file, vc, tftp) => {
+    const r = handle(req(MessageType.DISCOVER, KNOWN, [...opts]), deps());
+    const p = r.reply!.packet;
+    expect(getString(p, Opt.BOOTFILE)).toBe(file);
+    expect(p.file).toBe(file);
+    expect(getString(p, Opt.VENDOR_CLASS)).toBe(vc);
+    expect(getString(p, Opt.TFTP_SERVER)).toBe(tftp ? SERVER : undefined);
+    expect(p.sname).toBe(tftp ? SERVER : '');
+  });
+
+  it('bootEnv local gives no boot options', () => {
+    const r = handle(req(MessageType.DISCOVER, KNOWN, IPXE), deps({ bootEnv: 'local' }));
+    expect(r.outcome).toBe('offered');
+    expect(r.reply!.packet.options.has(Opt.BOOTFILE)).toBe(false);
+    expect(r.reply!.packet.file).toBe('');
+  });
+
+  it('honours the broadcast flag and answers relays at giaddr:67 with option 82', () => {
+    const b = handle(req(MessageType.DISCOVER, KNOWN, [], { flags: BROADCAST_FLAG }), deps());
+    expect(b.reply!.packet.flags).toBe(BROADCAST_FLAG);
+    const relayed = handle(
+      req(MessageType.DISCOVER, KNOWN, [[Opt.RELAY_AGENT, Buffer.from([1, 2, 0, 1])]], {
+        giaddr: '10.20.0.253',
+        hops: 1,
+      }),
+      deps(),
+    );
+    expect(relayed.reply).toMatchObject({ address: '10.20.0.253', port: 67 });
+    expect(relayed.reply!.packet.giaddr).toBe('10.20.0.253');
+    expect(relayed.reply!.packet.options.get(Opt.RELAY_AGENT)).toEqual(Buffer.from([1, 2, 0, 1]));
+  });
+
+  it('stays silent when the pool is exhausted', () => {
+    const d = deps();
+    for (let i = 0; i < 3; i++)
+      expect(handle(req(MessageType.DISCOVER, `52:54:00:00:01:0${i}`), d).outcome).toBe('offered');
+    const r = handle(req(MessageType.DISCOVER, UNKNOWN), d);
+    expect(r).toMatchObject({ outcome: 'dropped', reason: 'discovery pool exhausted' });
+    expect(r.reply).toBeUndefined();
+  });
+});
+
+describe('REQUEST', () => {
+  const sid: [number, Buffer] = [Opt.SERVER_ID, optIps([SERVER])];
+  const want = (a: string): [number, Buffer] => [Opt.REQUESTED_IP, optIps([a])];
+
+  it('SELECTING: ACKs the offered address', () => {
+    const d = deps();
+    handle(req(MessageType.DISCOVER, UNKNOWN), d);
+    const r = handle(req(MessageType.REQUEST, UNKNOWN, [sid, want('10.20.0.100')]), d);
+    expect(r.outcome).toBe('acked');
+    expect(getU8(r.reply!.packet, Opt.MESSAGE_TYPE)).toBe(MessageType.ACK);
+    expect(d.pool!.leaseOf(UNKNOWN)?.state).toBe('bound');
+  });
+
+  it('SELECTING another server: silent, and our offer is withdrawn', () => {
+    const d = deps();
+    handle(req(MessageType.DISCOVER, UNKNOWN), d);
+    const other: [number, Buffer] = [Opt.SERVER_ID, optIps(['10.20.0.9'])];
+    const r = handle(req(MessageType.REQUEST, UNKNOWN, [other, want('10.20.0.100')]), d);
+    expect(r.outcome).toBe('ignored');
+    expect(d.pool!.holderOf('10.20.0.100', d.now)).toBeUndefined();
+  });
+
+  it('NAKs an address another MAC holds, and a reserved MAC asking for the wrong address', () => {
+    const d = deps();
+    handle(req(MessageType.DISCOVER, UNKNOWN), d);
+    const r = handle(req(MessageType.REQUEST, '52:54:00:00:00:77', [want('10.20.0.100')]), d);
+    expect(r.outcome).toBe('nakked');
+    expect(r.reply).toMatchObject({ address: '255.255.255.255', port: 68 });
+    expect(r.reply!.packet.yiaddr).toBe('0.0.0.0');
+    const k = handle(req(MessageType.REQUEST, KNOWN, [want('10.20.0.101')]), d);
+    expect(k.outcome).toBe('nakked');
+  });
+
+  it('INIT-REBOOT: ACKs the reservation, NAKs an address on another network', () => {
+    expect(handle(req(MessageType.REQUEST, KNOWN, [want('10.20.0.50')]), deps()).outcome).toBe(
+      'acked',
+    );
+    expect(handle(req(MessageType.REQUEST, KNOWN, [want('192.168.1.5')]), deps()).outcome).toBe(
+      'nakked',
+    );
+  });
+
+  it('RENEWING: unicast ACK to ciaddr; renewing elsewhere is not ours', () => {
+    const r = handle(req(MessageType.REQUEST, KNOWN, [], { ciaddr: '10.20.0.50' }), deps());
+    expect(r.outcome).toBe('acked');
+    expect(r.reply).toMatchObject({ address: '10.20.0.50', port: 68 });
+    expect(r.reply!.packet.ciaddr).toBe('10.20.0.50');
+    expect(
+      handle(req(MessageType.REQUEST, KNOWN, [], { ciaddr: '192.168.1.5' }), deps()).outcome,
+    ).toBe('ignored');
+  });
+
+  it('NAKs a pool client asking for a reserved address', () => {
+    const r = handle(req(MessageType.REQUEST, UNKNOWN, [want('10.20.0.50')]), deps());
+    expect(r.outcome).toBe('nakked');
+  });
+});
+
+describe('RELEASE, DECLINE, INFORM', () => {
+  const sid: [number, Buffer] = [Opt.SERVER_ID, optIps([SERVER])];
+  it('RELEASE frees a pool lease; DECLINE takes the address out of use', () => {
+    const d = deps();
+    handle(req(MessageType.DISCOVER, UNKNOWN), d);
+    handle(
+      req(MessageType.REQUEST, UNKNOWN, [sid, [Opt.REQUESTED_IP, optIps(['10.20.0.100'])]]),
+      d,
+    );
+    const rel = handle(req(MessageType.RELEASE, UNKNOWN, [sid], { ciaddr: '10.20.0.100' }), d);
+    expect(rel).toMatchObject({ outcome: 'released' });
+    expect(rel.reply).toBeUndefined();
+    expect(d.pool!.holderOf('10.20.0.100', d.now)).toBeUndefined();
+    const dec = handle(
+      req(MessageType.DECLINE, UNKNOWN, [sid, [Opt.REQUESTED_IP, optIps(['10.20.0.100'])]]),
+      d,
+    );
+    expect(dec.outcome).toBe('declined');
+    const again = handle(req(MessageType.DISCOVER, UNKNOWN), d);
+    expect(again.reply!.packet.yiaddr).not.toBe('10.20.0.100');
+  });
+
+  it('INFORM: options without lease time, unicast to ciaddr', () => {
+    const r = handle(req(MessageType.INFORM, KNOWN, [], { ciaddr: '10.20.0.50' }), deps());
+    expect(r.outcome).toBe('informed');
+    expect(r.reply!.packet.options.has(Opt.LEASE_TIME)).toBe(false);
+    expect(r.reply!.packet.yiaddr).toBe('0.0.0.0');
+    expect(getIp(r.reply!.packet, Opt.DNS)).toBe('10.20.0.2');
+    expect(r.reply).toMatchObject({ address: '10.20.0.50', port: 68 });
+  });
+
+  it('drops replies, non-Ethernet clients and unknown types', () => {
+    expect(handle(req(MessageType.DISCOVER, KNOWN, [], { op: Op.BOOTREPLY }), deps()).outcome).toBe(
+      'dropped',
+    );
+    expect(handle(req(MessageType.DISCOVER, KNOWN, [], { hlen: 8 }), deps()).outcome).toBe(
+      'dropped',
+    );
+    expect(handle(req(MessageType.OFFER, KNOWN), deps()).outcome).toBe('dropped');
+  });
+});

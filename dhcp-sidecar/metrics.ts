@@ -1,0 +1,72 @@
+/** Prometheus metrics and the pino root logger of the DHCP/boot sidecar (one registry each). */
+import { pino, type Logger } from 'pino';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type { Logger };
+
+export function rootLogger(name: string): Logger {
+  return pino({
+    name,
+    level: process.env['LOG_LEVEL'] ?? 'info',
+    redact: { paths: ['*.token', 'token'], censor: '[redacted]' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+  });
+}
+
+export function makeMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'crowbar_dhcp_process_' });
+  const reg = { registers: [registry] };
+  return {
+    registry,
+    received: new Counter({
+      name: 'crowbar_dhcp_received_total',
+      help: 'DHCP messages received, by message type.',
+      labelNames: ['type'] as const,
+      ...reg,
+    }),
+    outcomes: new Counter({
+      name: 'crowbar_dhcp_outcomes_total',
+      help: 'What became of each message: offered, acked, nakked, informed, released, declined, ignored, dropped.',
+      labelNames: ['type', 'outcome'] as const,
+      ...reg,
+    }),
+    malformed: new Counter({
+      name: 'crowbar_dhcp_malformed_total',
+      help: 'Packets that did not decode (counted and dropped).',
+      ...reg,
+    }),
+    latency: new Histogram({
+      name: 'crowbar_dhcp_handle_seconds',
+      help: 'Time from receiving a message to handing its reply to the kernel.',
+      labelNames: ['type'] as const,
+      buckets: [0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05],
+      ...reg,
+    }),
+    tftpTransfers: new Counter({
+      name: 'crowbar_tftp_transfers_total',
+      help: 'TFTP read requests by outcome (ok, error, aborted, timeout).',
+      labelNames: ['outcome'] as const,
+      ...reg,
+    }),
+    httpRequests: new Counter({
+      name: 'crowbar_boot_http_requests_total',
+      help: 'Boot HTTP requests by route and status code.',
+      labelNames: ['route', 'code'] as const,
+      ...reg,
+    }),
+    acks: new Counter({
+      name: 'crowbar_dhcp_bootenv_acks_total',
+      help: 'Node status writes recording an applied boot environment, by outcome.',
+      labelNames: ['outcome'] as const,
+      ...reg,
+    }),
+    leases: new Gauge({
+      name: 'crowbar_dhcp_pool_leases',
+      help: 'Live leases in the discovery pool.',
+      ...reg,
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof makeMetrics>;

@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_BOOTENVS } from './backend.ts';
+import { parseRange } from './http.ts';
+import { discoveryName, fileUrl, ipxeScript, nodeFile, renderTemplate } from './render.ts';
+
+const v = {
+  name: 'n1.example.com',
+  mac: '52:54:00:00:00:01',
+  address: '10.0.0.5',
+  server: '10.0.0.1',
+  http: 'http://10.0.0.1:8080',
+  bootEnv: 'sledgehammer',
+};
+
+describe('templates and scripts', () => {
+  it('replaces variables and blanks unknown ones', () => {
+    expect(renderTemplate('a={{ name }} b={{nope}}', { name: 'x' })).toBe('a=x b=');
+  });
+  it('locates files under /files/ unless given a URL', () => {
+    expect(fileUrl('a/b', v.http)).toBe('http://10.0.0.1:8080/files/a/b');
+    expect(fileUrl('https://x/y', v.http)).toBe('https://x/y');
+    expect(discoveryName('52:54:00:00:00:01')).toBe('d52-54-00-00-00-01');
+  });
+  it('renders the discovery script and an exit for local', () => {
+    const s = ipxeScript(DEFAULT_BOOTENVS['sledgehammer'], v);
+    expect(s.split('\n')).toEqual([
+      '#!ipxe',
+      'echo Crowbar: n1.example.com boots sledgehammer',
+      'kernel http://10.0.0.1:8080/files/sledgehammer/vmlinuz initrd=initrd.gz console=ttyS0,115200 crowbar.mac=52:54:00:00:00:01 crowbar.server=10.0.0.1 crowbar.http=http://10.0.0.1:8080',
+      'initrd http://10.0.0.1:8080/files/sledgehammer/initrd.gz',
+      'boot',
+      '',
+    ]);
+    expect(ipxeScript(DEFAULT_BOOTENVS['local'], v)).toMatch(/exit/);
+    expect(nodeFile({ files: [{ name: 'seed', template: 'host={{name}}' }] }, 'seed', v)).toBe(
+      'host=n1.example.com',
+    );
+  });
+});
+
+describe('HTTP Range (RFC 9110 §14)', () => {
+  it.each([
+    [undefined, undefined],
+    ['bytes=0-9', { start: 0, end: 9 }],
+    ['bytes=90-', { start: 90, end: 99 }],
+    ['bytes=-5', { start: 95, end: 99 }],
+    ['bytes=50-1000', { start: 50, end: 99 }],
+    ['bytes=100-', 'bad'],
+    ['bytes=9-1', 'bad'],
+    ['bytes=-0', 'bad'],
+    ['bytes=0-1,5-6', undefined],
+  ] as const)('%s', (h, want) => {
+    expect(parseRange(h, 100)).toEqual(want);
+  });
+});

@@ -1,0 +1,144 @@
+/**
+ * The DHCP socket loop (like smee): receive, decode, hand to the handler, send the reply, count.
+ *
+ * Node's dgram cannot bind to a device nor read IP_PKTINFO, so a sidecar serves exactly one
+ * provisioning interface, alone in its network namespace (or with hostNetwork on a host whose
+ * only DHCP-facing interface it is). Two sockets share port 67: one on 0.0.0.0 receives the
+ * broadcasts; one on the server address receives unicasts (renewals, relays) and sends every
+ * reply, because Linux routes 255.255.255.255 out of the interface that owns the source address.
+ */
+import dgram from 'node:dgram';
+import type { Backend } from './backend.ts';
+import { decode, encode, getIp, messageTypeName, Opt, getU8 } from './codec.ts';
+import { handle, type Result, type ServerConfig } from './handler.ts';
+import type { Logger, Metrics } from './metrics.ts';
+import type { Pool } from './pool.ts';
+
+/** Larger datagrams are dropped before decoding (DHCP messages fit in 1500 bytes). */
+const MAX_DATAGRAM = 4096;
+
+export interface DhcpServerOptions {
+  config: ServerConfig;
+  backend: Backend;
+  pool: () => Pool | undefined;
+  metrics: Metrics;
+  log: Logger;
+  port?: number;
+  /** Called after each handled message (for the acknowledgement and tests). */
+  onResult?: (r: Result) => void;
+  now?: () => number;
+}
+
+export class DhcpServer {
+  private readonly o: DhcpServerOptions;
+  private readonly any = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+  private readonly own = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+
+  constructor(o: DhcpServerOptions) {
+    this.o = o;
+  }
+
+  async start(): Promise<void> {
+    const port = this.o.port ?? 67;
+    for (const [s, addr] of [
+      [this.any, '0.0.0.0'],
+      [this.own, this.o.config.serverIp],
+    ] as const) {
+      s.on('message', (msg, rinfo) => {
+        this.onMessage(msg, rinfo.address);
+      });
+      s.on('error', (err) => {
+        this.o.log.error({ err }, 'dhcp socket error');
+      });
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.bind(port, addr, () => {
+          s.off('error', reject);
+          resolve();
+        });
+      });
+    }
+    this.own.setBroadcast(true);
+    // Bursts (a rack powering on) queue in the kernel rather than being dropped.
+    for (const sock of [this.any, this.own]) sock.setRecvBufferSize(4 * 1024 * 1024);
+    this.o.log.info({ port, server: this.o.config.serverIp }, 'dhcp listening');
+  }
+
+  private onMessage(msg: Buffer, from: string): void {
+    const t0 = process.hrtime.bigint();
+    const m = this.o.metrics;
+    if (msg.length > MAX_DATAGRAM) {
+      m.malformed.inc();
+      return;
+    }
+    const d = decode(msg);
+    if (!d.ok) {
+      m.malformed.inc();
+      this.o.log.debug({ from, reason: d.reason }, 'malformed packet dropped');
+      return;
+    }
+    const type = messageTypeName(getU8(d.packet, Opt.MESSAGE_TYPE));
+    m.received.inc({ type });
+    let r: Result;
+    try {
+      r = handle(d.packet, {
+        backend: this.o.backend,
+        pool: this.o.pool(),
+        config: this.o.config,
+        now: this.o.now?.() ?? Date.now(),
+      });
+    } catch (err) {
+      // A handler bug must not take the server down; count it as dropped and log it.
+      m.outcomes.inc({ type, outcome: 'dropped' });
+      this.o.log.error({ err, xid: d.packet.xid }, 'handler failed');
+      return;
+    }
+    m.outcomes.inc({ type, outcome: r.outcome });
+    const ids = { mac: r.mac, xid: d.packet.xid.toString(16), type };
+    if (r.reply) {
+      let bytes: Buffer;
+      try {
+        bytes = encode(r.reply.packet, r.reply.maxSize);
+      } catch (err) {
+        this.o.log.error({ ...ids, err }, 'reply does not encode');
+        return;
+      }
+      const to = r.reply.address;
+      this.own.send(bytes, r.reply.port, to, (err) => {
+        if (err) this.o.log.warn({ ...ids, err, to }, 'reply not sent');
+      });
+    }
+    m.latency.observe({ type }, Number(process.hrtime.bigint() - t0) / 1e9);
+    // Per-packet logs only when asked for: building them costs more than answering.
+    if (this.o.log.isLevelEnabled('debug'))
+      this.o.log.debug(
+        {
+          ...ids,
+          outcome: r.outcome,
+          reason: r.reason,
+          yiaddr: r.reply?.packet.yiaddr,
+          bootEnv: r.bootEnv,
+          requested: getIp(d.packet, Opt.REQUESTED_IP),
+        },
+        'dhcp message handled',
+      );
+    this.o.onResult?.(r);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(
+      [this.any, this.own].map(
+        (s) =>
+          new Promise<void>((r) => {
+            try {
+              s.close(() => {
+                r();
+              });
+            } catch {
+              r();
+            }
+          }),
+      ),
+    );
+  }
+}
