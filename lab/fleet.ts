@@ -18,8 +18,12 @@ import {
 import { generateKeyPair, startSshd, type KeyPair, type Sshd } from '../test/harness/sshd.ts';
 import { waitFor } from '../test/harness/process.ts';
 
-/** Namespace prefix of the lab's fleet: `make lab-down` removes what carries it. */
-export const FLEET_PREFIX = 'cblab';
+/**
+ * Namespace prefix of the lab's fleet: `make lab-down` removes what carries it. One lab per
+ * machine uses the default; a second one beside it (the lab's own integration test while a person
+ * has `make lab` up) sets CROWBAR_LAB_PREFIX, as it sets CROWBAR_LAB_DIR.
+ */
+export const FLEET_PREFIX = process.env['CROWBAR_LAB_PREFIX'] ?? 'cblab';
 export const FLEET_NETWORK = 'lab-fleet';
 const FM = 'crowbar-lab';
 

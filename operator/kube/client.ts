@@ -123,11 +123,19 @@ export class CrowbarClient {
   }
 
   async list<K extends CrowbarKind>(kind: K, labelSelector?: string): Promise<Obj<K>[]> {
+    return (await this.listAt(kind, labelSelector)).items;
+  }
+
+  /** A consistent list and the resourceVersion it was read at (etcd's revision). */
+  async listAt<K extends CrowbarKind>(
+    kind: K,
+    labelSelector?: string,
+  ): Promise<{ items: Obj<K>[]; resourceVersion: string }> {
     const res = (await this.api.listClusterCustomObject({
       ...this.ref(kind),
       ...(labelSelector ? { labelSelector } : {}),
-    })) as { items: Obj<K>[] };
-    return res.items;
+    })) as { items: Obj<K>[]; metadata?: { resourceVersion?: string } };
+    return { items: res.items, resourceVersion: res.metadata?.resourceVersion ?? '0' };
   }
 
   /** Creates the object; the API server refuses a second create of the same name with 409. */

@@ -3,6 +3,7 @@
  * itself on its own examples, answers as a cluster would, verifies itself and tears down.
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +18,12 @@ it('brings the lab up, converges fully with the webhook in the path, then stops 
       process.execPath,
       [join(ROOT, 'lab', 'main.ts'), '--check'],
       {
-        env: { ...process.env, CROWBAR_LAB_DIR: dir },
+        // Its own directory and namespaces: a lab a person has up on this machine is left alone.
+        env: {
+          ...process.env,
+          CROWBAR_LAB_DIR: dir,
+          CROWBAR_LAB_PREFIX: `cbl-${randomBytes(2).toString('hex')}`,
+        },
         timeout: 170_000,
       },
     );

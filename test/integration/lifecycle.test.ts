@@ -124,6 +124,18 @@ describe('propose and commit (§2.2, §2.5)', () => {
     expect(after?.status?.committedData).toEqual({ x: 2 });
     expect(after?.status?.run?.input).toMatchObject({ x: 2 });
     expect(await counter('crowbar_runs_started_total')).toBe(started + 2);
+
+    // Committed data is replaced: a key removed from spec.data leaves committedData too.
+    await client.mergePatch(
+      'NodeRole',
+      mid,
+      { spec: { proposed: true, data: { x: null, y: 1 } } },
+      FM,
+    );
+    await f.waitState(mid, 'proposed');
+    await client.mergePatch('NodeRole', mid, { spec: { proposed: false } }, FM);
+    await settledAt(f, { [base]: 1, [mid]: 3, [top]: 3 });
+    expect((await client.get('NodeRole', mid))?.status?.committedData).toEqual({ y: 1 });
   });
 
   it("a node's noderoles and a deployment's noderoles, each run again once", async () => {

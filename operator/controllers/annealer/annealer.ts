@@ -552,7 +552,10 @@ export class Annealer {
     const res = await this.patchStatus(
       cur,
       {
-        ...(committing ? { committedData: cur.spec.data ?? {} } : {}),
+        // Replaced, not merged: keys removed from spec.data leave committedData too.
+        ...(committing
+          ? { committedData: replacementPatch(cur.status?.committedData, cur.spec.data ?? {}) }
+          : {}),
         state: c.state,
         message: c.message.slice(0, MESSAGE_MAX),
         // Other controllers own other condition types (Bound, Addressed): replace only ours.

@@ -5,7 +5,7 @@
  * deterministic names), records parents and cohort, and hands it to the annealer as proposed.
  * It also binds bootstrap roles to new admin nodes and discovery roles to new other nodes (§6.3).
  */
-import type { NodeRole } from '../../../generated/crowbar.ts';
+import type { Node, NodeRole, Role } from '../../../generated/crowbar.ts';
 import { applyBindPlan } from '../../annealer/apply.ts';
 import { autoBindRoles, planBind, type BindPlan } from '../../annealer/binding.ts';
 import {
@@ -24,12 +24,20 @@ import { isBound } from './view.ts';
 
 const AUTOBIND = 'crowbar.dev/auto-bound';
 
+/** An etcd revision as a number, or undefined when it is not one. */
+function revision(rv: string | undefined): bigint | undefined {
+  if (rv === undefined || !/^[0-9]+$/.test(rv)) return undefined;
+  return BigInt(rv);
+}
+
 export class Binder {
   private readonly mgr: Manager;
   private readonly annealer: Annealer;
   private readonly recorder: Recorder;
   private readonly fieldManager: string;
   private readonly log: Logger;
+  /** The last consistent read of Roles and Nodes, and the revision it is at least as new as. */
+  private lastRead: { rv: bigint; roles: readonly Role[]; nodes: readonly Node[] } | undefined;
 
   constructor(o: {
     mgr: Manager;
@@ -215,6 +223,31 @@ export class Binder {
     }
   }
 
+  /**
+   * Roles and Nodes as the API server has them at or after `rv` (the new Node's version): one
+   * consistent list serves every node created before it, so a burst of new nodes costs one list,
+   * not one per node. etcd revisions order every write; client-go's consistent reads rely on the
+   * same ordering.
+   */
+  private async readSince(
+    rv: string | undefined,
+  ): Promise<{ roles: readonly Role[]; nodes: readonly Node[] }> {
+    const need = revision(rv);
+    const last = this.lastRead;
+    if (last && need !== undefined && need <= last.rv) return last;
+    const [roles, nodes] = await Promise.all([
+      this.mgr.client.listAt('Role'),
+      this.mgr.client.listAt('Node'),
+    ]);
+    // Both lists are at least as new as the older of their two versions.
+    const a = revision(roles.resourceVersion) ?? 0n;
+    const b = revision(nodes.resourceVersion) ?? 0n;
+    const at = a < b ? a : b;
+    const read = { rv: at, roles: roles.items, nodes: nodes.items };
+    this.lastRead = read;
+    return read;
+  }
+
   /** §6.3: bootstrap roles on new admin nodes, discovery roles on new other nodes; once per node. */
   private async autoBind(node: string): Promise<{ requeueAfterMs: number } | undefined> {
     const n = this.mgr.caches.Node.get(node);
@@ -222,18 +255,20 @@ export class Binder {
     // Informers of different kinds arrive in any order: a Node can be seen before the Roles and
     // admin Nodes created before it. A list from the API server is a consistent read that holds
     // everything created before this Node, so binding waits until the caches hold as much.
-    const [roles, nodes] = await Promise.all([
-      this.mgr.client.list('Role'),
-      this.mgr.client.list('Node'),
-    ]);
+    const { roles, nodes } = await this.readSince(n.metadata.resourceVersion);
     const lagging = roles.find((r) => !this.annealer.world().roles.has(r.metadata.name ?? ''));
     if (lagging) {
       this.log.debug({ node, role: lagging.metadata.name }, 'waiting for the role cache');
       return { requeueAfterMs: 100 };
     }
     // Admin nodes bootstrap first, so the services other nodes need are bound there (§10.5).
+    // Which admin nodes exist comes from the consistent read; whether each is done, from the
+    // cache (the read may be older than the mark).
     const adminPending = nodes.some(
-      (x) => x.spec.admin && x.metadata.name !== node && !x.metadata.annotations?.[AUTOBIND],
+      (x) =>
+        x.spec.admin &&
+        x.metadata.name !== node &&
+        !this.mgr.caches.Node.get(x.metadata.name ?? '')?.metadata.annotations?.[AUTOBIND],
     );
     if (!n.spec.admin && adminPending) return { requeueAfterMs: 200 };
     let world = this.boundWorld();
