@@ -9,7 +9,7 @@ NODE_DIR := $(shell tools/ensure-node.sh)
 export PATH := $(NODE_DIR):$(PATH)
 export CROWBAR_BIN_DIR ?= $(HOME)/.cache/crowbar/bin/v1.36.3
 
-APT_PACKAGES := openssl ca-certificates iproute2 iputils-ping procps openssh-server openssh-client jq
+APT_PACKAGES := openssl ca-certificates iproute2 iputils-ping procps openssh-server openssh-client jq graphviz
 
 .PHONY: help deps apt npm bins generate check-generated lint typecheck unit integration test lab lab-down bench bench-annealer bench-ipam bench-jig clean
 

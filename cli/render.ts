@@ -92,7 +92,7 @@ export function renderStatus(
   const width = Math.max(10, ...labels.map((l) => l.length));
   const out: string[] = [];
   out.push(
-    `${'DEPLOYMENT'.padEnd(width)}  ${'STATE'.padEnd(9)}  PROGRESS                     ${STATES.map((s) => s.toUpperCase()).join(' ')}`,
+    `${'DEPLOYMENT'.padEnd(width)}  ${'STATE'.padEnd(9)}  ${'PROGRESS'.padEnd(36)}${STATES.map((s) => s.toUpperCase()).join(' ')}`,
   );
   const shown = new Set<string>();
   rows.forEach((r, i) => {
