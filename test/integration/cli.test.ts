@@ -10,7 +10,8 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { NodeRoleStatus } from '../../generated/crowbar.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
-import { ROOT } from '../harness/operator.ts';
+import { Fleet } from '../harness/fleet.ts';
+import { ROOT, startOperator } from '../harness/operator.ts';
 import { ensureSystemDeployment } from '../../operator/controllers/deployment/system.ts';
 
 const kubeconfig = inject('kubeconfig');
@@ -415,5 +416,54 @@ describe('kubectl crowbar', () => {
       admin: true,
       macs: ['52:54:00:cc:dd:01'],
     });
+  });
+  it('drives the real operator: bind, why, commit, status to active, an error, retry', async () => {
+    // Last in the file: the operator then anneals what earlier tests wrote by hand.
+    const op = await startOperator({
+      kubeconfig,
+      logDir: inject('cpDir'),
+      identity: `cli-${uid()}`,
+      args: [`--lease-name=cli-${uid()}`],
+    });
+    try {
+      await eventually('operator ready', async () => (await op.http('/readyz')).status === 200);
+      const f = new Fleet(client, uid());
+      await f.createRole('base', { flags: ['implicit'], test: { delayMs: 20 } });
+      await f.createRole('top', { requires: ['base'], test: { delayMs: 20 } });
+      const n1 = await f.createNode('n1');
+      const dep = await f.createDeployment('d');
+      cleanup.push(() => client.delete('Deployment', dep));
+      cleanup.push(() => client.delete('Node', n1));
+      const top = f.nr('top', 'n1');
+      const base = f.nr('base', 'n1');
+      await ok(['bind', f.role('top'), n1, '--deployment', dep]);
+      await f.waitAll('proposed', 2);
+      const why = await ok(['why', top]);
+      expect(why).toContain(`its deployment ${dep} is proposed`);
+      expect(why).toContain(`parent ${base} is proposed`);
+      await client.mergePatch(
+        'NodeRole',
+        top,
+        { spec: { data: { test: { fail: true, failMessage: 'no disk' } } } },
+        FM,
+      );
+      await ok(['commit', 'deployment', dep]);
+      await f.waitState(top, 'error');
+      const st = await ok(['status', dep]);
+      expect(st).toMatch(new RegExp(`^${dep} +error +\\[#{10}\\.{10}\\]  50% +1/2`, 'm'));
+      expect(st).toContain(`✗ ${top}: `);
+      expect(st).toContain('no disk');
+      expect(await ok(['logs', top])).toMatch(/^run 1 of .*: failed/);
+      expect(await ok(['why', top])).toContain('it is in error');
+      await client.mergePatch('NodeRole', top, { spec: { data: { test: { fail: false } } } }, FM);
+      await ok(['retry', top]);
+      await f.waitAll('active', 2);
+      await eventually('deployment active in status', async () =>
+        new RegExp(`^${dep} +active +\\[#{20}\\] 100% +2/2`, 'm').test(await ok(['status', dep])),
+      );
+      expect(await ok(['why', top])).toContain('it is active: it waits for nothing');
+    } finally {
+      await op.stop();
+    }
   });
 });
