@@ -20,6 +20,8 @@ const BIN = join(ROOT, 'cli', 'kubectl-crowbar');
 const FM = 'crowbar-test';
 const tmp = mkdtempSync(join(tmpdir(), 'cli-test-'));
 const cleanup: (() => Promise<unknown>)[] = [];
+/** Nodes this file created: the operator puts a finalizer on them, so they go while it runs. */
+const nodes: string[] = [];
 
 beforeAll(async () => {
   // The system deployment always exists where an operator runs; here the test makes sure of it.
@@ -90,6 +92,7 @@ async function world(id: string) {
   cleanup.push(() => client.delete('Deployment', dep));
   for (const n of [n1, n2]) {
     await client.create('Node', { metadata: { name: n }, spec: { available: true } }, FM);
+    nodes.push(n);
     cleanup.push(() => client.delete('Node', n));
     await client.mergePatchStatus('Node', n, { status: { alive: true } }, FM);
   }
@@ -327,6 +330,7 @@ describe('kubectl crowbar', () => {
     const network = `adm-${id}`;
     const node = `admin-${id}.lab.example.com`;
     cleanup.push(() => client.delete('Network', network));
+    nodes.push(node);
     cleanup.push(() => client.delete('Node', node));
     const flags = [
       'init',
@@ -383,6 +387,7 @@ describe('kubectl crowbar', () => {
     const network = `wiz-${id}`;
     const node = `admin-${id}.wiz.example.com`;
     cleanup.push(() => client.delete('Network', network));
+    nodes.push(node);
     cleanup.push(() => client.delete('Node', node));
     // script(1) gives the CLI a pseudo-terminal; the test answers each prompt as it appears.
     const p = spawn('script', ['-qfec', `${BIN} init --wizard`, '/dev/null'], {
@@ -433,6 +438,7 @@ describe('kubectl crowbar', () => {
       const n1 = await f.createNode('n1');
       const dep = await f.createDeployment('d');
       cleanup.push(() => client.delete('Deployment', dep));
+      nodes.push(n1);
       cleanup.push(() => client.delete('Node', n1));
       const top = f.nr('top', 'n1');
       const base = f.nr('base', 'n1');
@@ -463,6 +469,16 @@ describe('kubectl crowbar', () => {
       );
       expect(await ok(['why', top])).toContain('it is active: it waits for nothing');
     } finally {
+      // Clean up everything while the operator still runs: it owns the Nodes' finalizers.
+      for (const f of cleanup.splice(0).reverse()) await f().catch(() => undefined);
+      await eventually(
+        'the nodes of this file deleted',
+        async () => {
+          for (const n of nodes) if ((await client.get('Node', n)) !== undefined) return false;
+          return true;
+        },
+        60_000,
+      );
       await op.stop();
     }
   });
