@@ -36,6 +36,7 @@ const RESOURCE: Record<CrowbarKind, string> = {
   Network: 'network.crowbar.dev',
   NetworkAllocation: 'networkallocation.crowbar.dev',
   Deployment: 'deployment.crowbar.dev',
+  BootEnv: 'bootenv.crowbar.dev',
 };
 
 async function mustGet<K extends CrowbarKind>(c: CrowbarClient, kind: K, name: string) {
