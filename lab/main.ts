@@ -21,6 +21,9 @@ import { convergedSummary, convergence, type Convergence } from './converge.ts';
 import { labKey, registerFleet, startFleet, type Fleet } from './fleet.ts';
 import { CP_DIR, KUBECONFIG, LAB_DIR, LAB_PID, PIDS, WEBHOOK_DIR, WEBHOOK_LOG } from './state.ts';
 import { dryRun, dryRunAnswer, startLabWebhook, type LabWebhook } from './webhook.ts';
+import { startDnsSidecar } from '../dns-sidecar/lab.ts';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 
 const check = process.argv.includes('--check');
 const say = (msg: string): void => {
@@ -122,6 +125,22 @@ say(
   `operator ready (health and metrics on http://127.0.0.1:${healthPort}); log: .lab/operator.log`,
 );
 
+// The DNS sidecar serves the lab's zones (A/AAAA/PTR for every allocated address) on the lab
+// bridge's host address, where the fleet's machines reach it.
+const dnsPort = Number(process.env['CROWBAR_LAB_DNS_PORT'] ?? 53);
+const dns = await startDnsSidecar({
+  kubeconfig: KUBECONFIG,
+  domains: ['lab.crowbar.dev'],
+  host: fleet.lab.hostAddress,
+  port: dnsPort,
+  nameservers: [`ns1.lab.crowbar.dev=${fleet.lab.hostAddress}`],
+  stateFile: join(LAB_DIR, 'dns-serials.json'),
+  logFile: join(LAB_DIR, 'dns.log'),
+});
+say(
+  `DNS sidecar ready at ${fleet.lab.hostAddress}:${String(dnsPort)} (dig @${fleet.lab.hostAddress} -p ${String(dnsPort)} node1.lab.crowbar.dev); log: .lab/dns.log`,
+);
+
 const examples = readdirSync(join(import.meta.dirname, 'examples'))
   .filter((f) => f.endsWith('.yaml'))
   .sort();
@@ -156,6 +175,7 @@ say(`up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 async function teardown(code: number): Promise<never> {
   say('stopping');
   await op.stop();
+  await dns.stop();
   // With failurePolicy Fail the webhook must outlive every writer: the operator goes first.
   await webhook.stop();
   await stopFleet();
@@ -240,8 +260,37 @@ if (check) {
     }
     say(`webhook refused ${what}`);
   }
+  // Every node's name resolves to the address the allocator gave it (dig, a real client).
+  const node1 = FLEET_NODES[0] ?? '';
+  const want = (await client.list('NetworkAllocation'))
+    .filter((a) => a.spec.node === node1 && a.spec.family === 'ipv4')
+    .map((a) => a.spec.address.split('/')[0] ?? '');
+  let answer: string[] = [];
+  await waitFor(
+    `${node1} in DNS`,
+    async () => {
+      const { stdout } = await promisify(execFile)('dig', [
+        '+short',
+        '+norec',
+        '-p',
+        String(dnsPort),
+        `@${fleet.lab.hostAddress}`,
+        node1,
+        'A',
+      ]);
+      answer = stdout.trim().split('\n').filter(Boolean);
+      return want.length > 0 && want.every((w) => answer.includes(w));
+    },
+    15_000,
+  ).catch(async () => {
+    console.error(
+      `lab: ${node1} resolves to ${answer.join(', ') || 'nothing'}, not to ${want.join(', ') || 'its addresses'}`,
+    );
+    await teardown(1);
+  });
+  say(`DNS answers ${node1} A ${answer.join(', ')}`);
   say(
-    `check passed: ${String(done?.nodes ?? 0)} nodes, operator and webhook ready; ${done ? convergedSummary(done) : ''}`,
+    `check passed: ${String(done?.nodes ?? 0)} nodes, operator, webhook and DNS ready; ${done ? convergedSummary(done) : ''}`,
   );
   await teardown(0);
 }

@@ -23,6 +23,7 @@ it('brings the lab up, converges fully with the webhook in the path, then stops 
           ...process.env,
           CROWBAR_LAB_DIR: dir,
           CROWBAR_LAB_PREFIX: `cbl-${randomBytes(2).toString('hex')}`,
+          CROWBAR_LAB_DNS_PORT: '5353',
         },
         timeout: 170_000,
       },
@@ -41,6 +42,8 @@ it('brings the lab up, converges fully with the webhook in the path, then stops 
     // The webhook is in the API server's path, as the chart puts it.
     expect(stdout).toMatch(/webhook refused a require that closes a cycle/);
     expect(stdout).toMatch(/webhook refused deleting dns-server\.admin\.lab\.crowbar\.dev/);
+    expect(stdout).toMatch(/DNS sidecar ready at /);
+    expect(stdout).toMatch(/DNS answers node1\.lab\.crowbar\.dev A \d+\.\d+\.\d+\.\d+/);
     expect(stdout).toMatch(/check passed: 4 nodes/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
