@@ -151,7 +151,8 @@ export class Pool {
     }
     const until = now + this.declineHoldMs;
     this.declined.set(n, until);
-    this.append({ op: 'decline', address, expires: until });
+    // The MAC goes with it, so replaying the journal drops the decliner's lease as this did.
+    this.append({ op: 'decline', address, expires: until, mac });
     return true;
   }
 
@@ -213,7 +214,14 @@ export class Pool {
         }
         const n = ipToInt(e.address);
         if (Number.isNaN(n)) continue;
-        if (e.op === 'decline') this.declined.set(n, e.expires);
+        if (e.op === 'decline') {
+          this.declined.set(n, e.expires);
+          const held = e.mac === undefined ? undefined : this.byMac.get(e.mac);
+          if (e.mac !== undefined && held?.address === e.address) {
+            this.byMac.delete(e.mac);
+            this.byAddr.delete(n);
+          }
+        }
         else if (e.op === 'lease' && e.mac && e.state) {
           const prev = this.byMac.get(e.mac);
           if (prev) this.byAddr.delete(ipToInt(prev.address));
