@@ -221,8 +221,7 @@ export class Pool {
             this.byMac.delete(e.mac);
             this.byAddr.delete(n);
           }
-        }
-        else if (e.op === 'lease' && e.mac && e.state) {
+        } else if (e.op === 'lease' && e.mac && e.state) {
           const prev = this.byMac.get(e.mac);
           if (prev) this.byAddr.delete(ipToInt(prev.address));
           const other = this.byAddr.get(n);
