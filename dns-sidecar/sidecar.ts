@@ -120,6 +120,10 @@ export class DnsSidecar {
 
   /** Rebuilds every zone from the backend's current state and swaps them in. */
   rebuild(): void {
+    // Nothing is served or numbered from a partial load: a zone built before every informer has
+    // synced would get a serial of its own (and persist it), so the serial kept in the state file
+    // for the unchanged zone would be lost on every restart.
+    if (!this.o.backend.ready()) return;
     const now = (this.o.now ?? Date.now)();
     this.lastRebuild = now;
     const t0 = performance.now();
