@@ -2,12 +2,16 @@
  * `make lab`: a whole Crowbar on this machine, as the Helm chart runs it. Starts the real control
  * plane (etcd, kube-apiserver, kube-controller-manager), applies the CRDs, starts the admission
  * webhook and registers it (lab/webhook.ts), creates the lab fleet (three machines: network
- * namespaces with their own sshd, see lab/fleet.ts), starts the operator, applies the examples in
- * lab/examples/, commits the lab deployment so its script roles run on the fleet, prints how to
+ * namespaces on a bridge, see lab/fleet.ts), starts the operator and the DNS sidecar, applies the
+ * examples in lab/examples/ with their admin network on the bridge's /24, binds the admin network
+ * to the machines' Nodes, starts the DHCP sidecar on the bridge, boots the machines by DHCP (each
+ * gets its Node's admin address, then starts its sshd), commits the lab deployment so its script
+ * roles run on the fleet, prints how to
  * point kubectl at it, waits until everything has converged (lab/converge.ts) and says so in one
  * line, and stays up until Ctrl-C. When it has not converged in CONVERGE_TIMEOUT_MS it prints
  * what is not active and why, and keeps watching.
- * `--check` brings it up, requires full convergence and the webhook's refusals, and tears it down
+ * `--check` brings it up, requires full convergence, the webhook's refusals, DNS answers and each
+ * machine's DHCP lease (its Node's admin allocation and the network's options), and tears it down
  * (used by the test suite).
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,10 +22,20 @@ import { freePort, startProcess, waitFor } from '../test/harness/process.ts';
 import { CrowbarClient, loadKubeConfig } from '../operator/kube/client.ts';
 import { applyManifests, readManifests } from './apply.ts';
 import { convergedSummary, convergence, type Convergence } from './converge.ts';
-import { labKey, registerFleet, startFleet, type Fleet } from './fleet.ts';
+import {
+  ADMIN_NETWORK,
+  bootFleet,
+  labKey,
+  onLabSubnet,
+  registerFleet,
+  startFleet,
+  type Fleet,
+} from './fleet.ts';
 import { CP_DIR, KUBECONFIG, LAB_DIR, LAB_PID, PIDS, WEBHOOK_DIR, WEBHOOK_LOG } from './state.ts';
 import { dryRun, dryRunAnswer, startLabWebhook, type LabWebhook } from './webhook.ts';
 import { startDnsSidecar } from '../dns-sidecar/lab.ts';
+import { startLabDhcpSidecar, type LabSidecar } from '../dhcp-sidecar/lab.ts';
+import type { Node } from '../generated/crowbar.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
@@ -82,6 +96,21 @@ say(
 );
 
 const key = await labKey(join(LAB_DIR, 'ssh'));
+const exampleFiles = readdirSync(join(import.meta.dirname, 'examples'))
+  .filter((f) => f.endsWith('.yaml'))
+  .sort();
+const exampleObjects = readManifests(
+  exampleFiles.map((f) => join(import.meta.dirname, 'examples', f)),
+);
+// Each fleet machine carries its Node's first MAC, as the examples write it.
+const macs = new Map<string, string>();
+for (const name of FLEET_NODES) {
+  const n = exampleObjects.find((o) => o.kind === 'Node' && o.metadata?.name === name) as
+    Node | undefined;
+  const mac = n?.spec.macs?.[0];
+  if (mac === undefined) throw new Error(`lab/examples/ has no Node ${name} with a MAC`);
+  macs.set(name, mac);
+}
 let fleet: Fleet | undefined;
 const stopFleet = async (): Promise<void> => {
   await fleet?.stop().catch((e: unknown) => {
@@ -89,7 +118,7 @@ const stopFleet = async (): Promise<void> => {
   });
 };
 try {
-  fleet = await startFleet(FLEET_NODES, key, join(LAB_DIR, 'fleet'));
+  fleet = await startFleet(macs);
 } catch (e) {
   await webhook.stop();
   await cp.stop();
@@ -97,7 +126,7 @@ try {
   throw e;
 }
 say(
-  `fleet up: ${[...fleet.sshds].map(([n, s]) => `${n} at ${s.address}`).join(', ')} (sshd in network namespaces ${fleet.lab.prefix}-*)`,
+  `fleet up: ${[...fleet.machines].map(([n, m]) => `${n} (${m.mac})`).join(', ')} on bridge ${fleet.lab.subnet} (network namespaces ${fleet.lab.prefix}-*); they boot by DHCP once their Nodes have addresses`,
 );
 
 const healthPort = await freePort();
@@ -141,14 +170,10 @@ say(
   `DNS sidecar ready at ${fleet.lab.hostAddress}:${String(dnsPort)} (dig @${fleet.lab.hostAddress} -p ${String(dnsPort)} node1.lab.crowbar.dev); log: .lab/dns.log`,
 );
 
-const examples = readdirSync(join(import.meta.dirname, 'examples'))
-  .filter((f) => f.endsWith('.yaml'))
-  .sort();
-await applyManifests(
-  kc,
-  readManifests(examples.map((f) => join(import.meta.dirname, 'examples', f))),
+await applyManifests(kc, onLabSubnet(exampleObjects, fleet.lab.subnet));
+say(
+  `applied lab/examples/ (${exampleFiles.join(', ')}) with network ${ADMIN_NETWORK} on the lab bridge's ${fleet.lab.subnet}`,
 );
-say(`applied lab/examples/ (${examples.join(', ')})`);
 
 const client = new CrowbarClient(kc);
 await waitFor(
@@ -156,8 +181,52 @@ await waitFor(
   async () => (await client.get('Deployment', 'system')) !== undefined,
   30_000,
 );
-await registerFleet(client, fleet);
-say('lab machines registered: their Nodes carry their addresses; the operator checks aliveness');
+const adminAddresses = await registerFleet(client, fleet);
+say(
+  `network-${ADMIN_NETWORK} bound to the fleet's Nodes: ${[...adminAddresses].map(([n, a]) => `${n} ${a}`).join(', ')}`,
+);
+
+// The DHCP/TFTP/HTTP boot sidecar on the bridge (in the hub namespace, .2), serving network
+// admin: started once the allocations exist, so its first listing holds every reservation.
+const labBase = fleet.lab.subnet.replace(/0\/24$/, '');
+let dhcp: LabSidecar | undefined;
+try {
+  dhcp = await startLabDhcpSidecar({
+    ns: fleet.lab.hubNs,
+    bridge: 'br0',
+    serverCidr: `${labBase}2/24`,
+    network: ADMIN_NETWORK,
+    kubeconfig: KUBECONFIG,
+    apiServer: cp.server,
+    dir: LAB_DIR,
+    dns: fleet.lab.hostAddress,
+    domain: 'lab.crowbar.dev',
+  });
+} catch (e) {
+  console.error(`lab: ${(e as Error).message}`);
+  await teardown(1);
+}
+say(
+  `DHCP sidecar ready at ${dhcp?.serverIp ?? ''} on the lab bridge (DHCP, TFTP, HTTP ${dhcp?.httpBase ?? ''}); log: .lab/dhcp-sidecar.log`,
+);
+try {
+  await bootFleet(fleet, key, join(LAB_DIR, 'fleet'), PIDS);
+} catch (e) {
+  console.error(`lab: ${(e as Error).message}`);
+  await teardown(1);
+}
+say(
+  `lab machines booted by DHCP: ${[...fleet.leases].map(([n, l]) => `${n} ${l.ip}`).join(', ')}; sshd on each, the operator checks aliveness`,
+);
+// Ask for an aliveness check now that sshd answers (the Nodes had their addresses before).
+for (const node of fleet.machines.keys()) {
+  await client.mergePatch(
+    'Node',
+    node,
+    { metadata: { annotations: { 'crowbar.dev/check-alive': String(Date.now()) } } },
+    'crowbar-lab',
+  );
+}
 // The admin node has no machine behind it (no addresses): it stands in as alive.
 for (const n of await client.list('Node')) {
   if (FLEET_NODES.includes(n.metadata.name ?? '') || n.spec.system === true) continue;
@@ -176,6 +245,7 @@ async function teardown(code: number): Promise<never> {
   say('stopping');
   await op.stop();
   await dns.stop();
+  await dhcp?.stop();
   // With failurePolicy Fail the webhook must outlive every writer: the operator goes first.
   await webhook.stop();
   await stopFleet();
@@ -289,8 +359,37 @@ if (check) {
     await teardown(1);
   });
   say(`DNS answers ${node1} A ${answer.join(', ')}`);
+  // Every machine's DHCP client holds its Node's admin allocation and the network's options, from
+  // the lab's DHCP sidecar (a real exchange: busybox udhcpc in the machine's namespace).
+  const allocations = await client.list('NetworkAllocation');
+  for (const [node, lease] of fleet.leases) {
+    const reserved = allocations
+      .filter(
+        (a) => a.spec.node === node && a.spec.network === ADMIN_NETWORK && a.spec.family === 'ipv4',
+      )
+      .map((a) => a.spec.address.split('/')[0] ?? '');
+    const label = node.split('.')[0] ?? '';
+    const problems = [
+      reserved.length === 1 && lease.ip === reserved[0]
+        ? ''
+        : `address ${lease.ip}, not its allocation ${reserved.join(', ') || '(none)'}`,
+      lease.mask === '24' ? '' : `prefix length ${lease.mask}`, // udhcpc gives option 1 as a length
+      lease.router === fleet.lab.hostAddress ? '' : `router ${lease.router}`,
+      lease.dns.split(' ').includes(fleet.lab.hostAddress) ? '' : `dns ${lease.dns}`,
+      lease.hostname === label ? '' : `hostname ${lease.hostname}`,
+      lease.domain === 'lab.crowbar.dev' ? '' : `domain ${lease.domain}`,
+      lease.serverid === dhcp?.serverIp ? '' : `server ${lease.serverid}`,
+    ].filter((p) => p !== '');
+    if (problems.length > 0) {
+      console.error(`lab: ${node}'s DHCP lease is wrong: ${problems.join('; ')}`);
+      await teardown(1);
+    }
+    say(
+      `DHCP gave ${node} ${lease.ip}/${lease.mask} (its admin allocation), router ${lease.router}, dns ${lease.dns}, hostname ${lease.hostname}, domain ${lease.domain}, from ${lease.serverid}`,
+    );
+  }
   say(
-    `check passed: ${String(done?.nodes ?? 0)} nodes, operator, webhook and DNS ready; ${done ? convergedSummary(done) : ''}`,
+    `check passed: ${String(done?.nodes ?? 0)} nodes, operator, webhook, DNS and DHCP ready; ${done ? convergedSummary(done) : ''}`,
   );
   await teardown(0);
 }

@@ -60,6 +60,16 @@ export function nsExec(
   return run(IP, ['netns', 'exec', ns, bin, ...args], timeoutMs);
 }
 
+/** A machine on the lab bridge with a chosen MAC and no address: it asks DHCP for one. */
+export interface LabMachine {
+  name: string;
+  /** The machine's network namespace. */
+  ns: string;
+  /** eth0's MAC. */
+  mac: string;
+  exec(bin: string, args: readonly string[], timeoutMs?: number): Promise<ExecOut>;
+}
+
 export interface LabNode {
   name: string;
   /** The node's network namespace. */
@@ -96,6 +106,9 @@ export interface LabNetwork {
   nodes: ReadonlyMap<string, LabNode>;
   /** Adds a node namespace with the next free address. `name` is a short label (a-z0-9-). */
   addNode(name: string): Promise<LabNode>;
+  /** Adds a namespace whose eth0 has `mac` and no address (a machine that boots by DHCP). */
+  addMachine(name: string, mac: string): Promise<LabMachine>;
+  /** Removes a node or a machine. */
   removeNode(name: string): Promise<void>;
   /** An address in the lab subnet that no node has (for unreachable-host tests). */
   unusedAddress(): string;
@@ -255,17 +268,22 @@ export async function createLabNetwork(opts: { prefix?: string } = {}): Promise<
     throw e;
   }
 
-  const addNode = async (name: string): Promise<LabNode> => {
+  /** Port index of each node and machine on the bridge (veth v<k>; nodes get .10+k). */
+  const slots = new Map<string, number>();
+  const machines = new Map<string, LabMachine>();
+
+  /** A namespace named after `name` joined to the bridge by a veth; eth0 up, no address. */
+  const plug = async (name: string, mac?: string): Promise<{ ns: string; k: number }> => {
     if (!/^[a-z0-9][a-z0-9-]{0,30}$/.test(name))
       throw new Error(`lab node name ${name} must be [a-z0-9-]`);
-    if (nodes.has(name)) throw new Error(`lab node ${name} exists`);
+    if (slots.has(name)) throw new Error(`lab node ${name} exists`);
     let k = 0;
     while (used.has(k)) k++;
     if (k > 230) throw new Error('lab network is full (231 nodes)');
     used.add(k);
+    slots.set(name, k);
     const ns = `${prefix}-${name}`;
     const port = `v${k}`;
-    const address = `${net}.${10 + k}`;
     namespaces.push(ns);
     liveNamespaces.add(ns);
     writeOwner(prefix, namespaces);
@@ -286,8 +304,15 @@ export async function createLabNetwork(opts: { prefix?: string } = {}): Promise<
       ns,
     ]);
     await run(IP, ['-n', hubNs, 'link', 'set', port, 'master', 'br0', 'up']);
-    await run(IP, ['-n', ns, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
+    if (mac !== undefined) await run(IP, ['-n', ns, 'link', 'set', 'eth0', 'address', mac]);
     await run(IP, ['-n', ns, 'link', 'set', 'eth0', 'up']);
+    return { ns, k };
+  };
+
+  const addNode = async (name: string): Promise<LabNode> => {
+    const { ns, k } = await plug(name);
+    const address = `${net}.${10 + k}`;
+    await run(IP, ['-n', ns, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
     const node: LabNode = {
       name,
       ns,
@@ -299,12 +324,27 @@ export async function createLabNetwork(opts: { prefix?: string } = {}): Promise<
     return node;
   };
 
+  const addMachine = async (name: string, mac: string): Promise<LabMachine> => {
+    const { ns } = await plug(name, mac);
+    const m: LabMachine = {
+      name,
+      ns,
+      mac,
+      exec: (bin, args, timeoutMs) => nsExec(ns, bin, args, timeoutMs),
+    };
+    machines.set(name, m);
+    return m;
+  };
+
   const removeNode = async (name: string): Promise<void> => {
-    const n = nodes.get(name);
-    if (!n) return;
+    const n = nodes.get(name) ?? machines.get(name);
+    const k = slots.get(name);
+    if (!n || k === undefined) return;
     await deleteNamespace(n.ns); // the hub-side veth goes with it
     nodes.delete(name);
-    used.delete(Number(n.address.split('.')[3]) - 10);
+    machines.delete(name);
+    slots.delete(name);
+    used.delete(k);
     namespaces.splice(namespaces.indexOf(n.ns), 1);
     liveNamespaces.delete(n.ns);
     writeOwner(prefix, namespaces);
@@ -317,6 +357,7 @@ export async function createLabNetwork(opts: { prefix?: string } = {}): Promise<
     hostAddress: `${net}.1`,
     nodes,
     addNode,
+    addMachine,
     removeNode,
     unusedAddress: () => `${net}.250`,
     destroy,

@@ -32,7 +32,7 @@ it('brings the lab up, converges fully with the webhook in the path, then stops 
     expect(stdout).toMatch(/admission webhook ready at https:\/\/127\.0\.0\.1:\d+\/validate/);
     expect(stdout).toMatch(/operator ready/);
     // Everything the examples bind is active: 3 machines x (crowbar-access, dns-client,
-    // ntp-client, crowbar-managed-node, network-lab-fleet, lab-facts, lab-report) and the two
+    // ntp-client, crowbar-managed-node, network-admin, lab-facts, lab-report) and the two
     // bootstrap servers on the admin node; both deployments and all four Nodes active.
     const converged = stdout.split('\n').filter((l) => l.startsWith('lab: converged in'));
     expect(converged).toHaveLength(1);
@@ -44,6 +44,16 @@ it('brings the lab up, converges fully with the webhook in the path, then stops 
     expect(stdout).toMatch(/webhook refused deleting dns-server\.admin\.lab\.crowbar\.dev/);
     expect(stdout).toMatch(/DNS sidecar ready at /);
     expect(stdout).toMatch(/DNS answers node1\.lab\.crowbar\.dev A \d+\.\d+\.\d+\.\d+/);
+    // The machines booted by DHCP from the sidecar on the lab bridge: each got its Node's admin
+    // allocation and the network's options (the lab compares them with the API's allocations).
+    expect(stdout).toMatch(/DHCP sidecar ready at 10\.251\.\d+\.2 on the lab bridge/);
+    for (const n of [1, 2, 3]) {
+      expect(stdout).toMatch(
+        new RegExp(
+          `DHCP gave node${String(n)}\\.lab\\.crowbar\\.dev (10\\.251\\.\\d+)\\.\\d+/24 \\(its admin allocation\\), router \\1\\.1, dns \\1\\.1, hostname node${String(n)}, domain lab\\.crowbar\\.dev, from \\1\\.2`,
+        ),
+      );
+    }
     expect(stdout).toMatch(/check passed: 4 nodes/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
