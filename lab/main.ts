@@ -76,6 +76,7 @@ const ADMIN_NODE = 'admin.lab.crowbar.dev';
 /** How long the lab waits for convergence before saying what is not active (it keeps watching). */
 const CONVERGE_TIMEOUT_MS = 90_000;
 const kc = loadKubeConfig(KUBECONFIG);
+const client = new CrowbarClient(kc);
 
 let webhook: LabWebhook;
 try {
@@ -170,12 +171,20 @@ say(
   `DNS sidecar ready at ${fleet.lab.hostAddress}:${String(dnsPort)} (dig @${fleet.lab.hostAddress} -p ${String(dnsPort)} node1.lab.crowbar.dev); log: .lab/dns.log`,
 );
 
+// The webhook refuses a Node whose bootEnv names no BootEnv: the operator creates the defaults
+// (local, sledgehammer) when it starts leading, before the examples' Nodes arrive.
+await waitFor(
+  'the default BootEnvs local and sledgehammer (the operator creates them)',
+  async () =>
+    (await client.get('BootEnv', 'local')) !== undefined &&
+    (await client.get('BootEnv', 'sledgehammer')) !== undefined,
+  30_000,
+);
 await applyManifests(kc, onLabSubnet(exampleObjects, fleet.lab.subnet));
 say(
   `applied lab/examples/ (${exampleFiles.join(', ')}) with network ${ADMIN_NETWORK} on the lab bridge's ${fleet.lab.subnet}`,
 );
 
-const client = new CrowbarClient(kc);
 await waitFor(
   'the system deployment',
   async () => (await client.get('Deployment', 'system')) !== undefined,

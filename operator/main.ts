@@ -9,6 +9,7 @@ import { Deletion } from './controllers/deletion/deletion.ts';
 import { setupNodeAccess } from './controllers/aliveness/setup.ts';
 import { deploymentStatusController } from './controllers/deployment/status.ts';
 import { ensureSystemDeployment } from './controllers/deployment/system.ts';
+import { ensureDefaultBootEnvs } from './default-bootenvs.ts';
 import { networkControllers } from './controllers/network/index.ts';
 import { nodeStatusController } from './controllers/node/status.ts';
 import { roleStatusController } from './controllers/role/status.ts';
@@ -49,6 +50,8 @@ async function main(): Promise<void> {
     onStartedLeading: async () => {
       if (await ensureSystemDeployment(mgr.client, FIELD_MANAGER))
         log.info('created the system deployment');
+      const bootEnvs = await ensureDefaultBootEnvs(mgr.client, FIELD_MANAGER);
+      if (bootEnvs.length > 0) log.info({ bootEnvs }, 'created the default boot environments');
     },
     reconcile: async () => {
       await ensureSystemDeployment(mgr.client, FIELD_MANAGER, (n) => mgr.caches.Deployment.get(n));

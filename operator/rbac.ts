@@ -9,7 +9,15 @@ export interface Rule {
   verbs: string[];
 }
 
-const KINDS = ['nodes', 'roles', 'noderoles', 'networks', 'networkallocations', 'deployments'];
+const KINDS = [
+  'nodes',
+  'roles',
+  'noderoles',
+  'networks',
+  'networkallocations',
+  'deployments',
+  'bootenvs',
+];
 
 export const CLUSTER_RULES: Rule[] = [
   {

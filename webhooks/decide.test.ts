@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type {
+  BootEnv,
   Deployment,
   DeploymentSpec,
   Network,
@@ -142,7 +143,12 @@ function snap(s: Partial<ClusterSnapshot> = {}): ClusterSnapshot {
     noderoles: s.noderoles ?? [],
     networks: s.networks ?? [],
     networkallocations: s.networkallocations ?? [],
+    bootenvs: s.bootenvs ?? [bootenv('local'), bootenv('sledgehammer')],
   };
+}
+
+function bootenv(name: string): BootEnv {
+  return { apiVersion: 'crowbar.dev/v1alpha1', kind: 'BootEnv', metadata: { name }, spec: {} };
 }
 
 /** 'allowed' or the refusal message, so tables read as expectations. */
@@ -950,6 +956,71 @@ describe('Node create/update: address hints inside their range (§7.4)', () => {
 
   it('refuses with 400 a node whose hints are not an object', () => {
     const bad = { ...req('CREATE', node(N1)), object: { ...node(N1), spec: { hints: 'x' } } };
+    expect(decide(bad, snap())).toMatchObject({ allowed: false, code: 400 });
+  });
+});
+
+describe('Node create/update: spec.bootEnv names a BootEnv that exists', () => {
+  const envs = { bootenvs: [bootenv('local'), bootenv('sledgehammer')] };
+  check([
+    {
+      what: 'a node with the default boot environment',
+      request: req('CREATE', node(N1, { bootEnv: 'sledgehammer' })),
+      snapshot: snap(envs),
+      expect: 'allowed',
+    },
+    {
+      what: 'a node naming a BootEnv that does not exist',
+      request: req('CREATE', node(N1, { bootEnv: 'ubuntu-24.04-install' })),
+      snapshot: snap(envs),
+      expect: [
+        /^spec\.bootEnv of node n1\.lab\.example\.com names BootEnv ubuntu-24\.04-install, which does not exist; create BootEnv ubuntu-24\.04-install first, or name one that exists: local, sledgehammer \(kubectl get cbbootenv\)$/,
+      ],
+    },
+    {
+      what: 'a node when no BootEnv exists at all',
+      request: req('CREATE', node(N1, { bootEnv: 'sledgehammer' })),
+      snapshot: snap({ bootenvs: [] }),
+      expect: [
+        /names BootEnv sledgehammer, which does not exist; create BootEnv sledgehammer first \(no BootEnv exists: the chart and the DHCP sidecar create local and sledgehammer\)$/,
+      ],
+    },
+    {
+      what: 'an update moving the node to a missing BootEnv',
+      request: req(
+        'UPDATE',
+        node(N1, { bootEnv: 'debian-13-install' }),
+        node(N1, { bootEnv: 'sledgehammer' }),
+      ),
+      snapshot: snap(envs),
+      expect: [/names BootEnv debian-13-install, which does not exist/],
+    },
+    {
+      what: 'an update moving the node to an existing BootEnv',
+      request: req('UPDATE', node(N1, { bootEnv: 'local' }), node(N1, { bootEnv: 'sledgehammer' })),
+      snapshot: snap(envs),
+      expect: 'allowed',
+    },
+    {
+      what: 'an update leaving a bootEnv whose BootEnv was deleted alone',
+      request: req(
+        'UPDATE',
+        node(N1, { bootEnv: 'gone-install', available: false }),
+        node(N1, { bootEnv: 'gone-install' }),
+      ),
+      snapshot: snap(envs),
+      expect: 'allowed',
+    },
+    {
+      what: 'a missing BootEnv is reported before bad hints',
+      request: req('CREATE', node(N1, { bootEnv: 'x-install', hints: { 'n1-v4addr': 'bad' } })),
+      snapshot: snap(envs),
+      expect: [/names BootEnv x-install, which does not exist/],
+    },
+  ]);
+
+  it('refuses with 400 a node whose bootEnv is not a string', () => {
+    const bad = { ...req('CREATE', node(N1)), object: { ...node(N1), spec: { bootEnv: 7 } } };
     expect(decide(bad, snap())).toMatchObject({ allowed: false, code: 400 });
   });
 });

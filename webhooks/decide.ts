@@ -15,6 +15,7 @@
 import { dataProblem } from './limits.ts';
 import { isDeepStrictEqual } from 'node:util';
 import type {
+  BootEnv,
   Deployment,
   Network,
   NetworkAllocation,
@@ -47,6 +48,7 @@ export interface ClusterSnapshot {
   readonly deployments: readonly Deployment[];
   readonly networks: readonly Network[];
   readonly networkallocations: readonly NetworkAllocation[];
+  readonly bootenvs: readonly BootEnv[];
 }
 
 /** At most this many names are listed in a message; the rest are counted. */
@@ -136,6 +138,7 @@ const NETWORK_STATUS: readonly FieldCheck[] = [['v6prefix', 'string', false]];
 const NODE_SPEC: readonly FieldCheck[] = [
   ['admin', 'boolean', false],
   ['hints', 'object', false],
+  ['bootEnv', 'string', false],
 ];
 
 const asRole = (v: unknown): Role | undefined => (shaped(v, ROLE_SPEC) ? (v as Role) : undefined);
@@ -477,13 +480,39 @@ function decideNodeDelete(name: string, snapshot: ClusterSnapshot): Decision {
 }
 
 /**
+ * A Node's `spec.bootEnv` names a BootEnv that exists: the DHCP and HTTP boot servers could not
+ * serve one that does not, and the provisioning flow would wait forever for their
+ * acknowledgement. Judged when the node is created and when its bootEnv changes (an update that
+ * leaves it alone is not re-judged, so a node whose BootEnv was deleted can still be edited).
+ * The API server applies the schema's default (`sledgehammer`) before calling the webhook.
+ */
+function bootEnvProblem(
+  node: Node,
+  old: Node | undefined,
+  snapshot: ClusterSnapshot,
+): string | undefined {
+  const want = node.spec.bootEnv;
+  if (want === undefined || (old && old.spec.bootEnv === want)) return undefined;
+  const names = snapshot.bootenvs.map((b) => b.metadata.name ?? '').sort(compareNames);
+  if (names.includes(want)) return undefined;
+  return (
+    `spec.bootEnv of node ${node.metadata.name ?? ''} names BootEnv ${want}, which does not exist; ` +
+    (names.length === 0
+      ? `create BootEnv ${want} first (no BootEnv exists: the chart and the DHCP sidecar create local and sledgehammer)`
+      : `create BootEnv ${want} first, or name one that exists: ${nameList(names)} (kubectl get cbbootenv)`)
+  );
+}
+
+/**
  * §7.4 hints: each `<network>-v4addr` / `<network>-v6addr` hint must be an address inside the
  * range the node is given addresses from on that network (validateHints). Hints naming networks
  * that do not exist yet are left alone. An update that changes neither the hints nor spec.admin
  * (which picks the range) is not re-judged, so a node whose network changed under it can still
- * be edited.
+ * be edited. Then its boot environment ({@link bootEnvProblem}).
  */
 function decideNodeWrite(node: Node, old: Node | undefined, snapshot: ClusterSnapshot): Decision {
+  const bootEnv = bootEnvProblem(node, old, snapshot);
+  if (bootEnv !== undefined) return deny(bootEnv);
   const { hints, admin } = node.spec;
   if (hints === undefined || Object.keys(hints).length === 0) return allow;
   if (old && old.spec.admin === admin && isDeepStrictEqual(old.spec.hints, hints)) return allow;

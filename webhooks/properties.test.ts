@@ -11,6 +11,7 @@ const empty: ClusterSnapshot = {
   deployments: [],
   networks: [],
   networkallocations: [],
+  bootenvs: [],
 };
 
 describe('properties', () => {

@@ -28,6 +28,7 @@ const empty: ClusterSnapshot = {
   deployments: [system],
   networks: [],
   networkallocations: [],
+  bootenvs: [],
 };
 
 function review(

@@ -19,6 +19,7 @@ import {
   GROUP,
   PLURALS,
   VERSION,
+  type BootEnv,
   type Deployment,
   type Network,
   type NetworkAllocation,
@@ -38,6 +39,7 @@ export const WATCHED = [
   'Deployment',
   'Network',
   'NetworkAllocation',
+  'BootEnv',
 ] as const;
 export type WatchedKind = (typeof WATCHED)[number];
 
@@ -99,6 +101,7 @@ type Objects = {
   Deployment: Deployment;
   Network: Network;
   NetworkAllocation: NetworkAllocation;
+  BootEnv: BootEnv;
 };
 
 /** Informer caches over /apis/crowbar.dev/v1alpha1/<plural>, plus fresh lists on demand. */
@@ -124,9 +127,10 @@ export class InformerSource implements SnapshotSource {
       Deployment: mk('Deployment'),
       Network: mk('Network'),
       NetworkAllocation: mk('NetworkAllocation'),
+      BootEnv: mk('BootEnv'),
     };
     this.coalescer = new Coalescer(async () => {
-      const [roles, noderoles, nodes, deployments, networks, networkallocations] =
+      const [roles, noderoles, nodes, deployments, networks, networkallocations, bootenvs] =
         await Promise.all([
           this.list('Role'),
           this.list('NodeRole'),
@@ -134,6 +138,7 @@ export class InformerSource implements SnapshotSource {
           this.list('Deployment'),
           this.list('Network'),
           this.list('NetworkAllocation'),
+          this.list('BootEnv'),
         ]);
       return {
         roles: roles.items,
@@ -142,6 +147,7 @@ export class InformerSource implements SnapshotSource {
         deployments: deployments.items,
         networks: networks.items,
         networkallocations: networkallocations.items,
+        bootenvs: bootenvs.items,
       };
     });
   }
@@ -172,6 +178,7 @@ export class InformerSource implements SnapshotSource {
       Deployment: this.informers.Deployment.hasSynced,
       Network: this.informers.Network.hasSynced,
       NetworkAllocation: this.informers.NetworkAllocation.hasSynced,
+      BootEnv: this.informers.BootEnv.hasSynced,
     };
   }
 
@@ -185,6 +192,7 @@ export class InformerSource implements SnapshotSource {
       deployments: this.informers.Deployment.list(),
       networks: this.informers.Network.list(),
       networkallocations: this.informers.NetworkAllocation.list(),
+      bootenvs: this.informers.BootEnv.list(),
     };
   }
 

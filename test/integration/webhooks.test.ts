@@ -26,6 +26,7 @@ import {
 import { allocationName } from '../../operator/ipam/name.ts';
 import { apiCode, apiMessage, isNotFound } from '../../operator/kube/errors.ts';
 import { validatingWebhookConfiguration } from '../../webhooks/manifests.ts';
+import { ensureDefaultBootEnvs } from '../../operator/default-bootenvs.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
 import { ROOT } from '../harness/operator.ts';
 import { issueLeaf } from '../harness/pki.ts';
@@ -44,7 +45,7 @@ let webhookLog = '';
 let registered = false;
 let createdSystem = false;
 const cleanup: {
-  kind: 'NetworkAllocation' | 'NodeRole' | 'Role' | 'Node' | 'Deployment' | 'Network';
+  kind: 'NetworkAllocation' | 'NodeRole' | 'Role' | 'Node' | 'Deployment' | 'Network' | 'BootEnv';
   name: string;
 }[] = [];
 
@@ -262,6 +263,9 @@ beforeAll(async () => {
     );
     createdSystem = true;
   }
+  // Every Node must name a BootEnv that exists; the operator makes the defaults, as here.
+  for (const name of await ensureDefaultBootEnvs(client, FM))
+    cleanup.push({ kind: 'BootEnv', name });
   await admission.createValidatingWebhookConfiguration({
     body: validatingWebhookConfiguration({
       name: CONFIG_NAME,
@@ -297,7 +301,15 @@ afterAll(async () => {
     );
   }
   await proc?.stop();
-  const order = ['NetworkAllocation', 'NodeRole', 'Role', 'Deployment', 'Node', 'Network'] as const;
+  const order = [
+    'NetworkAllocation',
+    'NodeRole',
+    'Role',
+    'Deployment',
+    'Node',
+    'Network',
+    'BootEnv',
+  ] as const;
   for (const kind of order) {
     for (const o of cleanup.filter((c) => c.kind === kind).reverse()) {
       await client.delete(o.kind, o.name);
@@ -572,6 +584,36 @@ describe('admission webhook', () => {
       client.mergePatch('Node', fqdn('hinted'), { spec: { hints: { [key]: '10.80.0.201' } } }, FM),
       /is outside network .*'s range host/,
     );
+  });
+
+  it('refuses a node whose spec.bootEnv names no BootEnv, saying which exist', async () => {
+    const node = fqdn('booting');
+    const env = `${r('wh')}-install`;
+    const missing = `${r('nope')}-install`;
+    const esc = (x: string) => x.replaceAll('.', '\\.');
+    await refusedByWebhook(
+      client.create('Node', { metadata: { name: node }, spec: { bootEnv: env } }, FM),
+      new RegExp(
+        `spec\\.bootEnv of node ${esc(node)} names BootEnv ${esc(env)}, which does not exist; create BootEnv ${esc(env)} first, or name one that exists: .*local.*sledgehammer`,
+      ),
+    );
+    // Created a moment before the Node: the webhook's refusal from its cache is checked again
+    // against fresh lists, so the Node is allowed.
+    await client.create('BootEnv', { metadata: { name: env }, spec: { local: true } }, FM);
+    cleanup.push({ kind: 'BootEnv', name: env });
+    await createNode(node, { bootEnv: env });
+    await refusedByWebhook(
+      client.mergePatch('Node', node, { spec: { bootEnv: missing } }, FM),
+      new RegExp(`names BootEnv ${esc(missing)}, which does not exist`),
+    );
+    expect((await client.get('Node', node))?.spec.bootEnv).toBe(env);
+    // Moving to an existing one, or leaving bootEnv alone, is allowed.
+    await client.mergePatch('Node', node, { spec: { bootEnv: 'local' } }, FM);
+    await client.mergePatch('Node', node, { spec: { available: false } }, FM);
+    expect((await client.get('Node', node))?.spec).toMatchObject({
+      bootEnv: 'local',
+      available: false,
+    });
   });
 
   it('counts what it judged in /metrics', async () => {
