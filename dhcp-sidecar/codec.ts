@@ -33,9 +33,17 @@ export const MessageType = {
 } as const;
 export type MessageTypeName = keyof typeof MessageType;
 
+/** Names by message type number (a table: this runs for every packet). */
+const TYPE_NAMES: readonly (MessageTypeName | 'UNKNOWN')[] = (() => {
+  const names: (MessageTypeName | 'UNKNOWN')[] = Array<MessageTypeName | 'UNKNOWN'>(256).fill(
+    'UNKNOWN',
+  );
+  for (const [k, v] of Object.entries(MessageType)) names[v] = k as MessageTypeName;
+  return names;
+})();
+
 export function messageTypeName(t: number | undefined): MessageTypeName | 'UNKNOWN' {
-  for (const [k, v] of Object.entries(MessageType)) if (v === t) return k as MessageTypeName;
-  return 'UNKNOWN';
+  return t === undefined ? 'UNKNOWN' : (TYPE_NAMES[t] ?? 'UNKNOWN');
 }
 
 /** Option codes used by Crowbar (RFC 2132 unless noted). */
@@ -104,18 +112,33 @@ export function ipToString(b: Buffer, off: number): string {
   return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
 }
 
-/** Dotted quad to a 32-bit unsigned integer; NaN when not a valid IPv4 address. */
+/**
+ * Dotted quad (four groups of 1-3 decimal digits, each at most 255) to a 32-bit unsigned
+ * integer; NaN when not a valid IPv4 address. A character loop: it runs several times per packet.
+ */
 export function ipToInt(ip: string): number {
-  const p = ip.split('.');
-  if (p.length !== 4) return NaN;
   let n = 0;
-  for (const s of p) {
-    if (!/^\d{1,3}$/.test(s)) return NaN;
-    const v = Number(s);
-    if (v > 255) return NaN;
-    n = n * 256 + v;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return NaN;
+      n = n * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57) {
+      if (++digits > 3) return NaN;
+      part = part * 10 + (c - 48);
+      if (part > 255) return NaN;
+    } else {
+      return NaN;
+    }
   }
-  return n;
+  if (dots !== 3 || digits === 0) return NaN;
+  return n * 256 + part;
 }
 
 export function intToIp(n: number): string {
@@ -200,7 +223,11 @@ export function decode(b: Buffer): DecodeResult {
     }
   }
   const options = new Map<number, Buffer>();
-  for (const [k, list] of parts) options.set(k, Buffer.concat(list));
+  // One instance (the common case) is a view of the datagram; several are joined (RFC 3396).
+  for (const [k, list] of parts) {
+    const [only] = list;
+    options.set(k, list.length === 1 && only !== undefined ? only : Buffer.concat(list));
+  }
   return {
     ok: true,
     packet: {
@@ -240,6 +267,68 @@ function optionBytes(code: number, data: Buffer): Buffer[] {
  * Throws only when the options cannot fit at all (a configuration error, not client input).
  */
 export function encode(p: DhcpPacket, maxSize = DEFAULT_MAX_SIZE): Buffer {
+  const size = Math.max(maxSize, DEFAULT_MAX_SIZE);
+  // Fast path (every reply Crowbar builds): the options fit in the options field, so they are
+  // written straight into one buffer, message type first, the rest in insertion order.
+  let need = 0;
+  for (const [code, data] of p.options) {
+    if (code === Opt.PAD || code === Opt.END || code === Opt.OVERLOAD) continue;
+    need += data.length === 0 ? 2 : data.length + 2 * Math.ceil(data.length / 255);
+  }
+  if (need <= size - HEADER - 1) {
+    const b = Buffer.alloc(Math.max(MIN_SIZE, HEADER + need + 1));
+    writeHeader(b, p);
+    b.write(p.sname.slice(0, SNAME_LEN - 1), SNAME_OFF, 'latin1');
+    b.write(p.file.slice(0, FILE_LEN - 1), FILE_OFF, 'latin1');
+    let off = HEADER;
+    const type = p.options.get(Opt.MESSAGE_TYPE);
+    if (type !== undefined) off = writeOption(b, off, Opt.MESSAGE_TYPE, type);
+    for (const [code, data] of p.options) {
+      if (code === Opt.PAD || code === Opt.END || code === Opt.OVERLOAD) continue;
+      if (code !== Opt.MESSAGE_TYPE) off = writeOption(b, off, code, data);
+    }
+    b[off] = Opt.END;
+    return b;
+  }
+  return encodeOverloaded(p, size);
+}
+
+/** Writes one option at `off` (RFC 3396: split into instances of at most 255 bytes). */
+function writeOption(b: Buffer, off: number, code: number, data: Buffer): number {
+  if (data.length === 0) {
+    b[off] = code;
+    b[off + 1] = 0;
+    return off + 2;
+  }
+  for (let i = 0; i < data.length; i += 255) {
+    const n = Math.min(255, data.length - i);
+    b[off] = code;
+    b[off + 1] = n;
+    data.copy(b, off + 2, i, i + n);
+    off += 2 + n;
+  }
+  return off;
+}
+
+/** The fixed header fields and the magic cookie. */
+function writeHeader(b: Buffer, p: DhcpPacket): void {
+  b[0] = p.op;
+  b[1] = p.htype;
+  b[2] = p.hlen;
+  b[3] = p.hops;
+  b.writeUInt32BE(p.xid >>> 0, 4);
+  b.writeUInt16BE(p.secs & 0xffff, 8);
+  b.writeUInt16BE(p.flags & 0xffff, 10);
+  writeIp(b, 12, p.ciaddr);
+  writeIp(b, 16, p.yiaddr);
+  writeIp(b, 20, p.siaddr);
+  writeIp(b, 24, p.giaddr);
+  p.chaddr.copy(b, 28, 0, Math.min(16, p.chaddr.length));
+  b.writeUInt32BE(MAGIC, FIXED);
+}
+
+/** The options do not fit in the options field: overflow into file and sname (option 52). */
+function encodeOverloaded(p: DhcpPacket, size: number): Buffer {
   const chunks: Buffer[] = [];
   // Message type first: some clients look for it at a fixed place.
   const ordered = [...p.options.entries()].sort(([a], [b]) =>
@@ -249,7 +338,6 @@ export function encode(p: DhcpPacket, maxSize = DEFAULT_MAX_SIZE): Buffer {
     if (code === Opt.PAD || code === Opt.END || code === Opt.OVERLOAD) continue;
     chunks.push(...optionBytes(code, data));
   }
-  const size = Math.max(maxSize, DEFAULT_MAX_SIZE);
   // Room in the options field: END (1) and possibly option 52 (3).
   const room = size - HEADER - 1;
   const total = chunks.reduce((n, c) => n + c.length, 0);
@@ -284,23 +372,11 @@ export function encode(p: DhcpPacket, maxSize = DEFAULT_MAX_SIZE): Buffer {
   const optLen = main.reduce((n, c) => n + c.length, 0) + 1;
   const len = Math.max(MIN_SIZE, HEADER + optLen);
   const b = Buffer.alloc(len);
-  b[0] = p.op;
-  b[1] = p.htype;
-  b[2] = p.hlen;
-  b[3] = p.hops;
-  b.writeUInt32BE(p.xid >>> 0, 4);
-  b.writeUInt16BE(p.secs & 0xffff, 8);
-  b.writeUInt16BE(p.flags & 0xffff, 10);
-  writeIp(b, 12, p.ciaddr);
-  writeIp(b, 16, p.yiaddr);
-  writeIp(b, 20, p.siaddr);
-  writeIp(b, 24, p.giaddr);
-  p.chaddr.copy(b, 28, 0, Math.min(16, p.chaddr.length));
+  writeHeader(b, p);
   if (inSname.length > 0) Buffer.concat([...inSname, Buffer.from([Opt.END])]).copy(b, SNAME_OFF);
   else b.write(p.sname.slice(0, SNAME_LEN - 1), SNAME_OFF, 'latin1');
   if (inFile.length > 0) Buffer.concat([...inFile, Buffer.from([Opt.END])]).copy(b, FILE_OFF);
   else b.write(p.file.slice(0, FILE_LEN - 1), FILE_OFF, 'latin1');
-  b.writeUInt32BE(MAGIC, FIXED);
   let off = HEADER;
   for (const c of main) {
     c.copy(b, off);
@@ -312,9 +388,14 @@ export function encode(p: DhcpPacket, maxSize = DEFAULT_MAX_SIZE): Buffer {
 
 // ---- option value helpers -------------------------------------------------------------------
 
+const HEX: readonly string[] = Array.from({ length: 256 }, (_, i) =>
+  i.toString(16).padStart(2, '0'),
+);
+
 export function macOf(p: DhcpPacket): string | undefined {
   if (p.htype !== 1 || p.hlen !== 6) return undefined;
-  return [...p.chaddr.subarray(0, 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
+  const c = p.chaddr;
+  return `${HEX[c[0] ?? 0]}:${HEX[c[1] ?? 0]}:${HEX[c[2] ?? 0]}:${HEX[c[3] ?? 0]}:${HEX[c[4] ?? 0]}:${HEX[c[5] ?? 0]}`;
 }
 
 export function optIps(ips: readonly string[]): Buffer {

@@ -66,9 +66,18 @@ export interface Result {
 const BROADCAST = '255.255.255.255';
 const ZERO = '0.0.0.0';
 
+/** Parsed subnets: a sidecar serves one or a few, and every packet asks. Bounded. */
+const subnets = new Map<string, { net: number; bits: number }>();
+
 function prefixOf(subnet: string): { net: number; bits: number } {
-  const [a = '', b = '32'] = subnet.split('/');
-  return { net: ipToInt(a) >>> 0, bits: Number(b) };
+  let p = subnets.get(subnet);
+  if (p === undefined) {
+    const [a = '', b = '32'] = subnet.split('/');
+    p = { net: ipToInt(a) >>> 0, bits: Number(b) };
+    if (subnets.size >= 64) subnets.clear();
+    subnets.set(subnet, p);
+  }
+  return p;
 }
 
 function maskOf(bits: number): number {
@@ -115,29 +124,50 @@ function baseReply(req: DhcpPacket, type: number, cfg: ServerConfig): DhcpPacket
   };
 }
 
-function networkOptions(reply: DhcpPacket, net: NetworkConfig, res: Reservation | undefined): void {
-  const o = reply.options;
+/** A network's option values, encoded once per NetworkConfig object (backends replace the
+ * object when the Network changes), in the order replies carry them. Read-only. */
+interface NetOptions {
+  before: readonly (readonly [number, Buffer])[];
+  domain: Buffer | undefined;
+  after: readonly (readonly [number, Buffer])[];
+}
+const netOptions = new WeakMap<NetworkConfig, NetOptions>();
+
+function encodeNetOptions(net: NetworkConfig): NetOptions {
   const { net: base, bits } = prefixOf(net.subnet);
   const mask = maskOf(bits);
-  o.set(Opt.SUBNET_MASK, optIps([intToIp(mask)]));
-  if (net.router) o.set(Opt.ROUTER, optIps([net.router]));
-  if (net.dns.length > 0) o.set(Opt.DNS, optIps(net.dns));
-  if (net.ntp.length > 0) o.set(Opt.NTP, optIps(net.ntp));
-  o.set(Opt.BROADCAST, optIps([intToIp((base | ~mask) >>> 0)]));
+  const before: [number, Buffer][] = [[Opt.SUBNET_MASK, optIps([intToIp(mask)])]];
+  if (net.router) before.push([Opt.ROUTER, optIps([net.router])]);
+  if (net.dns.length > 0) before.push([Opt.DNS, optIps(net.dns)]);
+  if (net.ntp.length > 0) before.push([Opt.NTP, optIps(net.ntp)]);
+  before.push([Opt.BROADCAST, optIps([intToIp((base | ~mask) >>> 0)])]);
   if (net.mtu !== undefined) {
     const b = Buffer.alloc(2);
     b.writeUInt16BE(net.mtu);
-    o.set(Opt.MTU, b);
+    before.push([Opt.MTU, b]);
   }
-  let domain = net.domain;
+  const after: [number, Buffer][] = [];
+  if (net.search.length > 0) after.push([Opt.DOMAIN_SEARCH, optDomainSearch(net.search)]);
+  if (net.routes.length > 0) after.push([Opt.CLASSLESS_ROUTES, optClasslessRoutes(net.routes)]);
+  return { before, domain: net.domain ? optString(net.domain) : undefined, after };
+}
+
+function networkOptions(reply: DhcpPacket, net: NetworkConfig, res: Reservation | undefined): void {
+  const o = reply.options;
+  let n = netOptions.get(net);
+  if (n === undefined) {
+    n = encodeNetOptions(net);
+    netOptions.set(net, n);
+  }
+  for (const [code, data] of n.before) o.set(code, data);
+  let domain = n.domain;
   if (res) {
     const dot = res.node.indexOf('.');
     o.set(Opt.HOSTNAME, optString(dot === -1 ? res.node : res.node.slice(0, dot)));
-    if (dot !== -1) domain = res.node.slice(dot + 1);
+    if (dot !== -1) domain = optString(res.node.slice(dot + 1));
   }
-  if (domain) o.set(Opt.DOMAIN_NAME, optString(domain));
-  if (net.search.length > 0) o.set(Opt.DOMAIN_SEARCH, optDomainSearch(net.search));
-  if (net.routes.length > 0) o.set(Opt.CLASSLESS_ROUTES, optClasslessRoutes(net.routes));
+  if (domain && domain.length > 0) o.set(Opt.DOMAIN_NAME, domain);
+  for (const [code, data] of n.after) o.set(code, data);
 }
 
 function bootOptions(reply: DhcpPacket, req: DhcpPacket, d: BootDecision, cfg: ServerConfig): void {
@@ -182,6 +212,7 @@ function leaseReply(
   net: NetworkConfig,
   mac: string,
   res: Reservation | undefined,
+  known: Reservation | undefined,
 ): { reply: DhcpPacket; bootEnv: string } {
   const cfg = deps.config;
   const reply = baseReply(req, type, cfg);
@@ -194,7 +225,7 @@ function leaseReply(
     reply.ciaddr = req.ciaddr;
   }
   networkOptions(reply, net, res);
-  const bootEnv = deps.backend.reservation(mac)?.bootEnv ?? cfg.discoveryBootEnv;
+  const bootEnv = known?.bootEnv ?? cfg.discoveryBootEnv;
   const d = decideBoot(classify(req), deps.backend.bootEnv(bootEnv), {
     mac,
     httpBase: cfg.httpBase,
@@ -287,7 +318,16 @@ function discover(
     if (!got.ok) return { ...base, outcome: 'dropped', reason: got.reason };
     b = { address: got.lease.address, leaseSeconds: poolLease(deps, req) };
   }
-  const { reply, bootEnv } = leaseReply(req, MessageType.OFFER, b, deps, net, mac, res);
+  const { reply, bootEnv } = leaseReply(
+    req,
+    MessageType.OFFER,
+    b,
+    deps,
+    net,
+    mac,
+    res,
+    withRes.reservation,
+  );
   return { ...base, ...withRes, outcome: 'offered', bootEnv, reply: send(req, reply, false) };
 }
 
@@ -345,7 +385,16 @@ function request(
     if (!got.ok) return nakWith(got.reason);
     b = { address: wanted, leaseSeconds };
   }
-  const { reply, bootEnv } = leaseReply(req, MessageType.ACK, b, deps, net, mac, res);
+  const { reply, bootEnv } = leaseReply(
+    req,
+    MessageType.ACK,
+    b,
+    deps,
+    net,
+    mac,
+    res,
+    withRes.reservation,
+  );
   reply.ciaddr = req.ciaddr;
   return { ...base, ...withRes, outcome: 'acked', bootEnv, reply: send(req, reply, false) };
 }
@@ -398,6 +447,15 @@ function inform(
   withRes: WithRes,
 ): Result {
   if (req.ciaddr === ZERO) return { ...base, outcome: 'dropped', reason: 'INFORM without ciaddr' };
-  const { reply, bootEnv } = leaseReply(req, MessageType.ACK, undefined, deps, net, mac, res);
+  const { reply, bootEnv } = leaseReply(
+    req,
+    MessageType.ACK,
+    undefined,
+    deps,
+    net,
+    mac,
+    res,
+    withRes.reservation,
+  );
   return { ...base, ...withRes, outcome: 'informed', bootEnv, reply: send(req, reply, false) };
 }

@@ -29,8 +29,16 @@ export interface DhcpServerOptions {
   now?: () => number;
 }
 
+/** Per-type metric children, looked up once (prom-client hashes the labels on every call). */
+interface TypeMetrics {
+  received: { inc(): void };
+  latency: { observe(v: number): void };
+  outcomes: Map<string, { inc(): void }>;
+}
+
 export class DhcpServer {
   private readonly o: DhcpServerOptions;
+  private readonly byType = new Map<string, TypeMetrics>();
   private readonly any = dgram.createSocket({ type: 'udp4', reuseAddr: true });
   private readonly own = dgram.createSocket({ type: 'udp4', reuseAddr: true });
 
@@ -64,6 +72,29 @@ export class DhcpServer {
     this.o.log.info({ port, server: this.o.config.serverIp }, 'dhcp listening');
   }
 
+  private metricsFor(type: string): TypeMetrics {
+    let t = this.byType.get(type);
+    if (t === undefined) {
+      const m = this.o.metrics;
+      t = {
+        received: m.received.labels({ type }),
+        latency: m.latency.labels({ type }),
+        outcomes: new Map(),
+      };
+      this.byType.set(type, t);
+    }
+    return t;
+  }
+
+  private outcome(t: TypeMetrics, type: string, outcome: string): void {
+    let c = t.outcomes.get(outcome);
+    if (c === undefined) {
+      c = this.o.metrics.outcomes.labels({ type, outcome });
+      t.outcomes.set(outcome, c);
+    }
+    c.inc();
+  }
+
   private onMessage(msg: Buffer, from: string): void {
     const t0 = process.hrtime.bigint();
     const m = this.o.metrics;
@@ -78,7 +109,8 @@ export class DhcpServer {
       return;
     }
     const type = messageTypeName(getU8(d.packet, Opt.MESSAGE_TYPE));
-    m.received.inc({ type });
+    const tm = this.metricsFor(type);
+    tm.received.inc();
     let r: Result;
     try {
       r = handle(d.packet, {
@@ -89,31 +121,31 @@ export class DhcpServer {
       });
     } catch (err) {
       // A handler bug must not take the server down; count it as dropped and log it.
-      m.outcomes.inc({ type, outcome: 'dropped' });
+      this.outcome(tm, type, 'dropped');
       this.o.log.error({ err, xid: d.packet.xid }, 'handler failed');
       return;
     }
-    m.outcomes.inc({ type, outcome: r.outcome });
-    const ids = { mac: r.mac, xid: d.packet.xid.toString(16), type };
+    this.outcome(tm, type, r.outcome);
+    const ids = (): object => ({ mac: r.mac, xid: d.packet.xid.toString(16), type });
     if (r.reply) {
       let bytes: Buffer;
       try {
         bytes = encode(r.reply.packet, r.reply.maxSize);
       } catch (err) {
-        this.o.log.error({ ...ids, err }, 'reply does not encode');
+        this.o.log.error({ ...ids(), err }, 'reply does not encode');
         return;
       }
       const to = r.reply.address;
       this.own.send(bytes, r.reply.port, to, (err) => {
-        if (err) this.o.log.warn({ ...ids, err, to }, 'reply not sent');
+        if (err) this.o.log.warn({ ...ids(), err, to }, 'reply not sent');
       });
     }
-    m.latency.observe({ type }, Number(process.hrtime.bigint() - t0) / 1e9);
+    tm.latency.observe(Number(process.hrtime.bigint() - t0) / 1e9);
     // Per-packet logs only when asked for: building them costs more than answering.
     if (this.o.log.isLevelEnabled('debug'))
       this.o.log.debug(
         {
-          ...ids,
+          ...ids(),
           outcome: r.outcome,
           reason: r.reason,
           yiaddr: r.reply?.packet.yiaddr,
