@@ -2,10 +2,11 @@
  * make bench-dhcp: Kea's perfdhcp runs the four-message exchange (DISCOVER, OFFER, REQUEST, ACK)
  * for BENCH_DHCP_CLIENTS distinct reserved MACs (default 10,000) against the sidecar and then
  * against kea-dhcp4 (memfile, the same reservations), one after the other, in the same network
- * namespaces (cbdhcp-bench-*: a server namespace with a bridge, a client namespace joined to it by
+ * namespaces (cbdhcp-bench-<run>-*: a server namespace with a bridge, a client namespace joined to it by
  * a veth). Each server gets the same offered rate (BENCH_DHCP_RATE exchanges/s, default 2000) for
- * BENCH_DHCP_SECONDS (default 10); leases/s counts completed exchanges, p99 comes from perfdhcp's
- * per-exchange timers (-x t).
+ * BENCH_DHCP_SECONDS (default 10), BENCH_DHCP_ROUNDS times each (default 3, in ABBA order so
+ * that load drifting on a shared machine favours neither side; medians are reported); leases/s
+ * counts completed exchanges, p99 comes from perfdhcp's per-exchange timers (-x t).
  *
  * The sidecar reads its reservations from a static backend file here (the same data its informer
  * backend indexes), so the API server is not part of what is measured.
@@ -14,8 +15,9 @@
  * bench/results/dhcp.json.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StaticData } from '../dhcp-sidecar/backend.ts';
 import { deleteNamespace, nsExec, run } from '../test/harness/netns.ts';
@@ -25,8 +27,14 @@ import { rssMb } from './util.ts';
 const CLIENTS = Number(process.env['BENCH_DHCP_CLIENTS'] ?? 10_000);
 const RATE = Number(process.env['BENCH_DHCP_RATE'] ?? 2000);
 const SECONDS = Number(process.env['BENCH_DHCP_SECONDS'] ?? 10);
-const SERVER_NS = 'cbdhcp-bench-s';
-const CLIENT_NS = 'cbdhcp-bench-c';
+/** Rounds per side (medians are reported), in ABBA order. */
+const ROUNDS = Number(process.env['BENCH_DHCP_ROUNDS'] ?? 3);
+/** Unique per run, so two runs on one machine never share (or delete) each other's namespaces. */
+const RUN_ID = randomBytes(2).toString('hex');
+const SERVER_NS = `cbdhcp-bench-${RUN_ID}-s`;
+const CLIENT_NS = `cbdhcp-bench-${RUN_ID}-c`;
+/** BENCH_DHCP_CPU_PROF=DIR runs the sidecar under `node --cpu-prof` and leaves the profile in DIR. */
+const CPU_PROF = process.env['BENCH_DHCP_CPU_PROF'];
 const SERVER_IP = '10.253.0.1';
 const CLIENT_IP = '10.253.0.2';
 const SUBNET = '10.253.0.0/16';
@@ -139,6 +147,22 @@ async function perfdhcp(server: Started): Promise<Run> {
   };
 }
 
+/** The median of a side's rounds (by leases/s; p99 and p50 are medians of their own). */
+function median(runs: Run[]): Run {
+  const mid = <T>(xs: T[], key: (x: T) => number): number => {
+    const v = xs.map(key).sort((a, b) => a - b);
+    return v[Math.floor((v.length - 1) / 2)] ?? NaN;
+  };
+  return {
+    lps: mid(runs, (r) => r.lps),
+    p99Ms: mid(runs, (r) => r.p99Ms),
+    p50Ms: mid(runs, (r) => r.p50Ms),
+    sent: mid(runs, (r) => r.sent),
+    completed: mid(runs, (r) => r.completed),
+    rssMb: mid(runs, (r) => r.rssMb),
+  };
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'cbdhcp-bench-'));
   const procs: Started[] = [];
@@ -157,40 +181,40 @@ async function main(): Promise<void> {
       bootEnvs: { local: { local: true } },
     };
     writeFileSync(join(dir, 'static.json'), JSON.stringify(data));
-    const ours = startProcess(
-      'ip',
-      [
-        'netns',
-        'exec',
-        SERVER_NS,
-        process.execPath,
-        join(ROOT, 'dhcp-sidecar', 'main.ts'),
-        '--static',
-        join(dir, 'static.json'),
-        '--server-ip',
-        SERVER_IP,
-        '--state-dir',
-        join(dir, 'state'),
-        '--file-root',
-        dir,
-        '--tftp-port',
-        '0',
-      ],
-      join(dir, 'ours.log'),
-      { env: { ...process.env, LOG_LEVEL: 'warn' } },
-    );
-    procs.push(ours);
-    await waitFor(
-      'sidecar ready',
-      async () =>
-        (await nsExec(SERVER_NS, 'curl', ['-sf', '-m', '2', `http://${SERVER_IP}:8080/readyz`]))
-          .stdout === 'ok\n',
-      30_000,
-    );
-    console.log(`ours: perfdhcp -r ${RATE} -R ${CLIENTS} for ${SECONDS}s`);
-    const o = await perfdhcp(ours);
-    console.log(JSON.stringify(o));
-    await ours.stop();
+    const startOurs = async (round: number): Promise<Started> => {
+      const p = startProcess(
+        'ip',
+        [
+          'netns',
+          'exec',
+          SERVER_NS,
+          process.execPath,
+          ...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : []),
+          join(ROOT, 'dhcp-sidecar', 'main.ts'),
+          '--static',
+          join(dir, 'static.json'),
+          '--server-ip',
+          SERVER_IP,
+          '--state-dir',
+          join(dir, `state-${String(round)}`),
+          '--file-root',
+          dir,
+          '--tftp-port',
+          '0',
+        ],
+        join(dir, 'ours.log'),
+        { env: { ...process.env, LOG_LEVEL: 'warn' } },
+      );
+      procs.push(p);
+      await waitFor(
+        'sidecar ready',
+        async () =>
+          (await nsExec(SERVER_NS, 'curl', ['-sf', '-m', '2', `http://${SERVER_IP}:8080/readyz`]))
+            .stdout === 'ok\n',
+        30_000,
+      );
+      return p;
+    };
 
     const kea = {
       Dhcp4: {
@@ -215,36 +239,57 @@ async function main(): Promise<void> {
     };
     writeFileSync(join(dir, 'kea.json'), JSON.stringify(kea));
     mkdirSync(join(dir, 'kea-run'), { recursive: true });
-    const keaProc = startProcess(
-      'ip',
-      ['netns', 'exec', SERVER_NS, 'kea-dhcp4', '-c', join(dir, 'kea.json')],
-      join(dir, 'kea.log'),
-      {
-        env: {
-          ...process.env,
-          KEA_PIDFILE_DIR: join(dir, 'kea-run'),
-          KEA_LOCKFILE_DIR: join(dir, 'kea-run'),
+    const startKea = async (): Promise<Started> => {
+      const p = startProcess(
+        'ip',
+        ['netns', 'exec', SERVER_NS, 'kea-dhcp4', '-c', join(dir, 'kea.json')],
+        join(dir, 'kea.log'),
+        {
+          env: {
+            ...process.env,
+            KEA_PIDFILE_DIR: join(dir, 'kea-run'),
+            KEA_LOCKFILE_DIR: join(dir, 'kea-run'),
+          },
         },
-      },
-    );
-    procs.push(keaProc);
-    await waitFor(
-      'kea listening',
-      async () => (await nsExec(SERVER_NS, 'ss', ['-lun'])).stdout.includes(':67 '),
-      30_000,
-    );
-    console.log(`kea: perfdhcp -r ${RATE} -R ${CLIENTS} for ${SECONDS}s`);
-    const k = await perfdhcp(keaProc);
-    console.log(JSON.stringify(k));
-    await keaProc.stop();
+      );
+      procs.push(p);
+      await waitFor(
+        'kea listening',
+        async () => (await nsExec(SERVER_NS, 'ss', ['-lun'])).stdout.includes(':67 '),
+        30_000,
+      );
+      return p;
+    };
 
+    // ABBA order over the rounds (ours, kea, kea, ours, ...): on a shared machine the load drifts
+    // during a run, and alternating keeps that drift from favouring either side.
+    const runs: Record<'ours' | 'kea', Run[]> = { ours: [], kea: [] };
+    for (let round = 0; round < ROUNDS; round++) {
+      const order: ('ours' | 'kea')[] = round % 2 === 0 ? ['ours', 'kea'] : ['kea', 'ours'];
+      for (const side of order) {
+        const server = side === 'ours' ? await startOurs(round) : await startKea();
+        console.log(
+          `round ${String(round + 1)}/${String(ROUNDS)} ${side}: perfdhcp -r ${String(RATE)} -R ${String(CLIENTS)} for ${String(SECONDS)}s`,
+        );
+        const r = await perfdhcp(server);
+        console.log(JSON.stringify(r));
+        runs[side].push(r);
+        await server.stop();
+      }
+    }
+    const o = median(runs.ours);
+    const k = median(runs.kea);
     const result = {
       clients: CLIENTS,
       offered_rate: RATE,
       seconds: SECONDS,
+      rounds: ROUNDS,
       ours: o,
       kea: k,
       ratio: o.lps / k.lps,
+      rounds_ours: runs.ours,
+      rounds_kea: runs.kea,
+      load_average: loadavg(),
       when: new Date().toISOString(),
     };
     mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });

@@ -48,6 +48,10 @@ const { values: f } = parseArgs({
     'lease-seconds': { type: 'string', default: env['CROWBAR_DHCP_LEASE_SECONDS'] ?? '3600' },
     'pool-lease-seconds': { type: 'string', default: '600' },
     'pxe-lease-seconds': { type: 'string', default: '60' },
+    'recv-buffer-bytes': {
+      type: 'string',
+      default: env['CROWBAR_DHCP_RECV_BUFFER_BYTES'] ?? String(256 * 1024),
+    },
     'discovery-bootenv': { type: 'string', default: 'sledgehammer' },
     id: { type: 'string', default: env['POD_NAME'] ?? hostname() },
     static: { type: 'string', default: env['CROWBAR_DHCP_STATIC'] ?? '' },
@@ -159,6 +163,7 @@ async function main(): Promise<void> {
     metrics,
     log,
     port: num('dhcp-port', f['dhcp-port']),
+    recvBufferBytes: num('recv-buffer-bytes', f['recv-buffer-bytes']),
   });
   await dhcp.start();
   const tftpPort = num('tftp-port', f['tftp-port']);

@@ -24,6 +24,13 @@ export interface DhcpServerOptions {
   metrics: Metrics;
   log: Logger;
   port?: number;
+  /**
+   * Kernel receive buffer per socket (SO_RCVBUF; default 256 KiB, a few hundred DHCP messages).
+   * A burst (a rack powering on) waits in it; under sustained overload it is also how stale the
+   * oldest waiting message can get, so it must stay well under a client's retransmission timeout:
+   * answering a DISCOVER the client has given up on costs as much as a fresh one and helps nobody.
+   */
+  recvBufferBytes?: number;
   /** Called after each handled message (for the acknowledgement and tests). */
   onResult?: (r: Result) => void;
   now?: () => number;
@@ -67,8 +74,9 @@ export class DhcpServer {
       });
     }
     this.own.setBroadcast(true);
-    // Bursts (a rack powering on) queue in the kernel rather than being dropped.
-    for (const sock of [this.any, this.own]) sock.setRecvBufferSize(4 * 1024 * 1024);
+    // Bursts queue in the kernel rather than being dropped, up to recvBufferBytes (see there).
+    const rcv = this.o.recvBufferBytes ?? 256 * 1024;
+    for (const sock of [this.any, this.own]) sock.setRecvBufferSize(rcv);
     this.o.log.info({ port, server: this.o.config.serverIp }, 'dhcp listening');
   }
 
