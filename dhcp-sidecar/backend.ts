@@ -4,6 +4,7 @@
  * benchmark (this file). Lookups are synchronous reads of in-memory indexes.
  */
 import type { BootEnvSpec } from '../generated/crowbar.ts';
+import { inSubnet } from './subnet.ts';
 
 /** A known MAC: its node, its address on the served network and its desired boot environment. */
 export interface Reservation {
@@ -35,7 +36,16 @@ export interface NetworkConfig {
 export interface Backend {
   /** True once the backend has a complete view (informers synced). */
   ready(): boolean;
-  reservation(mac: string): Reservation | undefined;
+  /**
+   * The node that holds `mac`, with its address on `network` (default: the served network, the
+   * one on this sidecar's own link).
+   */
+  reservation(mac: string, network?: string): Reservation | undefined;
+  /**
+   * The Network whose subnet holds `address` (a relay's giaddr or RFC 3527 link selection), for
+   * clients behind DHCP relays; undefined when no Network has it.
+   */
+  networkFor(address: string): NetworkConfig | undefined;
   /** True when some node holds `address` (so the pool must not hand it out). */
   isReserved(address: string): boolean;
   network(): NetworkConfig | undefined;
@@ -44,13 +54,19 @@ export interface Backend {
 
 export interface StaticData {
   network: NetworkConfig;
-  reservations: readonly Reservation[];
+  /** Networks reached through DHCP relays (giaddr selects one). */
+  relayed?: readonly NetworkConfig[];
+  /** `address` is on `network`; `addresses` maps relayed networks' names to addresses. */
+  reservations: readonly (Reservation & { addresses?: Readonly<Record<string, string>> })[];
   bootEnvs: Readonly<Record<string, BootEnvSpec>>;
 }
 
 /** A fixed backend from plain data (tests, the benchmark, air-gapped use from a JSON file). */
 export class StaticBackend implements Backend {
-  private readonly byMac = new Map<string, Reservation>();
+  private readonly byMac = new Map<
+    string,
+    Reservation & { addresses?: Readonly<Record<string, string>> }
+  >();
   private readonly addrs = new Set<string>();
   private readonly data: StaticData;
 
@@ -59,6 +75,7 @@ export class StaticBackend implements Backend {
     for (const r of data.reservations) {
       this.byMac.set(r.mac.toLowerCase(), r);
       if (r.address !== undefined) this.addrs.add(r.address);
+      for (const a of Object.values(r.addresses ?? {})) this.addrs.add(a);
     }
   }
 
@@ -66,8 +83,23 @@ export class StaticBackend implements Backend {
     return true;
   }
 
-  reservation(mac: string): Reservation | undefined {
-    return this.byMac.get(mac);
+  reservation(mac: string, network?: string): Reservation | undefined {
+    const r = this.byMac.get(mac);
+    if (r === undefined || network === undefined || network === this.data.network.name) return r;
+    const address = r.addresses?.[network];
+    const rest: Reservation = {
+      node: r.node,
+      mac: r.mac,
+      bootEnv: r.bootEnv,
+      generation: r.generation,
+    };
+    return address === undefined ? rest : { ...rest, address };
+  }
+
+  networkFor(address: string): NetworkConfig | undefined {
+    for (const n of [this.data.network, ...(this.data.relayed ?? [])])
+      if (inSubnet(address, n.subnet)) return n;
+    return undefined;
   }
 
   isReserved(address: string): boolean {

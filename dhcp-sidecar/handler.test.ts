@@ -290,3 +290,144 @@ describe('RELEASE, DECLINE, INFORM', () => {
     expect(handle(req(MessageType.OFFER, KNOWN), deps()).outcome).toBe('dropped');
   });
 });
+
+describe('relays (RFC 3046, 3527, 5107)', () => {
+  const RELAYED = '10.40.0.0/24';
+  /** Admin is served on the link; `rack2` (10.40.0.0/24) is reached through a relay. */
+  function relayDeps(): HandlerDeps {
+    const base = deps();
+    const backend = new StaticBackend({
+      network: base.backend.network()!,
+      relayed: [
+        {
+          name: 'rack2',
+          subnet: RELAYED,
+          router: '10.40.0.1',
+          pool: { first: '10.40.0.100', last: '10.40.0.101' },
+          dns: ['10.20.0.2'],
+          ntp: [],
+          search: [],
+          routes: [],
+        },
+      ],
+      reservations: [
+        {
+          node: 'node1.rack1.example.com',
+          mac: KNOWN,
+          address: '10.20.0.50',
+          addresses: { rack2: '10.40.0.50' },
+          bootEnv: 'local',
+          generation: 3,
+        },
+      ],
+      bootEnvs: DEFAULT_BOOTENVS,
+    });
+    const pools = new Map<string, Pool>();
+    return {
+      ...base,
+      backend,
+      poolFor: (n) => {
+        let p = pools.get(n.name);
+        if (!p && n.pool) pools.set(n.name, (p = new Pool({ ...n.pool })));
+        return p;
+      },
+    };
+  }
+  /** Option 82: circuit id "eth1", plus the given sub-options. */
+  const agent = (...sub: [number, number[]][]): [number, Buffer] => [
+    Opt.RELAY_AGENT,
+    Buffer.from([1, 4, ...Buffer.from('eth1'), ...sub.flatMap(([c, d]) => [c, d.length, ...d])]),
+  ];
+
+  it('giaddr selects the network: the reservation and options of the relay’s network', () => {
+    const opt82 = agent();
+    const r = handle(
+      req(MessageType.DISCOVER, KNOWN, [opt82], { giaddr: '10.40.0.1', hops: 1 }),
+      relayDeps(),
+    );
+    expect(r.outcome).toBe('offered');
+    const p = r.reply!.packet;
+    expect(p.yiaddr).toBe('10.40.0.50');
+    expect(getIp(p, Opt.ROUTER)).toBe('10.40.0.1');
+    expect(getIp(p, Opt.SUBNET_MASK)).toBe('255.255.255.0');
+    expect(getIp(p, Opt.SERVER_ID)).toBe(SERVER);
+    expect(p.giaddr).toBe('10.40.0.1');
+    expect(p.options.get(Opt.RELAY_AGENT)).toEqual(opt82[1]); // RFC 3046 §2.2: unchanged
+    expect(r.reply).toMatchObject({ address: '10.40.0.1', port: 67 });
+  });
+
+  it('an unknown MAC behind a relay gets an address from that network’s pool', () => {
+    const d = relayDeps();
+    const r = handle(req(MessageType.DISCOVER, UNKNOWN, [], { giaddr: '10.40.0.1' }), d);
+    expect(r.reply!.packet.yiaddr).toBe('10.40.0.100');
+    const ack = handle(
+      req(
+        MessageType.REQUEST,
+        UNKNOWN,
+        [
+          [Opt.SERVER_ID, optIps([SERVER])],
+          [Opt.REQUESTED_IP, optIps(['10.40.0.100'])],
+        ],
+        { giaddr: '10.40.0.1' },
+      ),
+      d,
+    );
+    expect(ack.outcome).toBe('acked');
+    expect(d.pool!.leases()).toEqual([]); // the served network's pool is untouched
+  });
+
+  it('RFC 3527 link selection picks the network, replies still go to giaddr', () => {
+    const r = handle(
+      req(MessageType.DISCOVER, KNOWN, [agent([5, [10, 40, 0, 0]])], { giaddr: '10.20.0.253' }),
+      relayDeps(),
+    );
+    expect(r.reply!.packet.yiaddr).toBe('10.40.0.50');
+    expect(r.reply).toMatchObject({ address: '10.20.0.253', port: 67 });
+  });
+
+  it('RFC 5107 server identifier override: option 54 carries it, and REQUESTs naming it are ours', () => {
+    const d = relayDeps();
+    const opt82 = agent([11, [10, 40, 0, 1]]);
+    const offer = handle(req(MessageType.DISCOVER, KNOWN, [opt82], { giaddr: '10.40.0.1' }), d);
+    expect(getIp(offer.reply!.packet, Opt.SERVER_ID)).toBe('10.40.0.1');
+    const ack = handle(
+      req(
+        MessageType.REQUEST,
+        KNOWN,
+        [[Opt.SERVER_ID, optIps(['10.40.0.1'])], [Opt.REQUESTED_IP, optIps(['10.40.0.50'])], opt82],
+        { giaddr: '10.40.0.1' },
+      ),
+      d,
+    );
+    expect(ack.outcome).toBe('acked');
+    expect(getIp(ack.reply!.packet, Opt.SERVER_ID)).toBe('10.40.0.1');
+    expect(ack.reply!.packet.options.get(Opt.RELAY_AGENT)).toEqual(opt82[1]);
+    // Without the override, a REQUEST naming the relay's address chose another server.
+    const other = handle(
+      req(
+        MessageType.REQUEST,
+        KNOWN,
+        [
+          [Opt.SERVER_ID, optIps(['10.40.0.1'])],
+          [Opt.REQUESTED_IP, optIps(['10.40.0.50'])],
+        ],
+        { giaddr: '10.40.0.1' },
+      ),
+      d,
+    );
+    expect(other.outcome).toBe('ignored');
+  });
+
+  it('a giaddr on no known network is ignored; malformed option 82 is not fatal', () => {
+    const r = handle(req(MessageType.DISCOVER, KNOWN, [], { giaddr: '192.0.2.1' }), relayDeps());
+    expect(r).toMatchObject({ outcome: 'ignored' });
+    expect(r.reason).toMatch(/relayed from 192\.0\.2\.1, on no network/);
+    const bad = handle(
+      req(MessageType.DISCOVER, KNOWN, [[Opt.RELAY_AGENT, Buffer.from([5, 9, 1])]], {
+        giaddr: '10.40.0.1',
+      }),
+      relayDeps(),
+    );
+    expect(bad.reply!.packet.yiaddr).toBe('10.40.0.50');
+  });
+});

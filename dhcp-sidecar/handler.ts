@@ -14,7 +14,6 @@ import {
   getU16,
   getU8,
   intToIp,
-  ipToInt,
   macOf,
   messageTypeName,
   optClasslessRoutes,
@@ -28,6 +27,7 @@ import {
   type MessageTypeName,
 } from './codec.ts';
 import type { Pool } from './pool.ts';
+import { inSubnet, maskOf, prefixOf } from './subnet.ts';
 
 export interface ServerConfig {
   /** The sidecar's address on the provisioning network: option 54, siaddr, TFTP server. */
@@ -40,11 +40,20 @@ export interface ServerConfig {
   /** Short leases for PXE-stage clients in the pool (ANCHORS §7.1: MAAS uses 30 s). */
   pxeLeaseSeconds: number;
   files?: BootFiles;
+  /**
+   * RFC 5107: the relay's server identifier override (option 82 sub-option 11) for this request:
+   * replies carry it as option 54, and a client naming it has chosen this server. Set per request
+   * by {@link handle}, never configured.
+   */
+  serverIdOverride?: string;
 }
 
 export interface HandlerDeps {
   backend: Backend;
+  /** The discovery pool of the served network (this sidecar's own link). */
   pool: Pool | undefined;
+  /** The discovery pool of a network reached through relays (giaddr), if it has one. */
+  poolFor?: (net: NetworkConfig) => Pool | undefined;
   config: ServerConfig;
   now: number;
 }
@@ -66,29 +75,7 @@ export interface Result {
 const BROADCAST = '255.255.255.255';
 const ZERO = '0.0.0.0';
 
-/** Parsed subnets: a sidecar serves one or a few, and every packet asks. Bounded. */
-const subnets = new Map<string, { net: number; bits: number }>();
-
-function prefixOf(subnet: string): { net: number; bits: number } {
-  let p = subnets.get(subnet);
-  if (p === undefined) {
-    const [a = '', b = '32'] = subnet.split('/');
-    p = { net: ipToInt(a) >>> 0, bits: Number(b) };
-    if (subnets.size >= 64) subnets.clear();
-    subnets.set(subnet, p);
-  }
-  return p;
-}
-
-function maskOf(bits: number): number {
-  return bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-}
-
-export function inSubnet(address: string, subnet: string): boolean {
-  const { net, bits } = prefixOf(subnet);
-  const n = ipToInt(address);
-  return !Number.isNaN(n) && (n & maskOf(bits)) >>> 0 === net;
-}
+export { inSubnet };
 
 /** RFC 2131 §4.1: where a reply goes. */
 export function replyTarget(req: DhcpPacket, nak: boolean): { address: string; port: number } {
@@ -119,7 +106,7 @@ function baseReply(req: DhcpPacket, type: number, cfg: ServerConfig): DhcpPacket
     file: '',
     options: new Map([
       [Opt.MESSAGE_TYPE, optU8(type)],
-      [Opt.SERVER_ID, optIps([cfg.serverIp])],
+      [Opt.SERVER_ID, optIps([cfg.serverIdOverride ?? cfg.serverIp])],
     ]),
   };
 }
@@ -261,15 +248,32 @@ export function handle(req: DhcpPacket, deps: HandlerDeps): Result {
   if (req.op !== Op.BOOTREQUEST) return { ...base, outcome: 'dropped', reason: 'not a request' };
   if (!mac) return { ...base, outcome: 'dropped', reason: 'not an Ethernet client' };
   if (!deps.backend.ready()) return { ...base, outcome: 'ignored', reason: 'backend not ready' };
-  const net = deps.backend.network();
+  const local = deps.backend.network();
+  let net = local;
+  const relay = req.giaddr !== ZERO ? relayInfo(req) : {};
+  if (req.giaddr !== ZERO) {
+    // Relayed (RFC 2131 §4.3.1): the client's network is the one holding the relay's link
+    // selection (RFC 3527, option 82.5) when present, else its giaddr.
+    const link = relay.linkSelection ?? req.giaddr;
+    net = local && inSubnet(link, local.subnet) ? local : deps.backend.networkFor(link);
+    if (!net)
+      return {
+        ...base,
+        outcome: 'ignored',
+        reason: `relayed from ${link}, on no network this sidecar knows`,
+      };
+  }
   if (!net) return { ...base, outcome: 'ignored', reason: 'network not known yet' };
-  if (req.giaddr !== ZERO && !inSubnet(req.giaddr, net.subnet))
-    return {
-      ...base,
-      outcome: 'ignored',
-      reason: 'relayed from a network this sidecar does not serve',
+  if (net !== local || relay.serverIdOverride !== undefined) {
+    deps = {
+      ...deps,
+      pool: net === local ? deps.pool : deps.poolFor?.(net),
+      ...(relay.serverIdOverride !== undefined
+        ? { config: { ...deps.config, serverIdOverride: relay.serverIdOverride } }
+        : {}),
     };
-  const known = deps.backend.reservation(mac);
+  }
+  const known = deps.backend.reservation(mac, net.name);
   const r: Reserved | undefined =
     known?.address !== undefined && inSubnet(known.address, net.subnet)
       ? { ...known, address: known.address }
@@ -292,6 +296,39 @@ export function handle(req: DhcpPacket, deps: HandlerDeps): Result {
 }
 
 type Base = { type: MessageTypeName | 'UNKNOWN'; mac?: string };
+
+/** What a relay told us in option 82 (RFC 3046) beyond circuit and remote id. */
+export interface RelayInfo {
+  /** RFC 3527 sub-option 5: the client's link, when it is not the giaddr's. */
+  linkSelection?: string;
+  /** RFC 5107 sub-option 11: the address the client must use as our server identifier. */
+  serverIdOverride?: string;
+}
+
+/** Parses option 82's sub-options; malformed ones end the parse (what came before counts). */
+export function relayInfo(req: DhcpPacket): RelayInfo {
+  const v = req.options.get(Opt.RELAY_AGENT);
+  const out: RelayInfo = {};
+  if (!v) return out;
+  let i = 0;
+  while (i + 2 <= v.length) {
+    const code = v[i] ?? 0;
+    const len = v[i + 1] ?? 0;
+    if (i + 2 + len > v.length) break;
+    if ((code === 5 || code === 11) && len === 4) {
+      const ip = `${String(v[i + 2])}.${String(v[i + 3])}.${String(v[i + 4])}.${String(v[i + 5])}`;
+      if (code === 5) out.linkSelection = ip;
+      else out.serverIdOverride = ip;
+    }
+    i += 2 + len;
+  }
+  return out;
+}
+
+/** Whether a client's server identifier (option 54) names this server. */
+function isUs(id: string | undefined, cfg: ServerConfig): boolean {
+  return id !== undefined && (id === cfg.serverIp || id === cfg.serverIdOverride);
+}
 type WithRes = { reservation?: Reservation };
 
 function send(req: DhcpPacket, packet: DhcpPacket, nakked: boolean): NonNullable<Result['reply']> {
@@ -347,7 +384,7 @@ function request(
   let wanted: string;
   if (serverId !== undefined) {
     // SELECTING: the client names the server it chose.
-    if (serverId !== cfg.serverIp) {
+    if (!isUs(serverId, cfg)) {
       deps.pool?.cancelOffer(mac, deps.now);
       return { ...base, outcome: 'ignored', reason: 'client chose another server' };
     }
@@ -407,7 +444,7 @@ function decline(
   res: Reserved | undefined,
   base: Base,
 ): Result {
-  if (getIp(req, Opt.SERVER_ID) !== deps.config.serverIp)
+  if (!isUs(getIp(req, Opt.SERVER_ID), deps.config))
     return { ...base, outcome: 'ignored', reason: 'DECLINE for another server' };
   const addr = getIp(req, Opt.REQUESTED_IP);
   if (addr === undefined)
@@ -427,7 +464,7 @@ function release(
   res: Reserved | undefined,
   base: Base,
 ): Result {
-  if (getIp(req, Opt.SERVER_ID) !== deps.config.serverIp)
+  if (!isUs(getIp(req, Opt.SERVER_ID), deps.config))
     return { ...base, outcome: 'ignored', reason: 'RELEASE for another server' };
   if (res) return { ...base, outcome: 'released' }; // reservations stay with their node
   const ok = deps.pool?.release(mac, req.ciaddr, deps.now) ?? false;

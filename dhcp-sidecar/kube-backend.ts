@@ -31,6 +31,7 @@ import {
 } from '../generated/crowbar.ts';
 import type { Backend, NetworkConfig, Reservation } from './backend.ts';
 import { DEFAULT_BOOTENVS } from './backend.ts';
+import { inSubnet } from './subnet.ts';
 import type { Logger, Metrics } from './metrics.ts';
 
 /** The field manager of the sidecar's status writes. */
@@ -151,10 +152,16 @@ export class KubeBackend implements Backend {
   private readonly api: CustomObjectsApi;
   private readonly macToNode = new Map<string, string>();
   private readonly nodeMacs = new Map<string, readonly string[]>();
-  /** Allocation name -> (node, address) for IPv4 allocations on the served network. */
-  private readonly allocByName = new Map<string, { node: string; address: string }>();
-  private readonly nodeAddr = new Map<string, string>();
+  /** Allocation name -> (network, node, address) for every IPv4 allocation. */
+  private readonly allocByName = new Map<
+    string,
+    { network: string; node: string; address: string }
+  >();
+  /** Network -> node -> IPv4 address (the served network and those reached through relays). */
+  private readonly nodeAddrs = new Map<string, Map<string, string>>();
   private readonly reserved = new Map<string, string>();
+  /** Every Network with an IPv4 subnet, as DHCP serves it. */
+  private readonly nets = new Map<string, NetworkConfig>();
   private net: NetworkConfig | undefined;
   private readonly queue = new Set<string>();
   private readonly written = new Map<string, string>();
@@ -176,7 +183,10 @@ export class KubeBackend implements Backend {
       this.indexAlloc(a, deleted);
     });
     this.networks.on((n, deleted) => {
-      if (nameOf(n) === o.network) this.net = deleted ? undefined : this.toConfig(n);
+      const c = deleted ? undefined : this.toConfig(n);
+      if (c) this.nets.set(nameOf(n), c);
+      else this.nets.delete(nameOf(n));
+      if (nameOf(n) === o.network) this.net = c;
     });
     this.bootEnvs.on((b) => {
       // A boot environment appearing or changing may let nodes waiting on it be acknowledged.
@@ -225,12 +235,12 @@ export class KubeBackend implements Backend {
     );
   }
 
-  reservation(mac: string): Reservation | undefined {
+  reservation(mac: string, network = this.o.network): Reservation | undefined {
     const name = this.macToNode.get(mac);
     if (name === undefined) return undefined;
     const n = this.nodes.get(name);
     if (!n) return undefined;
-    const address = this.nodeAddr.get(name);
+    const address = this.nodeAddrs.get(network)?.get(name);
     return {
       node: name,
       mac,
@@ -246,6 +256,12 @@ export class KubeBackend implements Backend {
 
   network(): NetworkConfig | undefined {
     return this.net;
+  }
+
+  networkFor(address: string): NetworkConfig | undefined {
+    if (this.net && inSubnet(address, this.net.subnet)) return this.net;
+    for (const n of this.nets.values()) if (inSubnet(address, n.subnet)) return n;
+    return undefined;
   }
 
   bootEnv(name: string): BootEnvSpec | undefined {
@@ -290,15 +306,19 @@ export class KubeBackend implements Backend {
     const prev = this.allocByName.get(name);
     if (prev) {
       this.allocByName.delete(name);
-      if (this.nodeAddr.get(prev.node) === prev.address) this.nodeAddr.delete(prev.node);
+      const byNode = this.nodeAddrs.get(prev.network);
+      if (byNode?.get(prev.node) === prev.address) byNode.delete(prev.node);
       if (this.reserved.get(prev.address) === prev.node) this.reserved.delete(prev.address);
     }
-    if (deleted || a.spec.network !== this.o.network || a.spec.family !== 'ipv4') return;
+    if (deleted || a.spec.family !== 'ipv4') return;
     const address = a.spec.address.split('/')[0] ?? '';
-    this.allocByName.set(name, { node: a.spec.node, address });
-    this.nodeAddr.set(a.spec.node, address);
+    const network = a.spec.network;
+    this.allocByName.set(name, { network, node: a.spec.node, address });
+    let byNode = this.nodeAddrs.get(network);
+    if (!byNode) this.nodeAddrs.set(network, (byNode = new Map<string, string>()));
+    byNode.set(a.spec.node, address);
     this.reserved.set(address, a.spec.node);
-    this.enqueue(a.spec.node);
+    if (network === this.o.network) this.enqueue(a.spec.node);
   }
 
   // ---- acknowledgement ------------------------------------------------------------------------
@@ -315,7 +335,7 @@ export class KubeBackend implements Backend {
     if (!n || (n.spec.macs ?? []).length === 0) return undefined;
     // One sidecar per provisioning network: the one holding the node's reservation answers for
     // it; nodes without any reservation here are served (and acknowledged) from the pool.
-    if (!this.nodeAddr.has(name) && !this.net?.pool) return undefined;
+    if (!this.nodeAddrs.get(this.o.network)?.has(name) && !this.net?.pool) return undefined;
     const applied = n.spec.bootEnv ?? this.o.discoveryBootEnv;
     if (!this.bootEnvs.get(applied)) return undefined; // cannot serve it: no acknowledgement
     return { applied, generation: n.metadata.generation ?? 0 };

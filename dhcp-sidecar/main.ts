@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
-import { StaticBackend, type Backend, type StaticData } from './backend.ts';
+import { StaticBackend, type Backend, type NetworkConfig, type StaticData } from './backend.ts';
 import type { ServerConfig } from './handler.ts';
 import { BootHttpServer } from './http.ts';
 import { KubeBackend } from './kube-backend.ts';
@@ -136,6 +136,27 @@ async function main(): Promise<void> {
     }
     return pool;
   };
+  // Networks reached through DHCP relays get their own pools (and journals), made on first use
+  // and replaced when their range changes.
+  const relayedPools = new Map<string, { key: string; pool: Pool | undefined }>();
+  const poolFor = (net: NetworkConfig): Pool | undefined => {
+    const r = net.pool;
+    const key = r ? `${r.first}-${r.last}` : '';
+    const had = relayedPools.get(net.name);
+    if (had?.key === key) return had.pool;
+    had?.pool?.close();
+    const p = r
+      ? new Pool({
+          first: r.first,
+          last: r.last,
+          journal: join(stateDir, `leases-${net.name}.jsonl`),
+          isExcluded: (a) => a === serverIp || backend.isReserved(a),
+        })
+      : undefined;
+    relayedPools.set(net.name, { key, pool: p });
+    log.info({ network: net.name, range: key }, 'relayed network pool configured');
+    return p;
+  };
   const http = new BootHttpServer({
     host: f['http-host'],
     port: httpPort,
@@ -160,6 +181,7 @@ async function main(): Promise<void> {
     config,
     backend,
     pool: getPool,
+    poolFor,
     metrics,
     log,
     port: num('dhcp-port', f['dhcp-port']),
@@ -183,6 +205,7 @@ async function main(): Promise<void> {
     log.info({ sig }, 'shutting down');
     void Promise.allSettled([dhcp.stop(), tftp?.stop(), http.stop(), kube?.stop()]).then(() => {
       pool?.close();
+      for (const r of relayedPools.values()) r.pool?.close();
       process.exit(0);
     });
   };

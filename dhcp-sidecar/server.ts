@@ -8,7 +8,7 @@
  * reply, because Linux routes 255.255.255.255 out of the interface that owns the source address.
  */
 import dgram from 'node:dgram';
-import type { Backend } from './backend.ts';
+import type { Backend, NetworkConfig } from './backend.ts';
 import { decode, encode, getIp, messageTypeName, Opt, getU8 } from './codec.ts';
 import { handle, type Result, type ServerConfig } from './handler.ts';
 import type { Logger, Metrics } from './metrics.ts';
@@ -21,6 +21,8 @@ export interface DhcpServerOptions {
   config: ServerConfig;
   backend: Backend;
   pool: () => Pool | undefined;
+  /** The discovery pool of a network reached through relays (giaddr). */
+  poolFor?: (net: NetworkConfig) => Pool | undefined;
   metrics: Metrics;
   log: Logger;
   port?: number;
@@ -124,6 +126,7 @@ export class DhcpServer {
       r = handle(d.packet, {
         backend: this.o.backend,
         pool: this.o.pool(),
+        ...(this.o.poolFor ? { poolFor: this.o.poolFor } : {}),
         config: this.o.config,
         now: this.o.now?.() ?? Date.now(),
       });
