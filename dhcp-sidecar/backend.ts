@@ -31,6 +31,12 @@ export interface NetworkConfig {
   search: readonly string[];
   routes: readonly { destination: string; router: string }[];
   mtu?: number;
+  /**
+   * The Network's spec.dhcp.mode: `full` (default) serves addresses and boot information,
+   * `proxy` only boot information to PXE clients (another server hands out addresses), `off`
+   * nothing.
+   */
+  mode?: 'full' | 'proxy' | 'off';
 }
 
 export interface Backend {
@@ -98,7 +104,7 @@ export class StaticBackend implements Backend {
 
   networkFor(address: string): NetworkConfig | undefined {
     for (const n of [this.data.network, ...(this.data.relayed ?? [])])
-      if (inSubnet(address, n.subnet)) return n;
+      if (n.mode !== 'off' && inSubnet(address, n.subnet)) return n;
     return undefined;
   }
 

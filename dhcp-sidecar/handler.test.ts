@@ -431,3 +431,79 @@ describe('relays (RFC 3046, 3527, 5107)', () => {
     expect(bad.reply!.packet.yiaddr).toBe('10.40.0.50');
   });
 });
+
+describe('spec.dhcp.mode: proxy and off', () => {
+  function modeDeps(mode: 'proxy' | 'off', bootEnv = 'sledgehammer'): HandlerDeps {
+    const base = deps({ bootEnv });
+    const backend = new StaticBackend({
+      network: { ...base.backend.network()!, mode },
+      reservations: [
+        {
+          node: 'node1.rack1.example.com',
+          mac: KNOWN,
+          address: '10.20.0.50',
+          bootEnv,
+          generation: 3,
+        },
+      ],
+      bootEnvs: DEFAULT_BOOTENVS,
+    });
+    return { ...base, backend };
+  }
+  const DNSMASQ = '10.20.0.9';
+
+  it('proxy: a BIOS PXE DISCOVER gets boot information only (no address, no lease)', () => {
+    const guid: [number, Buffer] = [
+      Opt.CLIENT_GUID,
+      Buffer.from([0, ...Array<number>(16).fill(7)]),
+    ];
+    const r = handle(req(MessageType.DISCOVER, UNKNOWN, [...PXE_BIOS, guid]), modeDeps('proxy'));
+    expect(r.outcome).toBe('offered');
+    const p = r.reply!.packet;
+    expect(p.yiaddr).toBe('0.0.0.0');
+    expect(p.siaddr).toBe(SERVER);
+    expect(getIp(p, Opt.SERVER_ID)).toBe(SERVER);
+    expect(getString(p, Opt.VENDOR_CLASS)).toBe('PXEClient');
+    expect(getString(p, Opt.BOOTFILE)).toBe('undionly.kpxe');
+    expect(p.file).toBe('undionly.kpxe');
+    expect(p.options.get(Opt.CLIENT_GUID)).toEqual(guid[1]);
+    for (const o of [Opt.LEASE_TIME, Opt.SUBNET_MASK, Opt.ROUTER, Opt.DNS, Opt.HOSTNAME])
+      expect(p.options.has(o)).toBe(false);
+    expect(r.reply).toMatchObject({ address: '255.255.255.255', port: 68 });
+  });
+
+  it('proxy: iPXE’s REQUEST to port 4011 (from its address) gets its script URL', () => {
+    const r = handle(
+      req(MessageType.REQUEST, KNOWN, [...IPXE], { ciaddr: '10.20.0.120' }),
+      modeDeps('proxy'),
+    );
+    expect(r.outcome).toBe('acked');
+    expect(getString(r.reply!.packet, Opt.BOOTFILE)).toBe(`${cfg.httpBase}/ipxe/${KNOWN}`);
+    expect(getString(r.reply!.packet, Opt.VENDOR_CLASS)).toBe('PXEClient');
+    expect(r.reply!.packet.yiaddr).toBe('0.0.0.0');
+    expect(r.reply).toMatchObject({ address: '10.20.0.120', port: 68 });
+  });
+
+  it('proxy: leaves non-PXE clients, REQUESTs for the address server and local boots alone', () => {
+    const d = modeDeps('proxy');
+    expect(handle(req(MessageType.DISCOVER, KNOWN), d).outcome).toBe('ignored');
+    const toDnsmasq = handle(
+      req(MessageType.REQUEST, KNOWN, [
+        ...PXE_BIOS,
+        [Opt.SERVER_ID, optIps([DNSMASQ])],
+        [Opt.REQUESTED_IP, optIps(['10.20.0.120'])],
+      ]),
+      d,
+    );
+    expect(toDnsmasq).toMatchObject({ outcome: 'ignored' });
+    expect(handle(req(MessageType.RELEASE, KNOWN, PXE_BIOS), d).outcome).toBe('ignored');
+    const local = handle(req(MessageType.DISCOVER, KNOWN, PXE_BIOS), modeDeps('proxy', 'local'));
+    expect(local).toMatchObject({ outcome: 'ignored', reason: 'local boots locally' });
+    expect(d.pool!.leases()).toEqual([]);
+  });
+
+  it('off: nothing is answered', () => {
+    const r = handle(req(MessageType.DISCOVER, KNOWN, PXE_BIOS), modeDeps('off'));
+    expect(r).toMatchObject({ outcome: 'ignored', reason: 'DHCP is off on network admin' });
+  });
+});

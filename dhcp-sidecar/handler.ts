@@ -264,6 +264,8 @@ export function handle(req: DhcpPacket, deps: HandlerDeps): Result {
       };
   }
   if (!net) return { ...base, outcome: 'ignored', reason: 'network not known yet' };
+  if (net.mode === 'off')
+    return { ...base, outcome: 'ignored', reason: `DHCP is off on network ${net.name}` };
   if (net !== local || relay.serverIdOverride !== undefined) {
     deps = {
       ...deps,
@@ -279,6 +281,7 @@ export function handle(req: DhcpPacket, deps: HandlerDeps): Result {
       ? { ...known, address: known.address }
       : undefined;
   const withRes = known ? { reservation: known } : {};
+  if (net.mode === 'proxy') return proxy(req, deps, mac, known, base, withRes);
   switch (type) {
     case 'DISCOVER':
       return discover(req, deps, net, mac, r, base, withRes);
@@ -434,6 +437,59 @@ function request(
   );
   reply.ciaddr = req.ciaddr;
   return { ...base, ...withRes, outcome: 'acked', bootEnv, reply: send(req, reply, false) };
+}
+
+/**
+ * proxyDHCP (PXE specification 2.1, §2.2.2 and §2.2.3): another server hands out the addresses;
+ * PXE clients (option 60 PXEClient or HTTPClient, or iPXE) get boot information only: no
+ * yiaddr, no lease, no network options, option 60 echoed, option 54 and siaddr set (and option
+ * 43 sub-option 6 = 8: boot from the file named here, no boot-server discovery). A DISCOVER is
+ * answered with an OFFER; a REQUEST (on port 67 naming this server, or on port 4011 as iPXE
+ * sends it once it has its address) with an ACK. Everything else is left to the address server.
+ */
+function proxy(
+  req: DhcpPacket,
+  deps: HandlerDeps,
+  mac: string,
+  known: Reservation | undefined,
+  base: Base,
+  withRes: WithRes,
+): Result {
+  const c = classify(req);
+  if (!c.pxe && !c.httpClient && !c.ipxe)
+    return { ...base, outcome: 'ignored', reason: 'proxyDHCP answers PXE clients only' };
+  let type: number;
+  if (base.type === 'DISCOVER') type = MessageType.OFFER;
+  else if (base.type === 'REQUEST' || base.type === 'INFORM') {
+    const id = getIp(req, Opt.SERVER_ID);
+    if (id !== undefined && !isUs(id, deps.config))
+      return { ...base, outcome: 'ignored', reason: 'REQUEST for the address server' };
+    type = MessageType.ACK;
+  } else
+    return { ...base, outcome: 'ignored', reason: 'proxyDHCP leaves this to the address server' };
+  const cfg = deps.config;
+  const bootEnv = known?.bootEnv ?? cfg.discoveryBootEnv;
+  const d = decideBoot(c, deps.backend.bootEnv(bootEnv), {
+    mac,
+    httpBase: cfg.httpBase,
+    ...(cfg.files ? { files: cfg.files } : {}),
+  });
+  if (!d) return { ...base, ...withRes, outcome: 'ignored', reason: `${bootEnv} boots locally` };
+  const reply = baseReply(req, type, cfg);
+  reply.ciaddr = req.ciaddr;
+  bootOptions(reply, req, d, cfg);
+  // PXE spec: a proxyDHCP reply always carries option 60 (PXEClient), even to iPXE.
+  if (!reply.options.has(Opt.VENDOR_CLASS))
+    reply.options.set(Opt.VENDOR_CLASS, optString('PXEClient'));
+  const ri = req.options.get(Opt.RELAY_AGENT);
+  if (ri && req.giaddr !== ZERO) reply.options.set(Opt.RELAY_AGENT, ri);
+  return {
+    ...base,
+    ...withRes,
+    outcome: type === MessageType.OFFER ? 'offered' : 'acked',
+    bootEnv,
+    reply: send(req, reply, false),
+  };
 }
 
 /** RFC 2131 §4.3.3: the address is in use elsewhere; mark it and stay silent. */

@@ -260,7 +260,8 @@ export class KubeBackend implements Backend {
 
   networkFor(address: string): NetworkConfig | undefined {
     if (this.net && inSubnet(address, this.net.subnet)) return this.net;
-    for (const n of this.nets.values()) if (inSubnet(address, n.subnet)) return n;
+    for (const n of this.nets.values())
+      if (n.mode !== 'off' && inSubnet(address, n.subnet)) return n;
     return undefined;
   }
 
@@ -283,6 +284,7 @@ export class KubeBackend implements Backend {
       search: this.o.search,
       routes: this.o.routes,
       ...(this.o.mtu !== undefined ? { mtu: this.o.mtu } : {}),
+      ...(s.dhcp?.mode !== undefined ? { mode: s.dhcp.mode } : {}),
     };
   }
 

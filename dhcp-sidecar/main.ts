@@ -48,6 +48,7 @@ const { values: f } = parseArgs({
     'lease-seconds': { type: 'string', default: env['CROWBAR_DHCP_LEASE_SECONDS'] ?? '3600' },
     'pool-lease-seconds': { type: 'string', default: '600' },
     'pxe-lease-seconds': { type: 'string', default: '60' },
+    'pxe-port': { type: 'string', default: env['CROWBAR_DHCP_PXE_PORT'] ?? '4011' },
     'recv-buffer-bytes': {
       type: 'string',
       default: env['CROWBAR_DHCP_RECV_BUFFER_BYTES'] ?? String(256 * 1024),
@@ -186,6 +187,7 @@ async function main(): Promise<void> {
     log,
     port: num('dhcp-port', f['dhcp-port']),
     recvBufferBytes: num('recv-buffer-bytes', f['recv-buffer-bytes']),
+    pxePort: num('pxe-port', f['pxe-port']),
   });
   await dhcp.start();
   const tftpPort = num('tftp-port', f['tftp-port']);

@@ -33,6 +33,8 @@ export interface DhcpServerOptions {
    * answering a DISCOVER the client has given up on costs as much as a fresh one and helps nobody.
    */
   recvBufferBytes?: number;
+  /** The PXE boot-server port for proxyDHCP (default 4011; 0: none). */
+  pxePort?: number;
   /** Called after each handled message (for the acknowledgement and tests). */
   onResult?: (r: Result) => void;
   now?: () => number;
@@ -50,6 +52,8 @@ export class DhcpServer {
   private readonly byType = new Map<string, TypeMetrics>();
   private readonly any = dgram.createSocket({ type: 'udp4', reuseAddr: true });
   private readonly own = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+  /** PXE boot-server port 4011 (proxyDHCP REQUESTs from iPXE); replies leave from it too. */
+  private readonly pxe = dgram.createSocket({ type: 'udp4', reuseAddr: true });
 
   constructor(o: DhcpServerOptions) {
     this.o = o;
@@ -57,19 +61,21 @@ export class DhcpServer {
 
   async start(): Promise<void> {
     const port = this.o.port ?? 67;
-    for (const [s, addr] of [
-      [this.any, '0.0.0.0'],
-      [this.own, this.o.config.serverIp],
+    const pxePort = this.o.pxePort ?? 4011;
+    for (const [s, addr, p] of [
+      [this.any, '0.0.0.0', port],
+      [this.own, this.o.config.serverIp, port],
+      ...(pxePort > 0 ? ([[this.pxe, this.o.config.serverIp, pxePort]] as const) : []),
     ] as const) {
       s.on('message', (msg, rinfo) => {
-        this.onMessage(msg, rinfo.address);
+        this.onMessage(msg, rinfo.address, s === this.pxe ? this.pxe : this.own);
       });
       s.on('error', (err) => {
         this.o.log.error({ err }, 'dhcp socket error');
       });
       await new Promise<void>((resolve, reject) => {
         s.once('error', reject);
-        s.bind(port, addr, () => {
+        s.bind(p, addr, () => {
           s.off('error', reject);
           resolve();
         });
@@ -105,7 +111,7 @@ export class DhcpServer {
     c.inc();
   }
 
-  private onMessage(msg: Buffer, from: string): void {
+  private onMessage(msg: Buffer, from: string, via: dgram.Socket): void {
     const t0 = process.hrtime.bigint();
     const m = this.o.metrics;
     if (msg.length > MAX_DATAGRAM) {
@@ -147,7 +153,7 @@ export class DhcpServer {
         return;
       }
       const to = r.reply.address;
-      this.own.send(bytes, r.reply.port, to, (err) => {
+      via.send(bytes, r.reply.port, to, (err) => {
         if (err) this.o.log.warn({ ...ids(), err, to }, 'reply not sent');
       });
     }
@@ -170,7 +176,7 @@ export class DhcpServer {
 
   async stop(): Promise<void> {
     await Promise.all(
-      [this.any, this.own].map(
+      [this.any, this.own, this.pxe].map(
         (s) =>
           new Promise<void>((r) => {
             try {

@@ -230,6 +230,15 @@ export interface NetworkSpec {
      */
     pref?: number;
   };
+  /**
+   * How Crowbar's DHCP sidecar serves this network.
+   */
+  dhcp?: {
+    /**
+     * full - addresses (reservations and the dhcp range) and boot information; proxy - another DHCP server hands out the addresses, the sidecar answers PXE clients with boot information only (proxyDHCP, on ports 67 and 4011); off - the sidecar does not answer on this network (also through relays).
+     */
+    mode?: 'full' | 'proxy' | 'off';
+  };
 }
 export interface NetworkStatus {
   observedGeneration?: number;
