@@ -493,10 +493,59 @@ export interface NodeStatus {
    */
   sshHostKey?: string;
   /**
-   * Hardware facts reported by discovery.
+   * Free-form facts reported by discovery roles.
    */
   discovery?: {
     [k: string]: unknown | undefined;
+  };
+  /**
+   * Hardware facts the discovery image read from /sys and /proc when it registered the machine (CROWBAR-MODEL.md §8.2); replaced at every registration.
+   */
+  hardware?: {
+    /**
+     * Logical CPUs.
+     */
+    cpus?: number;
+    cpuModel?: string;
+    memoryBytes?: number;
+    /**
+     * memoryBytes for people, e.g. 15.6Gi.
+     */
+    memory?: string;
+    /**
+     * @maxItems 64
+     */
+    disks?: {
+      name: string;
+      sizeBytes: number;
+      model?: string;
+      serial?: string;
+      removable?: boolean;
+    }[];
+    /**
+     * @maxItems 64
+     */
+    nics?: {
+      name: string;
+      mac: string;
+      driver?: string;
+      link?: boolean;
+      speedMbps?: number;
+    }[];
+    dmi?: {
+      vendor?: string;
+      product?: string;
+      serial?: string;
+    };
+    /**
+     * The address the machine registered from.
+     */
+    address?: string;
+    registeredAt?: string;
+    /**
+     * The discovery image version.
+     */
+    agent?: string;
   };
   /**
    * @maxItems 32

@@ -18,6 +18,7 @@ import { JigRegistry } from './jigs/registry.ts';
 import { loadKubeConfig } from './kube/client.ts';
 import { rootLogger } from './log.ts';
 import { Manager } from './manager.ts';
+import { provisionerApi } from './provisioner/setup.ts';
 import { onShutdown } from './runtime/shutdown.ts';
 
 const FIELD_MANAGER = 'crowbar-operator';
@@ -67,6 +68,7 @@ async function main(): Promise<void> {
     jigs,
     fieldManager: FIELD_MANAGER,
     log,
+    routes: provisionerApi({ mgr, config, recorder, fieldManager: FIELD_MANAGER, log }),
   });
   let jobExecutor: JobExecutor | undefined;
   try {
