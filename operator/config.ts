@@ -34,6 +34,8 @@ export interface OperatorConfig {
   provisionNetwork: string;
   /** DNS domain of discovered Nodes (`d<mac>.<domain>`); registration is refused without it. */
   domain: string | undefined;
+  /** The boot environment a registered machine is given (its next PXE boot; §8.1). */
+  discoveryBootEnv: string;
   /** The provisioner API's URL as machines reach it (installer kernel arguments, preseed). */
   provisionerUrl: string | undefined;
 }
@@ -86,6 +88,7 @@ const KNOWN = new Set([
   'provision-network',
   'domain',
   'provisioner-url',
+  'discovery-bootenv',
 ]);
 
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig {
@@ -187,6 +190,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     ),
     provisionNetwork: get('provision-network', 'CROWBAR_PROVISION_NETWORK', 'admin'),
     domain: domain === '' ? undefined : domain,
+    discoveryBootEnv: get('discovery-bootenv', 'CROWBAR_DISCOVERY_BOOTENV', 'sledgehammer'),
     provisionerUrl: get('provisioner-url', 'CROWBAR_PROVISIONER_URL', '') || undefined,
   };
 }

@@ -6,6 +6,9 @@
  *        {"mac", "address", "hardware": {...}, "agent"}; answers the Node's name, its node API
  *        token (for /api/v1/nodes/<name>/alive), its registration token and the operator's SSH
  *        public key for root. `Accept: text/plain` gives `key=value` lines for a shell agent.
+ *   GET  /provision/v1/nodes/<name>/network   (the node's API token) its address on the
+ *        provisioning network once the allocator has given it one: `address=<ip/prefix>` (empty
+ *        while there is none yet). The agent then drops its pool lease for it (§8.2 step 6).
  *
  * Registration is accepted only from an address inside the provisioning Network's subnet
  * (`--provision-network`), is rate-limited per source address and overall (429 with
@@ -44,12 +47,16 @@ export interface ProvisionerDeps {
   tokens: PurposeTokens;
   /** Makes sure the node's secret exists (the node-tokens controller does it too, later). */
   ensureToken(node: { name: string; uid: string | undefined }): Promise<void>;
+  /** Whether `token` is the node's own node API token (operator/api/tokens.ts). */
+  verifyNodeToken(fqdn: string, token: string): Promise<boolean>;
   getNode(name: string): Promise<Readonly<Node> | undefined>;
   /** Every Node (the informer's cache), for the MAC index. */
   nodes(): readonly Readonly<Node>[];
   network(name: string): Readonly<Network> | undefined;
   /** The provisioning Network (category admin), whose subnet may register. */
   provisionNetwork: string;
+  /** The boot environment registered machines get (sledgehammer). */
+  discoveryBootEnv: string;
   /** The DNS domain discovered Nodes are named in. */
   domain: string | undefined;
   /** root's authorized_keys line for the operator's key. */
@@ -209,7 +216,6 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
       );
       throw new HttpError(plan.status, plan.message);
     }
-    const hint = `${d.provisionNetwork}-v4addr`;
     let node: Readonly<Node>;
     if (plan.action === 'create') {
       try {
@@ -219,9 +225,8 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
             metadata: { name: plan.name, labels: { 'crowbar.dev/discovered': 'true' } },
             spec: {
               macs: plan.macs,
-              bootEnv: 'sledgehammer',
+              bootEnv: d.discoveryBootEnv,
               available: true,
-              hints: { [hint]: from },
             },
           },
           d.fieldManager,
@@ -235,7 +240,7 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
       node = await d.client.mergePatch(
         'Node',
         plan.name,
-        { spec: { macs: plan.macs, hints: { [hint]: from } } },
+        { spec: { macs: plan.macs } },
         d.fieldManager,
       );
     }
@@ -301,10 +306,29 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
     else send(res, status, answer);
   };
 
+  const network = async (req: IncomingMessage, res: ServerResponse, name: string) => {
+    if (req.method !== 'GET') throw new HttpError(405, 'use GET', { allow: 'GET' });
+    const node = await d.getNode(name);
+    if (!node) throw new HttpError(404, `node ${name} not found`);
+    const t = bearer(req);
+    if (t === undefined || t === '' || !(await d.verifyNodeToken(name, t)))
+      throw new HttpError(401, `a valid bearer token of node ${name} is required`, {
+        'www-authenticate': 'Bearer realm="crowbar-node"',
+      });
+    const a = node.status?.addresses?.find(
+      (x) => x.network === d.provisionNetwork && x.family !== 'ipv6' && !x.address.includes(':'),
+    );
+    send(res, 200, `address=${a?.address ?? ''}\n`);
+  };
+
   return async (req, res, path) => {
     if (!path.startsWith('/provision/')) return false;
     try {
+      const nodeNet = /^\/provision\/v1\/nodes\/([a-z0-9][-a-z0-9.]{0,251}[a-z0-9])\/network$/.exec(
+        path,
+      );
       if (path === '/provision/v1/register') await register(req, res);
+      else if (nodeNet?.[1] !== undefined) await network(req, res, nodeNet[1]);
       else throw new HttpError(404, 'no such endpoint');
     } catch (e) {
       if (e instanceof HttpError) {

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds the discovery image (our Sledgehammer, CROWBAR-MODEL.md §8.2) from Debian packages only:
 # Debian's kernel and the modules a machine needs to reach the network and see its disks,
-# busybox-static (shell, udhcpc, wget, init), dropbear (sshd) with the libraries it links, and
+# busybox-static (shell, udhcpc, wget, init), dropbear (sshd) and util-linux's flock with the
+# libraries they link, and
 # the agent (./agent). The .debs are fetched with apt-get download and unpacked with dpkg-deb -x:
 # nothing is installed on this host. The result is cached outside the repository:
 #   OUTDIR/vmlinuz, OUTDIR/initrd.gz, OUTDIR/version   (OUTDIR default ~/.cache/crowbar/discovery)
@@ -18,11 +19,11 @@ W=$(mktemp -d /tmp/cbdisc-image-XXXXXX)
 trap 'rm -rf "$W"' EXIT
 KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 # apt-get warns that root downloads unsandboxed into a private temp dir: expected here.
-(cd "$W" && apt-get download -q "$KPKG" busybox-static dropbear-bin libtomcrypt1 libtommath1 >/dev/null 2>&1) ||
+(cd "$W" && apt-get download -q "$KPKG" busybox-static dropbear-bin libtomcrypt1 libtommath1 util-linux >/dev/null 2>&1) ||
   { echo "build.sh: apt-get download failed (is the Debian mirror reachable? run apt-get update)" >&2; exit 1; }
 dpkg-deb -x "$W"/"$KPKG"_*.deb "$W/k"
 dpkg-deb -x "$W"/busybox-static_*.deb "$W/bb"
-for p in dropbear-bin libtomcrypt1 libtommath1; do dpkg-deb -x "$W"/${p}_*.deb "$W/db"; done
+for p in dropbear-bin libtomcrypt1 libtommath1 util-linux; do dpkg-deb -x "$W"/${p}_*.deb "$W/db"; done
 KV=$(ls "$W/k/lib/modules" | head -1)
 R=$W/root
 mkdir -p "$R/bin" "$R/sbin" "$R/etc/crowbar" "$R/etc/dropbear" "$R/root/.ssh" "$R/lib/modules/$KV" \
@@ -48,17 +49,21 @@ for f in modules.order modules.builtin modules.builtin.modinfo; do
   cp "$W/k/lib/modules/$KV/$f" "$R/lib/modules/$KV/"
 done
 depmod -b "$R" "$KV"
-# dropbear and the shared libraries it links (from this Debian's own packages).
+# dropbear, util-linux's flock (the script jig's runner locks its journal; busybox has no flock)
+# and the shared libraries they link (from this Debian's own packages).
 cp "$W/db/usr/sbin/dropbear" "$R/usr/sbin/dropbear"
+cp "$W/db/usr/bin/flock" "$R/usr/bin/flock"
 DBLIB=$W/db/usr/lib/x86_64-linux-gnu
-if LD_LIBRARY_PATH=$DBLIB ldd "$W/db/usr/sbin/dropbear" | grep -q 'not found'; then
-  echo "build.sh: dropbear needs a library not in its packages:" >&2
-  LD_LIBRARY_PATH=$DBLIB ldd "$W/db/usr/sbin/dropbear" >&2
-  exit 1
-fi
-for lib in $(LD_LIBRARY_PATH=$DBLIB ldd "$W/db/usr/sbin/dropbear" | awk '/=> \//{print $3}'); do
-  mkdir -p "$R/lib/x86_64-linux-gnu"
-  cp -L "$lib" "$R/lib/x86_64-linux-gnu/"
+mkdir -p "$R/lib/x86_64-linux-gnu"
+for b in "$W/db/usr/sbin/dropbear" "$W/db/usr/bin/flock"; do
+  if LD_LIBRARY_PATH=$DBLIB ldd "$b" | grep -q 'not found'; then
+    echo "build.sh: $b needs a library not in its packages:" >&2
+    LD_LIBRARY_PATH=$DBLIB ldd "$b" >&2
+    exit 1
+  fi
+  for lib in $(LD_LIBRARY_PATH=$DBLIB ldd "$b" | awk '/=> \//{print $3}'); do
+    cp -L "$lib" "$R/lib/x86_64-linux-gnu/"
+  done
 done
 mkdir -p "$R/lib64"
 cp -L /lib64/ld-linux-x86-64.so.2 "$R/lib64/"

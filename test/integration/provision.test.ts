@@ -1,0 +1,327 @@
+/**
+ * Provisioning end to end (issue 12): a BIOS qemu VM (TCG) with no OS PXE-boots from the DHCP
+ * sidecar into the discovery image (tools/discovery-image, built from Debian packages), whose
+ * agent registers the machine with the operator's provisioner API. The machine becomes Node
+ * d<mac>.<domain> with its hardware facts, takes its allocated address, starts sshd with the
+ * operator's key, reports alive, and its discovery role runs over SSH. Then registration abuse
+ * (forged token, a MAC of another Node, a 10 MB body, a flood) is refused and changes nothing.
+ * Everything runs in namespaces this file creates (pro-<hex>-*) and removes.
+ */
+import { execFile } from 'node:child_process';
+import { copyFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { Node } from '../../generated/crowbar.ts';
+import { eventually, testClient, uid } from '../harness/context.ts';
+import { nsExec, type LabNode } from '../harness/netns.ts';
+import { startOperator, type OperatorProc } from '../harness/operator.ts';
+import { freePort, type Started } from '../harness/process.ts';
+import { buildDiscoveryImage, createProvLab, type ProvLab } from '../harness/prov-lab.ts';
+import { generateKeyPair, type KeyPair } from '../harness/sshd.ts';
+
+const kubeconfig = inject('kubeconfig');
+const client = testClient();
+const FM = 'provision-test';
+const u = uid();
+const domain = `pro${u}.example.com`;
+const network = `pro-${u}`;
+const DISC = `disc${u}-install`;
+const FACTS_ROLE = `pro-facts-${u}`;
+const MAC = `52:54:00:${u.slice(0, 2)}:${u.slice(2, 4)}:01`;
+const nodeName = `d${MAC.replace(/:/g, '-')}.${domain}`;
+let lab: ProvLab;
+let op: OperatorProc | undefined;
+let key: KeyPair;
+let apiPort = 0;
+let vm: Started | undefined;
+let serial = '';
+
+function qemuArgs(tap: string, disk: string): string[] {
+  return [
+    '-name',
+    `pro-${u}-vm1`,
+    '-machine',
+    'q35,accel=tcg',
+    '-cpu',
+    'max',
+    '-smp',
+    '1',
+    '-m',
+    '512',
+    '-nographic',
+    '-nodefaults',
+    '-serial',
+    'stdio',
+    '-monitor',
+    'none',
+    '-smbios',
+    `type=1,manufacturer=Crowbar Test,product=Provision VM,serial=SN-${u}`,
+    '-netdev',
+    `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+    '-device',
+    `virtio-net-pci,netdev=n0,mac=${MAC},bootindex=1`,
+    '-drive',
+    `file=${disk},if=none,id=d0,format=raw`,
+    '-device',
+    `virtio-blk-pci,drive=d0,serial=DISK-${u},bootindex=2`,
+  ];
+}
+
+const api = (path: string) => `http://${lab.hostIp}:${apiPort}${path}`;
+
+beforeAll(async () => {
+  buildDiscoveryImage();
+  lab = await createProvLab();
+  key = await generateKeyPair(lab.dir, 'root');
+  apiPort = await freePort();
+  await client.create(
+    'Network',
+    {
+      metadata: { name: network },
+      spec: {
+        category: 'admin',
+        subnet: `${lab.net}.0/24`,
+        ranges: [
+          { name: 'dhcp', first: `${lab.net}.100`, last: `${lab.net}.150` },
+          { name: 'host', first: `${lab.net}.160`, last: `${lab.net}.199` },
+        ],
+      },
+    } as never,
+    FM,
+  );
+  await client.create(
+    'BootEnv',
+    {
+      metadata: { name: DISC },
+      spec: {
+        description: 'the discovery image, for this test',
+        kernel: 'disc/vmlinuz',
+        initrds: ['disc/initrd.gz'],
+        kernelArgs: `initrd={{initrd}} console=ttyS0,115200 crowbar.mac={{mac}} crowbar.api=http://${lab.hostIp}:${apiPort}`,
+      },
+    },
+    FM,
+  );
+  await client.create(
+    'Role',
+    {
+      metadata: { name: FACTS_ROLE },
+      spec: {
+        jig: 'script',
+        flags: ['discovery'],
+        description: 'reads facts on the discovery image over SSH',
+        script: {
+          inline:
+            '#!/bin/sh\nset -eu\necho "{\\"cpus\\": $(grep -c ^processor /proc/cpuinfo), \\"kernel\\": \\"$(uname -r)\\", \\"image\\": \\"$(cat /etc/crowbar/image-version)\\"}" > "$CROWBAR_OUTPUT"\n',
+        },
+      },
+    } as never,
+    FM,
+  );
+  op = await startOperator({
+    kubeconfig,
+    logDir: lab.dir,
+    identity: `pro-${u}`,
+    args: [
+      `--lease-name=pro-${u}`,
+      `--ssh-key-file=${key.path}`,
+      '--alive-interval-ms=1000',
+      `--api-addr=${lab.hostIp}:${apiPort}`,
+      `--domain=${domain}`,
+      `--provision-network=${network}`,
+      `--discovery-bootenv=${DISC}`,
+    ],
+  });
+  await eventually(`role network-${network}`, () => client.get('Role', `network-${network}`));
+  await lab.startSidecar({
+    kubeconfig,
+    apiServer: inject('apiServer'),
+    network,
+    args: ['--discovery-bootenv', DISC],
+  });
+}, 400_000);
+
+afterAll(async () => {
+  try {
+    await vm?.stop(5000);
+    await op?.stop();
+    if (process.env['CBT_KEEP_LOG'] && op) copyFileSync(op.log, process.env['CBT_KEEP_LOG']);
+  } finally {
+    const nodes = (await client.list('Node')).filter((n) =>
+      (n.metadata.name ?? '').endsWith(`.${domain}`),
+    );
+    for (const n of nodes) {
+      await client
+        .mergePatch('Node', n.metadata.name ?? '', { metadata: { finalizers: null } }, FM)
+        .catch(() => undefined);
+      await client.delete('Node', n.metadata.name ?? '').catch(() => undefined);
+    }
+    for (const nr of await client.list('NodeRole'))
+      if ((nr.spec.node ?? '').endsWith(`.${domain}`)) {
+        await client
+          .mergePatch('NodeRole', nr.metadata.name ?? '', { metadata: { finalizers: null } }, FM)
+          .catch(() => undefined);
+        await client.delete('NodeRole', nr.metadata.name ?? '').catch(() => undefined);
+      }
+    await client.delete('Role', FACTS_ROLE).catch(() => undefined);
+    await client.delete('BootEnv', DISC).catch(() => undefined);
+    await client.delete('Network', network).catch(() => undefined);
+    await lab?.destroy();
+  }
+}, 120_000);
+
+function consoleTail(): string {
+  try {
+    return readFileSync(serial, 'utf8')
+      .split('\n')
+      .filter((l) => /crowbar|iPXE|http|DHCP|error|fail/i.test(l))
+      .slice(-40)
+      .join('\n');
+  } catch {
+    return '(no console)';
+  }
+}
+
+describe('discovery', () => {
+  it('a BIOS VM PXE-boots the discovery image, registers with its hardware facts, and its discovery role runs over SSH', async () => {
+    const disk = join(lab.dir, 'vm1.raw');
+    await nsExec(lab.lab.hubNs, 'truncate', ['-s', '1G', disk]);
+    await lab.addTap('tap1');
+    serial = join(lab.dir, 'vm1.serial');
+    vm = lab.startInHub('qemu-system-x86_64', qemuArgs('tap1', disk), serial);
+    let node: Node;
+    try {
+      node = await eventually(
+        'the VM registered with its hardware',
+        async () => {
+          if (vm?.proc.exitCode !== null) throw new Error('qemu exited');
+          const n = await client.get('Node', nodeName);
+          return n?.status?.hardware?.cpus !== undefined ? n : undefined;
+        },
+        150_000,
+        500,
+      );
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\nconsole:\n${consoleTail()}`, { cause: e });
+    }
+    const hw = node.status?.hardware;
+    expect(node.spec.macs).toContain(MAC);
+    expect(node.spec.bootEnv).toBe(DISC);
+    expect(hw?.cpus).toBe(1);
+    expect(hw?.memoryBytes).toBeGreaterThan(400 * 1024 * 1024);
+    expect(hw?.memoryBytes).toBeLessThanOrEqual(512 * 1024 * 1024);
+    expect(hw?.memory).toMatch(/^\d+(\.\d)?Mi$/);
+    expect(hw?.disks).toContainEqual(
+      expect.objectContaining({ name: 'vda', sizeBytes: 1024 ** 3, serial: `DISK-${u}` }),
+    );
+    expect(hw?.nics).toContainEqual(
+      expect.objectContaining({ mac: MAC, driver: 'virtio_net', link: true }),
+    );
+    expect(hw?.dmi).toEqual({ vendor: 'Crowbar Test', product: 'Provision VM', serial: `SN-${u}` });
+    expect(hw?.address).toMatch(new RegExp(`^${lab.net.replace(/\./g, '\\.')}\\.1[0-5]\\d$`));
+
+    // The discovery role runs over SSH on the machine, at its allocated address.
+    const nr = await eventually(
+      'the discovery noderole is active',
+      async () => {
+        const x = await client.get('NodeRole', `${FACTS_ROLE}.${nodeName}`);
+        if (x?.status?.state === 'error')
+          throw new Error(`noderole error: ${x.status.message ?? ''}`);
+        return x?.status?.state === 'active' ? x : undefined;
+      },
+      120_000,
+      500,
+    ).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\nconsole:\n${consoleTail()}`, { cause: e });
+    });
+    expect(nr.status?.wall).toMatchObject({ cpus: 1, kernel: expect.stringMatching(/-amd64$/) });
+    const after = await client.get('Node', nodeName);
+    expect(after?.status?.alive).toBe(true);
+    const addr = after?.status?.addresses?.find((a) => a.network === network)?.address ?? '';
+    expect(addr).toMatch(new RegExp(`^${lab.net.replace(/\./g, '\\.')}\\.1[6-9]\\d/24$`));
+    expect(after?.status?.sshHostKey).toMatch(/^SHA256:/);
+  }, 300_000);
+});
+
+describe('registration abuse', () => {
+  let client1: LabNode;
+  let flooder: LabNode;
+  const curl = async (ns: LabNode, args: string[]): Promise<{ code: number; body: string }> => {
+    const r = await nsExec(
+      ns.ns,
+      'curl',
+      ['-sS', '-m', '20', '-o', '-', '-w', '\n%{http_code}', ...args],
+      30_000,
+    );
+    const lines = r.stdout.trimEnd().split('\n');
+    const code = Number(lines.pop());
+    return { code, body: lines.join('\n') };
+  };
+  const body = (mac: string, nics: string[] = []) =>
+    JSON.stringify({
+      mac,
+      hardware: { cpus: 1, nics: nics.map((m, i) => ({ name: `eth${i}`, mac: m })) },
+    });
+  const discovered = async () =>
+    (await client.list('Node')).filter((n) => (n.metadata.name ?? '').endsWith(`.${domain}`));
+
+  beforeAll(async () => {
+    client1 = await lab.lab.addNode('c1');
+    flooder = await lab.lab.addNode('c2');
+  });
+
+  it('refuses a forged token, another node\u2019s MACs, a 10 MB body and a flood, and changes nothing', async () => {
+    const before = await client.get('Node', nodeName);
+    expect(before).toBeDefined();
+    const count = (await discovered()).length;
+    const reg = [
+      '-X',
+      'POST',
+      '-H',
+      'Content-Type: application/json',
+      api('/provision/v1/register'),
+    ];
+
+    // The machine's own MAC with a forged token: 401, from any address.
+    const forged = await curl(client1, [
+      '-H',
+      'Authorization: Bearer forged',
+      '--data',
+      body(MAC),
+      ...reg,
+    ]);
+    expect(forged.code).toBe(401);
+    expect(forged.body).toContain(`not node ${nodeName}'s registration token`);
+    // Its MAC without a token from another address: 403.
+    const foreign = await curl(client1, ['--data', body(MAC), ...reg]);
+    expect(foreign.code).toBe(403);
+    expect(foreign.body).toContain(`belongs to Node ${nodeName}`);
+    // A new boot MAC whose NIC MACs include this Node's: 409.
+    const other = `52:54:00:${u.slice(0, 2)}:${u.slice(2, 4)}:99`;
+    const stolen = await curl(client1, ['--data', body(other, [other, MAC]), ...reg]);
+    expect(stolen.code).toBe(409);
+    expect(stolen.body).toContain(`belongs to Node ${nodeName}`);
+    // 10 MB: 413 before it is read.
+    const big = join(lab.dir, 'big.json');
+    await nsExec(client1.ns, 'sh', ['-c', `head -c 10485760 /dev/zero | tr '\\0' ' ' > ${big}`]);
+    const huge = await curl(client1, ['--data-binary', `@${big}`, ...reg]);
+    expect(huge.code).toBe(413);
+    expect(huge.body).toContain('over 262144 bytes');
+
+    // A flood of new machines from one address: the first few pass the limiter, then 429.
+    const codes: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      const m = `52:54:00:${u.slice(0, 2)}:ff:${i.toString(16).padStart(2, '0')}`;
+      // A malformed body: nothing would be created even when the limiter lets it through.
+      const r = await curl(flooder, ['--data', `{"mac":"${m}","hardware":{"cpus":"x"}}`, ...reg]);
+      codes.push(r.code);
+    }
+    expect(codes.filter((c) => c === 400).length).toBe(5);
+    expect(codes.slice(5).every((c) => c === 429)).toBe(true);
+
+    const after = await client.get('Node', nodeName);
+    expect(after?.spec.macs).toEqual(before?.spec.macs);
+    expect(after?.status?.hardware).toEqual(before?.status?.hardware);
+    expect((await discovered()).length).toBe(count);
+  });
+});
