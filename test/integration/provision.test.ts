@@ -141,32 +141,32 @@ beforeAll(async () => {
   });
 }, 400_000);
 
+/** This file's Nodes (every name ends in its own domain). */
+async function ourNodes(): Promise<Node[]> {
+  return (await client.list('Node')).filter((n) => (n.metadata.name ?? '').endsWith(`.${domain}`));
+}
+
 afterAll(async () => {
   try {
     await vm?.stop(5000);
-    await op?.stop();
-    if (process.env['CBT_KEEP_LOG'] && op) copyFileSync(op.log, process.env['CBT_KEEP_LOG']);
-  } finally {
-    const nodes = (await client.list('Node')).filter((n) =>
-      (n.metadata.name ?? '').endsWith(`.${domain}`),
+    // Deleted while the operator still runs: it owns the Nodes' and addresses' finalizers.
+    for (const n of await ourNodes()) await client.delete('Node', n.metadata.name ?? '');
+    await eventually(
+      "this file's Nodes are gone",
+      async () => (await ourNodes()).length === 0,
+      60_000,
+      250,
     );
-    for (const n of nodes) {
-      await client
-        .mergePatch('Node', n.metadata.name ?? '', { metadata: { finalizers: null } }, FM)
-        .catch(() => undefined);
-      await client.delete('Node', n.metadata.name ?? '').catch(() => undefined);
+  } finally {
+    try {
+      await op?.stop();
+      if (process.env['CBT_KEEP_LOG'] && op) copyFileSync(op.log, process.env['CBT_KEEP_LOG']);
+    } finally {
+      await client.delete('Role', FACTS_ROLE).catch(() => undefined);
+      await client.delete('BootEnv', DISC).catch(() => undefined);
+      await client.delete('Network', network).catch(() => undefined);
+      await (lab as ProvLab | undefined)?.destroy();
     }
-    for (const nr of await client.list('NodeRole'))
-      if ((nr.spec.node ?? '').endsWith(`.${domain}`)) {
-        await client
-          .mergePatch('NodeRole', nr.metadata.name ?? '', { metadata: { finalizers: null } }, FM)
-          .catch(() => undefined);
-        await client.delete('NodeRole', nr.metadata.name ?? '').catch(() => undefined);
-      }
-    await client.delete('Role', FACTS_ROLE).catch(() => undefined);
-    await client.delete('BootEnv', DISC).catch(() => undefined);
-    await client.delete('Network', network).catch(() => undefined);
-    await lab?.destroy();
   }
 }, 120_000);
 
@@ -234,7 +234,8 @@ describe('discovery', () => {
       throw new Error(`${(e as Error).message}\nconsole:\n${consoleTail()}`, { cause: e });
     });
     expect(nr.status?.state, nr.status?.message).toBe('active');
-    expect(nr.status?.wall).toMatchObject({ cpus: 1, kernel: expect.stringMatching(/-amd64$/) });
+    expect(nr.status?.wall?.['cpus']).toBe(1);
+    expect(String(nr.status?.wall?.['kernel'])).toMatch(/-amd64$/);
     const after = await client.get('Node', nodeName);
     expect(after?.status?.alive).toBe(true);
     const addr = after?.status?.addresses?.find((a) => a.network === network)?.address ?? '';
@@ -247,13 +248,31 @@ describe('registration abuse', () => {
   let client1: LabNode;
   let flooder: LabNode;
   const curl = async (ns: LabNode, args: string[]): Promise<{ code: number; body: string }> => {
-    const r = await nsExec(
-      ns.ns,
-      'curl',
-      ['-sS', '-m', '20', '-o', '-', '-w', '\n%{http_code}', ...args],
-      30_000,
-    );
-    const lines = r.stdout.trimEnd().split('\n');
+    // curl exits non-zero when the server closes early (the 413): its output still counts.
+    const stdout = await new Promise<string>((resolve) => {
+      execFile(
+        'ip',
+        [
+          'netns',
+          'exec',
+          ns.ns,
+          'curl',
+          '-sS',
+          '-m',
+          '20',
+          '-o',
+          '-',
+          '-w',
+          '\n%{http_code}',
+          ...args,
+        ],
+        { timeout: 30_000, maxBuffer: 1024 * 1024 },
+        (_err, out) => {
+          resolve(out);
+        },
+      );
+    });
+    const lines = stdout.trimEnd().split('\n');
     const code = Number(lines.pop());
     return { code, body: lines.join('\n') };
   };
@@ -262,8 +281,6 @@ describe('registration abuse', () => {
       mac,
       hardware: { cpus: 1, nics: nics.map((m, i) => ({ name: `eth${i}`, mac: m })) },
     });
-  const discovered = async () =>
-    (await client.list('Node')).filter((n) => (n.metadata.name ?? '').endsWith(`.${domain}`));
 
   beforeAll(async () => {
     client1 = await lab.lab.addNode('c1');
@@ -273,7 +290,7 @@ describe('registration abuse', () => {
   it('refuses a forged token, another node\u2019s MACs, a 10 MB body and a flood, and changes nothing', async () => {
     const before = await client.get('Node', nodeName);
     expect(before).toBeDefined();
-    const count = (await discovered()).length;
+    const count = (await ourNodes()).length;
     const reg = [
       '-X',
       'POST',
@@ -322,6 +339,6 @@ describe('registration abuse', () => {
     const after = await client.get('Node', nodeName);
     expect(after?.spec.macs).toEqual(before?.spec.macs);
     expect(after?.status?.hardware).toEqual(before?.status?.hardware);
-    expect((await discovered()).length).toBe(count);
+    expect((await ourNodes()).length).toBe(count);
   });
 });
