@@ -573,9 +573,9 @@ export interface Role {
 export interface RoleSpec {
   description?: string;
   /**
-   * What runs the role: noop (milestones; does nothing), test (simulated work with a configurable delay, failure and output) or script (a shell script run over SSH).
+   * What runs the role: noop (milestones; does nothing), test (simulated work with a configurable delay, failure and output), script (a shell script run over SSH) or os-install (the built-in provisioner-os-install: installs an OS, see docs/provisioning.md).
    */
-  jig: 'noop' | 'test' | 'script';
+  jig: 'noop' | 'test' | 'script' | 'os-install';
   /**
    * Names of roles this role depends on. They may name roles that do not exist yet; binding this role is refused until they do.
    *

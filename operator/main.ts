@@ -18,7 +18,7 @@ import { JigRegistry } from './jigs/registry.ts';
 import { loadKubeConfig } from './kube/client.ts';
 import { rootLogger } from './log.ts';
 import { Manager } from './manager.ts';
-import { provisionerApi } from './provisioner/setup.ts';
+import { provisionerApi, provisionerFlow } from './provisioner/setup.ts';
 import { onShutdown } from './runtime/shutdown.ts';
 
 const FIELD_MANAGER = 'crowbar-operator';
@@ -70,6 +70,17 @@ async function main(): Promise<void> {
     log,
     routes: provisionerApi({ mgr, config, recorder, fieldManager: FIELD_MANAGER, log }),
   });
+  mgr.add(
+    provisionerFlow({
+      mgr,
+      config,
+      recorder,
+      jigs,
+      key: nodeAccess.key,
+      fieldManager: FIELD_MANAGER,
+      log,
+    }),
+  );
   let jobExecutor: JobExecutor | undefined;
   try {
     if (config.executor === 'job')

@@ -9,6 +9,14 @@
  *   GET  /provision/v1/nodes/<name>/network   (the node's API token) its address on the
  *        provisioning network once the allocator has given it one: `address=<ip/prefix>` (empty
  *        while there is none yet). The agent then drops its pool lease for it (§8.2 step 6).
+ *   GET  /provision/v1/nodes/<name>/files/<file>   (only from the node's own address) a per-node
+ *        installer file (e.g. preseed.cfg) rendered from the template of that name in the Node's
+ *        desired BootEnv (`spec.files`); recorded as an Event `InstallerFetched` on the Node.
+ *   POST /provision/v1/nodes/<name>/installed   (the node's `install` token) the installer's
+ *        completion callback: the boot environment goes back to `local`, the recorded SSH host
+ *        key is forgotten (the installed system has a new one), Event `Installed`.
+ *   GET  /provision/v1/nodes/<name>/bootenv   (the node's `install` token) `desired=` and
+ *        `applied=` lines, so that the installer reboots only once `local` is acknowledged.
  *
  * Registration is accepted only from an address inside the provisioning Network's subnet
  * (`--provision-network`), is rate-limited per source address and overall (429 with
@@ -19,7 +27,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import ssh2 from 'ssh2';
 import type { ExtraRoute } from '../api/server.ts';
-import type { Network, Node } from '../../generated/crowbar.ts';
+import type { BootEnv, Network, Node } from '../../generated/crowbar.ts';
 import type { Recorder } from '../events.ts';
 import { parseIp } from '../ipam/address.ts';
 import { cidrContains, parseCidr } from '../ipam/ranges.ts';
@@ -34,7 +42,12 @@ import {
   type Registration,
   type TokenCheck,
 } from './register.ts';
-import type { PurposeTokens } from './tokens.ts';
+import { purposeToken, type PurposeTokens } from './tokens.ts';
+
+/** Replaces {{ var }} with its value; unknown variables become empty (as the boot sidecar does). */
+export function renderTemplate(t: string, vars: Readonly<Record<string, string>>): string {
+  return t.replace(/\{\{\s*([A-Za-z][A-Za-z0-9]*)\s*\}\}/g, (_m, k: string) => vars[k] ?? '');
+}
 
 /** A hardware report of 64 disks and 64 NICs fits many times over. */
 export const MAX_REGISTER_BYTES = 256 * 1024;
@@ -59,6 +72,10 @@ export interface ProvisionerDeps {
   discoveryBootEnv: string;
   /** The DNS domain discovered Nodes are named in. */
   domain: string | undefined;
+  /** A BootEnv from the API (the operator keeps no cache of them). */
+  bootEnv(name: string): Promise<Readonly<BootEnv> | undefined>;
+  /** The provisioner API's base URL as machines reach it (`--provisioner-url`). */
+  provisionerUrl: string | undefined;
   /** root's authorized_keys line for the operator's key. */
   sshPublicKey(): Promise<string>;
   recorder: Recorder;
@@ -321,14 +338,104 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
     send(res, 200, `address=${a?.address ?? ''}\n`);
   };
 
+  const ownAddress = (node: Readonly<Node>, from: string): boolean =>
+    node.status?.addresses?.some((a) => a.address.split('/')[0] === from) ?? false;
+
+  const needNode = async (name: string): Promise<Readonly<Node>> => {
+    const node = await d.getNode(name);
+    if (!node) throw new HttpError(404, `node ${name} not found`);
+    return node;
+  };
+
+  const needInstallToken = async (req: IncomingMessage, name: string): Promise<void> => {
+    const t = bearer(req);
+    if (t === undefined || t === '' || !(await d.tokens.verify(name, 'install', t)))
+      throw new HttpError(401, `the install token of node ${name} is required`, {
+        'www-authenticate': 'Bearer realm="crowbar-install"',
+      });
+  };
+
+  const file = async (req: IncomingMessage, res: ServerResponse, name: string, f: string) => {
+    if (req.method !== 'GET') throw new HttpError(405, 'use GET', { allow: 'GET' });
+    const node = await needNode(name);
+    const from = peerAddress(req);
+    if (!ownAddress(node, from))
+      throw new HttpError(
+        403,
+        `node ${name}'s installer files are served only to its own address, not ${from}`,
+      );
+    const envName = node.spec.bootEnv ?? 'local';
+    const env = await d.bootEnv(envName);
+    const tpl = env?.spec.files?.find((x) => x.name === f);
+    if (!tpl)
+      throw new HttpError(404, `boot environment ${envName} of node ${name} has no file ${f}`);
+    const secret = await d.tokens.secret(name);
+    if (secret === undefined) throw new HttpError(503, `node ${name} has no token yet; retry`);
+    const vars: Record<string, string> = {
+      name,
+      hostname: name.split('.')[0] ?? name,
+      domain: name.split('.').slice(1).join('.'),
+      mac: node.spec.macs?.[0] ?? '',
+      address: from,
+      api: d.provisionerUrl ?? '',
+      bootEnv: envName,
+      nodeToken: secret,
+      installToken: purposeToken(secret, 'install'),
+      sshKey: await d.sshPublicKey(),
+    };
+    const body = renderTemplate(tpl.template, vars);
+    d.recorder.normal(
+      { kind: 'Node', name, uid: node.metadata.uid },
+      'InstallerFetched',
+      `the installer of ${envName} fetched ${f} from ${from}`,
+    );
+    log.info({ node: name, file: f, bootEnv: envName, from }, 'installer file served');
+    send(res, 200, body);
+  };
+
+  const installed = async (req: IncomingMessage, res: ServerResponse, name: string) => {
+    if (req.method !== 'POST') throw new HttpError(405, 'use POST', { allow: 'POST' });
+    const node = await needNode(name);
+    await needInstallToken(req, name);
+    await readLimited(req, 4096);
+    const was = node.spec.bootEnv ?? '';
+    await d.client.mergePatch('Node', name, { spec: { bootEnv: 'local' } }, d.fieldManager);
+    await d.client.mergePatchStatus('Node', name, { status: { sshHostKey: null } }, d.fieldManager);
+    d.recorder.normal(
+      { kind: 'Node', name, uid: node.metadata.uid },
+      'Installed',
+      `the installer of ${was} reported completion from ${peerAddress(req)}; boot environment set to local`,
+    );
+    log.info({ node: name, bootEnv: was }, 'installation complete');
+    send(res, 200, { node: name, bootEnv: 'local' });
+  };
+
+  const bootenv = async (req: IncomingMessage, res: ServerResponse, name: string) => {
+    if (req.method !== 'GET') throw new HttpError(405, 'use GET', { allow: 'GET' });
+    const node = await needNode(name);
+    await needInstallToken(req, name);
+    send(
+      res,
+      200,
+      `desired=${node.spec.bootEnv ?? ''}\napplied=${node.status?.bootEnv?.applied ?? ''}\n`,
+    );
+  };
+
   return async (req, res, path) => {
     if (!path.startsWith('/provision/')) return false;
     try {
       const nodeNet = /^\/provision\/v1\/nodes\/([a-z0-9][-a-z0-9.]{0,251}[a-z0-9])\/network$/.exec(
         path,
       );
+      const m =
+        /^\/provision\/v1\/nodes\/([a-z0-9][-a-z0-9.]{0,251}[a-z0-9])\/(installed|bootenv|files\/([A-Za-z0-9][-A-Za-z0-9._]{0,252}))$/.exec(
+          path,
+        );
       if (path === '/provision/v1/register') await register(req, res);
       else if (nodeNet?.[1] !== undefined) await network(req, res, nodeNet[1]);
+      else if (m?.[1] !== undefined && m[2] === 'installed') await installed(req, res, m[1]);
+      else if (m?.[1] !== undefined && m[2] === 'bootenv') await bootenv(req, res, m[1]);
+      else if (m?.[1] !== undefined && m[3] !== undefined) await file(req, res, m[1], m[3]);
       else throw new HttpError(404, 'no such endpoint');
     } catch (e) {
       if (e instanceof HttpError) {
