@@ -7,11 +7,14 @@
  * (forged token, a MAC of another Node, a 10 MB body, a flood) is refused and changes nothing.
  * Everything runs in namespaces this file creates (pro-<hex>-*) and removes.
  */
-import { execFile } from 'node:child_process';
-import { copyFileSync, readFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Node } from '../../generated/crowbar.ts';
+import { loadKubeConfig } from '../../operator/kube/client.ts';
+import { debianBootEnv } from '../../operator/provisioner/builtins.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
 import { nsExec, type LabNode } from '../harness/netns.ts';
 import { startOperator, type OperatorProc } from '../harness/operator.ts';
@@ -29,6 +32,9 @@ const DISC = `disc${u}-install`;
 const FACTS_ROLE = `pro-facts-${u}`;
 const MAC = `52:54:00:${u.slice(0, 2)}:${u.slice(2, 4)}:01`;
 const nodeName = `d${MAC.replace(/:/g, '-')}.${domain}`;
+const STANDIN = `standin${u}-install`;
+const POST_ROLE = `pro-post-${u}`;
+const OS_INSTALL = 'provisioner-os-install';
 let lab: ProvLab;
 let op: OperatorProc | undefined;
 let key: KeyPair;
@@ -118,6 +124,42 @@ beforeAll(async () => {
     } as never,
     FM,
   );
+  // The STAND-IN INSTALLER (test/harness/standin-installer): the discovery image with its agent
+  // replaced; it fetches the real debian-12-install preseed and runs its late command.
+  execFileSync(join(import.meta.dirname, '..', 'harness', 'build-standin.sh'), [
+    join(lab.fileRoot, 'disc', 'standin.gz'),
+  ]);
+  const deb = debianBootEnv();
+  await client.create(
+    'BootEnv',
+    {
+      metadata: { name: STANDIN },
+      spec: {
+        description: 'STAND-IN INSTALLER for tests: runs the debian-12-install late command',
+        kernel: 'disc/vmlinuz',
+        initrds: ['disc/initrd.gz', 'disc/standin.gz'],
+        kernelArgs: `initrd=initrd.gz console=ttyS0,115200 crowbar.mac={{mac}} crowbar.standin=install url=http://${lab.hostIp}:${apiPort}/provision/v1/nodes/{{name}}/files/preseed.cfg`,
+        files: deb.files ?? [],
+      },
+    },
+    FM,
+  );
+  await client.create(
+    'Role',
+    {
+      metadata: { name: POST_ROLE },
+      spec: {
+        jig: 'script',
+        requires: [OS_INSTALL],
+        description: 'a post-install role: runs on the installed system',
+        script: {
+          inline:
+            '#!/bin/sh\nset -eu\n. /etc/crowbar/node\necho "{\\"installedAs\\": \\"$name\\"}" > "$CROWBAR_OUTPUT"\n',
+        },
+      },
+    } as never,
+    FM,
+  );
   op = await startOperator({
     kubeconfig,
     logDir: lab.dir,
@@ -130,6 +172,7 @@ beforeAll(async () => {
       `--domain=${domain}`,
       `--provision-network=${network}`,
       `--discovery-bootenv=${DISC}`,
+      `--provisioner-url=http://${lab.hostIp}:${apiPort}`,
     ],
   });
   await eventually(`role network-${network}`, () => client.get('Role', `network-${network}`));
@@ -162,7 +205,9 @@ afterAll(async () => {
       await op?.stop();
       if (process.env['CBT_KEEP_LOG'] && op) copyFileSync(op.log, process.env['CBT_KEEP_LOG']);
     } finally {
-      await client.delete('Role', FACTS_ROLE).catch(() => undefined);
+      for (const r of [FACTS_ROLE, POST_ROLE])
+        await client.delete('Role', r).catch(() => undefined);
+      await client.delete('BootEnv', STANDIN).catch(() => undefined);
       await client.delete('BootEnv', DISC).catch(() => undefined);
       await client.delete('Network', network).catch(() => undefined);
       await (lab as ProvLab | undefined)?.destroy();
@@ -341,4 +386,126 @@ describe('registration abuse', () => {
     expect(after?.status?.hardware).toEqual(before?.status?.hardware);
     expect((await ourNodes()).length).toBe(count);
   });
+});
+
+/** Reasons of the Events on this file's Node, oldest first. */
+async function nodeEvents(): Promise<{ reason: string; message: string }[]> {
+  const core = loadKubeConfig(kubeconfig).makeApiClient(CoreV1Api);
+  const list = await core.listNamespacedEvent({
+    namespace: 'default',
+    fieldSelector: `involvedObject.name=${nodeName}`,
+  });
+  return list.items
+    .sort((a, b) =>
+      String(a.firstTimestamp ?? a.eventTime).localeCompare(
+        String(b.firstTimestamp ?? b.eventTime),
+      ),
+    )
+    .map((e) => ({ reason: e.reason ?? '', message: e.message ?? '' }));
+}
+
+describe('install flow', () => {
+  it('provisioner-os-install: acknowledged boot environment, reboot, the installer fetches its preseed and calls back, local acknowledged, first boot alive, post-install role runs', async () => {
+    const installNr = `${OS_INSTALL}.${nodeName}`;
+    await client.create(
+      'NodeRole',
+      {
+        metadata: { name: installNr },
+        spec: {
+          role: OS_INSTALL,
+          node: nodeName,
+          deployment: 'system',
+          data: { target_os: STANDIN },
+        },
+      },
+      FM,
+    );
+    await client.create(
+      'NodeRole',
+      {
+        metadata: { name: `${POST_ROLE}.${nodeName}` },
+        spec: { role: POST_ROLE, node: nodeName, deployment: 'system' },
+      },
+      FM,
+    );
+    // The jig asked for the installer, the sidecar acknowledged it, then the machine rebooted.
+    const started = await eventually(
+      'the install run rebooted the machine',
+      async () => {
+        const ev = await nodeEvents();
+        return ev.some((e) => e.reason === 'Rebooting') ? ev : undefined;
+      },
+      60_000,
+      250,
+    );
+    const order = started.map((e) => e.reason);
+    expect(order.indexOf('InstallRequested')).toBeGreaterThanOrEqual(0);
+    expect(order.indexOf('BootEnvAcknowledged')).toBeGreaterThan(order.indexOf('InstallRequested'));
+    expect(order.indexOf('Rebooting')).toBeGreaterThan(order.indexOf('BootEnvAcknowledged'));
+    // The stand-in installer fetched the preseed and late.sh from us, called back, saw local
+    // acknowledged and powered off.
+    await eventually(
+      'the stand-in installer powered off',
+      () => vm?.proc.exitCode !== null,
+      150_000,
+      250,
+    ).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\nconsole:\n${consoleTail()}`, { cause: e });
+    });
+    const ev = await nodeEvents();
+    const fetched = ev.filter((e) => e.reason === 'InstallerFetched').map((e) => e.message);
+    expect(fetched.some((m) => m.includes('fetched preseed.cfg'))).toBe(true);
+    expect(fetched.some((m) => m.includes('fetched late.sh'))).toBe(true);
+    expect(ev.map((e) => e.reason)).toContain('Installed');
+    const installed = await client.get('Node', nodeName);
+    expect(installed?.spec.bootEnv).toBe('local');
+    expect(installed?.status?.bootEnv?.applied).toBe('local');
+    expect(consoleTail()).toContain('late command done');
+
+    // First boot of the installed system (a STAND-IN for the firmware booting the disk: qemu
+    // loads the image directly, with the same disk and MAC).
+    const initrd = join(lab.dir, 'firstboot.gz');
+    writeFileSync(
+      initrd,
+      Buffer.concat([
+        readFileSync(join(lab.fileRoot, 'disc', 'initrd.gz')),
+        readFileSync(join(lab.fileRoot, 'disc', 'standin.gz')),
+      ]),
+    );
+    serial = join(lab.dir, 'vm1-firstboot.serial');
+    vm = lab.startInHub(
+      'qemu-system-x86_64',
+      [
+        ...qemuArgs('tap1', join(lab.dir, 'vm1.raw')),
+        '-kernel',
+        join(lab.fileRoot, 'disc', 'vmlinuz'),
+        '-initrd',
+        initrd,
+        '-append',
+        `console=ttyS0,115200 crowbar.mac=${MAC} crowbar.standin=firstboot`,
+      ],
+      serial,
+    );
+    const post = await eventually(
+      'the post-install role ran on the installed system',
+      async () => {
+        const x = await client.get('NodeRole', `${POST_ROLE}.${nodeName}`);
+        const st = x?.status?.state;
+        return st === 'active' || st === 'error' ? x : undefined;
+      },
+      120_000,
+      500,
+    ).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\nconsole:\n${consoleTail()}`, { cause: e });
+    });
+    expect(post.status?.state, post.status?.message).toBe('active');
+    expect(post.status?.wall).toEqual({ installedAs: nodeName });
+    const inst = await client.get('NodeRole', installNr);
+    expect(inst?.status?.state).toBe('active');
+    // Destructive: the jig ran once; the re-run after the node came back was skipped.
+    const requested = (await nodeEvents()).filter((e) => e.reason === 'InstallRequested');
+    expect(requested).toHaveLength(1);
+    const n = await client.get('Node', nodeName);
+    expect(n?.status?.alive).toBe(true);
+  }, 400_000);
 });
