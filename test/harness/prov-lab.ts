@@ -108,7 +108,6 @@ export async function createProvLab(): Promise<ProvLab> {
           fileRoot,
           '--id',
           `sidecar-pro-${id}`,
-          '--no-default-bootenvs',
           ...(o.args ?? []),
         ],
         join(dir, 'sidecar.log'),
