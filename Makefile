@@ -9,7 +9,7 @@ NODE_DIR := $(shell tools/ensure-node.sh)
 export PATH := $(NODE_DIR):$(PATH)
 export CROWBAR_BIN_DIR ?= $(HOME)/.cache/crowbar/bin/v1.36.3
 
-APT_PACKAGES := kmod openssl ca-certificates iproute2 iputils-ping procps openssh-server openssh-client jq graphviz \
+APT_PACKAGES := kmod debconf openssl ca-certificates iproute2 iputils-ping procps openssh-server openssh-client jq graphviz \
   dnsutils knot-dnsutils nsd bind9 dnsmasq-base dnsperf \
   isc-dhcp-client udhcpc busybox-static curl ipxe ipxe-qemu qemu-system-x86 ovmf cpio kea-dhcp4-server kea-admin
 
