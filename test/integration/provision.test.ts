@@ -9,12 +9,13 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { CoreV1Api } from '@kubernetes/client-node';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Node } from '../../generated/crowbar.ts';
 import { loadKubeConfig } from '../../operator/kube/client.ts';
-import { debianBootEnv } from '../../operator/provisioner/builtins.ts';
+import { DEBIAN_BOOTENV, debianBootEnv } from '../../operator/provisioner/builtins.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
 import { nsExec, type LabNode } from '../harness/netns.ts';
 import { startOperator, type OperatorProc } from '../harness/operator.ts';
@@ -35,17 +36,23 @@ const nodeName = `d${MAC.replace(/:/g, '-')}.${domain}`;
 const STANDIN = `standin${u}-install`;
 const POST_ROLE = `pro-post-${u}`;
 const OS_INSTALL = 'provisioner-os-install';
+const DI = join(homedir(), '.cache', 'crowbar', 'debian-installer');
 let lab: ProvLab;
 let op: OperatorProc | undefined;
 let key: KeyPair;
 let apiPort = 0;
 let vm: Started | undefined;
+/** The second VM: the real Debian installer's. */
+let vm2: Started | undefined;
+const MAC2 = `52:54:00:${u.slice(0, 2)}:${u.slice(2, 4)}:02`;
+const node2Name = `d${MAC2.replace(/:/g, '-')}.${domain}`;
+const serial2 = () => join(lab.dir, 'vm2.serial');
 let serial = '';
 
-function qemuArgs(tap: string, disk: string): string[] {
+function qemuArgs(tap: string, disk: string, mac = MAC, memory = '512'): string[] {
   return [
     '-name',
-    `pro-${u}-vm1`,
+    `pro-${u}-${tap}`,
     '-machine',
     'q35,accel=tcg',
     '-cpu',
@@ -53,7 +60,7 @@ function qemuArgs(tap: string, disk: string): string[] {
     '-smp',
     '1',
     '-m',
-    '512',
+    memory,
     '-nographic',
     '-nodefaults',
     '-serial',
@@ -65,7 +72,7 @@ function qemuArgs(tap: string, disk: string): string[] {
     '-netdev',
     `tap,id=n0,ifname=${tap},script=no,downscript=no`,
     '-device',
-    `virtio-net-pci,netdev=n0,mac=${MAC},bootindex=1`,
+    `virtio-net-pci,netdev=n0,mac=${mac},bootindex=1`,
     '-drive',
     `file=${disk},if=none,id=d0,format=raw`,
     '-device',
@@ -124,6 +131,19 @@ beforeAll(async () => {
     } as never,
     FM,
   );
+  // The real Debian installer (d-i) from debian-installer-12-netboot-amd64, where the built-in
+  // debian-12-install BootEnv finds it; that BootEnv is made by this file's operator (its URL).
+  execFileSync(join(import.meta.dirname, '..', '..', 'tools', 'fetch-debian-installer.sh'), [DI], {
+    stdio: 'ignore',
+    timeout: 300_000,
+  });
+  mkdirSync(join(lab.fileRoot, 'debian-installer', 'amd64'), { recursive: true });
+  for (const f of ['linux', 'initrd.gz'])
+    copyFileSync(
+      join(DI, 'debian-installer', 'amd64', f),
+      join(lab.fileRoot, 'debian-installer', 'amd64', f),
+    );
+  await client.delete('BootEnv', DEBIAN_BOOTENV);
   // The STAND-IN INSTALLER (test/harness/standin-installer): the discovery image with its agent
   // replaced; it fetches the real debian-12-install preseed and runs its late command.
   execFileSync(join(import.meta.dirname, '..', 'harness', 'build-standin.sh'), [
@@ -192,6 +212,7 @@ async function ourNodes(): Promise<Node[]> {
 afterAll(async () => {
   try {
     await vm?.stop(5000);
+    await vm2?.stop(5000);
     // Deleted while the operator still runs: it owns the Nodes' and addresses' finalizers.
     for (const n of await ourNodes()) await client.delete('Node', n.metadata.name ?? '');
     await eventually(
@@ -208,6 +229,7 @@ afterAll(async () => {
       for (const r of [FACTS_ROLE, POST_ROLE])
         await client.delete('Role', r).catch(() => undefined);
       await client.delete('BootEnv', STANDIN).catch(() => undefined);
+      await client.delete('BootEnv', DEBIAN_BOOTENV).catch(() => undefined);
       await client.delete('BootEnv', DISC).catch(() => undefined);
       await client.delete('Network', network).catch(() => undefined);
       await (lab as ProvLab | undefined)?.destroy();
@@ -234,6 +256,11 @@ describe('discovery', () => {
     await lab.addTap('tap1');
     serial = join(lab.dir, 'vm1.serial');
     vm = lab.startInHub('qemu-system-x86_64', qemuArgs('tap1', disk), serial);
+    // The real installer's machine boots discovery alongside (1 GiB: d-i needs it later).
+    const disk2 = join(lab.dir, 'vm2.raw');
+    await nsExec(lab.lab.hubNs, 'truncate', ['-s', '4G', disk2]);
+    await lab.addTap('tap2');
+    vm2 = lab.startInHub('qemu-system-x86_64', qemuArgs('tap2', disk2, MAC2, '1024'), serial2());
     let node: Node;
     try {
       node = await eventually(
@@ -389,11 +416,11 @@ describe('registration abuse', () => {
 });
 
 /** Reasons of the Events on this file's Node, oldest first. */
-async function nodeEvents(): Promise<{ reason: string; message: string }[]> {
+async function nodeEvents(name = nodeName): Promise<{ reason: string; message: string }[]> {
   const core = loadKubeConfig(kubeconfig).makeApiClient(CoreV1Api);
   const list = await core.listNamespacedEvent({
     namespace: 'default',
-    fieldSelector: `involvedObject.name=${nodeName}`,
+    fieldSelector: `involvedObject.name=${name}`,
   });
   return list.items
     .sort((a, b) =>
@@ -403,6 +430,60 @@ async function nodeEvents(): Promise<{ reason: string; message: string }[]> {
     )
     .map((e) => ({ reason: e.reason ?? '', message: e.message ?? '' }));
 }
+
+describe('the real Debian installer', () => {
+  it('provisioner-os-install with debian-12-install: the sidecar acknowledges, the machine reboots, d-i fetches its per-node preseed from us', async () => {
+    const tail2 = () =>
+      readFileSync(serial2(), 'utf8')
+        .split('\n')
+        .filter((l) => /crowbar|preseed|Command line|error|fail/i.test(l))
+        .slice(-20)
+        .join('\n');
+    const facts2 = await eventually(
+      'the second VM is discovered and its discovery role ran',
+      async () => {
+        const x = await client.get('NodeRole', `${FACTS_ROLE}.${node2Name}`);
+        return x?.status?.state === 'active' ? x : undefined;
+      },
+      120_000,
+      500,
+    ).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\nconsole:\n${tail2()}`, { cause: e });
+    });
+    expect(facts2.status?.wall?.['cpus']).toBe(1);
+    // No target_os: the built-in role's template says debian-12-install.
+    await client.create(
+      'NodeRole',
+      {
+        metadata: { name: `${OS_INSTALL}.${node2Name}` },
+        spec: { role: OS_INSTALL, node: node2Name, deployment: 'system' },
+      },
+      FM,
+    );
+    const fetched = await eventually(
+      'd-i fetched its preseed from the provisioner API',
+      async () =>
+        (await nodeEvents(node2Name)).find(
+          (e) => e.reason === 'InstallerFetched' && e.message.includes('fetched preseed.cfg'),
+        ),
+      180_000,
+      500,
+    ).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\nconsole:\n${tail2()}`, { cause: e });
+    });
+    const n2 = await client.get('Node', node2Name);
+    const addr2 = n2?.status?.addresses?.find((a) => a.network === network)?.address.split('/')[0];
+    expect(fetched.message).toBe(
+      `the installer of ${DEBIAN_BOOTENV} fetched preseed.cfg from ${addr2 ?? '?'}`,
+    );
+    expect(n2?.status?.bootEnv?.applied).toBe(DEBIAN_BOOTENV);
+    // It is Debian's installer that asked: its kernel command line is on the console.
+    expect(readFileSync(serial2(), 'utf8')).toMatch(
+      /auto=true priority=critical url=http:\/\/[0-9.:]+\/provision\/v1\/nodes\/[^ ]+\/files\/preseed\.cfg/,
+    );
+    await vm2?.stop(5000);
+  }, 300_000);
+});
 
 describe('install flow', () => {
   it('provisioner-os-install: acknowledged boot environment, reboot, the installer fetches its preseed and calls back, local acknowledged, first boot alive, post-install role runs', async () => {
