@@ -9,11 +9,11 @@ NODE_DIR := $(shell tools/ensure-node.sh)
 export PATH := $(NODE_DIR):$(PATH)
 export CROWBAR_BIN_DIR ?= $(HOME)/.cache/crowbar/bin/v1.36.3
 
-APT_PACKAGES := openssl ca-certificates iproute2 iputils-ping procps openssh-server openssh-client jq graphviz \
+APT_PACKAGES := kmod debconf openssl ca-certificates iproute2 iputils-ping procps openssh-server openssh-client jq graphviz \
   dnsutils knot-dnsutils nsd bind9 dnsmasq-base dnsperf \
   isc-dhcp-client isc-dhcp-relay tcpdump udhcpc busybox-static curl ipxe ipxe-qemu qemu-system-x86 ovmf cpio kea-dhcp4-server kea-admin
 
-.PHONY: help deps apt npm bins generate check-generated lint typecheck unit integration test lab lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp clean
+.PHONY: help deps apt npm bins generate check-generated lint typecheck unit integration test lab lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp discovery-image clean
 
 help:
 	@echo "make lab        bring up a local Crowbar: control plane, CRDs, operator, example fleet"
@@ -23,6 +23,7 @@ help:
 	@echo "make generate   regenerate TypeScript types from crds/"
 	@echo "make bench      benchmarks (ratios against a reference measured in the same run)"
 	@echo "make bench-dhcp the DHCP sidecar against kea-dhcp4 with perfdhcp"
+	@echo "make discovery-image  build the discovery image (cached in ~/.cache/crowbar/discovery)"
 
 deps: apt npm
 
@@ -39,6 +40,10 @@ npm: node_modules/.stamp
 node_modules/.stamp: package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
+
+# The discovery image (our Sledgehammer) from Debian packages; cached, rebuilt when its recipe changes.
+discovery-image: apt
+	@tools/discovery-image/build.sh
 
 bins:
 	@tools/build-bins.sh >/dev/null

@@ -502,10 +502,59 @@ export interface NodeStatus {
    */
   sshHostKey?: string;
   /**
-   * Hardware facts reported by discovery.
+   * Free-form facts reported by discovery roles.
    */
   discovery?: {
     [k: string]: unknown | undefined;
+  };
+  /**
+   * Hardware facts the discovery image read from /sys and /proc when it registered the machine (CROWBAR-MODEL.md §8.2); replaced at every registration.
+   */
+  hardware?: {
+    /**
+     * Logical CPUs.
+     */
+    cpus?: number;
+    cpuModel?: string;
+    memoryBytes?: number;
+    /**
+     * memoryBytes for people, e.g. 15.6Gi.
+     */
+    memory?: string;
+    /**
+     * @maxItems 64
+     */
+    disks?: {
+      name: string;
+      sizeBytes: number;
+      model?: string;
+      serial?: string;
+      removable?: boolean;
+    }[];
+    /**
+     * @maxItems 64
+     */
+    nics?: {
+      name: string;
+      mac: string;
+      driver?: string;
+      link?: boolean;
+      speedMbps?: number;
+    }[];
+    dmi?: {
+      vendor?: string;
+      product?: string;
+      serial?: string;
+    };
+    /**
+     * The address the machine registered from.
+     */
+    address?: string;
+    registeredAt?: string;
+    /**
+     * The discovery image version.
+     */
+    agent?: string;
   };
   /**
    * @maxItems 32
@@ -533,9 +582,9 @@ export interface Role {
 export interface RoleSpec {
   description?: string;
   /**
-   * What runs the role: noop (milestones; does nothing), test (simulated work with a configurable delay, failure and output) or script (a shell script run over SSH).
+   * What runs the role: noop (milestones; does nothing), test (simulated work with a configurable delay, failure and output), script (a shell script run over SSH) or os-install (the built-in provisioner-os-install: installs an OS, see docs/provisioning.md).
    */
-  jig: 'noop' | 'test' | 'script';
+  jig: 'noop' | 'test' | 'script' | 'os-install';
   /**
    * Names of roles this role depends on. They may name roles that do not exist yet; binding this role is refused until they do.
    *

@@ -30,6 +30,14 @@ export interface OperatorConfig {
   jobImage: string | undefined;
   /** --executor=job: how long a finished run Job is kept. */
   jobTtlSeconds: number;
+  /** The provisioning Network: registration is accepted only from its subnet (operator/provisioner). */
+  provisionNetwork: string;
+  /** DNS domain of discovered Nodes (`d<mac>.<domain>`); registration is refused without it. */
+  domain: string | undefined;
+  /** The boot environment a registered machine is given (its next PXE boot; §8.1). */
+  discoveryBootEnv: string;
+  /** The provisioner API's URL as machines reach it (installer kernel arguments, preseed). */
+  provisionerUrl: string | undefined;
 }
 
 function flags(argv: string[]): Map<string, string> {
@@ -77,6 +85,10 @@ const KNOWN = new Set([
   'job-namespace',
   'job-image',
   'job-ttl-seconds',
+  'provision-network',
+  'domain',
+  'provisioner-url',
+  'discovery-bootenv',
 ]);
 
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig {
@@ -122,6 +134,14 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
   const sshKeyFile = f.get('ssh-key-file') ?? env['CROWBAR_SSH_KEY_FILE'];
   if (sshKeySecret && sshKeyFile)
     throw new Error('--ssh-key-secret and --ssh-key-file exclude each other: pass one');
+  const domain = get('domain', 'CROWBAR_DOMAIN', '').toLowerCase();
+  if (
+    domain !== '' &&
+    !/^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/.test(domain)
+  )
+    throw new Error(
+      `--domain must be a DNS domain such as lab.example.com, got ${JSON.stringify(domain)}`,
+    );
   const jobImage = get('job-image', 'CROWBAR_JOB_IMAGE', '') || undefined;
   if (executor === 'job' && jobImage === undefined)
     throw new Error(
@@ -168,5 +188,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
       0,
       30 * 86_400,
     ),
+    provisionNetwork: get('provision-network', 'CROWBAR_PROVISION_NETWORK', 'admin'),
+    domain: domain === '' ? undefined : domain,
+    discoveryBootEnv: get('discovery-bootenv', 'CROWBAR_DISCOVERY_BOOTENV', 'sledgehammer'),
+    provisionerUrl: get('provisioner-url', 'CROWBAR_PROVISIONER_URL', '') || undefined,
   };
 }

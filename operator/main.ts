@@ -19,6 +19,7 @@ import { JigRegistry } from './jigs/registry.ts';
 import { loadKubeConfig } from './kube/client.ts';
 import { rootLogger } from './log.ts';
 import { Manager } from './manager.ts';
+import { provisionerApi, provisionerFlow } from './provisioner/setup.ts';
 import { onShutdown } from './runtime/shutdown.ts';
 
 const FIELD_MANAGER = 'crowbar-operator';
@@ -70,7 +71,19 @@ async function main(): Promise<void> {
     jigs,
     fieldManager: FIELD_MANAGER,
     log,
+    routes: provisionerApi({ mgr, config, recorder, fieldManager: FIELD_MANAGER, log }),
   });
+  mgr.add(
+    provisionerFlow({
+      mgr,
+      config,
+      recorder,
+      jigs,
+      key: nodeAccess.key,
+      fieldManager: FIELD_MANAGER,
+      log,
+    }),
+  );
   let jobExecutor: JobExecutor | undefined;
   try {
     if (config.executor === 'job')

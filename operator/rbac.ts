@@ -30,6 +30,9 @@ export const CLUSTER_RULES: Rule[] = [
     resources: KINDS.map((k) => `${k}/status`),
     verbs: ['get', 'update', 'patch'],
   },
+  // The provisioner (operator/provisioner): reads a node's installer BootEnv, creates the
+  // built-in debian-12-install when absent.
+  { apiGroups: ['crowbar.dev'], resources: ['bootenvs'], verbs: ['get', 'list', 'create'] },
   { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
   { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
   // The job executor's per-run runner access (operator/executors/job.ts): a ClusterRole naming one

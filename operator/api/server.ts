@@ -20,6 +20,16 @@ export const MAX_BODY_BYTES = 4096;
 
 const ROUTE = /^\/api\/v1\/nodes\/([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)\/(alive|dead)$/;
 
+/**
+ * A route mounted on this server by another part of the operator (the provisioner API): it
+ * answers the request and resolves true, or resolves false to leave it to the next.
+ */
+export type ExtraRoute = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+) => Promise<boolean>;
+
 export interface NodeApiDeps {
   host: string;
   port: number;
@@ -29,6 +39,8 @@ export interface NodeApiDeps {
   verify(fqdn: string, token: string): Promise<boolean>;
   fieldManager: string;
   log: Logger;
+  /** Tried in order before this server's own routes. */
+  routes?: readonly ExtraRoute[];
 }
 
 export interface NodeApi {
@@ -102,6 +114,7 @@ export async function startNodeApi(d: NodeApiDeps): Promise<NodeApi> {
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '').split('?')[0] ?? '';
+    for (const r of d.routes ?? []) if (await r(req, res, path)) return;
     const m = ROUTE.exec(path);
     const fqdn = m?.[1];
     const what = m?.[3];

@@ -4,7 +4,7 @@
  * per-node API tokens and the node self-report API.
  */
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { startNodeApi, type NodeApi } from '../../api/server.ts';
+import { startNodeApi, type ExtraRoute, type NodeApi } from '../../api/server.ts';
 import { NodeTokens } from '../../api/tokens.ts';
 import type { OperatorConfig } from '../../config.ts';
 import type { JigRegistry } from '../../jigs/registry.ts';
@@ -33,6 +33,8 @@ export async function setupNodeAccess(o: {
   jigs: JigRegistry;
   fieldManager: string;
   log: Logger;
+  /** More routes on the node API server (the provisioner API), made once tokens and key exist. */
+  routes?: (ctx: { core: CoreV1Api; tokens: NodeTokens; key: SshKeySource }) => ExtraRoute[];
 }): Promise<NodeAccess> {
   const { mgr, config, log } = o;
   const core = o.kc.makeApiClient(CoreV1Api);
@@ -82,6 +84,7 @@ export async function setupNodeAccess(o: {
       verify: (fqdn, token) => tokens.verify(fqdn, token),
       fieldManager: o.fieldManager,
       log,
+      routes: o.routes?.({ core, tokens, key }) ?? [],
     });
     log.info({ host: config.apiHost, port: api.port }, 'node API listening');
   } catch (err) {

@@ -1,0 +1,87 @@
+/** Wires the provisioner API into the node API server (operator/main.ts calls this). */
+import type { CoreV1Api } from '@kubernetes/client-node';
+import type { ExtraRoute } from '../api/server.ts';
+import type { NodeTokens } from '../api/tokens.ts';
+import type { OperatorConfig } from '../config.ts';
+import type { Recorder } from '../events.ts';
+import type { SshKeySource } from '../jigs/script/wiring.ts';
+import type { Logger } from '../log.ts';
+import type { JigRegistry } from '../jigs/registry.ts';
+import { sshAddresses } from '../jigs/script/wiring.ts';
+import type { Controller, Manager } from '../manager.ts';
+import { ensureBuiltins } from './builtins.ts';
+import { OS_INSTALL_ROLE, osInstallJig, sshRebooter } from './os-install.ts';
+import { provisionerRoutes, publicKeyLine } from './api.ts';
+import { PurposeTokens } from './tokens.ts';
+
+export function provisionerApi(o: {
+  mgr: Manager;
+  config: OperatorConfig;
+  recorder: Recorder;
+  fieldManager: string;
+  log: Logger;
+}): (ctx: { core: CoreV1Api; tokens: NodeTokens; key: SshKeySource }) => ExtraRoute[] {
+  return ({ core, tokens, key }) => [
+    provisionerRoutes({
+      client: o.mgr.client,
+      tokens: new PurposeTokens(core, o.config.leaseNamespace),
+      ensureToken: (n) => tokens.ensure(n),
+      verifyNodeToken: (fqdn, t) => tokens.verify(fqdn, t),
+      getNode: async (name) =>
+        o.mgr.caches.Node.hasSynced ? o.mgr.caches.Node.get(name) : o.mgr.client.get('Node', name),
+      nodes: () => o.mgr.caches.Node.list(),
+      network: (n) => o.mgr.caches.Network.get(n),
+      provisionNetwork: o.config.provisionNetwork,
+      domain: o.config.domain,
+      discoveryBootEnv: o.config.discoveryBootEnv,
+      bootEnv: (n) => o.mgr.client.get('BootEnv', n),
+      provisionerUrl: o.config.provisionerUrl,
+      sshPublicKey: async () => publicKeyLine(await key.get()),
+      recorder: o.recorder,
+      fieldManager: o.fieldManager,
+      log: o.log,
+    }),
+  ];
+}
+
+/**
+ * The os-install jig (reboots over SSH; the power driver's cycle where a Node has `spec.power`,
+ * once that lands) and the leader's creation of the built-in Role and BootEnv.
+ */
+export function provisionerFlow(o: {
+  mgr: Manager;
+  config: OperatorConfig;
+  recorder: Recorder;
+  jigs: JigRegistry;
+  key: SshKeySource;
+  fieldManager: string;
+  log: Logger;
+}): Controller {
+  o.jigs.register(
+    osInstallJig({
+      client: o.mgr.client,
+      getNode: (n) => o.mgr.caches.Node.get(n),
+      rebooter: sshRebooter({
+        key: () => o.key.get(),
+        address: (n) => sshAddresses(n, (net) => o.mgr.caches.Network.get(net))[0],
+      }),
+      recorder: o.recorder,
+      fieldManager: o.fieldManager,
+      log: o.log,
+    }),
+  );
+  const ensure = async (): Promise<void> => {
+    const made = await ensureBuiltins(o.mgr.client, o.fieldManager, o.config.provisionerUrl);
+    if (made.length > 0) o.log.info({ made }, 'created the provisioner built-ins');
+  };
+  return {
+    name: 'provisioner-builtins',
+    workers: 1,
+    watches: { Role: (r) => (r.metadata.name === OS_INSTALL_ROLE ? [OS_INSTALL_ROLE] : []) },
+    onStartedLeading: ensure,
+    reconcile: async () => {
+      await ensure();
+      return undefined;
+    },
+  };
+}

@@ -1,0 +1,167 @@
+/**
+ * A provisioning lab for end-to-end tests: a lab network (netns.ts: a hub namespace with a bridge,
+ * the root namespace on it at .1 so the operator reaches the machines and they reach its API),
+ * the DHCP/TFTP/HTTP boot sidecar in the hub namespace at .2 (reaching the API server through the
+ * Unix-socket relay), tap devices on the bridge for qemu VMs run in the hub namespace, and the
+ * discovery image (tools/discovery-image/build.sh, cached in ~/.cache/crowbar/discovery) under
+ * the sidecar's file root at disc/. Namespaces are named pro-<hex>-...; destroy() removes all.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { Server } from 'node:net';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { unixToTcp } from '../../dhcp-sidecar/relay.ts';
+import { createLabNetwork, nsExec, run, type LabNetwork } from './netns.ts';
+import { startProcess, waitFor, type Started } from './process.ts';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+export const DISCOVERY_DIR = join(homedir(), '.cache', 'crowbar', 'discovery');
+
+/** Builds the discovery image unless cached (same recipe as `make discovery-image`). */
+export function buildDiscoveryImage(): void {
+  execFileSync(join(ROOT, 'tools', 'discovery-image', 'build.sh'), [DISCOVERY_DIR], {
+    stdio: 'ignore',
+    timeout: 300_000,
+  });
+}
+
+export interface ProvLab {
+  id: string;
+  lab: LabNetwork;
+  /** e.g. 10.251.7 */
+  net: string;
+  /** The operator's address on the bridge (the root namespace's end). */
+  hostIp: string;
+  /** The sidecar's address. */
+  serverIp: string;
+  dir: string;
+  fileRoot: string;
+  addTap(name: string): Promise<void>;
+  startSidecar(o: {
+    kubeconfig: string;
+    apiServer: string;
+    network: string;
+    args?: string[];
+  }): Promise<Started>;
+  startInHub(bin: string, args: string[], log: string): Started;
+  sidecarLog(): string;
+  destroy(): Promise<void>;
+}
+
+export async function createProvLab(): Promise<ProvLab> {
+  const id = randomBytes(2).toString('hex');
+  const lab = await createLabNetwork({ prefix: `pro-${id}` });
+  const net = lab.hostAddress.replace(/\.1$/, '');
+  const serverIp = `${net}.2`;
+  const dir = mkdtempSync(join(tmpdir(), `pro-${id}-`));
+  const fileRoot = join(dir, 'files');
+  mkdirSync(join(fileRoot, 'disc'), { recursive: true });
+  const procs: Started[] = [];
+  let relay: Server | undefined;
+  try {
+    await run('ip', ['-n', lab.hubNs, 'addr', 'add', `${serverIp}/24`, 'dev', 'br0']);
+    for (const f of ['vmlinuz', 'initrd.gz'])
+      copyFileSync(join(DISCOVERY_DIR, f), join(fileRoot, 'disc', f));
+  } catch (e) {
+    await lab.destroy();
+    throw e;
+  }
+  const p: ProvLab = {
+    id,
+    lab,
+    net,
+    hostIp: lab.hostAddress,
+    serverIp,
+    dir,
+    fileRoot,
+    async addTap(name) {
+      await run('ip', ['-n', lab.hubNs, 'tuntap', 'add', 'dev', name, 'mode', 'tap']);
+      await run('ip', ['-n', lab.hubNs, 'link', 'set', name, 'master', 'br0', 'up']);
+    },
+    async startSidecar(o) {
+      const sock = join(dir, 'api.sock');
+      if (!relay) {
+        const u = new URL(o.apiServer);
+        relay = await unixToTcp(sock, u.hostname, Number(u.port));
+      }
+      const s = startProcess(
+        'ip',
+        [
+          'netns',
+          'exec',
+          lab.hubNs,
+          process.execPath,
+          join(ROOT, 'dhcp-sidecar', 'main.ts'),
+          '--kubeconfig',
+          o.kubeconfig,
+          '--api-via-unix',
+          sock,
+          '--server-ip',
+          serverIp,
+          '--network',
+          o.network,
+          '--state-dir',
+          join(dir, 'state'),
+          '--file-root',
+          fileRoot,
+          '--id',
+          `sidecar-pro-${id}`,
+          ...(o.args ?? []),
+        ],
+        join(dir, 'sidecar.log'),
+        { env: { ...process.env, LOG_LEVEL: 'debug' } },
+      );
+      procs.push(s);
+      await waitFor(
+        'dhcp sidecar ready',
+        async () => {
+          if (s.proc.exitCode !== null)
+            throw new Error(`sidecar exited: ${p.sidecarLog().slice(-2000)}`);
+          const r = await nsExec(lab.hubNs, 'curl', [
+            '-sf',
+            '-m',
+            '2',
+            `http://${serverIp}:8080/readyz`,
+          ]);
+          return r.stdout.trim() === 'ok';
+        },
+        30_000,
+        200,
+      );
+      return s;
+    },
+    startInHub(bin, args, log) {
+      const s = startProcess('ip', ['netns', 'exec', lab.hubNs, bin, ...args], log);
+      procs.push(s);
+      return s;
+    },
+    sidecarLog() {
+      try {
+        return readFileSync(join(dir, 'sidecar.log'), 'utf8');
+      } catch {
+        return '';
+      }
+    },
+    async destroy() {
+      try {
+        for (const s of procs.reverse()) await s.stop(5000);
+        relay?.close();
+      } finally {
+        try {
+          await lab.destroy();
+        } finally {
+          for (const f of ['sidecar.log'])
+            try {
+              copyFileSync(join(dir, f), join(tmpdir(), `pro-last-${f}`));
+            } catch {
+              // none
+            }
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }
+    },
+  };
+  return p;
+}

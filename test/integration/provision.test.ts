@@ -1,0 +1,599 @@
+/**
+ * Provisioning end to end (issue 12): a BIOS qemu VM (TCG) with no OS PXE-boots from the DHCP
+ * sidecar into the discovery image (tools/discovery-image, built from Debian packages), whose
+ * agent registers the machine with the operator's provisioner API. The machine becomes Node
+ * d<mac>.<domain> with its hardware facts, takes its allocated address, starts sshd with the
+ * operator's key, reports alive, and its discovery role runs over SSH. Then registration abuse
+ * (forged token, a MAC of another Node, a 10 MB body, a flood) is refused and changes nothing.
+ * Everything runs in namespaces this file creates (pro-<hex>-*) and removes.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { Node } from '../../generated/crowbar.ts';
+import { loadKubeConfig } from '../../operator/kube/client.ts';
+import { DEBIAN_BOOTENV, debianBootEnv } from '../../operator/provisioner/builtins.ts';
+import { eventually, testClient, uid } from '../harness/context.ts';
+import { nsExec, type LabNode } from '../harness/netns.ts';
+import { startOperator, type OperatorProc } from '../harness/operator.ts';
+import { freePort, type Started } from '../harness/process.ts';
+import { buildDiscoveryImage, createProvLab, type ProvLab } from '../harness/prov-lab.ts';
+import { generateKeyPair, type KeyPair } from '../harness/sshd.ts';
+
+const kubeconfig = inject('kubeconfig');
+const client = testClient();
+const FM = 'provision-test';
+const u = uid();
+const domain = `pro${u}.example.com`;
+const network = `pro-${u}`;
+const DISC = `disc${u}-install`;
+const FACTS_ROLE = `pro-facts-${u}`;
+const MAC = `52:54:00:${u.slice(0, 2)}:${u.slice(2, 4)}:01`;
+const nodeName = `d${MAC.replace(/:/g, '-')}.${domain}`;
+const STANDIN = `standin${u}-install`;
+const POST_ROLE = `pro-post-${u}`;
+const OS_INSTALL = 'provisioner-os-install';
+const DI = join(homedir(), '.cache', 'crowbar', 'debian-installer');
+let lab: ProvLab;
+let op: OperatorProc | undefined;
+let key: KeyPair;
+let apiPort = 0;
+let vm: Started | undefined;
+/** The second VM: the real Debian installer's. */
+let vm2: Started | undefined;
+const MAC2 = `52:54:00:${u.slice(0, 2)}:${u.slice(2, 4)}:02`;
+const node2Name = `d${MAC2.replace(/:/g, '-')}.${domain}`;
+const serial2 = () => join(lab.dir, 'vm2.serial');
+let serial = '';
+
+function qemuArgs(tap: string, disk: string, mac = MAC, memory = '512'): string[] {
+  return [
+    '-name',
+    `pro-${u}-${tap}`,
+    '-machine',
+    'q35,accel=tcg',
+    '-cpu',
+    'max',
+    '-smp',
+    '1',
+    '-m',
+    memory,
+    '-nographic',
+    '-nodefaults',
+    '-serial',
+    'stdio',
+    '-monitor',
+    'none',
+    '-smbios',
+    `type=1,manufacturer=Crowbar Test,product=Provision VM,serial=SN-${u}`,
+    '-netdev',
+    `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+    '-device',
+    `virtio-net-pci,netdev=n0,mac=${mac},bootindex=1`,
+    '-drive',
+    `file=${disk},if=none,id=d0,format=raw`,
+    '-device',
+    `virtio-blk-pci,drive=d0,serial=DISK-${u},bootindex=2`,
+  ];
+}
+
+const api = (path: string) => `http://${lab.hostIp}:${apiPort}${path}`;
+
+beforeAll(async () => {
+  buildDiscoveryImage();
+  lab = await createProvLab();
+  key = await generateKeyPair(lab.dir, 'root');
+  apiPort = await freePort();
+  await client.create(
+    'Network',
+    {
+      metadata: { name: network },
+      spec: {
+        category: 'admin',
+        subnet: `${lab.net}.0/24`,
+        ranges: [
+          { name: 'dhcp', first: `${lab.net}.100`, last: `${lab.net}.150` },
+          { name: 'host', first: `${lab.net}.160`, last: `${lab.net}.199` },
+        ],
+      },
+    } as never,
+    FM,
+  );
+  await client.create(
+    'BootEnv',
+    {
+      metadata: { name: DISC },
+      spec: {
+        description: 'the discovery image, for this test',
+        kernel: 'disc/vmlinuz',
+        initrds: ['disc/initrd.gz'],
+        kernelArgs: `initrd={{initrd}} console=ttyS0,115200 crowbar.mac={{mac}} crowbar.api=http://${lab.hostIp}:${apiPort}`,
+      },
+    },
+    FM,
+  );
+  await client.create(
+    'Role',
+    {
+      metadata: { name: FACTS_ROLE },
+      spec: {
+        jig: 'script',
+        flags: ['discovery'],
+        description: 'reads facts on the discovery image over SSH',
+        script: {
+          inline:
+            '#!/bin/sh\nset -eu\necho "{\\"cpus\\": $(grep -c ^processor /proc/cpuinfo), \\"kernel\\": \\"$(uname -r)\\", \\"image\\": \\"$(cat /etc/crowbar/image-version)\\"}" > "$CROWBAR_OUTPUT"\n',
+        },
+      },
+    } as never,
+    FM,
+  );
+  // The real Debian installer (d-i) from debian-installer-12-netboot-amd64, where the built-in
+  // debian-12-install BootEnv finds it; that BootEnv is made by this file's operator (its URL).
+  execFileSync(join(import.meta.dirname, '..', '..', 'tools', 'fetch-debian-installer.sh'), [DI], {
+    stdio: 'ignore',
+    timeout: 300_000,
+  });
+  mkdirSync(join(lab.fileRoot, 'debian-installer', 'amd64'), { recursive: true });
+  for (const f of ['linux', 'initrd.gz'])
+    copyFileSync(
+      join(DI, 'debian-installer', 'amd64', f),
+      join(lab.fileRoot, 'debian-installer', 'amd64', f),
+    );
+  await client.delete('BootEnv', DEBIAN_BOOTENV);
+  // The STAND-IN INSTALLER (test/harness/standin-installer): the discovery image with its agent
+  // replaced; it fetches the real debian-12-install preseed and runs its late command.
+  execFileSync(join(import.meta.dirname, '..', 'harness', 'build-standin.sh'), [
+    join(lab.fileRoot, 'disc', 'standin.gz'),
+  ]);
+  const deb = debianBootEnv();
+  await client.create(
+    'BootEnv',
+    {
+      metadata: { name: STANDIN },
+      spec: {
+        description: 'STAND-IN INSTALLER for tests: runs the debian-12-install late command',
+        kernel: 'disc/vmlinuz',
+        initrds: ['disc/initrd.gz', 'disc/standin.gz'],
+        kernelArgs: `initrd=initrd.gz console=ttyS0,115200 crowbar.mac={{mac}} crowbar.standin=install url=http://${lab.hostIp}:${apiPort}/provision/v1/nodes/{{name}}/files/preseed.cfg`,
+        files: deb.files ?? [],
+      },
+    },
+    FM,
+  );
+  await client.create(
+    'Role',
+    {
+      metadata: { name: POST_ROLE },
+      spec: {
+        jig: 'script',
+        requires: [OS_INSTALL],
+        description: 'a post-install role: runs on the installed system',
+        script: {
+          inline:
+            '#!/bin/sh\nset -eu\n. /etc/crowbar/node\necho "{\\"installedAs\\": \\"$name\\"}" > "$CROWBAR_OUTPUT"\n',
+        },
+      },
+    } as never,
+    FM,
+  );
+  op = await startOperator({
+    kubeconfig,
+    logDir: lab.dir,
+    identity: `pro-${u}`,
+    args: [
+      `--lease-name=pro-${u}`,
+      `--ssh-key-file=${key.path}`,
+      '--alive-interval-ms=1000',
+      `--api-addr=${lab.hostIp}:${apiPort}`,
+      `--domain=${domain}`,
+      `--provision-network=${network}`,
+      `--discovery-bootenv=${DISC}`,
+      `--provisioner-url=http://${lab.hostIp}:${apiPort}`,
+    ],
+  });
+  await eventually(`role network-${network}`, () => client.get('Role', `network-${network}`));
+  await lab.startSidecar({
+    kubeconfig,
+    apiServer: inject('apiServer'),
+    network,
+    args: ['--discovery-bootenv', DISC],
+  });
+}, 400_000);
+
+/** This file's Nodes (every name ends in its own domain). */
+async function ourNodes(): Promise<Node[]> {
+  return (await client.list('Node')).filter((n) => (n.metadata.name ?? '').endsWith(`.${domain}`));
+}
+
+afterAll(async () => {
+  try {
+    await vm?.stop(5000);
+    await vm2?.stop(5000);
+    // Deleted while the operator still runs: it owns the Nodes' and addresses' finalizers.
+    for (const n of await ourNodes()) await client.delete('Node', n.metadata.name ?? '');
+    await eventually(
+      "this file's Nodes are gone",
+      async () => (await ourNodes()).length === 0,
+      60_000,
+      250,
+    );
+  } finally {
+    try {
+      await op?.stop();
+      if (process.env['CBT_KEEP_LOG'] && op) copyFileSync(op.log, process.env['CBT_KEEP_LOG']);
+    } finally {
+      for (const r of [FACTS_ROLE, POST_ROLE])
+        await client.delete('Role', r).catch(() => undefined);
+      await client.delete('BootEnv', STANDIN).catch(() => undefined);
+      await client.delete('BootEnv', DEBIAN_BOOTENV).catch(() => undefined);
+      await client.delete('BootEnv', DISC).catch(() => undefined);
+      await client.delete('Network', network).catch(() => undefined);
+      await (lab as ProvLab | undefined)?.destroy();
+    }
+  }
+}, 120_000);
+
+function consoleTail(): string {
+  try {
+    return readFileSync(serial, 'utf8')
+      .split('\n')
+      .filter((l) => /crowbar|iPXE|http|DHCP|error|fail/i.test(l))
+      .slice(-40)
+      .join('\n');
+  } catch {
+    return '(no console)';
+  }
+}
+
+describe('discovery', () => {
+  it('a BIOS VM PXE-boots the discovery image, registers with its hardware facts, and its discovery role runs over SSH', async () => {
+    const disk = join(lab.dir, 'vm1.raw');
+    await nsExec(lab.lab.hubNs, 'truncate', ['-s', '1G', disk]);
+    await lab.addTap('tap1');
+    serial = join(lab.dir, 'vm1.serial');
+    vm = lab.startInHub('qemu-system-x86_64', qemuArgs('tap1', disk), serial);
+    // The real installer's machine boots discovery alongside (1 GiB: d-i needs it later).
+    const disk2 = join(lab.dir, 'vm2.raw');
+    await nsExec(lab.lab.hubNs, 'truncate', ['-s', '4G', disk2]);
+    await lab.addTap('tap2');
+    vm2 = lab.startInHub('qemu-system-x86_64', qemuArgs('tap2', disk2, MAC2, '1024'), serial2());
+    let node: Node;
+    try {
+      node = await eventually(
+        'the VM registered with its hardware',
+        async () => {
+          if (vm?.proc.exitCode !== null) throw new Error('qemu exited');
+          const n = await client.get('Node', nodeName);
+          return n?.status?.hardware?.cpus !== undefined ? n : undefined;
+        },
+        150_000,
+        500,
+      );
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\nconsole:\n${consoleTail()}`, { cause: e });
+    }
+    const hw = node.status?.hardware;
+    expect(node.spec.macs).toContain(MAC);
+    expect(node.spec.bootEnv).toBe(DISC);
+    expect(hw?.cpus).toBe(1);
+    expect(hw?.memoryBytes).toBeGreaterThan(400 * 1024 * 1024);
+    expect(hw?.memoryBytes).toBeLessThanOrEqual(512 * 1024 * 1024);
+    expect(hw?.memory).toMatch(/^\d+(\.\d)?Mi$/);
+    expect(hw?.disks).toContainEqual(
+      expect.objectContaining({ name: 'vda', sizeBytes: 1024 ** 3, serial: `DISK-${u}` }),
+    );
+    expect(hw?.nics).toContainEqual(
+      expect.objectContaining({ mac: MAC, driver: 'virtio_net', link: true }),
+    );
+    expect(hw?.dmi).toEqual({ vendor: 'Crowbar Test', product: 'Provision VM', serial: `SN-${u}` });
+    expect(hw?.address).toMatch(new RegExp(`^${lab.net.replace(/\./g, '\\.')}\\.1[0-5]\\d$`));
+
+    // The discovery role runs over SSH on the machine, at its allocated address.
+    const nr = await eventually(
+      'the discovery noderole is active',
+      async () => {
+        const x = await client.get('NodeRole', `${FACTS_ROLE}.${nodeName}`);
+        const st = x?.status?.state;
+        return st === 'active' || st === 'error' ? x : undefined;
+      },
+      120_000,
+      500,
+    ).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\nconsole:\n${consoleTail()}`, { cause: e });
+    });
+    expect(nr.status?.state, nr.status?.message).toBe('active');
+    expect(nr.status?.wall?.['cpus']).toBe(1);
+    expect(String(nr.status?.wall?.['kernel'])).toMatch(/-amd64$/);
+    const after = await client.get('Node', nodeName);
+    expect(after?.status?.alive).toBe(true);
+    const addr = after?.status?.addresses?.find((a) => a.network === network)?.address ?? '';
+    expect(addr).toMatch(new RegExp(`^${lab.net.replace(/\./g, '\\.')}\\.1[6-9]\\d/24$`));
+    expect(after?.status?.sshHostKey).toMatch(/^SHA256:/);
+  }, 300_000);
+});
+
+describe('registration abuse', () => {
+  let client1: LabNode;
+  let flooder: LabNode;
+  const curl = async (ns: LabNode, args: string[]): Promise<{ code: number; body: string }> => {
+    // curl exits non-zero when the server closes early (the 413): its output still counts.
+    const stdout = await new Promise<string>((resolve) => {
+      execFile(
+        'ip',
+        [
+          'netns',
+          'exec',
+          ns.ns,
+          'curl',
+          '-sS',
+          '-m',
+          '20',
+          '-o',
+          '-',
+          '-w',
+          '\n%{http_code}',
+          ...args,
+        ],
+        { timeout: 30_000, maxBuffer: 1024 * 1024 },
+        (_err, out) => {
+          resolve(out);
+        },
+      );
+    });
+    const lines = stdout.trimEnd().split('\n');
+    const code = Number(lines.pop());
+    return { code, body: lines.join('\n') };
+  };
+  const body = (mac: string, nics: string[] = []) =>
+    JSON.stringify({
+      mac,
+      hardware: { cpus: 1, nics: nics.map((m, i) => ({ name: `eth${i}`, mac: m })) },
+    });
+
+  beforeAll(async () => {
+    client1 = await lab.lab.addNode('c1');
+    flooder = await lab.lab.addNode('c2');
+  });
+
+  it('refuses a forged token, another node\u2019s MACs, a 10 MB body and a flood, and changes nothing', async () => {
+    const before = await client.get('Node', nodeName);
+    expect(before).toBeDefined();
+    const count = (await ourNodes()).length;
+    const reg = [
+      '-X',
+      'POST',
+      '-H',
+      'Content-Type: application/json',
+      api('/provision/v1/register'),
+    ];
+
+    // The machine's own MAC with a forged token: 401, from any address.
+    const forged = await curl(client1, [
+      '-H',
+      'Authorization: Bearer forged',
+      '--data',
+      body(MAC),
+      ...reg,
+    ]);
+    expect(forged.code).toBe(401);
+    expect(forged.body).toContain(`not node ${nodeName}'s registration token`);
+    // Its MAC without a token from another address: 403.
+    const foreign = await curl(client1, ['--data', body(MAC), ...reg]);
+    expect(foreign.code).toBe(403);
+    expect(foreign.body).toContain(`belongs to Node ${nodeName}`);
+    // A new boot MAC whose NIC MACs include this Node's: 409.
+    const other = `52:54:00:${u.slice(0, 2)}:${u.slice(2, 4)}:99`;
+    const stolen = await curl(client1, ['--data', body(other, [other, MAC]), ...reg]);
+    expect(stolen.code).toBe(409);
+    expect(stolen.body).toContain(`belongs to Node ${nodeName}`);
+    // 10 MB: 413 before it is read.
+    const big = join(lab.dir, 'big.json');
+    await nsExec(client1.ns, 'sh', ['-c', `head -c 10485760 /dev/zero | tr '\\0' ' ' > ${big}`]);
+    const huge = await curl(client1, ['--data-binary', `@${big}`, ...reg]);
+    expect(huge.code).toBe(413);
+    expect(huge.body).toContain('over 262144 bytes');
+
+    // A flood of new machines from one address: the first few pass the limiter, then 429.
+    const codes: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      const m = `52:54:00:${u.slice(0, 2)}:ff:${i.toString(16).padStart(2, '0')}`;
+      // A malformed body: nothing would be created even when the limiter lets it through.
+      const r = await curl(flooder, ['--data', `{"mac":"${m}","hardware":{"cpus":"x"}}`, ...reg]);
+      codes.push(r.code);
+    }
+    expect(codes.filter((c) => c === 400).length).toBe(5);
+    expect(codes.slice(5).every((c) => c === 429)).toBe(true);
+
+    const after = await client.get('Node', nodeName);
+    expect(after?.spec.macs).toEqual(before?.spec.macs);
+    expect(after?.status?.hardware).toEqual(before?.status?.hardware);
+    expect((await ourNodes()).length).toBe(count);
+  });
+});
+
+/** Reasons of the Events on this file's Node, oldest first. */
+async function nodeEvents(name = nodeName): Promise<{ reason: string; message: string }[]> {
+  const core = loadKubeConfig(kubeconfig).makeApiClient(CoreV1Api);
+  const list = await core.listNamespacedEvent({
+    namespace: 'default',
+    fieldSelector: `involvedObject.name=${name}`,
+  });
+  return list.items
+    .sort((a, b) =>
+      String(a.firstTimestamp ?? a.eventTime).localeCompare(
+        String(b.firstTimestamp ?? b.eventTime),
+      ),
+    )
+    .map((e) => ({ reason: e.reason ?? '', message: e.message ?? '' }));
+}
+
+describe('the real Debian installer', () => {
+  it('provisioner-os-install with debian-12-install: the sidecar acknowledges, the machine reboots, d-i fetches its per-node preseed from us', async () => {
+    const tail2 = () =>
+      readFileSync(serial2(), 'utf8')
+        .split('\n')
+        .filter((l) => /crowbar|preseed|Command line|error|fail/i.test(l))
+        .slice(-20)
+        .join('\n');
+    const facts2 = await eventually(
+      'the second VM is discovered and its discovery role ran',
+      async () => {
+        const x = await client.get('NodeRole', `${FACTS_ROLE}.${node2Name}`);
+        return x?.status?.state === 'active' ? x : undefined;
+      },
+      120_000,
+      500,
+    ).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\nconsole:\n${tail2()}`, { cause: e });
+    });
+    expect(facts2.status?.wall?.['cpus']).toBe(1);
+    // No target_os: the built-in role's template says debian-12-install.
+    await client.create(
+      'NodeRole',
+      {
+        metadata: { name: `${OS_INSTALL}.${node2Name}` },
+        spec: { role: OS_INSTALL, node: node2Name, deployment: 'system' },
+      },
+      FM,
+    );
+    const fetched = await eventually(
+      'd-i fetched its preseed from the provisioner API',
+      async () =>
+        (await nodeEvents(node2Name)).find(
+          (e) => e.reason === 'InstallerFetched' && e.message.includes('fetched preseed.cfg'),
+        ),
+      180_000,
+      500,
+    ).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\nconsole:\n${tail2()}`, { cause: e });
+    });
+    const n2 = await client.get('Node', node2Name);
+    const addr2 = n2?.status?.addresses?.find((a) => a.network === network)?.address.split('/')[0];
+    expect(fetched.message).toBe(
+      `the installer of ${DEBIAN_BOOTENV} fetched preseed.cfg from ${addr2 ?? '?'}`,
+    );
+    expect(n2?.status?.bootEnv?.applied).toBe(DEBIAN_BOOTENV);
+    // It is Debian's installer that asked: its kernel command line is on the console.
+    expect(readFileSync(serial2(), 'utf8')).toMatch(
+      /auto=true priority=critical url=http:\/\/[0-9.:]+\/provision\/v1\/nodes\/[^ ]+\/files\/preseed\.cfg/,
+    );
+    await vm2?.stop(5000);
+  }, 300_000);
+});
+
+describe('install flow', () => {
+  it('provisioner-os-install: acknowledged boot environment, reboot, the installer fetches its preseed and calls back, local acknowledged, first boot alive, post-install role runs', async () => {
+    const installNr = `${OS_INSTALL}.${nodeName}`;
+    await client.create(
+      'NodeRole',
+      {
+        metadata: { name: installNr },
+        spec: {
+          role: OS_INSTALL,
+          node: nodeName,
+          deployment: 'system',
+          data: { target_os: STANDIN },
+        },
+      },
+      FM,
+    );
+    await client.create(
+      'NodeRole',
+      {
+        metadata: { name: `${POST_ROLE}.${nodeName}` },
+        spec: { role: POST_ROLE, node: nodeName, deployment: 'system' },
+      },
+      FM,
+    );
+    // The jig asked for the installer, the sidecar acknowledged it, then the machine rebooted.
+    const started = await eventually(
+      'the install run rebooted the machine',
+      async () => {
+        const ev = await nodeEvents();
+        return ev.some((e) => e.reason === 'Rebooting') ? ev : undefined;
+      },
+      60_000,
+      250,
+    );
+    for (const r of ['InstallRequested', 'BootEnvAcknowledged'])
+      expect(started.map((e) => e.reason)).toContain(r);
+    // The run's log has the steps in order (Events are only second-precise).
+    const tail = await eventually('the install run finished', async () => {
+      const x = await client.get('NodeRole', installNr);
+      return x?.status?.run?.logTail?.includes('rebooting into') ? x.status.run.logTail : undefined;
+    });
+    const at = (s: string) => tail.indexOf(s);
+    expect(at(`boot environment set to ${STANDIN}`)).toBeGreaterThanOrEqual(0);
+    expect(at(`serves ${STANDIN}`)).toBeGreaterThan(at('boot environment set to'));
+    expect(at('rebooting into')).toBeGreaterThan(at(`serves ${STANDIN}`));
+    // The stand-in installer fetched the preseed and late.sh from us, called back, saw local
+    // acknowledged and powered off.
+    await eventually(
+      'the stand-in installer powered off',
+      () => vm?.proc.exitCode !== null,
+      150_000,
+      250,
+    ).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\nconsole:\n${consoleTail()}`, { cause: e });
+    });
+    const ev = await nodeEvents();
+    const fetched = ev.filter((e) => e.reason === 'InstallerFetched').map((e) => e.message);
+    expect(fetched.some((m) => m.includes('fetched preseed.cfg'))).toBe(true);
+    expect(fetched.some((m) => m.includes('fetched late.sh'))).toBe(true);
+    expect(ev.map((e) => e.reason)).toContain('Installed');
+    const installed = await client.get('Node', nodeName);
+    expect(installed?.spec.bootEnv).toBe('local');
+    expect(installed?.status?.bootEnv?.applied).toBe('local');
+    expect(consoleTail()).toContain('late command done');
+
+    // First boot of the installed system (a STAND-IN for the firmware booting the disk: qemu
+    // loads the image directly, with the same disk and MAC).
+    const initrd = join(lab.dir, 'firstboot.gz');
+    writeFileSync(
+      initrd,
+      Buffer.concat([
+        readFileSync(join(lab.fileRoot, 'disc', 'initrd.gz')),
+        readFileSync(join(lab.fileRoot, 'disc', 'standin.gz')),
+      ]),
+    );
+    serial = join(lab.dir, 'vm1-firstboot.serial');
+    vm = lab.startInHub(
+      'qemu-system-x86_64',
+      [
+        ...qemuArgs('tap1', join(lab.dir, 'vm1.raw')),
+        '-kernel',
+        join(lab.fileRoot, 'disc', 'vmlinuz'),
+        '-initrd',
+        initrd,
+        '-append',
+        `console=ttyS0,115200 crowbar.mac=${MAC} crowbar.standin=firstboot`,
+      ],
+      serial,
+    );
+    const post = await eventually(
+      'the post-install role ran on the installed system',
+      async () => {
+        const x = await client.get('NodeRole', `${POST_ROLE}.${nodeName}`);
+        const st = x?.status?.state;
+        return st === 'active' || st === 'error' ? x : undefined;
+      },
+      120_000,
+      500,
+    ).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\nconsole:\n${consoleTail()}`, { cause: e });
+    });
+    expect(post.status?.state, post.status?.message).toBe('active');
+    expect(post.status?.wall).toEqual({ installedAs: nodeName });
+    const inst = await client.get('NodeRole', installNr);
+    expect(inst?.status?.state).toBe('active');
+    // Destructive: the jig ran once; the re-run after the node came back was skipped.
+    const requested = (await nodeEvents()).filter((e) => e.reason === 'InstallRequested');
+    expect(requested).toHaveLength(1);
+    const n = await client.get('Node', nodeName);
+    expect(n?.status?.alive).toBe(true);
+  }, 400_000);
+});

@@ -1,0 +1,85 @@
+#!/bin/sh
+# Builds the discovery image (our Sledgehammer, CROWBAR-MODEL.md §8.2) from Debian packages only:
+# Debian's kernel and the modules a machine needs to reach the network and see its disks,
+# busybox-static (shell, udhcpc, wget, init), dropbear (sshd) and util-linux's flock with the
+# libraries they link, and
+# the agent (./agent). The .debs are fetched with apt-get download and unpacked with dpkg-deb -x:
+# nothing is installed on this host. The result is cached outside the repository:
+#   OUTDIR/vmlinuz, OUTDIR/initrd.gz, OUTDIR/version   (OUTDIR default ~/.cache/crowbar/discovery)
+# The cache key is a hash of this script and the agent, so a changed agent is rebuilt.
+# usage: build.sh [OUTDIR]
+set -eu
+S=$(cd "$(dirname "$0")" && pwd)
+OUT=${1:-${CROWBAR_DISCOVERY_DIR:-$HOME/.cache/crowbar/discovery}}
+KEY=$(cat "$S/build.sh" "$S/agent" "$S/inittab" | sha256sum | cut -c1-16)
+if [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd.gz" ] && [ "$(cat "$OUT/version" 2>/dev/null)" = "$KEY" ]; then
+  exit 0
+fi
+W=$(mktemp -d /tmp/cbdisc-image-XXXXXX)
+trap 'rm -rf "$W"' EXIT
+KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+# apt-get warns that root downloads unsandboxed into a private temp dir: expected here.
+(cd "$W" && apt-get download -q "$KPKG" busybox-static dropbear-bin libtomcrypt1 libtommath1 util-linux >/dev/null 2>&1) ||
+  { echo "build.sh: apt-get download failed (is the Debian mirror reachable? run apt-get update)" >&2; exit 1; }
+dpkg-deb -x "$W"/"$KPKG"_*.deb "$W/k"
+dpkg-deb -x "$W"/busybox-static_*.deb "$W/bb"
+for p in dropbear-bin libtomcrypt1 libtommath1 util-linux; do dpkg-deb -x "$W"/${p}_*.deb "$W/db"; done
+KV=$(ls "$W/k/lib/modules" | head -1)
+R=$W/root
+mkdir -p "$R/bin" "$R/sbin" "$R/etc/crowbar" "$R/etc/dropbear" "$R/root/.ssh" "$R/lib/modules/$KV" \
+  "$R/dev" "$R/proc" "$R/sys" "$R/tmp" "$R/run" "$R/var/lib" "$R/usr/bin" "$R/usr/sbin"
+chmod 700 "$R/root" "$R/root/.ssh"
+chmod 1777 "$R/tmp"
+cp "$W/bb/bin/busybox" "$R/bin/busybox"
+for a in $("$R/bin/busybox" --list); do
+  [ -e "$R/bin/$a" ] || ln -s busybox "$R/bin/$a"
+done
+ln -sf bin/busybox "$R/init"
+# Modules: network (virtio, e1000/e1000e, igb), disks (virtio-blk, virtio-scsi, AHCI, NVMe), with
+# every dependency, as the kernel's own modules.dep says (depmod from kmod on the extracted tree).
+depmod -b "$W/k" "$KV"
+for m in virtio_pci virtio_net e1000 e1000e igb virtio_blk virtio_scsi sd_mod ahci nvme; do
+  modprobe -d "$W/k" -S "$KV" --show-depends "$m" 2>/dev/null | awk '$1=="insmod"{print $2}'
+done | sort -u | while read -r f; do
+  rel=${f#"$W/k"}
+  mkdir -p "$R$(dirname "$rel")"
+  cp "$f" "$R$rel"
+done
+for f in modules.order modules.builtin modules.builtin.modinfo; do
+  cp "$W/k/lib/modules/$KV/$f" "$R/lib/modules/$KV/"
+done
+depmod -b "$R" "$KV"
+# dropbear, util-linux's flock (the script jig's runner locks its journal; busybox has no flock)
+# and the shared libraries they link (from this Debian's own packages).
+cp "$W/db/usr/sbin/dropbear" "$R/usr/sbin/dropbear"
+cp "$W/db/usr/bin/flock" "$R/usr/bin/flock"
+DBLIB=$W/db/usr/lib/x86_64-linux-gnu
+mkdir -p "$R/lib/x86_64-linux-gnu"
+for b in "$W/db/usr/sbin/dropbear" "$W/db/usr/bin/flock"; do
+  if LD_LIBRARY_PATH=$DBLIB ldd "$b" | grep -q 'not found'; then
+    echo "build.sh: $b needs a library not in its packages:" >&2
+    LD_LIBRARY_PATH=$DBLIB ldd "$b" >&2
+    exit 1
+  fi
+  for lib in $(LD_LIBRARY_PATH=$DBLIB ldd "$b" | awk '/=> \//{print $3}'); do
+    cp -L "$lib" "$R/lib/x86_64-linux-gnu/"
+  done
+done
+mkdir -p "$R/lib64"
+cp -L /lib64/ld-linux-x86-64.so.2 "$R/lib64/"
+install -m 755 "$S/agent" "$R/etc/crowbar/agent"
+install -m 644 "$S/inittab" "$R/etc/inittab"
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$R/etc/passwd"
+printf 'root::19000:0:99999:7:::\n' >"$R/etc/shadow"
+chmod 600 "$R/etc/shadow"
+printf 'root:x:0:\n' >"$R/etc/group"
+printf '/bin/sh\n' >"$R/etc/shells"
+printf 'PATH=/bin:/sbin:/usr/bin:/usr/sbin\nexport PATH\n' >"$R/etc/profile"
+echo "$KEY" >"$R/etc/crowbar/image-version"
+mkdir -p "$OUT"
+(cd "$R" && find . | cpio -o -H newc --quiet -R 0:0 | gzip -6) >"$W/initrd.gz"
+cp "$W/k/boot/vmlinuz-$KV" "$W/vmlinuz"
+mv "$W/initrd.gz" "$OUT/initrd.gz"
+mv "$W/vmlinuz" "$OUT/vmlinuz"
+echo "$KEY" >"$OUT/version"
+echo "discovery image $KEY (kernel $KV): $OUT"
