@@ -22,6 +22,8 @@ export interface SidecarConfig {
   source: { kind: 'kube' } | { kind: 'file'; path: string };
   stateFile: string | undefined;
   zoneDir: string | undefined;
+  /** Bytes of finished answers kept per transport (0: no answer cache). */
+  answerCacheBytes: number;
 }
 
 const FLAGS: Record<string, string> = {
@@ -41,6 +43,7 @@ const FLAGS: Record<string, string> = {
   source: 'CROWBAR_DNS_SOURCE',
   'state-file': 'CROWBAR_DNS_STATE_FILE',
   'zone-dir': 'CROWBAR_DNS_ZONE_DIR',
+  'answer-cache-mb': 'CROWBAR_DNS_ANSWER_CACHE_MB',
 };
 
 function parseFlags(argv: readonly string[]): Map<string, string[]> {
@@ -166,5 +169,6 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Sid
     source,
     stateFile: one('state-file'),
     zoneDir: one('zone-dir'),
+    answerCacheBytes: int('answer-cache-mb', one('answer-cache-mb'), 32, 0, 4096) * 2 ** 20,
   };
 }

@@ -79,6 +79,7 @@ async function main(): Promise<void> {
     metrics,
     stateFile: config.stateFile,
     zoneDir: config.zoneDir,
+    answerCacheBytes: config.answerCacheBytes,
   });
   const http = await health(config.healthHost, config.healthPort, sidecar, metrics);
   await sidecar.start();

@@ -1,6 +1,13 @@
 /** Prometheus metrics of the sidecar (crowbar_dns_*), on a registry of its own. */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** Answer-cache counts of one transport since start. */
+export interface CacheStats {
+  hits: number;
+  misses: number;
+  entries: number;
+}
+
 const TYPE_NAMES: Record<number, string> = {
   1: 'A',
   2: 'NS',
@@ -50,6 +57,12 @@ export class DnsMetrics {
   readonly tcpConnections: Gauge;
   readonly rebuilds: Counter;
   readonly rebuildSeconds: Histogram;
+  readonly cacheHits: Counter<'transport'>;
+  readonly cacheMisses: Counter<'transport'>;
+  readonly cacheEntries: Gauge<'transport'>;
+  /** Read at scrape time: the server's answer-cache counts (the hot path only bumps numbers). */
+  private cacheStats: (() => Record<string, CacheStats>) | undefined;
+  private readonly cacheSeen = new Map<string, number>();
   /** Label lookups are a hash per call; the hot path reuses the children it has made. */
   private readonly queryChildren = new Map<string, Counter.Internal>();
   private readonly durationChildren = new Map<string, Histogram.Internal<'transport'>>();
@@ -117,6 +130,50 @@ export class DnsMetrics {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
+    // Counters that catch up with the server's plain numbers when scraped.
+    const catchUp = (counter: Counter<'transport'>, field: 'hits' | 'misses') => {
+      for (const [transport, st] of Object.entries(this.cacheStats?.() ?? {})) {
+        const key = `${field}|${transport}`;
+        const delta = st[field] - (this.cacheSeen.get(key) ?? 0);
+        if (delta > 0) counter.labels(transport).inc(delta);
+        this.cacheSeen.set(key, st[field]);
+      }
+    };
+    this.cacheHits = new Counter({
+      name: 'crowbar_dns_answer_cache_hits_total',
+      help: 'Queries answered from the cache of finished answers, by transport.',
+      labelNames: ['transport'],
+      registers,
+      collect() {
+        catchUp(this, 'hits');
+      },
+    });
+    this.cacheMisses = new Counter({
+      name: 'crowbar_dns_answer_cache_misses_total',
+      help: 'Queries not in the answer cache (decoded, resolved and encoded), by transport.',
+      labelNames: ['transport'],
+      registers,
+      collect() {
+        catchUp(this, 'misses');
+      },
+    });
+    const entries = (): Record<string, CacheStats> => this.cacheStats?.() ?? {};
+    this.cacheEntries = new Gauge({
+      name: 'crowbar_dns_answer_cache_entries',
+      help: 'Finished answers held in the cache, by transport.',
+      labelNames: ['transport'],
+      registers,
+      collect() {
+        for (const [transport, st] of Object.entries(entries())) {
+          this.labels(transport).set(st.entries);
+        }
+      },
+    });
+  }
+
+  /** Registers where the answer-cache counts are read from at scrape time. */
+  watchCache(stats: () => Record<string, CacheStats>): void {
+    this.cacheStats = stats;
   }
 
   /** Observes one query's handling time (seconds) on the transport's cached child. */
@@ -130,12 +187,21 @@ export class DnsMetrics {
   }
 
   query(transport: string, qtype: number | undefined, rcode: number | undefined): void {
+    this.queryCounter(transport, qtype, rcode).inc();
+  }
+
+  /** The queries_total child for these labels, made once (the answer cache keeps it per entry). */
+  queryCounter(
+    transport: string,
+    qtype: number | undefined,
+    rcode: number | undefined,
+  ): Counter.Internal {
     const key = `${transport}|${qtype ?? -1}|${rcode ?? -1}`;
     let c = this.queryChildren.get(key);
     if (!c) {
       c = this.queries.labels(transport, typeLabel(qtype), rcodeLabel(rcode));
       this.queryChildren.set(key, c);
     }
-    c.inc();
+    return c;
   }
 }

@@ -30,6 +30,8 @@ export interface SidecarOptions {
   zoneDir?: string | undefined;
   minRebuildMs?: number;
   now?: () => number;
+  /** Bytes of finished answers the server keeps per transport (server.ts; 0 disables). */
+  answerCacheBytes?: number;
 }
 
 interface StateFile {
@@ -55,6 +57,7 @@ export class DnsSidecar {
       metrics: o.metrics,
       zones: () => this.current,
       transferAllowed: o.transferAllowed,
+      ...(o.answerCacheBytes === undefined ? {} : { answerCacheBytes: o.answerCacheBytes }),
     });
     if (o.stateFile) this.readState(o.stateFile);
   }
