@@ -114,7 +114,11 @@ describe('answer cache metrics', () => {
           id,
           questions: [{ name: 'node1.lab.crowbar.dev', type: 'A' }],
         });
-        const done = new Promise<void>((r) => client.once('message', () => { r(); }));
+        const done = new Promise<void>((r) =>
+          client.once('message', () => {
+            r();
+          }),
+        );
         client.send(buf, port, '127.0.0.1');
         await done;
       }
