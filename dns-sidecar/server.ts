@@ -7,11 +7,10 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { createServer, isIPv6, type Server, type Socket as TcpSocket } from 'node:net';
 import type { Logger } from 'pino';
-import type { Counter } from 'prom-client';
 import { AnswerCache } from './answer-cache.ts';
 import { HEADER } from './codec.ts';
 import { handleMessage, type Handled, type Transport } from './handler.ts';
-import type { DnsMetrics } from './metrics.ts';
+import { DnsMetrics, type Tally } from './metrics.ts';
 import { QTYPE, type ZoneSet } from './resolver.ts';
 
 export interface Listen {
@@ -31,12 +30,19 @@ export interface ServerOptions {
   maxTcpConnections?: number;
   /** Bytes of finished answers kept per transport (answer-cache.ts; default 32 MiB, 0 disables). */
   answerCacheBytes?: number;
+  /** Serve TCP too (default); a UDP worker thread serves UDP only. */
+  tcp?: boolean;
+  /**
+   * SO_REUSEPORT on the UDP sockets, so that worker threads bind the same address and the kernel
+   * spreads the clients over them (udp-workers.ts).
+   */
+  reusePort?: boolean;
 }
 
-/** A cached answer with the counter it is counted on (no label lookup per query). */
+/** A cached answer with the tally it is counted on (no label lookup per query). */
 interface Entry {
   response: Buffer;
-  counter: Counter.Internal;
+  tally: Tally;
 }
 
 /**
@@ -64,6 +70,7 @@ export class DnsServer {
   private readonly conns = new Set<TcpSocket>();
   private readonly caches: Record<Transport, AnswerCache<Entry, ZoneSet>>;
   private readonly cacheOn: boolean;
+  private readonly durations: Record<Transport, ReturnType<DnsMetrics['durations']>>;
   /** The bound addresses (port 0 resolved), in listen order. */
   readonly bound: Listen[] = [];
 
@@ -73,6 +80,7 @@ export class DnsServer {
     this.cacheOn = bytes > 0;
     this.caches = { udp: new AnswerCache(bytes), tcp: new AnswerCache(bytes) };
     opts.metrics.watchCache(() => this.cacheStats());
+    this.durations = { udp: opts.metrics.durations('udp'), tcp: opts.metrics.durations('tcp') };
   }
 
   /** Cache hits and misses per transport (for the metrics collector). */
@@ -118,8 +126,8 @@ export class DnsServer {
         hit.response.copy(out);
         out[0] = buf[0] ?? 0;
         out[1] = buf[1] ?? 0;
-        hit.counter.inc();
-        this.opts.metrics.observe(transport, (performance.now() - t0) / 1000);
+        hit.tally.n++;
+        DnsMetrics.observeInto(this.durations[transport], (performance.now() - t0) / 1000);
         return out;
       }
     }
@@ -151,7 +159,7 @@ export class DnsServer {
     ) {
       cache.set(key, {
         response: first,
-        counter: this.opts.metrics.queryCounter(transport, h.qtype, h.rcode),
+        tally: this.opts.metrics.tally(transport, h.qtype, h.rcode),
       });
     }
     return h.responses.length === 1 && first !== undefined ? first : h.responses;
@@ -160,7 +168,7 @@ export class DnsServer {
   async start(): Promise<void> {
     for (const l of this.opts.listen) {
       // TCP first so that port 0 picks one port that UDP then binds too.
-      const port = await this.startTcp(l);
+      const port = this.opts.tcp === false ? l.port : await this.startTcp(l);
       await this.startUdp({ host: l.host, port });
       this.bound.push({ host: l.host, port });
     }
@@ -168,7 +176,11 @@ export class DnsServer {
 
   private startUdp(l: Listen): Promise<void> {
     const v6 = isIPv6(l.host);
-    const sock = createSocket({ type: v6 ? 'udp6' : 'udp4', lookup: literalLookup(v6 ? 6 : 4) });
+    const sock = createSocket({
+      type: v6 ? 'udp6' : 'udp4',
+      lookup: literalLookup(v6 ? 6 : 4),
+      reusePort: this.opts.reusePort ?? false,
+    });
     sock.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
       const out = this.handle(msg, 'udp', rinfo.address);
       // No per-send callback: it costs a request object per answer; a failed send surfaces as the
