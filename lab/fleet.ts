@@ -5,7 +5,7 @@
  * `lab-fleet` for the lab subnet, a `lab-fleet-v4addr` hint on the Node and its binding to
  * `network-lab-fleet`. Aliveness is then the operator's (ping + root SSH echo).
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CrowbarClient } from '../operator/kube/client.ts';
 import { isConflict } from '../operator/kube/errors.ts';
@@ -40,11 +40,33 @@ export async function labKey(dir: string): Promise<KeyPair> {
   return generateKeyPair(dir, 'id_ed25519');
 }
 
-/** Creates one machine per node name and starts their sshds. */
+/** The resolver the lab machines use: the DNS sidecar on the lab's host address, port 53. */
+export interface FleetResolver {
+  /** The cluster domain, the machines' search domain. */
+  search: string;
+}
+
+/**
+ * A machine's /etc/resolv.conf: `ip netns exec` bind-mounts /etc/netns/<ns>/resolv.conf over it
+ * for every process it starts there (sshd, and so every SSH session), so the machine's own resolver
+ * (getent, dig without @, the jigs' scripts) asks the DNS sidecar. resolv.conf has no port: the
+ * sidecar must listen on 53.
+ */
+function writeResolvConf(ns: string, nameserver: string, r: FleetResolver): void {
+  const dir = join('/etc/netns', ns);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'resolv.conf'), `nameserver ${nameserver}\nsearch ${r.search}\n`);
+}
+
+/**
+ * Creates one machine per node name and starts their sshds; with `resolver`, each machine's
+ * resolver is the lab's host address (where `make lab` runs the DNS sidecar).
+ */
 export async function startFleet(
   nodes: readonly string[],
   key: KeyPair,
   dir: string,
+  resolver?: FleetResolver,
 ): Promise<Fleet> {
   await reapStaleLabs();
   const lab = await createLabNetwork({ prefix: FLEET_PREFIX });
@@ -56,6 +78,8 @@ export async function startFleet(
   try {
     for (const [i, name] of nodes.entries()) {
       const ln = await lab.addNode(`m${i + 1}`);
+      // Before sshd starts: it (and every session) sees the file from its start.
+      if (resolver) writeResolvConf(ln.ns, lab.hostAddress, resolver);
       const sshdDir = join(dir, `sshd-${ln.name}`);
       mkdirSync(sshdDir, { recursive: true });
       sshds.set(
