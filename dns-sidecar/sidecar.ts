@@ -156,7 +156,7 @@ export class DnsSidecar {
     this.lastRebuild = now;
     const t0 = performance.now();
     const snap = this.o.backend.snapshot();
-    const contents = buildZones(this.o.config, snap.networks, snap.allocations);
+    const contents = buildZones(this.o.config, snap.networks, snap.allocations, snap.nodes);
     const next = new Map<string, Zone>();
     const moved: Zone[] = [];
     for (const c of contents) {
