@@ -1,16 +1,21 @@
 /**
  * `make bench-dns`: dnsperf against the DNS sidecar, BIND9, dnsmasq and NSD serving the same zone
  * of BENCH_DNS_NODES nodes (default 10,000; A, AAAA and PTR v4/v6 each), one server at a time in
- * the same run, with the same client settings (UDP, BENCH_DNS_SECONDS seconds each, default 10;
- * 100 queries outstanding). BIND and NSD load the zone files the sidecar writes; dnsmasq reads the
- * same names and addresses as a hosts file. All on loopback.
+ * the same run, with the same client settings (UDP, 4 clients, 100 queries outstanding). All four
+ * run at once; each gets one untimed pass over the query file, then BENCH_DNS_ROUNDS rounds
+ * (default 3) of BENCH_DNS_SECONDS seconds (default 10) go through them in turn, so that the shared
+ * machine's changing load falls on every server alike; the median round of each is reported.
+ * Every server gets BENCH_DNS_THREADS threads (default: the cores): ours as socket loops
+ * (--udp-workers), BIND as `-n`, NSD as `server-count`; dnsmasq has one by design. BIND
+ * and NSD load the zone files the sidecar writes; dnsmasq reads the same names and addresses as a
+ * hosts file. All on loopback.
  *
  * Prints `RESULT dns ours_qps=... bind_qps=... dnsmasq_qps=... nsd_qps=... ours_p99_ms=...` and
  * writes bench/results/dns.json.
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
@@ -23,6 +28,9 @@ import { rssMb } from './util.ts';
 const run = promisify(execFile);
 const NODES = Number(process.env['BENCH_DNS_NODES'] ?? 10_000);
 const SECONDS = Number(process.env['BENCH_DNS_SECONDS'] ?? 10);
+const ROUNDS = Number(process.env['BENCH_DNS_ROUNDS'] ?? 3);
+/** Threads every server may use: ours' socket loops, BIND's -n, NSD's server-count. */
+const THREADS = Number(process.env['BENCH_DNS_THREADS'] ?? availableParallelism());
 const DOMAIN = 'bench.crowbar.dev';
 const tmp = mkdtempSync(join(tmpdir(), 'cbdns-bench-'));
 
@@ -82,7 +90,12 @@ interface PerfResult {
 }
 
 /** Runs dnsperf (verbose, to read each query's latency) and reads its summary. */
-async function dnsperf(host: string, port: number, queries: string): Promise<PerfResult> {
+async function dnsperf(
+  host: string,
+  port: number,
+  queries: string,
+  length: string[],
+): Promise<PerfResult> {
   const p = spawn('dnsperf', [
     '-s',
     host,
@@ -90,8 +103,7 @@ async function dnsperf(host: string, port: number, queries: string): Promise<Per
     String(port),
     '-d',
     queries,
-    '-l',
-    String(SECONDS),
+    ...length,
     '-c',
     '4',
     '-q',
@@ -190,103 +202,146 @@ function startDnsmasq(dir: string, host: string, port: number, hosts: string): R
   return { proc, host, port, log, stop };
 }
 
+interface Server {
+  key: 'ours' | 'bind' | 'dnsmasq' | 'nsd';
+  host: string;
+  port: number;
+  pid: number | undefined;
+  stop: () => Promise<void>;
+}
+
+/** The median of one server's rounds, by qps (its p99 and the rest from that same round). */
+function median(rounds: PerfResult[]): PerfResult | undefined {
+  const sorted = [...rounds].sort((a, b) => a.qps - b.qps);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
 async function main(): Promise<void> {
-  say(`${NODES} nodes (A, AAAA, PTR v4, PTR v6), ${SECONDS} s per server`);
+  say(
+    `${NODES} nodes (A, AAAA, PTR v4, PTR v6), ${ROUNDS} rounds of ${SECONDS} s per server, interleaved, ${THREADS} threads each (dnsmasq: 1)`,
+  );
   const inputs = writeInputs();
   const zoneDir = join(tmp, 'zones');
-  const results: Record<string, PerfResult & { rss_mb?: number }> = {};
-
-  // Ours.
-  const oursHost = loopback();
-  const ours = await startDnsSidecar({
-    domains: [DOMAIN],
-    host: oursHost,
-    port: 5353,
-    source: `file:${inputs.manifests}`,
-    zoneDir,
-    logFile: join(tmp, 'sidecar.log'),
-    env: { LOG_LEVEL: 'warn' },
-    readyTimeoutMs: 120_000,
-  });
+  const servers: Server[] = [];
   try {
-    await waitAnswering(oursHost, 5353, node(0), 'A');
-    results['ours'] = await dnsperf(oursHost, 5353, inputs.queries);
-    results['ours'].rss_mb = ours.proc.pid ? rssMb(ours.proc.pid) : 0;
-    say(`ours: ${results['ours'].qps.toFixed(0)} qps, p99 ${results['ours'].p99_ms.toFixed(2)} ms`);
-  } finally {
-    await ours.stop();
-  }
-  const zones = new Map(
-    readdirSync(zoneDir)
-      .filter((f) => f.endsWith('.zone'))
-      .map((f) => [f.slice(0, -'.zone'.length), join(zoneDir, f)] as const),
-  );
+    // Ours (it writes the zone files BIND and NSD load).
+    const oursHost = loopback();
+    const ours = await startDnsSidecar({
+      domains: [DOMAIN],
+      host: oursHost,
+      port: 5353,
+      source: `file:${inputs.manifests}`,
+      zoneDir,
+      logFile: join(tmp, 'sidecar.log'),
+      env: { LOG_LEVEL: 'warn', CROWBAR_DNS_UDP_WORKERS: String(THREADS - 1) },
+      readyTimeoutMs: 120_000,
+    });
+    servers.push({
+      key: 'ours',
+      host: oursHost,
+      port: 5353,
+      pid: ours.proc.pid,
+      stop: () => ours.stop(),
+    });
+    const zones = new Map(
+      readdirSync(zoneDir)
+        .filter((f) => f.endsWith('.zone'))
+        .map((f) => [f.slice(0, -'.zone'.length), join(zoneDir, f)] as const),
+    );
+    // BIND9 (named only listens on addresses configured on an interface: 127.0.0.1).
+    const bindPort = await freePortOn('127.0.0.1');
+    const named = startNamed(
+      join(tmp, 'named'),
+      '127.0.0.1',
+      bindPort,
+      [...zones].map(([origin, file]) => ({ origin, file })),
+      '',
+      THREADS,
+    );
+    servers.push({
+      key: 'bind',
+      host: '127.0.0.1',
+      port: bindPort,
+      pid: named.proc.pid,
+      stop: () => named.stop(),
+    });
+    const dmPort = await freePortOn('127.0.0.1');
+    const dm = startDnsmasq(join(tmp, 'dnsmasq'), '127.0.0.1', dmPort, inputs.hosts);
+    servers.push({
+      key: 'dnsmasq',
+      host: '127.0.0.1',
+      port: dmPort,
+      pid: dm.proc.pid,
+      stop: () => dm.stop(),
+    });
+    const nsdHost = loopback();
+    const nsd = startNsd(join(tmp, 'nsd'), nsdHost, 5353, zones, THREADS);
+    servers.push({
+      key: 'nsd',
+      host: nsdHost,
+      port: 5353,
+      pid: nsd.proc.pid,
+      stop: () => nsd.stop(),
+    });
 
-  // BIND9 (named only listens on addresses configured on an interface: 127.0.0.1).
-  const bindPort = await freePortOn('127.0.0.1');
-  const named = startNamed(
-    join(tmp, 'named'),
-    '127.0.0.1',
-    bindPort,
-    [...zones].map(([origin, file]) => ({ origin, file })),
-  );
-  try {
-    await waitAnswering('127.0.0.1', bindPort, node(0), 'A');
-    results['bind'] = await dnsperf('127.0.0.1', bindPort, inputs.queries);
-    say(`bind: ${results['bind'].qps.toFixed(0)} qps, p99 ${results['bind'].p99_ms.toFixed(2)} ms`);
-  } finally {
-    await named.stop();
-  }
+    // Every server answers, then gets the same untimed warm-up: one pass over the query file
+    // (caches, and V8's optimizing compiler for ours, are warm before anything is measured).
+    for (const s of servers) {
+      await waitAnswering(s.host, s.port, node(0), 'A');
+      await dnsperf(s.host, s.port, inputs.queries, ['-n', '1']);
+    }
+    // Rounds, each server in turn, so that a change in the shared machine's load falls on all.
+    const rounds = new Map<string, PerfResult[]>();
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const s of servers) {
+        const r = await dnsperf(s.host, s.port, inputs.queries, ['-l', String(SECONDS)]);
+        rounds.set(s.key, [...(rounds.get(s.key) ?? []), r]);
+        say(`round ${round} ${s.key}: ${r.qps.toFixed(0)} qps, p99 ${r.p99_ms.toFixed(2)} ms`);
+      }
+    }
+    const results: Record<string, PerfResult & { rss_mb?: number; rounds_qps: number[] }> = {};
+    for (const s of servers) {
+      const all = rounds.get(s.key) ?? [];
+      const m = median(all);
+      if (!m) continue;
+      results[s.key] = {
+        ...m,
+        rounds_qps: all.map((r) => Math.round(r.qps)),
+        ...(s.key === 'ours' && s.pid ? { rss_mb: rssMb(s.pid) } : {}),
+      };
+    }
 
-  // dnsmasq.
-  const dmPort = await freePortOn('127.0.0.1');
-  const dm = startDnsmasq(join(tmp, 'dnsmasq'), '127.0.0.1', dmPort, inputs.hosts);
-  try {
-    await waitAnswering('127.0.0.1', dmPort, node(0), 'A');
-    results['dnsmasq'] = await dnsperf('127.0.0.1', dmPort, inputs.queries);
-    say(
-      `dnsmasq: ${results['dnsmasq'].qps.toFixed(0)} qps, p99 ${results['dnsmasq'].p99_ms.toFixed(2)} ms`,
+    const r = (k: string): number => results[k]?.qps ?? NaN;
+    const p99 = (k: string): number => results[k]?.p99_ms ?? NaN;
+    const out = {
+      nodes: NODES,
+      seconds: SECONDS,
+      rounds: ROUNDS,
+      threads: THREADS,
+      client: `dnsperf, UDP, 4 clients, 100 outstanding, 40,000-query A/AAAA/PTR mix; one untimed pass each first; ${ROUNDS} interleaved rounds, the median reported`,
+      ours_qps: r('ours'),
+      bind_qps: r('bind'),
+      dnsmasq_qps: r('dnsmasq'),
+      nsd_qps: r('nsd'),
+      ours_p99_ms: p99('ours'),
+      ratio_bind: r('ours') / r('bind'),
+      ratio_dnsmasq: r('ours') / r('dnsmasq'),
+      ratio_nsd: r('ours') / r('nsd'),
+      servers: results,
+      measured_at: new Date().toISOString(),
+      load_average: loadavg().map((x) => Number(x.toFixed(2))),
+    };
+    mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
+    writeFileSync(
+      join(import.meta.dirname, 'results', 'dns.json'),
+      `${JSON.stringify(out, null, 2)}\n`,
+    );
+    console.log(
+      `RESULT dns ours_qps=${r('ours').toFixed(0)} bind_qps=${r('bind').toFixed(0)} dnsmasq_qps=${r('dnsmasq').toFixed(0)} nsd_qps=${r('nsd').toFixed(0)} ours_p99_ms=${p99('ours').toFixed(2)}`,
     );
   } finally {
-    await dm.stop();
+    for (const s of servers.reverse()) await s.stop();
   }
-
-  // NSD.
-  const nsdHost = loopback();
-  const nsd = startNsd(join(tmp, 'nsd'), nsdHost, 5353, zones);
-  try {
-    await waitAnswering(nsdHost, 5353, node(0), 'A');
-    results['nsd'] = await dnsperf(nsdHost, 5353, inputs.queries);
-    say(`nsd: ${results['nsd'].qps.toFixed(0)} qps, p99 ${results['nsd'].p99_ms.toFixed(2)} ms`);
-  } finally {
-    await nsd.stop();
-  }
-
-  const r = (k: string): number => results[k]?.qps ?? NaN;
-  const p99 = (k: string): number => results[k]?.p99_ms ?? NaN;
-  const out = {
-    nodes: NODES,
-    seconds: SECONDS,
-    client: 'dnsperf 2.10, UDP, 4 clients, 100 outstanding, 40,000-query A/AAAA/PTR mix',
-    ours_qps: r('ours'),
-    bind_qps: r('bind'),
-    dnsmasq_qps: r('dnsmasq'),
-    nsd_qps: r('nsd'),
-    ours_p99_ms: p99('ours'),
-    ratio_bind: r('ours') / r('bind'),
-    ratio_dnsmasq: r('ours') / r('dnsmasq'),
-    ratio_nsd: r('ours') / r('nsd'),
-    servers: results,
-    measured_at: new Date().toISOString(),
-  };
-  mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
-  writeFileSync(
-    join(import.meta.dirname, 'results', 'dns.json'),
-    `${JSON.stringify(out, null, 2)}\n`,
-  );
-  console.log(
-    `RESULT dns ours_qps=${r('ours').toFixed(0)} bind_qps=${r('bind').toFixed(0)} dnsmasq_qps=${r('dnsmasq').toFixed(0)} nsd_qps=${r('nsd').toFixed(0)} ours_p99_ms=${p99('ours').toFixed(2)}`,
-  );
 }
 
 try {

@@ -3,6 +3,7 @@
  * CROWBAR_DNS_* environment variables (flags win), validated with messages that say what to fix.
  */
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { makeAcl, type Acl } from './acl.ts';
 import { canon } from './names.ts';
 import type { NotifyTarget } from './notify.ts';
@@ -22,6 +23,10 @@ export interface SidecarConfig {
   source: { kind: 'kube' } | { kind: 'file'; path: string };
   stateFile: string | undefined;
   zoneDir: string | undefined;
+  /** Bytes of finished answers kept per transport (0: no answer cache). */
+  answerCacheBytes: number;
+  /** UDP worker threads besides the main thread (udp-workers.ts). */
+  udpWorkers: number;
 }
 
 const FLAGS: Record<string, string> = {
@@ -41,6 +46,8 @@ const FLAGS: Record<string, string> = {
   source: 'CROWBAR_DNS_SOURCE',
   'state-file': 'CROWBAR_DNS_STATE_FILE',
   'zone-dir': 'CROWBAR_DNS_ZONE_DIR',
+  'answer-cache-mb': 'CROWBAR_DNS_ANSWER_CACHE_MB',
+  'udp-workers': 'CROWBAR_DNS_UDP_WORKERS',
 };
 
 function parseFlags(argv: readonly string[]): Map<string, string[]> {
@@ -166,5 +173,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Sid
     source,
     stateFile: one('state-file'),
     zoneDir: one('zone-dir'),
+    answerCacheBytes: int('answer-cache-mb', one('answer-cache-mb'), 32, 0, 4096) * 2 ** 20,
+    // One socket loop per core, the main thread's included (as BIND runs a thread per core).
+    udpWorkers: int('udp-workers', one('udp-workers'), availableParallelism() - 1, 0, 64),
   };
 }

@@ -11,6 +11,7 @@ import {
   type AllocationIn,
   type DnsConfig,
   type NetworkIn,
+  type NodeIn,
   type Zone,
 } from './zones.ts';
 
@@ -44,9 +45,10 @@ export function zoneSet(
   networks: NetworkIn[] = NETWORKS,
   allocations: AllocationIn[] = ALLOCATIONS,
   serial = 1000,
+  nodes: NodeIn[] = [],
 ): Map<string, Zone> {
   const zones = new Map<string, Zone>();
-  for (const c of buildZones(CONFIG, networks, allocations)) {
+  for (const c of buildZones(CONFIG, networks, allocations, nodes)) {
     zones.set(c.origin, withSerial(c, serialFor(undefined, c.digest, 0) + serial));
   }
   return zones;

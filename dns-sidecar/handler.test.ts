@@ -264,3 +264,88 @@ describe('flags helpers', () => {
     expect((r.msg.flags ?? 0) & TC).toBe(0);
   });
 });
+
+describe('CNAME aliases (RFC 1034 §3.6.2, §4.3.2)', () => {
+  const aliased = zoneSet(NETWORKS, ALLOCATIONS, 1000, [
+    {
+      name: 'node1.lab.crowbar.dev',
+      aliases: [
+        'www.lab.crowbar.dev',
+        'db.rack9.lab.crowbar.dev',
+        // Not served: another node's own name, the apex, a name outside the forward zones.
+        'node2.rack1.lab.crowbar.dev',
+        'lab.crowbar.dev',
+        'www.example.com',
+      ],
+    },
+    // The first node by name keeps an alias both claim.
+    {
+      name: 'node2.rack1.lab.crowbar.dev',
+      aliases: ['www.lab.crowbar.dev', 'gone.lab.crowbar.dev'],
+    },
+    { name: 'ghost.lab.crowbar.dev', aliases: ['spook.lab.crowbar.dev'] },
+  ]);
+  const rr = (r: ReturnType<typeof ask>, section: 'answers' | 'authorities' = 'answers') =>
+    (r?.msg[section] ?? []).map(
+      (a) => `${a.name} ${a.type} ${JSON.stringify('data' in a ? a.data : null)}`,
+    );
+
+  it('answers a question for another type with the CNAME and the target records', () => {
+    const r = ask(aliased, q('WWW.lab.crowbar.dev', 'A'));
+    expect(r?.msg.rcode).toBe('NOERROR');
+    expect(r?.msg.flag_aa).toBe(true);
+    expect(rr(r)).toEqual([
+      'WWW.lab.crowbar.dev CNAME "node1.lab.crowbar.dev"',
+      'node1.lab.crowbar.dev A "192.168.124.81"',
+    ]);
+    expect(rr(ask(aliased, q('db.rack9.lab.crowbar.dev', 'AAAA')))).toEqual([
+      'db.rack9.lab.crowbar.dev CNAME "node1.lab.crowbar.dev"',
+      'node1.lab.crowbar.dev AAAA "fd00:1:2:3::51"',
+    ]);
+  });
+
+  it('answers CNAME and ANY questions with the CNAME alone', () => {
+    for (const type of ['CNAME', 'ANY']) {
+      expect(rr(ask(aliased, q('www.lab.crowbar.dev', type)))).toEqual([
+        'www.lab.crowbar.dev CNAME "node1.lab.crowbar.dev"',
+      ]);
+    }
+  });
+
+  it('gives NODATA and NXDOMAIN of the target with its SOA (RFC 2308, RFC 6604)', () => {
+    const nodata = ask(aliased, q('www.lab.crowbar.dev', 'MX'));
+    expect(nodata?.msg.rcode).toBe('NOERROR');
+    expect(rr(nodata)).toEqual(['www.lab.crowbar.dev CNAME "node1.lab.crowbar.dev"']);
+    expect(nodata?.msg.authorities?.map((a) => a.type)).toEqual(['SOA']);
+    const dangling = ask(aliased, q('spook.lab.crowbar.dev', 'A'));
+    expect(dangling?.msg.rcode).toBe('NXDOMAIN');
+    expect(rr(dangling)).toEqual(['spook.lab.crowbar.dev CNAME "ghost.lab.crowbar.dev"']);
+    expect(dangling?.msg.authorities?.map((a) => a.type)).toEqual(['SOA']);
+  });
+
+  it('keeps no other data at a CNAME owner and one owner per alias', () => {
+    const zone = aliased.get('lab.crowbar.dev');
+    expect([...(zone?.names.get('www.lab.crowbar.dev')?.keys() ?? [])]).toEqual([5]);
+    expect(zone?.names.get('www.lab.crowbar.dev')?.get(5)?.[0]?.data).toBe('node1.lab.crowbar.dev');
+    expect([...(zone?.names.get('node2.rack1.lab.crowbar.dev')?.keys() ?? [])]).toEqual([1]);
+    expect([...(zone?.names.get('lab.crowbar.dev')?.keys() ?? [])].sort()).toEqual([2, 6]);
+    expect(zone?.names.get('gone.lab.crowbar.dev')?.get(5)?.[0]?.data).toBe(
+      'node2.rack1.lab.crowbar.dev',
+    );
+    // The alias's parent becomes an empty non-terminal.
+    expect(ask(aliased, q('rack9.lab.crowbar.dev', 'A'))?.msg.rcode).toBe('NOERROR');
+  });
+
+  it('stops a CNAME loop after a bounded chain', () => {
+    const loop = zoneSet(NETWORKS, ALLOCATIONS, 1000, [
+      { name: 'a.lab.crowbar.dev', aliases: ['b.lab.crowbar.dev'] },
+      { name: 'b.lab.crowbar.dev', aliases: ['a.lab.crowbar.dev'] },
+    ]);
+    const r = ask(loop, q('a.lab.crowbar.dev', 'A'));
+    expect(r?.msg.rcode).toBe('NOERROR');
+    expect(rr(r)).toEqual([
+      'a.lab.crowbar.dev CNAME "b.lab.crowbar.dev"',
+      'b.lab.crowbar.dev CNAME "a.lab.crowbar.dev"',
+    ]);
+  });
+});

@@ -28,8 +28,8 @@ function health(
       else
         res.writeHead(503, { 'content-type': 'text/plain' }).end('not ready: zones not loaded\n');
     } else if (path === '/metrics') {
-      metrics.registry
-        .metrics()
+      sidecar
+        .metricsText()
         .then((text) =>
           res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
         )
@@ -79,6 +79,9 @@ async function main(): Promise<void> {
     metrics,
     stateFile: config.stateFile,
     zoneDir: config.zoneDir,
+    answerCacheBytes: config.answerCacheBytes,
+    udpWorkers: config.udpWorkers,
+    allowTransferList: config.allowTransferList,
   });
   const http = await health(config.healthHost, config.healthPort, sidecar, metrics);
   await sidecar.start();
@@ -89,6 +92,7 @@ async function main(): Promise<void> {
       source: config.source.kind,
       notify: config.notify.map((n) => `${n.host}:${n.port}`),
       allowTransfer: config.allowTransferList,
+      udpWorkers: config.udpWorkers,
     },
     'serving',
   );

@@ -7,9 +7,11 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { createServer, isIPv6, type Server, type Socket as TcpSocket } from 'node:net';
 import type { Logger } from 'pino';
+import { AnswerCache } from './answer-cache.ts';
+import { HEADER } from './codec.ts';
 import { handleMessage, type Handled, type Transport } from './handler.ts';
-import type { DnsMetrics } from './metrics.ts';
-import type { ZoneSet } from './resolver.ts';
+import { DnsMetrics, type Tally } from './metrics.ts';
+import { QTYPE, type ZoneSet } from './resolver.ts';
 
 export interface Listen {
   host: string;
@@ -26,6 +28,36 @@ export interface ServerOptions {
   /** RFC 7766 §6.2.3: close idle connections (default 10 s). */
   tcpIdleMs?: number;
   maxTcpConnections?: number;
+  /** Bytes of finished answers kept per transport (answer-cache.ts; default 32 MiB, 0 disables). */
+  answerCacheBytes?: number;
+  /** Serve TCP too (default); a UDP worker thread serves UDP only. */
+  tcp?: boolean;
+  /**
+   * SO_REUSEPORT on the UDP sockets, so that worker threads bind the same address and the kernel
+   * spreads the clients over them (udp-workers.ts).
+   */
+  reusePort?: boolean;
+}
+
+/** A cached answer with the tally it is counted on (no label lookup per query). */
+interface Entry {
+  response: Buffer;
+  tally: Tally;
+}
+
+/**
+ * dgram resolves the destination of every send through `lookup`, by default dns.lookup, which
+ * answers an IP literal on the next tick. Our destinations are always the literal address a query
+ * came from, so this lookup hands it straight back.
+ */
+function literalLookup(family: 4 | 6) {
+  return (
+    address: string,
+    _options: unknown,
+    cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+  ): void => {
+    cb(null, address, family);
+  };
 }
 
 /** Pause reading from a TCP client whose unread answers pass this many bytes. */
@@ -36,14 +68,32 @@ export class DnsServer {
   private readonly udp: Socket[] = [];
   private readonly tcp: Server[] = [];
   private readonly conns = new Set<TcpSocket>();
+  private readonly caches: Record<Transport, AnswerCache<Entry, ZoneSet>>;
+  private readonly cacheOn: boolean;
+  private readonly durations: Record<Transport, ReturnType<DnsMetrics['durations']>>;
   /** The bound addresses (port 0 resolved), in listen order. */
   readonly bound: Listen[] = [];
 
   constructor(opts: ServerOptions) {
     this.opts = opts;
+    const bytes = opts.answerCacheBytes ?? 32 << 20;
+    this.cacheOn = bytes > 0;
+    this.caches = { udp: new AnswerCache(bytes), tcp: new AnswerCache(bytes) };
+    opts.metrics.watchCache(() => this.cacheStats());
+    this.durations = { udp: opts.metrics.durations('udp'), tcp: opts.metrics.durations('tcp') };
   }
 
-  private record(transport: Transport, h: Handled, startNs: bigint): void {
+  /** Cache hits and misses per transport (for the metrics collector). */
+  cacheStats(): Record<Transport, { hits: number; misses: number; entries: number }> {
+    const s = (c: AnswerCache<Entry, ZoneSet>) => ({
+      hits: c.hits,
+      misses: c.misses,
+      entries: c.size,
+    });
+    return { udp: s(this.caches.udp), tcp: s(this.caches.tcp) };
+  }
+
+  private record(transport: Transport, h: Handled, t0: number): void {
     const m = this.opts.metrics;
     if (h.outcome === 'drop') {
       m.dropped.labels(transport, h.reason ?? 'unknown').inc();
@@ -53,15 +103,38 @@ export class DnsServer {
       m.transfers.labels(h.zone ?? 'none', h.outcome === 'transfer' ? 'ok' : 'refused').inc();
     }
     m.query(transport, h.qtype, h.rcode);
-    m.observe(transport, Number(process.hrtime.bigint() - startNs) / 1e9);
+    m.observe(transport, (performance.now() - t0) / 1000);
   }
 
-  private handle(buf: Buffer, transport: Transport, remote: string): Buffer[] {
-    const t0 = process.hrtime.bigint();
+  /**
+   * The answer to one message: from the cache when the same question (all bytes but the ID) was
+   * answered from the same zones before, else from handleMessage. One Buffer (the common case,
+   * without an array) or a list (zone transfers); empty when the message is dropped.
+   */
+  private handle(buf: Buffer, transport: Transport, remote: string): Buffer | Buffer[] {
+    const t0 = performance.now();
+    const zones = this.opts.zones();
+    let key: string | undefined;
+    let cache: AnswerCache<Entry, ZoneSet> | undefined;
+    if (this.cacheOn && buf.length > HEADER) {
+      cache = this.caches[transport];
+      cache.use(zones);
+      key = buf.toString('latin1', 2);
+      const hit = cache.get(key);
+      if (hit !== undefined) {
+        const out = Buffer.allocUnsafe(hit.response.length);
+        hit.response.copy(out);
+        out[0] = buf[0] ?? 0;
+        out[1] = buf[1] ?? 0;
+        hit.tally.n++;
+        DnsMetrics.observeInto(this.durations[transport], (performance.now() - t0) / 1000);
+        return out;
+      }
+    }
     let h: Handled;
     try {
       h = handleMessage(buf, {
-        zones: this.opts.zones(),
+        zones,
         transport,
         remote,
         transferAllowed: this.opts.transferAllowed,
@@ -72,25 +145,48 @@ export class DnsServer {
       h = { responses: [], outcome: 'drop', reason: 'internal' };
     }
     this.record(transport, h, t0);
-    return h.responses;
+    const first = h.responses[0];
+    // Only answers that depend on nothing but the message and the zones are kept: never zone
+    // transfers (the client's address decides those) and never drops.
+    if (
+      cache !== undefined &&
+      key !== undefined &&
+      first !== undefined &&
+      h.responses.length === 1 &&
+      (h.outcome === 'answer' || h.outcome === 'error') &&
+      h.qtype !== QTYPE.AXFR &&
+      h.qtype !== QTYPE.IXFR
+    ) {
+      cache.set(key, {
+        response: first,
+        tally: this.opts.metrics.tally(transport, h.qtype, h.rcode),
+      });
+    }
+    return h.responses.length === 1 && first !== undefined ? first : h.responses;
   }
 
   async start(): Promise<void> {
     for (const l of this.opts.listen) {
       // TCP first so that port 0 picks one port that UDP then binds too.
-      const port = await this.startTcp(l);
+      const port = this.opts.tcp === false ? l.port : await this.startTcp(l);
       await this.startUdp({ host: l.host, port });
       this.bound.push({ host: l.host, port });
     }
   }
 
   private startUdp(l: Listen): Promise<void> {
-    const sock = createSocket({ type: isIPv6(l.host) ? 'udp6' : 'udp4' });
+    const v6 = isIPv6(l.host);
+    const sock = createSocket({
+      type: v6 ? 'udp6' : 'udp4',
+      lookup: literalLookup(v6 ? 6 : 4),
+      reusePort: this.opts.reusePort ?? false,
+    });
     sock.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
       const out = this.handle(msg, 'udp', rinfo.address);
       // No per-send callback: it costs a request object per answer; a failed send surfaces as the
       // socket's 'error' event, logged below.
-      for (const r of out) sock.send(r, rinfo.port, rinfo.address);
+      if (Buffer.isBuffer(out)) sock.send(out, rinfo.port, rinfo.address);
+      else for (const r of out) sock.send(r, rinfo.port, rinfo.address);
     });
     sock.on('error', (err) => {
       this.opts.log.error({ err, host: l.host, port: l.port }, 'udp socket error');
@@ -129,7 +225,8 @@ export class DnsServer {
           if (pending.length - off - 2 < len) break;
           const msg = pending.subarray(off + 2, off + 2 + len);
           off += 2 + len;
-          for (const r of this.handle(msg, 'tcp', remote)) {
+          const out = this.handle(msg, 'tcp', remote);
+          for (const r of Buffer.isBuffer(out) ? [out] : out) {
             const prefix = Buffer.allocUnsafe(2);
             prefix.writeUInt16BE(r.length, 0);
             sock.write(prefix);

@@ -13,6 +13,7 @@ import { sendNotify, type NotifyTarget } from './notify.ts';
 import type { ZoneSet } from './resolver.ts';
 import { serialFor, type SerialState } from './serial.ts';
 import { DnsServer, type Listen } from './server.ts';
+import { UdpWorkers } from './udp-workers.ts';
 import { renderZone } from './zonefile.ts';
 import { buildZones, withSerial, type DnsConfig, type Zone } from './zones.ts';
 
@@ -30,6 +31,12 @@ export interface SidecarOptions {
   zoneDir?: string | undefined;
   minRebuildMs?: number;
   now?: () => number;
+  /** Bytes of finished answers the server keeps per transport (server.ts; 0 disables). */
+  answerCacheBytes?: number;
+  /** UDP worker threads besides the main thread (udp-workers.ts; default 0). */
+  udpWorkers?: number;
+  /** The --allow-transfer list, for the workers' own ACL (they answer IXFR over UDP). */
+  allowTransferList?: readonly string[];
 }
 
 interface StateFile {
@@ -46,6 +53,7 @@ export class DnsSidecar {
   private stopped = false;
   private readonly inFlight = new Map<string, { again: boolean }>();
   readonly server: DnsServer;
+  private workers: UdpWorkers | undefined;
 
   constructor(o: SidecarOptions) {
     this.o = o;
@@ -55,6 +63,8 @@ export class DnsSidecar {
       metrics: o.metrics,
       zones: () => this.current,
       transferAllowed: o.transferAllowed,
+      ...(o.answerCacheBytes === undefined ? {} : { answerCacheBytes: o.answerCacheBytes }),
+      reusePort: (o.udpWorkers ?? 0) > 0,
     });
     if (o.stateFile) this.readState(o.stateFile);
   }
@@ -92,13 +102,31 @@ export class DnsSidecar {
     return this.current;
   }
 
-  /** Ready once the backend has loaded and the zones are built from it. */
+  /** Ready once the backend has loaded, the zones are built from it and every worker answers. */
   ready(): boolean {
-    return this.loaded && this.o.backend.ready();
+    return this.loaded && this.o.backend.ready() && (this.workers?.ready() ?? true);
+  }
+
+  /** The Prometheus text of /metrics: the main thread's with the UDP workers' added. */
+  async metricsText(): Promise<string> {
+    const registry = this.o.metrics.registry;
+    if (!this.workers) return registry.metrics();
+    const merged = await this.workers.metrics(await registry.getMetricsAsJSON());
+    return merged.metrics();
   }
 
   async start(): Promise<void> {
     await this.server.start();
+    const count = this.o.udpWorkers ?? 0;
+    if (count > 0) {
+      this.workers = new UdpWorkers({
+        count,
+        listen: this.server.bound,
+        answerCacheBytes: this.o.answerCacheBytes ?? 32 << 20,
+        allowTransfer: this.o.allowTransferList ?? [],
+        log: this.o.log,
+      });
+    }
     await this.o.backend.start(() => {
       this.schedule();
     });
@@ -128,7 +156,7 @@ export class DnsSidecar {
     this.lastRebuild = now;
     const t0 = performance.now();
     const snap = this.o.backend.snapshot();
-    const contents = buildZones(this.o.config, snap.networks, snap.allocations);
+    const contents = buildZones(this.o.config, snap.networks, snap.allocations, snap.nodes);
     const next = new Map<string, Zone>();
     const moved: Zone[] = [];
     for (const c of contents) {
@@ -142,6 +170,7 @@ export class DnsSidecar {
     }
     const removed = [...this.current.keys()].filter((o) => !next.has(o));
     this.current = next;
+    this.workers?.publish(next);
     if (this.o.backend.ready()) this.loaded = true;
     const m = this.o.metrics;
     m.rebuilds.inc();
@@ -205,6 +234,7 @@ export class DnsSidecar {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.o.backend.stop();
+    await this.workers?.stop();
     await this.server.stop();
   }
 }

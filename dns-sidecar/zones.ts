@@ -7,6 +7,12 @@
  * itself): an allocation on an admin or unmanaged network gives the node's FQDN an A or AAAA; one
  * on any other network gives `<host>.<network>.<domain>` (n1.bmc.lab.crowbar.dev). Every
  * allocation gets a PTR to the name it is published under, so forward and reverse agree.
+ *
+ * Aliases (a Node's spec.aliases) are CNAMEs to the node's FQDN in the forward zone they fall in.
+ * RFC 1034 §3.6.2 / RFC 2181 §10.1: a CNAME owner holds no other data, so an alias that names an
+ * owner with records (a node's own name, a name server, the apex) is left out, and of two nodes
+ * claiming one alias the first by name keeps it (the admission webhook refuses both cases; this
+ * covers what slips past it, e.g. two creates at once).
  */
 import { createHash } from 'node:crypto';
 import type { SoaAnswer, StringAnswer } from 'dns-packet';
@@ -67,6 +73,12 @@ export interface AllocationIn {
   /** The address, with or without the network's prefix length. */
   address: string;
   family: 'ipv4' | 'ipv6';
+}
+
+/** A Node with DNS aliases (spec.aliases): each is served as a CNAME to the node's name. */
+export interface NodeIn {
+  name: string;
+  aliases: string[];
 }
 
 /** The records the sidecar serves. */
@@ -169,6 +181,24 @@ class Builder {
     else this.add(owner, { name: owner, type: 'AAAA', ttl: this.ttl, data }, T.AAAA);
   }
 
+  forwardZones(): string[] {
+    return this.forwardOrigins;
+  }
+
+  /** A CNAME at `owner` to `target`, when `owner` is in a forward zone and holds nothing yet. */
+  alias(owner: string, target: string, forward: ReadonlySet<string>): void {
+    const origin = this.zoneOf(owner);
+    if (origin === undefined || !forward.has(origin) || owner === origin || owner === target)
+      return;
+    const names = this.zones.get(origin)?.names;
+    if (!names) return;
+    const node = names.get(owner);
+    if (node && [...node.values()].some((set) => set.length > 0)) return;
+    const rr: StringAnswer = { name: owner, type: 'CNAME', ttl: this.ttl, data: target };
+    if (node) node.set(T.CNAME, [rr]);
+    else names.set(owner, new Map([[T.CNAME, [rr]]]));
+  }
+
   /** The smallest reverse zone covering the address. */
   reverseZoneFor(address: string, family: 4 | 6): ReverseZone | undefined {
     const v = addressValue(address, family);
@@ -205,6 +235,7 @@ export function buildZones(
   cfg: DnsConfig,
   networks: readonly NetworkIn[],
   allocations: readonly AllocationIn[],
+  nodes: readonly NodeIn[] = [],
 ): ZoneContent[] {
   const b = new Builder(cfg, networks);
   const nets = new Map(networks.map((n) => [n.name, n]));
@@ -229,6 +260,11 @@ export function buildZones(
     }
     b.address(name, address, family);
     b.ptr(address, family, name);
+  }
+  const forward = new Set(b.forwardZones());
+  for (const n of [...nodes].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0))) {
+    const target = canon(n.name);
+    for (const alias of n.aliases) b.alias(canon(alias), target, forward);
   }
 
   const out: ZoneContent[] = [];

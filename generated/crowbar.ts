@@ -442,6 +442,12 @@ export interface NodeSpec {
    */
   macs?: string[];
   /**
+   * Other DNS names of the node (fully qualified, lower case, e.g. www.lab.example.com), served as CNAMEs to the node's name in the cluster domain. An alias may not be another node's name or alias (the admission webhook refuses it).
+   *
+   * @maxItems 32
+   */
+  aliases?: string[];
+  /**
    * Hints from people or the system, e.g. {"admin-v4addr": "192.168.124.81"} to ask for an address on a network.
    */
   hints?: {

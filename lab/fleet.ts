@@ -62,6 +62,24 @@ export async function labKey(dir: string): Promise<KeyPair> {
   return generateKeyPair(dir, 'id_ed25519');
 }
 
+/** The resolver the lab machines use: the DNS sidecar on the lab's host address, port 53. */
+export interface FleetResolver {
+  /** The cluster domain, the machines' search domain. */
+  search: string;
+}
+
+/**
+ * A machine's /etc/resolv.conf: `ip netns exec` bind-mounts /etc/netns/<ns>/resolv.conf over it
+ * for every process it starts there (sshd, and so every SSH session), so the machine's own resolver
+ * (getent, dig without @, the jigs' scripts) asks the DNS sidecar. resolv.conf has no port: the
+ * sidecar must listen on 53.
+ */
+function writeResolvConf(ns: string, nameserver: string, r: FleetResolver): void {
+  const dir = join('/etc/netns', ns);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'resolv.conf'), `nameserver ${nameserver}\nsearch ${r.search}\n`);
+}
+
 /**
  * The lab examples with their admin network moved onto the lab bridge: every address written as
  * 192.168.124.x becomes <bridge /24>.x (subnet, router = the host's end of the bridge, ranges,
@@ -73,8 +91,15 @@ export function onLabSubnet<T>(objs: T[], subnet: string): T[] {
   return objs.map((o) => JSON.parse(JSON.stringify(o).replaceAll(EXAMPLE_PREFIX, base)) as T);
 }
 
-/** Creates one machine (namespace, bridge port, MAC) per node; nothing runs on them yet. */
-export async function startFleet(macs: ReadonlyMap<string, string>): Promise<Fleet> {
+/**
+ * Creates one machine (namespace, bridge port, MAC) per node; nothing runs on them yet. With
+ * `resolver`, each machine's resolver is the lab's host address (where `make lab` runs the DNS
+ * sidecar).
+ */
+export async function startFleet(
+  macs: ReadonlyMap<string, string>,
+  resolver?: FleetResolver,
+): Promise<Fleet> {
   await reapStaleLabs();
   const lab = await createLabNetwork({ prefix: FLEET_PREFIX });
   const machines = new Map<string, LabMachine>();
@@ -88,7 +113,10 @@ export async function startFleet(macs: ReadonlyMap<string, string>): Promise<Fle
   const fleet: Fleet = { lab, machines, sshds, leases: new Map(), dhcpClients: clients, stop };
   try {
     for (const [i, [name, mac]] of [...macs].entries()) {
-      machines.set(name, await lab.addMachine(`m${i + 1}`, mac));
+      const machine = await lab.addMachine(`m${i + 1}`, mac);
+      // Before sshd starts (bootFleet): it, and every session, sees the file from its start.
+      if (resolver) writeResolvConf(machine.ns, lab.hostAddress, resolver);
+      machines.set(name, machine);
     }
   } catch (e) {
     await stop();

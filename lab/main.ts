@@ -118,8 +118,11 @@ const stopFleet = async (): Promise<void> => {
     console.error(`lab: removing the fleet failed: ${(e as Error).message}`);
   });
 };
+// The machines' resolver is the DNS sidecar (started below on the lab's host address); resolv.conf
+// has no port, so only when it listens on 53.
+const dnsPort = Number(process.env['CROWBAR_LAB_DNS_PORT'] ?? 53);
 try {
-  fleet = await startFleet(macs);
+  fleet = await startFleet(macs, dnsPort === 53 ? { search: 'lab.crowbar.dev' } : undefined);
 } catch (e) {
   await webhook.stop();
   await cp.stop();
@@ -157,7 +160,6 @@ say(
 
 // The DNS sidecar serves the lab's zones (A/AAAA/PTR for every allocated address) on the lab
 // bridge's host address, where the fleet's machines reach it.
-const dnsPort = Number(process.env['CROWBAR_LAB_DNS_PORT'] ?? 53);
 const dns = await startDnsSidecar({
   kubeconfig: KUBECONFIG,
   domains: ['lab.crowbar.dev'],
@@ -395,6 +397,30 @@ if (check) {
     }
     say(
       `DHCP gave ${node} ${lease.ip}/${lease.mask} (its admin allocation), router ${lease.router}, dns ${lease.dns}, hostname ${lease.hostname}, domain ${lease.domain}, from ${lease.serverid}`,
+    );
+  }
+  if (dnsPort === 53) {
+    // And through a lab machine's own resolver (its resolv.conf names the sidecar): libc's
+    // getent and dig without @server, inside the first machine's namespace, by the short name.
+    const machine = fleet.machines.values().next().value;
+    const short = node1.split('.')[0] ?? '';
+    const seen = { getent: '', dig: '' };
+    const asks = async (): Promise<boolean> => {
+      if (!machine) return false;
+      const g = await machine.exec('getent', ['ahostsv4', short]).catch(() => undefined);
+      seen.getent = (g?.stdout ?? '').split('\n')[0]?.split(/\s+/)[0] ?? '';
+      const d = await machine.exec('dig', ['+short', '+search', short, 'A']).catch(() => undefined);
+      seen.dig = (d?.stdout ?? '').trim();
+      return want.includes(seen.getent) && want.includes(seen.dig);
+    };
+    await waitFor(`${short} through a lab machine's resolver`, asks, 15_000).catch(async () => {
+      console.error(
+        `lab: on ${machine?.ns ?? 'the first lab machine'}, ${short} resolves to ${seen.getent || 'nothing'} (getent) and ${seen.dig || 'nothing'} (dig), not to ${want.join(', ')}`,
+      );
+      await teardown(1);
+    });
+    say(
+      `lab machine ${machine?.ns ?? ''} resolves ${short} to ${seen.getent} through its own resolver (getent, dig)`,
     );
   }
   say(

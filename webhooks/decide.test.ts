@@ -1025,6 +1025,44 @@ describe('Node create/update: spec.bootEnv names a BootEnv that exists', () => {
   });
 });
 
+describe('Node create/update: DNS aliases have one owner (issue 11)', () => {
+  const n2 = node(N2, { aliases: ['www.lab.example.com'] });
+  check([
+    {
+      what: 'an alias no one has',
+      request: req('CREATE', node(N1, { aliases: ['db.lab.example.com'] })),
+      snapshot: snap({ nodes: [n2] }),
+      expect: 'allowed',
+    },
+    {
+      what: "an alias that is another node's alias",
+      request: req('CREATE', node(N1, { aliases: ['www.lab.example.com'] })),
+      snapshot: snap({ nodes: [n2] }),
+      expect: [
+        /^node n1\.lab\.example\.com: spec\.aliases: www\.lab\.example\.com is an alias of node n2\.lab\.example\.com; a DNS name has one owner: remove it from spec\.aliases$/,
+      ],
+    },
+    {
+      what: "an alias that is another node's name, or its own",
+      request: req('UPDATE', node(N1, { aliases: [N2, N1] }), node(N1)),
+      snapshot: snap({ nodes: [n2] }),
+      expect: [
+        /n2\.lab\.example\.com is the name of node n2\.lab\.example\.com, n1\.lab\.example\.com is the node's own name/,
+      ],
+    },
+    {
+      what: 'an update leaving the aliases alone',
+      request: req(
+        'UPDATE',
+        node(N1, { aliases: ['www.lab.example.com'] }, { touched: 'yes' }),
+        node(N1, { aliases: ['www.lab.example.com'] }),
+      ),
+      snapshot: snap({ nodes: [n2] }),
+      expect: 'allowed',
+    },
+  ]);
+});
+
 describe('requests that are not ours', () => {
   check([
     {

@@ -513,6 +513,8 @@ function bootEnvProblem(
 function decideNodeWrite(node: Node, old: Node | undefined, snapshot: ClusterSnapshot): Decision {
   const bootEnv = bootEnvProblem(node, old, snapshot);
   if (bootEnv !== undefined) return deny(bootEnv);
+  const clash = aliasClash(node, old, snapshot);
+  if (clash) return clash;
   const { hints, admin } = node.spec;
   if (hints === undefined || Object.keys(hints).length === 0) return allow;
   if (old && old.spec.admin === admin && isDeepStrictEqual(old.spec.hints, hints)) return allow;
@@ -522,4 +524,35 @@ function decideNodeWrite(node: Node, old: Node | undefined, snapshot: ClusterSna
   return problems.length === 0
     ? allow
     : denyProblems(`invalid address hints on node ${name}`, problems);
+}
+
+/**
+ * Issue 11: a Node's DNS aliases (spec.aliases, served as CNAMEs by the DNS sidecar) name no
+ * Node and no other Node's alias: a CNAME owner holds no other data (RFC 1034 §3.6.2), so a name
+ * has one owner. Only a create or a change of the aliases is judged.
+ */
+function aliasClash(
+  node: Node,
+  old: Node | undefined,
+  snapshot: ClusterSnapshot,
+): Decision | undefined {
+  const aliases = node.spec.aliases ?? [];
+  if (aliases.length === 0 || (old && sameSet(old.spec.aliases, aliases))) return undefined;
+  const name = node.metadata.name ?? '';
+  const owner = new Map<string, string>([[name, "the node's own name"]]);
+  for (const n of snapshot.nodes) {
+    const other = n.metadata.name ?? '';
+    if (other === name) continue;
+    owner.set(other, `the name of node ${other}`);
+    for (const a of n.spec.aliases ?? [])
+      if (!owner.has(a)) owner.set(a, `an alias of node ${other}`);
+  }
+  const clashes = aliases.flatMap((a) => {
+    const o = owner.get(a);
+    return o === undefined ? [] : [`${a} is ${o}`];
+  });
+  if (clashes.length === 0) return undefined;
+  return deny(
+    `node ${name}: spec.aliases: ${nameList(clashes)}; a DNS name has one owner: remove it from spec.aliases`,
+  );
 }

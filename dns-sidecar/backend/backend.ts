@@ -1,10 +1,12 @@
 /** Where the zone model's input comes from: the API server (informers) or a file (tests, bench). */
-import type { AllocationIn, NetworkIn } from '../zones.ts';
-import type { Network, NetworkAllocation } from '../../generated/crowbar.ts';
+import type { AllocationIn, NetworkIn, NodeIn } from '../zones.ts';
+import type { Network, NetworkAllocation, Node } from '../../generated/crowbar.ts';
 
 export interface Snapshot {
   networks: NetworkIn[];
   allocations: AllocationIn[];
+  /** Nodes with DNS aliases (spec.aliases); the others are left out. */
+  nodes: NodeIn[];
 }
 
 export interface Backend {
@@ -33,4 +35,11 @@ export function allocationIn(a: Readonly<NetworkAllocation>): AllocationIn | und
   const s = a.spec as Partial<NetworkAllocation['spec']> | undefined;
   if (!s?.network || !s.node || !s.address || !s.family) return undefined;
   return { network: s.network, node: s.node, address: s.address, family: s.family };
+}
+
+/** The zone model's view of a Node: its name and aliases; undefined when it has none. */
+export function nodeIn(n: Readonly<Node>): NodeIn | undefined {
+  const aliases = (n.spec as Partial<Node['spec']> | undefined)?.aliases;
+  if (!n.metadata.name || !Array.isArray(aliases) || aliases.length === 0) return undefined;
+  return { name: n.metadata.name, aliases: aliases.filter((a) => typeof a === 'string') };
 }

@@ -1,5 +1,5 @@
 /**
- * The file backend: Network and NetworkAllocation manifests (multi-document YAML, as `kubectl
+ * The file backend: Network, NetworkAllocation and Node manifests (multi-document YAML, as `kubectl
  * apply -f` takes them) read from one file and re-read when it changes. For tests, the benchmark
  * and sites that want DNS without the API server.
  */
@@ -7,12 +7,12 @@ import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { loadAll } from 'js-yaml';
 import type { Logger } from 'pino';
-import type { Network, NetworkAllocation } from '../../generated/crowbar.ts';
-import { allocationIn, networkIn, type Backend, type Snapshot } from './backend.ts';
+import type { Network, NetworkAllocation, Node } from '../../generated/crowbar.ts';
+import { allocationIn, networkIn, nodeIn, type Backend, type Snapshot } from './backend.ts';
 
 /** Reads the manifests of a file into a snapshot; other kinds are ignored. */
 export function parseManifests(text: string): Snapshot {
-  const snap: Snapshot = { networks: [], allocations: [] };
+  const snap: Snapshot = { networks: [], allocations: [], nodes: [] };
   for (const doc of loadAll(text)) {
     if (!doc || typeof doc !== 'object') continue;
     const kind = (doc as { kind?: unknown }).kind;
@@ -21,6 +21,10 @@ export function parseManifests(text: string): Snapshot {
       const a = allocationIn(doc as NetworkAllocation);
       if (a) snap.allocations.push(a);
     }
+    if (kind === 'Node') {
+      const n = nodeIn(doc as Node);
+      if (n) snap.nodes.push(n);
+    }
   }
   return snap;
 }
@@ -28,7 +32,7 @@ export function parseManifests(text: string): Snapshot {
 export class FileBackend implements Backend {
   private readonly path: string;
   private readonly log: Logger;
-  private snap: Snapshot = { networks: [], allocations: [] };
+  private snap: Snapshot = { networks: [], allocations: [], nodes: [] };
   private loaded = false;
   private watcher: FSWatcher | undefined;
 

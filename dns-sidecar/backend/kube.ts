@@ -1,6 +1,6 @@
 /**
- * The Kubernetes backend: one client-node informer (ListWatch) per kind, Networks and
- * NetworkAllocations, read-only caches, restart with backoff after watch errors, and a ready flag
+ * The Kubernetes backend: one client-node informer (ListWatch) per kind, Networks,
+ * NetworkAllocations and Nodes (for their DNS aliases), read-only caches, restart with backoff after watch errors, and a ready flag
  * that is false until both caches have listed and while a watch is down. The pattern follows
  * operator/runtime/informer.ts (not imported: the sidecar is its own deployable).
  */
@@ -19,8 +19,9 @@ import {
   VERSION,
   type Network,
   type NetworkAllocation,
+  type Node,
 } from '../../generated/crowbar.ts';
-import { allocationIn, networkIn, type Backend, type Snapshot } from './backend.ts';
+import { allocationIn, networkIn, nodeIn, type Backend, type Snapshot } from './backend.ts';
 
 class Watched<T extends KubernetesObject> {
   private readonly inner: Informer<T> & ObjectCache<T>;
@@ -83,6 +84,7 @@ export class KubeBackend implements Backend {
   private readonly log: Logger;
   private networks: Watched<Network> | undefined;
   private allocations: Watched<NetworkAllocation> | undefined;
+  private nodes: Watched<Node> | undefined;
 
   constructor(kc: KubeConfig, log: Logger) {
     this.kc = kc;
@@ -97,21 +99,27 @@ export class KubeBackend implements Backend {
       this.log,
       onChange,
     );
-    await Promise.all([this.networks.start(), this.allocations.start()]);
+    this.nodes = new Watched<Node>(this.kc, PLURALS.Node, this.log, onChange);
+    await Promise.all([this.networks.start(), this.allocations.start(), this.nodes.start()]);
   }
 
   ready(): boolean {
-    return (this.networks?.synced ?? false) && (this.allocations?.synced ?? false);
+    return (
+      (this.networks?.synced ?? false) &&
+      (this.allocations?.synced ?? false) &&
+      (this.nodes?.synced ?? false)
+    );
   }
 
   snapshot(): Snapshot {
     return {
       networks: (this.networks?.list() ?? []).map(networkIn),
       allocations: (this.allocations?.list() ?? []).flatMap((a) => allocationIn(a) ?? []),
+      nodes: (this.nodes?.list() ?? []).flatMap((n) => nodeIn(n) ?? []),
     };
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.networks?.stop(), this.allocations?.stop()]);
+    await Promise.all([this.networks?.stop(), this.allocations?.stop(), this.nodes?.stop()]);
   }
 }

@@ -43,12 +43,16 @@ function startDaemon(bin: string, args: string[], log: string, host: string, por
   return { proc, host, port, log, stop };
 }
 
-/** NSD 4 serving `zones` (origin -> zone file path) on host:port, in the foreground. */
+/**
+ * NSD 4 serving `zones` (origin -> zone file path) on host:port, in the foreground, with
+ * `serverCount` server processes (the benchmark gives every server the same number of threads).
+ */
 export function startNsd(
   dir: string,
   host: string,
   port: number,
   zones: ReadonlyMap<string, string>,
+  serverCount = 1,
 ): RunningServer {
   mkdirSync(dir, { recursive: true });
   const conf = join(dir, 'nsd.conf');
@@ -73,7 +77,7 @@ export function startNsd(
   hide-identity: yes
   minimal-responses: yes
   refuse-any: no
-  server-count: 1
+  server-count: ${serverCount}
   verbosity: 1
   round-robin: no
   # Response rate limiting would drop some of a test's (or benchmark's) many similar answers.
@@ -93,13 +97,17 @@ export interface NamedZone {
   file: string;
 }
 
-/** BIND9 `named` in the foreground, authoritative only, for secondary or primary zones. */
+/**
+ * BIND9 `named` in the foreground, authoritative only, for secondary or primary zones, with
+ * `threads` worker threads (`-n`).
+ */
 export function startNamed(
   dir: string,
   host: string,
   port: number,
   zones: readonly NamedZone[],
   extraOptions = '',
+  threads = 1,
 ): RunningServer {
   mkdirSync(dir, { recursive: true });
   const conf = join(dir, 'named.conf');
@@ -132,7 +140,7 @@ ${zoneBlocks}
   );
   return startDaemon(
     '/usr/sbin/named',
-    ['-g', '-c', conf, '-n', '1'],
+    ['-g', '-c', conf, '-n', String(threads)],
     join(dir, 'named.log'),
     host,
     port,

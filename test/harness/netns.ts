@@ -178,6 +178,8 @@ export async function deleteNamespace(ns: string): Promise<void> {
   } catch (e) {
     if (!/No such file|not found|Invalid/.test((e as Error).message)) throw e;
   }
+  // Files `ip netns exec` bind-mounts over /etc (a lab machine's resolv.conf) go with it.
+  rmSync(join('/etc/netns', ns), { recursive: true, force: true });
 }
 
 /** Removes labs left behind by runners that died (their owner pid is gone). */

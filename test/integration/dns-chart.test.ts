@@ -65,6 +65,7 @@ describe('the chart runs the DNS sidecar', () => {
         '--notify=10.0.0.53:53',
         '--allow-transfer=10.0.0.0/8',
         '--nameserver=ns1.lab.crowbar.dev=192.168.124.10',
+        '--udp-workers=1',
       ]),
     );
     expect(dep?.spec?.template?.spec?.serviceAccountName).toBe('t-dns');
@@ -72,7 +73,7 @@ describe('the chart runs the DNS sidecar', () => {
     expect(role?.rules).toEqual([
       {
         apiGroups: ['crowbar.dev'],
-        resources: ['networks', 'networkallocations'],
+        resources: ['networks', 'networkallocations', 'nodes'],
         verbs: ['get', 'list', 'watch'],
       },
     ]);

@@ -2,7 +2,8 @@
  * Differential test (issue 11): the sidecar and NSD (Debian's nsd, the reference authoritative
  * server) serve the same zones, the sidecar's own zone files, and a generated corpus of queries
  * (existing and missing names, empty non-terminals, wrong types, reverse v4 and v6 and RFC 2317
- * names, names outside the zones, mixed case, EDNS sizes and DO, UDP and pipelined TCP) must be
+ * names, names outside the zones, CNAME aliases (chased in-zone, chains, dangling targets), mixed
+ * case, EDNS sizes and DO, UDP and pipelined TCP) must be
  * answered identically: rcode, the flags that matter (QR, AA, TC, RD, RA, CD), the question, and
  * every section's records (the OPT record's presence, version and DO bit).
  */
@@ -49,6 +50,18 @@ const adminV4 = (i: number) => `192.168.124.${10 + i}`;
 const adminV6 = (i: number) => `fd00:1:2:3::${(0x100 + i).toString(16)}`;
 const bmcV4 = (i: number) => `10.9.8.${65 + i}`;
 const storageV4 = (i: number) => `172.16.${i % 4}.${20 + i}`;
+/** Nodes with aliases: every fifth node has two (one below an empty non-terminal). */
+const aliasesOf = (i: number) =>
+  i % 5 === 0 ? [`www${i}.${domain}`, `svc${i}.apps.${domain}`] : [];
+/**
+ * A chain (link -> chain -> n1) and a dangling alias (spook -> ghost, a node without addresses):
+ * `chain` is n1's alias and a node with an alias of its own.
+ */
+const ALIAS_NODES: [node: string, aliases: string[]][] = [
+  [nodeName(1), [`chain.${domain}`]],
+  [`chain.${domain}`, [`link.${domain}`]],
+  [`ghost.${domain}`, [`spook.${domain}`]],
+];
 
 function manifests(): string {
   const docs: string[] = [
@@ -63,6 +76,14 @@ function manifests(): string {
     docs.push(alloc('admin', nodeName(i), `${adminV6(i)}/64`, 'ipv6'));
     if (i % 2 === 0) docs.push(alloc('bmc', nodeName(i), `${bmcV4(i)}/26`, 'ipv4'));
     if (i % 3 === 0) docs.push(alloc('storage', nodeName(i), `${storageV4(i)}/22`, 'ipv4'));
+    if (aliasesOf(i).length > 0) {
+      docs.push(
+        `kind: Node\nmetadata: {name: ${nodeName(i)}}\nspec: {aliases: [${aliasesOf(i).join(', ')}]}`,
+      );
+    }
+  }
+  for (const [node, aliases] of ALIAS_NODES) {
+    docs.push(`kind: Node\nmetadata: {name: ${node}}\nspec: {aliases: [${aliases.join(', ')}]}`);
   }
   return `${docs.join('\n---\n')}\n`;
 }
@@ -95,7 +116,12 @@ function corpus(n: number): Query[] {
       reverse.push(reverseV4(storageV4(i)));
     }
   }
+  const aliases = [
+    ...Array.from({ length: NODES }, (_, i) => aliasesOf(i)).flat(),
+    ...ALIAS_NODES.flatMap(([, a]) => a),
+  ];
   const ents = [
+    `apps.${domain}`,
     `rack1.${domain}`,
     `bmc.rack0.${domain}`,
     '0.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.0.0.d.f.ip6.arpa',
@@ -133,22 +159,26 @@ function corpus(n: number): Query[] {
     let name: string;
     let type: string;
     let what: string;
-    if (r < 0.35) {
+    if (r < 0.3) {
       name = pick(existing);
       type = pick(['A', 'AAAA', 'A', 'AAAA', 'MX', 'TXT', 'SOA', 'NS']);
       what = 'existing';
-    } else if (r < 0.55) {
+    } else if (r < 0.48) {
       name = pick(reverse);
       type = pick(['PTR', 'PTR', 'PTR', 'A', 'NS']);
       what = 'reverse';
-    } else if (r < 0.7) {
+    } else if (r < 0.62) {
       name = missing();
       type = pick(types);
       what = 'missing';
-    } else if (r < 0.8) {
+    } else if (r < 0.72) {
       name = pick(ents);
       type = pick(types);
       what = 'ent';
+    } else if (r < 0.82) {
+      name = pick(aliases);
+      type = pick(['A', 'AAAA', 'A', 'AAAA', 'CNAME', 'MX', 'TXT', 'NS', 'ANY']);
+      what = 'alias';
     } else if (r < 0.9) {
       name = pick(apexes);
       type = pick(['SOA', 'NS', 'A', 'MX', 'PTR']);
@@ -210,12 +240,16 @@ function rdata(a: NonNullable<Message['answers']>[number]): string {
 
 /** What must be equal: header bits that matter, question, records of every section. */
 function normalize(m: Message): unknown {
+  // The question's name must come back as spelled (0x20); other owners (a CNAME's target) are
+  // compared without case: NSD spells them through compression pointers into the question, which
+  // RFC 4343 leaves free.
+  const qname = lc(m.questions?.[0]?.name ?? '');
   const section = (xs: Message['answers'], exactOwner: boolean) =>
     (xs ?? [])
       .filter((a) => a.type !== 'OPT')
       .map(
         (a) =>
-          `${exactOwner ? a.name : lc(a.name)} ${'ttl' in a ? a.ttl : ''} ${a.type} ${rdata(a)}`,
+          `${exactOwner && lc(a.name) === qname ? a.name : lc(a.name)} ${'ttl' in a ? a.ttl : ''} ${a.type} ${rdata(a)}`,
       )
       .sort();
   const opt = (m.additionals ?? []).find((a): a is OptAnswer => a.type === 'OPT');

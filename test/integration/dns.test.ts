@@ -29,7 +29,10 @@ const subnet = `10.${o2}.${o3}.0/24`;
 const hex = id.slice(0, 4);
 const v6prefix = `fd53:${hex}:${id.slice(4, 8)}:1::/64`;
 const v4 = (last: number) => `10.${o2}.${o3}.${last}`;
-const v6 = (last: number) => `fd53:${hex}:${id.slice(4, 8)}:1::${last.toString(16)}`;
+// In the compressed form dig prints: no leading zeros in a group (an id starting "0a..." made the
+// AAAA check wait for "fd53:0a.." forever, one run in eight).
+const group = (h: string) => parseInt(h, 16).toString(16);
+const v6 = (last: number) => `fd53:${group(hex)}:${group(id.slice(4, 8))}:1::${last.toString(16)}`;
 const v6Full = (last: number) =>
   `fd53-${hex.padStart(4, '0')}-${id.slice(4, 8).padStart(4, '0')}-0001-0000-0000-0000-${last.toString(16).padStart(4, '0')}`;
 const revZone = `${o3}.${o2}.10.in-addr.arpa`;
@@ -85,8 +88,11 @@ beforeAll(async () => {
   dns = await start();
 });
 
+const nodes: string[] = [];
+
 afterAll(async () => {
   await dns?.stop();
+  for (const n of nodes) await client.delete('Node', n).catch(() => undefined);
   for (const a of allocations) await client.delete('NetworkAllocation', a).catch(() => undefined);
   await client.delete('Network', net).catch(() => undefined);
   rmSync(tmp, { recursive: true, force: true });
@@ -200,5 +206,36 @@ describe('DNS sidecar fed by the API server', () => {
     );
     expect(text).toContain(`crowbar_dns_zone_serial{zone="${domain}"}`);
     expect(text).toContain('crowbar_dns_query_duration_seconds_bucket');
+  });
+
+  it("serves a Node's aliases as CNAMEs to its name, and follows their changes", async () => {
+    const node = `n7.${domain}`;
+    await allocate(node, 87, 'ipv4');
+    nodes.push(node);
+    await client.create(
+      'Node',
+      { metadata: { name: node }, spec: { aliases: [`www.${domain}`] } },
+      FM,
+    );
+    await eventually(
+      'alias served',
+      async () => (await ask(`www.${domain}`, 'A')).answer.length === 2,
+    );
+    const r = await ask(`WWW.${domain}`, 'A');
+    expect(r.status).toBe('NOERROR');
+    expect(r.answer[0]).toMatch(
+      new RegExp(`^WWW\\.${domain.replaceAll('.', '\\.')}\\.\\s+300\\s+IN\\s+CNAME\\s+${node}\\.$`),
+    );
+    expect(r.data[1]).toBe(v4(87));
+    await client.mergePatch('Node', node, { spec: { aliases: [`api.${domain}`] } }, FM);
+    await eventually(
+      'old alias gone',
+      async () => (await ask(`www.${domain}`, 'A')).status === 'NXDOMAIN',
+    );
+    expect((await ask(`api.${domain}`, 'CNAME')).data).toEqual([`${node}.`]);
+    // The CRD refuses an alias that is no DNS name.
+    await expect(
+      client.mergePatch('Node', node, { spec: { aliases: ['Not_A_Name'] } }, FM),
+    ).rejects.toThrow(/aliases/);
   });
 });

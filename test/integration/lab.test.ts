@@ -23,7 +23,9 @@ it('brings the lab up, converges fully with the webhook in the path, then stops 
           ...process.env,
           CROWBAR_LAB_DIR: dir,
           CROWBAR_LAB_PREFIX: `cbl-${randomBytes(2).toString('hex')}`,
-          CROWBAR_LAB_DNS_PORT: '5353',
+          // Port 53 on this lab's own host address (its /24 is unique on the machine), so the lab
+          // machines' resolv.conf can name the sidecar.
+          CROWBAR_LAB_DNS_PORT: '53',
         },
         timeout: 170_000,
       },
@@ -54,6 +56,9 @@ it('brings the lab up, converges fully with the webhook in the path, then stops 
         ),
       );
     }
+    expect(stdout).toMatch(
+      /lab machine \S+-m1 resolves node1 to \d+\.\d+\.\d+\.\d+ through its own resolver/,
+    );
     expect(stdout).toMatch(/check passed: 4 nodes/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
