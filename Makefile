@@ -11,7 +11,8 @@ export CROWBAR_BIN_DIR ?= $(HOME)/.cache/crowbar/bin/v1.36.3
 
 APT_PACKAGES := openssl ca-certificates iproute2 iputils-ping procps openssh-server openssh-client jq graphviz \
   dnsutils knot-dnsutils nsd bind9 dnsmasq-base dnsperf \
-  isc-dhcp-client udhcpc busybox-static curl ipxe ipxe-qemu qemu-system-x86 ovmf cpio kea-dhcp4-server kea-admin
+  isc-dhcp-client udhcpc busybox-static curl ipxe ipxe-qemu qemu-system-x86 ovmf cpio kea-dhcp4-server kea-admin \
+  openipmi ipmitool cloud-init python3-venv
 
 .PHONY: help deps apt npm bins generate check-generated lint typecheck unit integration test lab lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp clean
 

@@ -78,6 +78,7 @@ export function ipmitoolArgs(
   address: string,
   username: string,
   command: readonly string[],
+  cipherSuite: number = CIPHER_SUITES[0],
 ): string[] {
   const { host, port } = parseIpmiAddress(address);
   // -N/-R: 2 s per try, 3 tries: a dead BMC fails in seconds, not ipmitool's default minute.
@@ -95,9 +96,22 @@ export function ipmitoolArgs(
     '2',
     '-R',
     '3',
+    '-C',
+    String(cipherSuite),
     ...command,
   ];
 }
+
+/**
+ * RMCP+ cipher suites tried in order (IPMI 2.0 §22.15.2): 17 (HMAC-SHA256, AES-128), then 3
+ * (HMAC-SHA1, AES-128) for BMCs without SHA-256. Naming them skips ipmitool's own discovery,
+ * which waits out its full retry budget on BMCs that do not answer Get Channel Cipher Suites.
+ */
+export const CIPHER_SUITES = [17, 3] as const;
+
+/** ipmitool's complaint when a session could not be opened with a cipher suite. */
+const SESSION_FAILED =
+  /invalid (authentication|integrity|confidentiality) algorithm|Unable to establish/i;
 
 /** `Chassis Power is on|off` → the state. */
 export function parsePowerStatus(stdout: string): PowerState {
@@ -110,7 +124,10 @@ export function classifyIpmiFailure(stderr: string): { kind: PowerError['kind'];
   if (/RAKP 2 HMAC|Invalid user name|unauthorized name|password/i.test(stderr))
     return { kind: 'auth', hint: 'the BMC refused the user name or password in the Secret' };
   if (/Unable to establish|Error: Unable|No response|timeout|Get Auth Capabilities/i.test(stderr))
-    return { kind: 'unreachable', hint: 'no answer from the BMC: check spec.power.address' };
+    return {
+      kind: 'unreachable',
+      hint: 'the BMC opened no session: check spec.power.address and the username and password in the Secret',
+    };
   if (/Insufficient privilege/i.test(stderr))
     return { kind: 'auth', hint: 'the BMC user lacks operator/administrator privilege' };
   return { kind: 'refused', hint: 'the BMC refused the command' };
@@ -122,9 +139,20 @@ export function ipmiDriver(t: IpmiTarget): PowerDriver {
   const run = t.run ?? runTool;
   const bin = t.ipmitool ?? 'ipmitool';
   const timeoutMs = t.timeoutMs ?? 30_000;
+  let suite = 0;
   const call = async (action: PowerAction, command: readonly string[]): Promise<string> => {
-    const args = ipmitoolArgs(t.address, t.credentials.username, command);
-    const r = await run(bin, args, { IPMI_PASSWORD: t.credentials.password }, timeoutMs);
+    let r: ToolResult;
+    for (;;) {
+      const cs = CIPHER_SUITES[suite] ?? CIPHER_SUITES[0];
+      const args = ipmitoolArgs(t.address, t.credentials.username, command, cs);
+      r = await run(bin, args, { IPMI_PASSWORD: t.credentials.password }, timeoutMs);
+      if (r.code === 0 || r.timedOut || !SESSION_FAILED.test(r.stderr)) break;
+      if (suite + 1 >= CIPHER_SUITES.length) {
+        suite = 0; // next call starts from the strongest suite again
+        break;
+      }
+      suite += 1;
+    }
     if (r.timedOut)
       throw new PowerError(
         'timeout',

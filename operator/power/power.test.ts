@@ -49,6 +49,8 @@ describe('ipmi', () => {
       '2',
       '-R',
       '3',
+      '-C',
+      '17',
       'chassis',
       'power',
       'on',
