@@ -1,6 +1,6 @@
 /**
  * A real BMC for the ipmi power driver: OpenIPMI's `ipmi_sim` (Debian `openipmi`) on a free UDP
- * port of 127.0.0.1, its chassis commands wired by `ipmi-chassis.sh` (lan.conf `chassis_control`)
+ * port of 127.0.0.1, its chassis commands wired by `vm-power.sh` (lan.conf `chassis_control`)
  * to a real qemu VM (TCG) that the script starts on power on and kills on power off, with `-boot
  * order=n` when ipmi_sim was told `bootdev pxe`. The VM's NIC is qemu user networking with
  * `restrict=on` (nothing leaves qemu), so a network boot shows as iPXE on its serial console.
@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startProcess, type Started } from './process.ts';
 
-export const CHASSIS_SCRIPT = join(import.meta.dirname, 'ipmi-chassis.sh');
+export const CHASSIS_SCRIPT = join(import.meta.dirname, 'vm-power.sh');
 
 /** A free UDP port on 127.0.0.1 (racy by nature; the caller retries when ipmi_sim cannot bind). */
 export function freeUdpPort(): Promise<number> {
@@ -75,6 +75,32 @@ export function firstBootLine(serial: string): string | undefined {
   return m?.[1]?.trim();
 }
 
+/** Whether the VM that vm-power.sh started in `stateDir` lives. */
+export function vmRunning(stateDir: string): boolean {
+  const pidFile = join(stateDir, 'qemu.pid');
+  if (!existsSync(pidFile)) return false;
+  const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** One entry per power on of the VM in `stateDir`: its boot order (n = network, c = disk). */
+export function vmBoots(stateDir: string): string[] {
+  const f = join(stateDir, 'boots.log');
+  return existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter(Boolean) : [];
+}
+
+/** Prepares `stateDir` for vm-power.sh: the VM's qemu arguments. */
+export function prepareVmState(stateDir: string, vm: SimVm): void {
+  mkdirSync(stateDir, { recursive: true });
+  writeFileSync(join(stateDir, 'qemu-args'), `${vm.args.join('\n')}\n`);
+}
+
 export interface IpmiBmc {
   address: string;
   stateDir: string;
@@ -94,9 +120,8 @@ export async function startIpmiBmc(o: {
 }): Promise<IpmiBmc> {
   const stateDir = join(o.dir, 'chassis');
   const simDir = join(o.dir, 'sim');
-  mkdirSync(stateDir, { recursive: true });
+  prepareVmState(stateDir, o.vm);
   mkdirSync(simDir, { recursive: true });
-  writeFileSync(join(stateDir, 'qemu-args'), `${o.vm.args.join('\n')}\n`);
   writeFileSync(
     join(o.dir, 'sim.emu'),
     [
@@ -107,18 +132,7 @@ export async function startIpmiBmc(o: {
       '',
     ].join('\n'),
   );
-  const pidFile = join(stateDir, 'qemu.pid');
-  const running = (): boolean => {
-    if (!existsSync(pidFile)) return false;
-    const pid = Number(readFileSync(pidFile, 'utf8').trim());
-    if (!pid) return false;
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const running = (): boolean => vmRunning(stateDir);
   let sim: Started | undefined;
   let address = '';
   // A port picked free may be taken before ipmi_sim binds it: try a few.
@@ -172,10 +186,7 @@ export async function startIpmiBmc(o: {
     address,
     stateDir,
     vmRunning: running,
-    boots: () => {
-      const f = join(stateDir, 'boots.log');
-      return existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter(Boolean) : [];
-    },
+    boots: () => vmBoots(stateDir),
     stop: async () => {
       try {
         execFileSync(CHASSIS_SCRIPT, [stateDir, 'set', 'power', '0'], { timeout: 15_000 });

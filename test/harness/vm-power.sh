@@ -1,7 +1,9 @@
 #!/bin/bash
-# ipmi_sim's chassis_control program (lan.conf `chassis_control "<this> <state dir>"`): OpenIPMI's
-# BMC simulator runs `<this> <dir> get power|boot` and `<this> <dir> set power|boot|reset <value>`
-# for the IPMI chassis commands, and this turns them into a real qemu VM starting and stopping.
+# A qemu VM's power, for the BMC emulators of the power driver tests. It is ipmi_sim's
+# chassis_control program (lan.conf `chassis_control "<this> <state dir>"`: OpenIPMI's BMC
+# simulator runs `<this> <dir> get power|boot` and `<this> <dir> set power|boot|reset <value>` for
+# the IPMI chassis commands), and what the sushy-tools Redfish emulator's change notifications are
+# turned into (test/harness/sushy.ts). It makes a real qemu VM start and stop.
 #   <dir>/qemu-args   the VM's qemu arguments, one a line (written by the test)
 #   <dir>/boot        the next boot device ipmi_sim was told (pxe, default, none, ...)
 #   <dir>/qemu.pid    the running VM's pid (power is on while that process lives)
