@@ -41,6 +41,8 @@ export interface PowerServiceOptions {
   /** Root's SSH key, for the ssh driver. */
   sshKey?: SshKeySource;
   sshPort?: number;
+  /** Tests only: what the ssh driver runs instead of a reboot (see SshPowerTarget.command). */
+  sshRebootCommand?: string;
   /** For tests: where ipmitool is and how it runs. */
   ipmitool?: string;
   runTool?: ToolRunner;
@@ -173,6 +175,7 @@ export class PowerService {
                     new PowerError('config', 'the operator has no SSH key (--ssh-key-secret)'),
                   ),
             expectedHostKey: node.status?.sshHostKey,
+            ...(this.o.sshRebootCommand === undefined ? {} : { command: this.o.sshRebootCommand }),
           }),
           creds,
         };
@@ -245,7 +248,10 @@ export class PowerService {
   }
 }
 
-/** The hook for the install flow: the Node's power driver from a {@link PowerService}. */
-export function powerDriverFor(service: PowerService, node: Node): Promise<PowerDriver> {
-  return service.driverFor(node);
+/** What the install flow holds: the Node's power driver, or a PowerError saying what to fix. */
+export type PowerDriverFor = (node: Node) => Promise<PowerDriver>;
+
+/** The install flow's hook: `const powerDriverFor = powerHook(service)`. */
+export function powerHook(service: PowerService): PowerDriverFor {
+  return (node) => service.driverFor(node);
 }

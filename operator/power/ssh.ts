@@ -18,6 +18,11 @@ export interface SshPowerTarget {
   privateKey: () => Promise<Buffer>;
   expectedHostKey?: string | undefined;
   timeoutMs?: number;
+  /**
+   * Replaces {@link REBOOT_COMMAND}. For tests only: their sshd "machines" are network
+   * namespaces of the test host, where a real reboot would reboot the host.
+   */
+  command?: string;
 }
 
 export function sshDriver(t: SshPowerTarget): PowerDriver {
@@ -52,7 +57,7 @@ export function sshDriver(t: SshPowerTarget): PowerDriver {
         });
       }
       try {
-        const r = await exec(session, REBOOT_COMMAND, { maxStdout: 4096 });
+        const r = await exec(session, t.command ?? REBOOT_COMMAND, { maxStdout: 4096 });
         if (r.code !== 0)
           throw new PowerError(
             'refused',

@@ -22,7 +22,10 @@ export interface PowerRig {
   events(node: string): Promise<{ reason: string; type: string; message: string }[]>;
 }
 
-export function powerRig(client: CrowbarClient): PowerRig {
+export function powerRig(
+  client: CrowbarClient,
+  extra: Partial<ConstructorParameters<typeof PowerService>[0]> = {},
+): PowerRig {
   const core = client.kc.makeApiClient(CoreV1Api);
   const logs: string[] = [];
   const log = pino(
@@ -38,7 +41,14 @@ export function powerRig(client: CrowbarClient): PowerRig {
     namespace: POWER_NS,
     component: 'crowbar-operator',
   });
-  const service = new PowerService({ core, recorder, log, registry, namespace: POWER_NS });
+  const service = new PowerService({
+    core,
+    recorder,
+    log,
+    registry,
+    namespace: POWER_NS,
+    ...extra,
+  });
   return {
     service,
     core,
