@@ -11,15 +11,17 @@ export CROWBAR_BIN_DIR ?= $(HOME)/.cache/crowbar/bin/v1.36.3
 
 APT_PACKAGES := kmod debconf openssl ca-certificates iproute2 iputils-ping procps openssh-server openssh-client jq graphviz \
   dnsutils knot-dnsutils nsd bind9 dnsmasq-base dnsperf \
-  isc-dhcp-client isc-dhcp-relay tcpdump udhcpc busybox-static curl ipxe ipxe-qemu qemu-system-x86 ovmf cpio kea-dhcp4-server kea-admin
+  isc-dhcp-client isc-dhcp-relay tcpdump udhcpc busybox-static curl ipxe ipxe-qemu qemu-system-x86 ovmf cpio kea-dhcp4-server kea-admin \
+  openipmi ipmitool cloud-init python3-venv
 
-.PHONY: help deps apt npm bins generate check-generated lint typecheck unit integration test lab lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp discovery-image clean
+.PHONY: help deps apt npm bins sushy-tools generate check-generated lint typecheck unit integration test lab lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp discovery-image clean
 
 help:
 	@echo "make lab        bring up a local Crowbar: control plane, CRDs, operator, example fleet"
 	@echo "make lab-down   stop a lab left behind"
 	@echo "make test       install what is needed, then lint, type-check, unit and integration tests"
 	@echo "make bins       build kube-apiserver, etcd, kube-controller-manager, kubectl, helm (cached)"
+	@echo "make sushy-tools the Redfish emulator's venv for the power tests (cached)"
 	@echo "make generate   regenerate TypeScript types from crds/"
 	@echo "make bench      benchmarks (ratios against a reference measured in the same run)"
 	@echo "make bench-dhcp the DHCP sidecar against kea-dhcp4 with perfdhcp"
@@ -48,6 +50,11 @@ discovery-image: apt
 bins:
 	@tools/build-bins.sh >/dev/null
 
+# The sushy-tools Redfish emulator (PyPI, pinned in tools/sushy-tools/requirements.txt) for the
+# redfish power driver's tests: a venv in ~/.cache/crowbar/sushy-tools-2.2.0, built when missing.
+sushy-tools: apt
+	@tools/sushy-tools/ensure.sh >/dev/null
+
 generate: npm
 	node tools/generate-types.ts
 
@@ -64,10 +71,10 @@ typecheck: npm
 unit: npm
 	npx vitest run --project unit
 
-integration: deps bins
+integration: deps bins sushy-tools
 	npx vitest run --project integration
 
-test: deps bins
+test: deps bins sushy-tools
 	@t0=$$SECONDS; \
 	$(MAKE) --no-print-directory check-generated lint typecheck; \
 	rc=0; npx vitest run --reporter=default --reporter=json --outputFile=.vitest-results.json || rc=$$?; \

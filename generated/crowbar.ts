@@ -464,6 +464,27 @@ export interface NodeSpec {
    * Debug mode - anneal only this role and its parents on the node.
    */
   targetRole?: string;
+  /**
+   * How Crowbar switches the machine on and off and picks its next boot device. ssh reboots through the node's own sshd (reboot only); ipmi drives its BMC with ipmitool (lanplus); redfish calls the BMC's Redfish API over HTTPS; lab drives one of the lab's qemu VMs through its QMP socket.
+   */
+  power?: {
+    driver: 'ssh' | 'ipmi' | 'redfish' | 'lab';
+    /**
+     * The BMC: ipmi host[:port] (default port 623); redfish https://host[:port] (optionally with the ComputerSystem's path, e.g. https://bmc/redfish/v1/Systems/1); lab the QMP socket path. ssh uses the node's admin address.
+     */
+    address?: string;
+    /**
+     * A Secret with keys username and password, and for redfish optionally ca.crt (PEM CA bundle the BMC's certificate is verified against). It lives in the operator's namespace (the default), which is where the operator may read Secrets.
+     */
+    credentialsSecret?: {
+      name: string;
+      namespace?: string;
+    };
+    /**
+     * redfish only: do not verify the BMC's TLS certificate. Prefer ca.crt in the credentials Secret.
+     */
+    insecure?: boolean;
+  };
 }
 /**
  * What the framework observed. Written by the operator and the sidecars only.
