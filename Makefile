@@ -76,8 +76,8 @@ integration: deps bins sushy-tools
 
 test: deps bins sushy-tools
 	@t0=$$SECONDS; \
-	$(MAKE) --no-print-directory check-generated lint typecheck; \
-	rc=0; npx vitest run --reporter=default --reporter=json --outputFile=.vitest-results.json || rc=$$?; \
+	rc=0; $(MAKE) --no-print-directory check-generated lint typecheck || rc=$$?; \
+	npx vitest run --reporter=default --reporter=json --outputFile=.vitest-results.json || rc=$$?; \
 	node tools/summarize-tests.ts .vitest-results.json || true; \
 	echo "make test: done in $$((SECONDS - t0))s"; \
 	exit $$rc
