@@ -1,9 +1,11 @@
 /**
- * The Helm chart with the real helm against the real API server: it lints, refuses bad values
- * with a clear message, installs (CRDs already present are kept), grants exactly the RBAC the
- * operator declares, and uninstalls cleanly.
+ * The Helm chart with the real helm against the real API server: it lints clean (--strict),
+ * refuses bad values and unknown keys with a clear message, installs (here without its CRDs: the
+ * shared API server has them; helm-upgrade.test.ts installs and upgrades them on a cluster of its
+ * own), grants exactly the RBAC the operator declares, and uninstalls cleanly.
  */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { AppsV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
@@ -11,6 +13,7 @@ import { loadAll } from 'js-yaml';
 import { describe, expect, inject, it } from 'vitest';
 import { loadKubeConfig } from '../../operator/kube/client.ts';
 import { CLUSTER_RULES, NAMESPACE_RULES } from '../../operator/rbac.ts';
+import { METRICS_AUTH_RULES, METRICS_READER_RULES } from '../../operator/runtime/secure-metrics.ts';
 import { WEBHOOK_RULES } from '../../webhooks/manifests.ts';
 import { bin } from '../harness/bins.ts';
 import { uid } from '../harness/context.ts';
@@ -39,8 +42,43 @@ interface K8sDoc {
 }
 
 describe('helm chart', () => {
-  it('lints', async () => {
-    expect(await helm('lint', CHART)).toMatch(/0 chart\(s\) failed/);
+  it('lints clean with --strict', async () => {
+    const out = await helm('lint', '--strict', CHART);
+    expect(out).toMatch(/0 chart\(s\) failed/);
+    expect(out).not.toMatch(/\[(WARNING|ERROR)\]/);
+  });
+
+  it('refuses a typo in any values key: every object in values.schema.json is closed', async () => {
+    await expect(helm('template', 't', CHART, '--set', 'operator.replica=3')).rejects.toThrow(
+      /at '\/operator': additional properties 'replica' not allowed/,
+    );
+    await expect(
+      helm('template', 't', CHART, '--set', 'webhook.podDisruptionBudget.minAvailabe=1'),
+    ).rejects.toThrow(/additional properties 'minAvailabe' not allowed/);
+    await expect(helm('template', 't', CHART, '--set', 'metric.port=1')).rejects.toThrow(
+      /additional properties 'metric' not allowed/,
+    );
+    await expect(
+      helm('template', 't', CHART, '--set-json', 'dns.resources={"limit":{"memory":"1Gi"}}'),
+    ).rejects.toThrow(/additional properties 'limit' not allowed/);
+    await expect(
+      helm('template', 't', CHART, '--set-json', 'operator.tolerations=[{"keys":"a"}]'),
+    ).rejects.toThrow(/additional properties 'keys' not allowed/);
+    // The schema itself: each object schema either lists its keys and refuses others, or is a map
+    // whose values have a schema. Only Helm's own `global` is open.
+    const open: string[] = [];
+    const walk = (node: unknown, path: string): void => {
+      if (typeof node !== 'object' || node === null) return;
+      const o = node as Record<string, unknown>;
+      const isObject =
+        o['type'] === 'object' || (Array.isArray(o['type']) && o['type'].includes('object'));
+      if (isObject && !path.endsWith('/global') && o['additionalProperties'] === undefined)
+        open.push(path);
+      for (const [k, v] of Object.entries(o)) walk(v, `${path}/${k}`);
+    };
+    for (const f of ['values.schema.json', 'charts/crds/values.schema.json'])
+      walk(JSON.parse(readFileSync(join(CHART, f), 'utf8')), f);
+    expect(open).toEqual([]);
   });
 
   it('refuses bad values with a message naming the value', async () => {
@@ -54,8 +92,13 @@ describe('helm chart', () => {
 
   it('renders the RBAC the operator declares in operator/rbac.ts', async () => {
     const docs = loadAll(await helm('template', 't', CHART)) as K8sDoc[];
-    expect(docs.find((d) => d.kind === 'ClusterRole')?.rules).toEqual(CLUSTER_RULES);
-    expect(docs.find((d) => d.kind === 'Role')?.rules).toEqual(NAMESPACE_RULES);
+    const rules = (kind: string, name: string) =>
+      docs.find((d) => d.kind === kind && d.metadata.name === name)?.rules;
+    expect(rules('ClusterRole', 't-operator')).toEqual(CLUSTER_RULES);
+    expect(rules('Role', 't-operator')).toEqual(NAMESPACE_RULES);
+    // The secure metrics server's TokenReview and SubjectAccessReview, and what a scraper needs.
+    expect(rules('ClusterRole', 't-operator-metrics-auth')).toEqual(METRICS_AUTH_RULES);
+    expect(rules('ClusterRole', 't-metrics-reader')).toEqual(METRICS_READER_RULES);
   });
 
   it('renders the admission webhook with a generated certificate the API server can trust', async () => {
@@ -109,6 +152,9 @@ describe('helm chart', () => {
       'operator.maxConcurrentRuns=25',
       '--set',
       'operator.executor=job',
+      // The shared API server's CRDs come from the harness, not from a release.
+      '--set',
+      'crds.enabled=false',
       // No webhook pods run here (no kubelet): Ignore keeps the shared API server writable.
       '--set',
       'webhook.failurePolicy=Ignore',
@@ -121,6 +167,7 @@ describe('helm chart', () => {
     expect(args).toContain('--max-concurrent-runs=25');
     expect(args).toContain('--executor=job');
     expect(args).toContain('--job-image=ghcr.io/crowbar/crowbar:0.1.0');
+    expect(args).toContain('--metrics-addr=0.0.0.0:8443');
     const role = await kc
       .makeApiClient(RbacAuthorizationV1Api)
       .readClusterRole({ name: `${release}-operator` });
