@@ -141,7 +141,7 @@ describe('helm chart', () => {
   it('installs into the real API server with values applied, and uninstalls', async () => {
     const release = `cb-${uid()}`;
     const ns = `crowbar-${uid()}`;
-    await helm(
+    const notes = await helm(
       'install',
       release,
       CHART,
@@ -159,6 +159,12 @@ describe('helm chart', () => {
       '--set',
       'webhook.failurePolicy=Ignore',
     );
+    // NOTES.txt: what to do next.
+    expect(notes).toContain(
+      `kubectl create secret generic crowbar-ssh-key -n ${ns} \\\n       --from-file=id_ed25519=`,
+    );
+    expect(notes).toContain('kubectl crowbar init --wizard');
+    expect(notes).toContain(`ClusterRole ${release}-metrics-reader`);
     const kc = loadKubeConfig(kubeconfig);
     const dep = await kc
       .makeApiClient(AppsV1Api)
