@@ -13,7 +13,7 @@ APT_PACKAGES := openssl ca-certificates iproute2 iputils-ping procps openssh-ser
   dnsutils knot-dnsutils nsd bind9 dnsmasq-base dnsperf \
   isc-dhcp-client udhcpc busybox-static curl ipxe ipxe-qemu qemu-system-x86 ovmf cpio kea-dhcp4-server kea-admin
 
-.PHONY: help deps apt npm bins generate check-generated lint typecheck unit integration test lab lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp clean
+.PHONY: help deps apt npm bins generate docs check-generated lint typecheck unit integration test lab lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp clean
 
 help:
 	@echo "make lab        bring up a local Crowbar: control plane, CRDs, operator, example fleet"
@@ -21,6 +21,7 @@ help:
 	@echo "make test       install what is needed, then lint, type-check, unit and integration tests"
 	@echo "make bins       build kube-apiserver, etcd, kube-controller-manager, kubectl, helm (cached)"
 	@echo "make generate   regenerate TypeScript types from crds/"
+	@echo "make docs       regenerate docs/api-reference.md and the noderole state diagram"
 	@echo "make bench      benchmarks (ratios against a reference measured in the same run)"
 	@echo "make bench-dhcp the DHCP sidecar against kea-dhcp4 with perfdhcp"
 
@@ -48,6 +49,12 @@ generate: npm
 
 check-generated: npm
 	node tools/generate-types.ts --check
+	node tools/generate-docs.ts --check
+
+# docs/api-reference.md from crds/, and the noderole state diagram from the annealer's transitions
+# (docs/images/noderole-states.{dot,svg}, drawn by Graphviz). CI fails when they are stale.
+docs: deps
+	node tools/generate-docs.ts
 
 lint: npm
 	npx eslint --max-warnings 0 .
