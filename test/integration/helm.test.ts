@@ -90,6 +90,85 @@ describe('helm chart', () => {
     ).rejects.toThrow(/maxConcurrentRuns/);
   });
 
+  it('gives every pod its placement, pull secrets and resources', async () => {
+    const set: string[] = ['--set', 'dhcp.enabled=true', '--set', 'dhcp.serverIp=10.0.0.2'];
+    set.push('--set-json', 'imagePullSecrets=[{"name":"regcred"}]');
+    for (const c of ['operator', 'webhook', 'dns', 'dhcp'])
+      set.push(
+        '--set',
+        `${c}.nodeSelector.pool=${c}`,
+        '--set-json',
+        `${c}.tolerations=[{"key":"${c}","operator":"Exists"}]`,
+        '--set-json',
+        `${c}.affinity={"podAntiAffinity":{"preferredDuringSchedulingIgnoredDuringExecution":[{"weight":1,"podAffinityTerm":{"topologyKey":"${c}"}}]}}`,
+      );
+    type Pod = {
+      imagePullSecrets?: unknown;
+      nodeSelector?: Record<string, string>;
+      tolerations?: { key: string }[];
+      affinity?: unknown;
+      containers: { name: string; resources?: { requests?: object } }[];
+    };
+    const docs = loadAll(await helm('template', 't', CHART, ...set)) as (K8sDoc & {
+      spec?: { template?: { spec?: Pod } };
+    })[];
+    const pods = docs.filter((d) => d.kind === 'Deployment');
+    expect(pods.map((d) => d.metadata.name).sort()).toEqual([
+      't-dns',
+      't-operator',
+      't-operator-dhcp-admin',
+      't-webhook',
+    ]);
+    for (const d of pods) {
+      const pod = d.spec?.template?.spec;
+      const c =
+        pod?.containers[0]?.name === 'operator' ? 'operator' : (pod?.containers[0]?.name ?? '');
+      expect(pod?.imagePullSecrets, d.metadata.name).toEqual([{ name: 'regcred' }]);
+      expect(pod?.nodeSelector, d.metadata.name).toEqual({ pool: c });
+      expect(pod?.tolerations?.[0]?.key, d.metadata.name).toBe(c);
+      expect(JSON.stringify(pod?.affinity), d.metadata.name).toContain(`"topologyKey":"${c}"`);
+      for (const ct of pod?.containers ?? [])
+        expect(ct.resources?.requests, `${d.metadata.name}/${ct.name}`).toBeDefined();
+    }
+  });
+
+  it('renders an optional ServiceMonitor that scrapes the metrics Service over TLS with a token', async () => {
+    const plain = loadAll(await helm('template', 't', CHART)) as K8sDoc[];
+    expect(plain.some((d) => d.kind === 'ServiceMonitor')).toBe(false);
+    const docs = loadAll(
+      await helm('template', 't', CHART, '--set', 'metrics.serviceMonitor.enabled=true'),
+    ) as (K8sDoc & {
+      metadata: { labels?: Record<string, string> };
+      spec?: {
+        selector?: { matchLabels?: Record<string, string> };
+        endpoints?: {
+          port: string;
+          scheme: string;
+          bearerTokenFile: string;
+          tlsConfig: { serverName: string; ca: { secret: { name: string } } };
+        }[];
+        ports?: { name: string }[];
+      };
+    })[];
+    const sm = docs.find((d) => d.kind === 'ServiceMonitor');
+    const svc = docs.find((d) => d.kind === 'Service' && d.metadata.name === 't-operator-metrics');
+    // It selects exactly the metrics Service, by that Service's labels.
+    expect(svc?.metadata.labels).toMatchObject(sm?.spec?.selector?.matchLabels ?? { none: '' });
+    for (const d of docs.filter((x) => x.kind === 'Service' && x !== svc))
+      expect(d.metadata.labels).not.toMatchObject(sm?.spec?.selector?.matchLabels ?? {});
+    const ep = sm?.spec?.endpoints?.[0];
+    expect(svc?.spec?.ports?.map((p) => p.name)).toContain(ep?.port);
+    expect(ep).toMatchObject({
+      scheme: 'https',
+      bearerTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+      tlsConfig: { serverName: 't-operator-metrics.default.svc' },
+    });
+    const secret = docs.find(
+      (d) => d.kind === 'Secret' && d.metadata.name === ep?.tlsConfig.ca.secret.name,
+    );
+    expect(secret).toBeDefined();
+  });
+
   it('renders the RBAC the operator declares in operator/rbac.ts', async () => {
     const docs = loadAll(await helm('template', 't', CHART)) as K8sDoc[];
     const rules = (kind: string, name: string) =>
