@@ -14,7 +14,7 @@ APT_PACKAGES := kmod debconf openssl ca-certificates iproute2 iputils-ping procp
   isc-dhcp-client isc-dhcp-relay tcpdump udhcpc busybox-static curl ipxe ipxe-qemu qemu-system-x86 ovmf cpio kea-dhcp4-server kea-admin \
   openipmi ipmitool cloud-init python3-venv
 
-.PHONY: help deps apt npm bins sushy-tools generate check-generated lint typecheck unit integration test lab lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp discovery-image clean
+.PHONY: help deps apt npm bins sushy-tools generate docs check-generated lint typecheck unit integration test lab lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp discovery-image clean
 
 help:
 	@echo "make lab        bring up a local Crowbar: control plane, CRDs, operator, example fleet"
@@ -23,6 +23,7 @@ help:
 	@echo "make bins       build kube-apiserver, etcd, kube-controller-manager, kubectl, helm (cached)"
 	@echo "make sushy-tools the Redfish emulator's venv for the power tests (cached)"
 	@echo "make generate   regenerate TypeScript types from crds/"
+	@echo "make docs       regenerate docs/api-reference.md and the noderole state diagram"
 	@echo "make bench      benchmarks (ratios against a reference measured in the same run)"
 	@echo "make bench-dhcp the DHCP sidecar against kea-dhcp4 with perfdhcp"
 	@echo "make discovery-image  build the discovery image (cached in ~/.cache/crowbar/discovery)"
@@ -60,6 +61,12 @@ generate: npm
 
 check-generated: npm
 	node tools/generate-types.ts --check
+	node tools/generate-docs.ts --check
+
+# docs/api-reference.md from crds/, and the noderole state diagram from the annealer's transitions
+# (docs/images/noderole-states.{dot,svg}, drawn by Graphviz). CI fails when they are stale.
+docs: deps
+	node tools/generate-docs.ts
 
 lint: npm
 	npx eslint --max-warnings 0 .

@@ -254,6 +254,9 @@ export const STATE_COLOURS: Record<State, string> = {
 };
 
 const q = (s: string): string => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+/** A quoted Graphviz label of several lines (`\n` escapes, never a raw newline in the source). */
+const qLines = (...lines: string[]): string =>
+  `"${lines.map((l) => q(l).slice(1, -1)).join('\\n')}"`;
 
 /** Graphviz dot text of the noderole graph: a cluster per node, parent -> child edges. */
 export function renderDot(nrs: readonly NodeRole[]): string {
@@ -272,7 +275,7 @@ export function renderDot(nrs: readonly NodeRole[]): string {
     for (const nr of (byNode.get(node) ?? []).sort(cohortOrder)) {
       const state = nr.status?.state ?? 'proposed';
       out.push(
-        `    ${q(nr.metadata.name ?? '')} [label=${q(`${nr.spec.role}\n${state}`)}, fillcolor=${q(STATE_COLOURS[state])}];`,
+        `    ${q(nr.metadata.name ?? '')} [label=${qLines(nr.spec.role, state)}, fillcolor=${q(STATE_COLOURS[state])}];`,
       );
     }
     out.push('  }');

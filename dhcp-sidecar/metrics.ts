@@ -15,7 +15,7 @@ export function rootLogger(name: string): Logger {
 
 export function makeMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'crowbar_dhcp_process_' });
+  collectDefaultMetrics({ register: registry }); // standard process_*, nodejs_* names
   const reg = { registers: [registry] };
   return {
     registry,

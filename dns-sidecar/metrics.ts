@@ -161,7 +161,7 @@ export class DnsMetrics {
    */
   constructor(defaults = true) {
     const registers = [this.registry];
-    if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'crowbar_dns_' });
+    if (defaults) collectDefaultMetrics({ register: this.registry }); // process_*, nodejs_*
     const tallies = this.tallies;
     this.queries = new Counter({
       name: 'crowbar_dns_queries_total',

@@ -295,6 +295,26 @@ async function converged(timeoutMs: number): Promise<Convergence | undefined> {
   }
 }
 
+/**
+ * The noderole graph as `kubectl crowbar graph` draws it (the real CLI, against the lab): dot, SVG
+ * and PNG in the lab's directory. Resolves to the files written.
+ */
+async function drawGraph(): Promise<string[]> {
+  const cli = join(import.meta.dirname, '..', 'cli', 'kubectl-crowbar');
+  const files: string[] = [];
+  for (const format of ['dot', 'svg', 'png']) {
+    const file = join(LAB_DIR, `graph.${format}`);
+    const args = ['--kubeconfig', KUBECONFIG, 'graph', '-o', format];
+    const { stdout } = await promisify(execFile)(
+      cli,
+      format === 'dot' ? args : [...args, '--file', file],
+    );
+    if (format === 'dot') writeFileSync(file, stdout);
+    files.push(file);
+  }
+  return files;
+}
+
 const sinceStart = (): string => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
 
 /** Waits for convergence and says so in one line, or says what is not active and why. */
@@ -302,6 +322,14 @@ async function awaitConvergence(): Promise<Convergence | undefined> {
   const done = await converged(CONVERGE_TIMEOUT_MS);
   if (done) {
     say(`converged in ${sinceStart()}: ${convergedSummary(done)}`);
+    await drawGraph().then(
+      (files) => {
+        say(`the noderole graph (kubectl crowbar graph): ${files.join(', ')}`);
+      },
+      (e: unknown) => {
+        console.error(`lab: drawing the graph failed: ${(e as Error).message}`);
+      },
+    );
     return done;
   }
   const now = await observe().catch(() => undefined);

@@ -5,6 +5,12 @@ export interface OperatorConfig {
   kubeconfig: string | undefined;
   healthHost: string;
   healthPort: number;
+  /**
+   * `--metrics-addr`: /metrics over HTTPS with Kubernetes authentication and authorization
+   * (operator/runtime/secure-metrics.ts), and not on the health server. Undefined: /metrics is
+   * plain HTTP on the health server (the lab and tests).
+   */
+  metrics: { host: string; port: number; certFile: string; keyFile: string } | undefined;
   maxConcurrentRuns: number;
   executor: 'inline' | 'job';
   leaderElection: boolean;
@@ -68,6 +74,9 @@ function bool(name: string, v: string): boolean {
 const KNOWN = new Set([
   'kubeconfig',
   'health-addr',
+  'metrics-addr',
+  'metrics-cert',
+  'metrics-key',
   'max-concurrent-runs',
   'executor',
   'leader-elect',
@@ -147,6 +156,25 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     throw new Error(
       '--executor=job needs --job-image=<the operator image> (or CROWBAR_JOB_IMAGE): run Jobs use it',
     );
+  const metricsAddr = get('metrics-addr', 'CROWBAR_METRICS_ADDR', '');
+  const metricsCert = get('metrics-cert', 'CROWBAR_METRICS_CERT', '');
+  const metricsKey = get('metrics-key', 'CROWBAR_METRICS_KEY', '');
+  let metrics: OperatorConfig['metrics'];
+  if (metricsAddr !== '') {
+    if (metricsCert === '' || metricsKey === '')
+      throw new Error(
+        '--metrics-addr serves /metrics over TLS: pass --metrics-cert and --metrics-key (PEM files)',
+      );
+    const [host = '', portStr = ''] = metricsAddr.split(/:(?=[^:]*$)/);
+    metrics = {
+      host,
+      port: int('metrics-addr', portStr, 0, 65535),
+      certFile: metricsCert,
+      keyFile: metricsKey,
+    };
+  } else if (metricsCert !== '' || metricsKey !== '') {
+    throw new Error('--metrics-cert and --metrics-key need --metrics-addr');
+  }
   if (renewDeadlineMs >= leaseDurationMs)
     throw new Error('--renew-deadline-ms must be shorter than --lease-duration-ms');
   if (retryPeriodMs >= renewDeadlineMs)
@@ -155,6 +183,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     kubeconfig: f.get('kubeconfig') ?? env['KUBECONFIG'],
     healthHost,
     healthPort: int('health-addr', healthPortStr, 0, 65535),
+    metrics,
     maxConcurrentRuns: int(
       'max-concurrent-runs',
       get('max-concurrent-runs', 'CROWBAR_MAX_CONCURRENT_RUNS', '10'),

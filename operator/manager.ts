@@ -4,12 +4,14 @@
  */
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { Server } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import { GROUP, PLURALS, VERSION, type CrowbarKind } from '../generated/crowbar.ts';
 import { CrowbarClient, type Obj } from './kube/client.ts';
 import type { OperatorConfig } from './config.ts';
 import type { Logger } from './log.ts';
 import { makeMetrics, type Metrics } from './metrics.ts';
 import { startHealthServer } from './runtime/health.ts';
+import { kubeMetricsAuth, startSecureMetricsServer } from './runtime/secure-metrics.ts';
 import { CachedInformer } from './runtime/informer.ts';
 import { LeaderElector } from './runtime/leader.ts';
 import { runWorkers, WorkQueue, type ReconcileResult } from './runtime/workqueue.ts';
@@ -58,6 +60,9 @@ export class Manager {
   private leading = false;
   readonly deps: ManagerDeps;
   healthPort = 0;
+  private secureMetrics: HttpsServer | undefined;
+  /** The HTTPS metrics port with --metrics-addr; 0 otherwise. */
+  metricsPort = 0;
 
   constructor(deps: ManagerDeps) {
     this.deps = deps;
@@ -132,13 +137,27 @@ export class Manager {
     const h = await startHealthServer(
       config.healthHost,
       config.healthPort,
-      this.metrics.registry,
+      config.metrics === undefined ? this.metrics.registry : undefined,
       () =>
         KINDS.map((k) => ({ name: `informer ${k} synced`, ok: () => this.caches[k].hasSynced })),
     );
     this.health = h.server;
     this.healthPort = h.port;
     log.info({ port: h.port }, 'health server listening');
+    if (config.metrics !== undefined) {
+      const m = await startSecureMetricsServer({
+        ...config.metrics,
+        registry: this.metrics.registry,
+        auth: kubeMetricsAuth(this.deps.kc),
+        log,
+      });
+      this.secureMetrics = m.server;
+      this.metricsPort = m.port;
+      log.info(
+        { port: m.port },
+        'metrics server listening (TLS, TokenReview + SubjectAccessReview)',
+      );
+    }
     await Promise.all(
       KINDS.map(async (k) => {
         await this.caches[k].start();
@@ -209,6 +228,13 @@ export class Manager {
     await Promise.all(this.workerRuns);
     await this.elector?.stop();
     await Promise.all(KINDS.map((k) => this.caches[k].stop()));
+    const metrics = this.secureMetrics;
+    if (metrics)
+      await new Promise<void>((r) =>
+        metrics.close(() => {
+          r();
+        }),
+      );
     const health = this.health;
     if (health)
       await new Promise<void>((r) =>

@@ -3,7 +3,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export function makeMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'crowbar_operator_' });
+  // Standard names (process_*, nodejs_*), as every Prometheus client library exports them.
+  collectDefaultMetrics({ register: registry });
   const reg = { registers: [registry] };
   return {
     registry,

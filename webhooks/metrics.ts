@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export function makeWebhookMetrics(opts: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
   if (opts.defaultMetrics ?? true) {
-    collectDefaultMetrics({ register: registry, prefix: 'crowbar_webhook_' });
+    collectDefaultMetrics({ register: registry }); // standard process_*, nodejs_* names
   }
   const reg = { registers: [registry] };
   return {

@@ -1,4 +1,7 @@
-/** /healthz (the process serves), /readyz (caches synced and fresh) and /metrics. */
+/**
+ * /healthz (the process serves), /readyz (caches synced and fresh) and, when `registry` is given,
+ * plain-HTTP /metrics (without it, /metrics is served by secure-metrics.ts, behind TLS and auth).
+ */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
@@ -11,7 +14,7 @@ export interface ReadyCheck {
 export function startHealthServer(
   host: string,
   port: number,
-  registry: Registry,
+  registry: Registry | undefined,
   checks: () => readonly ReadyCheck[],
 ): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
@@ -27,7 +30,7 @@ export function startHealthServer(
         res
           .writeHead(503, { 'content-type': 'text/plain' })
           .end(`not ready: ${failing.join(', ')}\n`);
-    } else if (path === '/metrics') {
+    } else if (path === '/metrics' && registry !== undefined) {
       registry
         .metrics()
         .then((text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text))

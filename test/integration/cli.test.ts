@@ -2,7 +2,7 @@
  * `kubectl crowbar` as a child process (the `cli/kubectl-crowbar` executable) against the real API
  * server: each command's output and exit code, and the objects it leaves behind.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { NodeRoleStatus } from '../../generated/crowbar.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
 import { Fleet } from '../harness/fleet.ts';
+import { checkGraphPng } from '../harness/graph-png.ts';
 import { ROOT, startOperator } from '../harness/operator.ts';
 import { ensureSystemDeployment } from '../../operator/controllers/deployment/system.ts';
 
@@ -322,6 +323,17 @@ describe('kubectl crowbar', () => {
     await ok(['graph', '-d', dep, '-o', 'png', '--file', png]);
     expect(readFileSync(png).subarray(1, 4).toString()).toBe('PNG');
     expect(statSync(png).size).toBeGreaterThan(1000);
+    // Its pixels: every box in its state's colour and every edge drawn, where dot lays them out.
+    const seen = checkGraphPng(readFileSync(png), dot);
+    expect(seen).toMatchObject({ nodes: 3, edges: 2, missing: [] });
+    // The check sees missing edges: the same layout with the edges invisible fails it.
+    const hidden = dot.replace('edge [color="#555555"];', 'edge [style=invis];');
+    expect(hidden).not.toBe(dot);
+    const bare = spawnSync('dot', ['-Tpng'], { input: hidden });
+    expect(checkGraphPng(bare.stdout, dot).missing).toEqual([
+      expect.stringMatching(/^edge .* -> .*: no line at/),
+      expect.stringMatching(/^edge .* -> .*: no line at/),
+    ]);
     await fails(['graph', '-o', 'gif'], /unknown output format "gif"/);
   });
 

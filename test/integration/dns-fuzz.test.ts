@@ -50,7 +50,7 @@ async function answersGood(qid: number): Promise<boolean> {
 
 async function rss(): Promise<number> {
   const text = (await dns!.http('/metrics')).body;
-  const m = /^crowbar_dns_process_resident_memory_bytes (\d+)/m.exec(text);
+  const m = /^process_resident_memory_bytes (\d+)/m.exec(text);
   return Number(m?.[1]);
 }
 

@@ -4,11 +4,12 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect, it } from 'vitest';
+import { checkGraphPng } from '../harness/graph-png.ts';
 import { ROOT } from '../harness/operator.ts';
 
 it('brings the lab up, converges fully with the webhook in the path, then stops it', async () => {
@@ -60,6 +61,23 @@ it('brings the lab up, converges fully with the webhook in the path, then stops 
       /lab machine \S+-m1 resolves node1 to \d+\.\d+\.\d+\.\d+ through its own resolver/,
     );
     expect(stdout).toMatch(/check passed: 4 nodes/);
+    // `kubectl crowbar graph` on the converged lab: SVG and PNG with every noderole and edge.
+    expect(stdout).toMatch(/lab: the noderole graph \(kubectl crowbar graph\): .*graph\.png/);
+    const dot = readFileSync(join(dir, 'graph.dot'), 'utf8');
+    const edges = dot.split('\n').filter((l) => / -> /.test(l)).length;
+    // At least each machine's DNS and NTP clients under the admin node's servers.
+    expect(edges).toBeGreaterThanOrEqual(6);
+    const svg = readFileSync(join(dir, 'graph.svg'), 'utf8');
+    expect(svg.match(/<g id="node\d+" class="node">/g)).toHaveLength(23);
+    expect(svg.match(/<g id="edge\d+" class="edge">/g)).toHaveLength(edges);
+    const png = readFileSync(join(dir, 'graph.png'));
+    expect(png.length).toBeGreaterThan(20_000);
+    const seen = checkGraphPng(png, dot);
+    expect(seen).toMatchObject({ nodes: 23, edges, missing: [] });
+    expect(seen.width).toBeGreaterThan(400);
+    expect(seen.height).toBeGreaterThan(200);
+    if (process.env['CROWBAR_KEEP_LAB_GRAPH'])
+      copyFileSync(join(dir, 'graph.png'), process.env['CROWBAR_KEEP_LAB_GRAPH']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
