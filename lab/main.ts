@@ -22,6 +22,8 @@ import { labKey, registerFleet, startFleet, type Fleet } from './fleet.ts';
 import { CP_DIR, KUBECONFIG, LAB_DIR, LAB_PID, PIDS, WEBHOOK_DIR, WEBHOOK_LOG } from './state.ts';
 import { dryRun, dryRunAnswer, startLabWebhook, type LabWebhook } from './webhook.ts';
 import { startDnsSidecar } from '../dns-sidecar/lab.ts';
+import { statusPolicyName } from '../webhooks/status-policy.ts';
+import { applyStatusPolicy, dryRunStatusAs, LAB_RELEASE, LAB_USER } from './status-policy.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
@@ -158,6 +160,10 @@ await waitFor(
 );
 await registerFleet(client, fleet);
 say('lab machines registered: their Nodes carry their addresses; the operator checks aliveness');
+await applyStatusPolicy(kc, FLEET_NODES[0] ?? '');
+say(
+  `status policy enforced: only the operator (here: ${LAB_USER}) writes status of crowbar.dev objects (ValidatingAdmissionPolicy ${statusPolicyName(LAB_RELEASE)}); ClusterRoles ${LAB_RELEASE}-crowbar-viewer and -editor for people`,
+);
 // The admin node has no machine behind it (no addresses): it stands in as alive.
 for (const n of await client.list('Node')) {
   if (FLEET_NODES.includes(n.metadata.name ?? '') || n.spec.system === true) continue;
@@ -245,6 +251,14 @@ if (check) {
       () => dryRun.mergePatch(kc, 'Role', 'dns-server', { spec: { requires: ['dns-client'] } }),
     ],
     [
+      'a status write by an account that is not the operator (a cluster admin at that)',
+      /written only by the Crowbar operator/,
+      () =>
+        dryRunStatusAs(kc, 'lab-someone', 'Node', FLEET_NODES[0] ?? '', {
+          status: { alive: false },
+        }),
+    ],
+    [
       `deleting dns-server.${ADMIN_NODE}, whose active children live on the fleet`,
       /delete those children first/,
       () => dryRun.delete(kc, 'NodeRole', `dns-server.${ADMIN_NODE}`),
@@ -254,11 +268,11 @@ if (check) {
     const a = await dryRunAnswer(write);
     if (a.allowed || a.code !== 403 || !pattern.test(a.message)) {
       console.error(
-        `lab: the webhook should refuse ${what}; the API server answered ${a.allowed ? 'allowed' : `${String(a.code)}: ${a.message}`}`,
+        `lab: admission should refuse ${what}; the API server answered ${a.allowed ? 'allowed' : `${String(a.code)}: ${a.message}`}`,
       );
       await teardown(1);
     }
-    say(`webhook refused ${what}`);
+    say(`${/status write/.test(what) ? 'status policy' : 'webhook'} refused ${what}`);
   }
   // Every node's name resolves to the address the allocator gave it (dig, a real client).
   const node1 = FLEET_NODES[0] ?? '';
