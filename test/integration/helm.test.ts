@@ -112,6 +112,10 @@ describe('helm chart', () => {
       // No webhook pods run here (no kubelet): Ignore keeps the shared API server writable.
       '--set',
       'webhook.failurePolicy=Ignore',
+      // The status policy would refuse every other file's status writes (they write as the
+      // admin); status-policy.test.ts applies the chart's policy scoped to its own objects.
+      '--set',
+      'statusPolicy.enabled=false',
     );
     const kc = loadKubeConfig(kubeconfig);
     const dep = await kc

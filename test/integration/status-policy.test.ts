@@ -10,7 +10,6 @@
  * binding applied here is the chart's with one addition, an objectSelector on a label only this
  * file's objects carry, so the policy judges exactly these objects.
  */
-import { request } from 'node:https';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -28,6 +27,7 @@ import {
 } from '../../webhooks/status-policy.ts';
 import { bin } from '../harness/bins.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
+import { asUser, serviceAccountGroups, type Answer } from '../harness/impersonate.ts';
 import { ROOT } from '../harness/operator.ts';
 
 const client = testClient();
@@ -42,60 +42,19 @@ const dep = `sp-${id}`;
 const role = `sp-${id}`;
 const noderole = `${role}.${node}`;
 
-interface Answer {
-  status: number;
-  message: string;
-}
-
 /** One request as `user` (with `groups`), impersonated by the admin. */
-async function as(
+const as = (
   user: string,
   groups: readonly string[],
   method: string,
   path: string,
   body?: object,
-  contentType = 'application/merge-patch+json',
-): Promise<Answer> {
-  const server = kc.getCurrentCluster()?.server ?? '';
-  const opts: Parameters<typeof request>[1] = {
-    method,
-    headers: {
-      'Impersonate-User': user,
-      ...(groups.length > 0 ? { 'Impersonate-Group': [...groups] } : {}),
-      ...(body ? { 'content-type': contentType } : {}),
-    },
-    timeout: 10_000,
-  };
-  await kc.applyToHTTPSOptions(opts);
-  return new Promise((resolve, reject) => {
-    const req = request(`${server}${path}`, opts, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => {
-        let message = text;
-        try {
-          message = (JSON.parse(text) as { message?: string }).message ?? text;
-        } catch {
-          /* not JSON: keep the text */
-        }
-        resolve({ status: res.statusCode ?? 0, message });
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out`)));
-    req.on('error', reject);
-    req.end(body ? JSON.stringify(body) : undefined);
-  });
-}
+): Promise<Answer> => asUser(kc, user, groups, method, path, body);
 
 const path = (kind: CrowbarKind, name: string, sub = ''): string =>
   `/apis/${GROUP}/${VERSION}/${PLURALS[kind]}/${name}${sub}`;
 const MASTERS = ['system:masters', 'system:authenticated'];
-const SA_GROUPS = [
-  'system:serviceaccounts',
-  `system:serviceaccounts:${ns}`,
-  'system:authenticated',
-];
+const SA_GROUPS = serviceAccountGroups(ns);
 const operatorUser = serviceAccountUser(ns, `${release}-operator`);
 
 /** A rendered manifest, as plain data. */
