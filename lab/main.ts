@@ -36,6 +36,8 @@ import { dryRun, dryRunAnswer, startLabWebhook, type LabWebhook } from './webhoo
 import { startDnsSidecar } from '../dns-sidecar/lab.ts';
 import { startLabDhcpSidecar, type LabSidecar } from '../dhcp-sidecar/lab.ts';
 import type { Node } from '../generated/crowbar.ts';
+import { statusPolicyName } from '../webhooks/status-policy.ts';
+import { applyStatusPolicy, dryRunStatusAs, LAB_RELEASE, LAB_USER } from './status-policy.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
@@ -238,6 +240,10 @@ for (const node of fleet.machines.keys()) {
     'crowbar-lab',
   );
 }
+await applyStatusPolicy(kc, FLEET_NODES[0] ?? '');
+say(
+  `status policy enforced: only the operator (here: ${LAB_USER}) writes status of crowbar.dev objects (ValidatingAdmissionPolicy ${statusPolicyName(LAB_RELEASE)}); ClusterRoles ${LAB_RELEASE}-crowbar-viewer and -editor for people`,
+);
 // The admin node has no machine behind it (no addresses): it stands in as alive.
 for (const n of await client.list('Node')) {
   if (FLEET_NODES.includes(n.metadata.name ?? '') || n.spec.system === true) continue;
@@ -354,6 +360,14 @@ if (check) {
       () => dryRun.mergePatch(kc, 'Role', 'dns-server', { spec: { requires: ['dns-client'] } }),
     ],
     [
+      'a status write by an account that is not the operator (a cluster admin at that)',
+      /written only by the Crowbar operator/,
+      () =>
+        dryRunStatusAs(kc, 'lab-someone', 'Node', FLEET_NODES[0] ?? '', {
+          status: { alive: false },
+        }),
+    ],
+    [
       `deleting dns-server.${ADMIN_NODE}, whose active children live on the fleet`,
       /delete those children first/,
       () => dryRun.delete(kc, 'NodeRole', `dns-server.${ADMIN_NODE}`),
@@ -363,11 +377,11 @@ if (check) {
     const a = await dryRunAnswer(write);
     if (a.allowed || a.code !== 403 || !pattern.test(a.message)) {
       console.error(
-        `lab: the webhook should refuse ${what}; the API server answered ${a.allowed ? 'allowed' : `${String(a.code)}: ${a.message}`}`,
+        `lab: admission should refuse ${what}; the API server answered ${a.allowed ? 'allowed' : `${String(a.code)}: ${a.message}`}`,
       );
       await teardown(1);
     }
-    say(`webhook refused ${what}`);
+    say(`${/status write/.test(what) ? 'status policy' : 'webhook'} refused ${what}`);
   }
   // Every node's name resolves to the address the allocator gave it (dig, a real client).
   const node1 = FLEET_NODES[0] ?? '';

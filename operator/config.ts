@@ -30,6 +30,9 @@ export interface OperatorConfig {
   /** The node self-report API (operator/api/). */
   apiHost: string;
   apiPort: number;
+  /** Its serving certificate and key (PEM files); plain HTTP when unset. */
+  apiTlsCert: string | undefined;
+  apiTlsKey: string | undefined;
   /** --executor=job: the namespace of run Jobs (default: the operator's own, POD_NAMESPACE). */
   jobNamespace: string;
   /** --executor=job: the image of run Jobs (the operator image; required with the job executor). */
@@ -91,6 +94,8 @@ const KNOWN = new Set([
   'ssh-key-file',
   'alive-interval-ms',
   'api-addr',
+  'api-tls-cert',
+  'api-tls-key',
   'job-namespace',
   'job-image',
   'job-ttl-seconds',
@@ -152,6 +157,10 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
       `--domain must be a DNS domain such as lab.example.com, got ${JSON.stringify(domain)}`,
     );
   const jobImage = get('job-image', 'CROWBAR_JOB_IMAGE', '') || undefined;
+  const apiTlsCert = get('api-tls-cert', 'CROWBAR_API_TLS_CERT', '') || undefined;
+  const apiTlsKey = get('api-tls-key', 'CROWBAR_API_TLS_KEY', '') || undefined;
+  if ((apiTlsCert === undefined) !== (apiTlsKey === undefined))
+    throw new Error('--api-tls-cert and --api-tls-key go together: pass both or neither');
   if (executor === 'job' && jobImage === undefined)
     throw new Error(
       '--executor=job needs --job-image=<the operator image> (or CROWBAR_JOB_IMAGE): run Jobs use it',
@@ -209,6 +218,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     ),
     apiHost,
     apiPort: int('api-addr', apiPortStr, 0, 65535),
+    apiTlsCert,
+    apiTlsKey,
     jobNamespace: get('job-namespace', 'POD_NAMESPACE', 'default'),
     jobImage,
     jobTtlSeconds: int(

@@ -60,7 +60,9 @@ export const NAMESPACE_RULES: Rule[] = [
     resources: ['jobs'],
     verbs: ['get', 'list', 'watch', 'create', 'delete'],
   },
-  { apiGroups: [''], resources: ['secrets', 'configmaps'], verbs: ['get', 'list', 'watch'] },
+  // Secrets and ConfigMaps are read by name only (the SSH key, node API tokens, role scripts):
+  // no list or watch, so the operator never holds every Secret of its namespace.
+  { apiGroups: [''], resources: ['secrets', 'configmaps'], verbs: ['get'] },
   // The per-node API token Secrets (operator/api/tokens.ts).
   { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
   // The job executor: each run's ServiceAccount, and its pod's termination message.

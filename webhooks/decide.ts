@@ -39,6 +39,7 @@ import { NetworkController } from '../operator/controllers/network/network.ts';
 import { networkProblems } from '../operator/controllers/network/plan.ts';
 import { validateHints, type Problem } from '../operator/ipam/validate.ts';
 import { allow, deny, type AdmissionRequest, type Decision } from './admission.ts';
+import type { WatchedKind } from './state.ts';
 
 /** The cluster as the webhook sees it: every object of each kind, as read from the API. */
 export interface ClusterSnapshot {
@@ -154,6 +155,33 @@ const asNode = (v: unknown): Node | undefined => (shaped(v, NODE_SPEC) ? (v as N
  * Decides one admission request against a snapshot of the cluster. Requests for other groups,
  * for subresources (such as /status) and for operations without a rule are allowed.
  */
+/**
+ * The kinds a decision on `request` reads from its snapshot: what a fresh re-check lists (the
+ * rest comes from the cache). A kind missing here is only read from the cache, never wrong.
+ * Keep it in step with the decide* functions below.
+ */
+export function reads(
+  request: Pick<AdmissionRequest, 'resource' | 'operation'>,
+): readonly WatchedKind[] {
+  const op = request.operation;
+  switch (request.resource.resource as Resource) {
+    case 'roles':
+      return op === 'DELETE' ? ['NodeRole'] : ['Role'];
+    case 'noderoles':
+      // The noderole graph (buildWorld) is built from all four, deletes included.
+      return op === 'UPDATE' || op === 'CONNECT' ? [] : ['Role', 'Node', 'Deployment', 'NodeRole'];
+    case 'deployments':
+      return op === 'DELETE' ? ['Deployment', 'NodeRole'] : [];
+    case 'networks':
+      return ['Network', 'NetworkAllocation'];
+    case 'nodes':
+      // Address hints (Network), aliases (Node), the boot environment (BootEnv).
+      return op === 'DELETE' ? ['Node'] : ['Network', 'Node', 'BootEnv'];
+    default:
+      return [];
+  }
+}
+
 export function decide(request: AdmissionRequest, snapshot: ClusterSnapshot): Decision {
   if (request.resource.group !== GROUP || request.subResource !== undefined) return allow;
   const resource = request.resource.resource as Resource;

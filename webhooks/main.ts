@@ -39,7 +39,9 @@ async function main(): Promise<void> {
   }
   const kc = loadKubeConfig(config.kubeconfig);
   const metrics = makeWebhookMetrics();
-  const source = new InformerSource(kc, log);
+  const source = new InformerSource(kc, log, (kind) => {
+    metrics.freshLists.inc({ kind });
+  });
   const handler = makeHandler({ source, metrics, log, maxBodyBytes: config.maxBodyBytes });
   const listening = await listen(handler, { host: config.host, port: config.port, tls, log });
   log.info(

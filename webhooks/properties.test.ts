@@ -2,7 +2,18 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MalformedReview, parseReview, type AdmissionRequest } from './admission.ts';
-import { decide, type ClusterSnapshot } from './decide.ts';
+import { decide, reads, type ClusterSnapshot } from './decide.ts';
+import type { WatchedKind } from './state.ts';
+
+const FIELD: Record<WatchedKind, keyof ClusterSnapshot> = {
+  Role: 'roles',
+  NodeRole: 'noderoles',
+  Node: 'nodes',
+  Deployment: 'deployments',
+  Network: 'networks',
+  NetworkAllocation: 'networkallocations',
+  BootEnv: 'bootenvs',
+};
 
 const empty: ClusterSnapshot = {
   roles: [],
@@ -72,8 +83,19 @@ describe('properties', () => {
             oldObject: old,
             ...(name !== undefined ? { name } : {}),
           };
-          const d = decide(request, empty);
+          const read = new Set<string>();
+          const watched = new Proxy(empty, {
+            get(target, prop, receiver) {
+              if (typeof prop === 'string') read.add(prop);
+              return Reflect.get(target, prop, receiver) as unknown;
+            },
+          });
+          const d = decide(request, watched);
           expect(typeof d.allowed).toBe('boolean');
+          // A fresh re-check lists only reads(request): decide must read nothing else.
+          const listed = new Set<string>(reads(request).map((k) => FIELD[k]));
+          for (const field of read)
+            expect({ resource, operation, field }).toSatisfy(() => listed.has(field));
         },
       ),
       { numRuns: 500 },

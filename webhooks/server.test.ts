@@ -147,6 +147,38 @@ describe('webhook server', () => {
     expect(text).toContain('crowbar_admission_fresh_reads_total{outcome="overturned"} 1');
   });
 
+  it('re-checks a refusal by listing only what the decision reads', async () => {
+    const asked: (readonly string[] | undefined)[] = [];
+    const { port } = await start(
+      staticSource({ ...empty, roles: [roleA] }, (kinds) => {
+        asked.push(kinds);
+        return Promise.resolve({ ...empty, roles: [roleA] });
+      }),
+    );
+    for (let i = 0; i < 20; i++) {
+      const res = await call(port, '/validate', {
+        body: JSON.stringify(review('CREATE', 'roles', 'Role', roleB(['a']), `u${String(i)}`)),
+      });
+      expect(JSON.parse(res.body)).toMatchObject({ response: { allowed: false } });
+    }
+    // 20 refused role creates: 20 lists of Roles, no NodeRole, Node or allocation list.
+    expect(asked).toEqual(Array.from({ length: 20 }, () => ['Role']));
+  });
+
+  it('keeps metric labels to known kinds whatever kind a client names', async () => {
+    const { port, metrics } = await start(staticSource(empty));
+    for (let i = 0; i < 200; i++) {
+      await call(port, '/validate', {
+        body: JSON.stringify(review('CREATE', 'roles', `Kind${String(i)}`, roleB([]))),
+      });
+    }
+    const text = await metrics.registry.metrics();
+    expect(text).toContain(
+      'crowbar_admission_requests_total{kind="other",operation="CREATE",result="allowed"} 200',
+    );
+    expect(text).not.toMatch(/kind="Kind\d+"/);
+  });
+
   it('keeps the cached refusal when fresh lists fail', async () => {
     const { port } = await start(
       staticSource({ ...empty, roles: [roleA] }, () => Promise.reject(new Error('apiserver down'))),

@@ -16,8 +16,8 @@ import {
   type AdmissionRequest,
   type Decision,
 } from './admission.ts';
-import { decide } from './decide.ts';
-import type { WebhookMetrics } from './metrics.ts';
+import { decide, reads } from './decide.ts';
+import { kindLabel, type WebhookMetrics } from './metrics.ts';
 import { WATCHED, type SnapshotSource } from './state.ts';
 
 export const VALIDATE_PATH = '/validate';
@@ -62,7 +62,7 @@ export async function review(request: AdmissionRequest, deps: HandlerDeps): Prom
   // A deletion cannot be undone (and the operator deletes a noderole's children with it): it is
   // judged on fresh lists only, so a child bound a moment ago is never missed. Deletes are rare.
   if (!cached || request.operation === 'DELETE') {
-    const fresh = await deps.source.fresh();
+    const fresh = await deps.source.fresh(reads(request));
     if (cached) deps.metrics.freshReads.inc({ outcome: 'delete' });
     return decide(request, fresh);
   }
@@ -70,7 +70,7 @@ export async function review(request: AdmissionRequest, deps: HandlerDeps): Prom
   if (first.allowed || first.code !== 403) return first;
   try {
     const fresh = await withTimeout(
-      deps.source.fresh(),
+      deps.source.fresh(reads(request)),
       deps.freshTimeoutMs ?? 2000,
       'listing the cluster',
     );
@@ -156,7 +156,7 @@ export function makeHandler(
       if (e instanceof MalformedReview) throw new HttpError(400, e.message);
       throw e;
     }
-    const kind = request.kind.kind;
+    const kind = kindLabel(request.kind.kind);
     let decision: Decision;
     let result: 'allowed' | 'denied' | 'malformed' | 'error';
     try {
@@ -165,7 +165,7 @@ export function makeHandler(
       result =
         code === 200 ? 'allowed' : code === 403 ? 'denied' : code === 400 ? 'malformed' : 'error';
     } catch (err) {
-      log.error({ err, uid: request.uid, kind }, 'admission decision failed');
+      log.error({ err, uid: request.uid, kind: request.kind.kind }, 'admission decision failed');
       decision = deny(
         `the Crowbar admission webhook could not decide (${err instanceof Error ? err.message : String(err)}); try again`,
         500,
@@ -178,7 +178,7 @@ export function makeHandler(
     metrics.seconds.observe({ kind }, Number(process.hrtime.bigint() - started) / 1e9);
     const fields = {
       uid: request.uid,
-      kind,
+      kind: request.kind.kind,
       name: request.name,
       operation: request.operation,
       user: request.userInfo?.username,

@@ -47,8 +47,12 @@ export type WatchedKind = (typeof WATCHED)[number];
 export interface SnapshotSource {
   /** The cached view, or undefined while the caches have not synced. */
   cached(): ClusterSnapshot | undefined;
-  /** Lists every kind from the API server now. Concurrent callers share lists (see {@link Coalescer}). */
-  fresh(): Promise<ClusterSnapshot>;
+  /**
+   * A snapshot with `kinds` (all when omitted) listed from the API server now and the others from
+   * the cache (listed too while it has not synced). Concurrent callers share lists per kind (see
+   * {@link Coalescer}).
+   */
+  fresh(kinds?: readonly WatchedKind[]): Promise<ClusterSnapshot>;
   /** Per kind: has its cache listed and is it watching? */
   synced(): Readonly<Record<WatchedKind, boolean>>;
 }
@@ -108,10 +112,13 @@ type Objects = {
 export class InformerSource implements SnapshotSource {
   private readonly informers: { [K in WatchedKind]: CachedInformer<Objects[K]> };
   private readonly api: CustomObjectsApi;
-  private readonly coalescer: Coalescer<ClusterSnapshot>;
+  private readonly coalescers: { [K in WatchedKind]: Coalescer<readonly Objects[K][]> };
+  private readonly onList: ((kind: WatchedKind) => void) | undefined;
 
-  constructor(kc: KubeConfig, log: Logger) {
+  /** `onList` is told of every fresh list (the webhook counts them per kind). */
+  constructor(kc: KubeConfig, log: Logger, onList?: (kind: WatchedKind) => void) {
     this.api = kc.makeApiClient(CustomObjectsApi);
+    this.onList = onList;
     const mk = <K extends WatchedKind>(kind: K): CachedInformer<Objects[K]> =>
       new CachedInformer<Objects[K]>(
         kc,
@@ -129,27 +136,20 @@ export class InformerSource implements SnapshotSource {
       NetworkAllocation: mk('NetworkAllocation'),
       BootEnv: mk('BootEnv'),
     };
-    this.coalescer = new Coalescer(async () => {
-      const [roles, noderoles, nodes, deployments, networks, networkallocations, bootenvs] =
-        await Promise.all([
-          this.list('Role'),
-          this.list('NodeRole'),
-          this.list('Node'),
-          this.list('Deployment'),
-          this.list('Network'),
-          this.list('NetworkAllocation'),
-          this.list('BootEnv'),
-        ]);
-      return {
-        roles: roles.items,
-        noderoles: noderoles.items,
-        nodes: nodes.items,
-        deployments: deployments.items,
-        networks: networks.items,
-        networkallocations: networkallocations.items,
-        bootenvs: bootenvs.items,
-      };
-    });
+    const co = <K extends WatchedKind>(kind: K): Coalescer<readonly Objects[K][]> =>
+      new Coalescer(async () => {
+        this.onList?.(kind);
+        return (await this.list(kind)).items;
+      });
+    this.coalescers = {
+      Role: co('Role'),
+      NodeRole: co('NodeRole'),
+      Node: co('Node'),
+      Deployment: co('Deployment'),
+      Network: co('Network'),
+      NetworkAllocation: co('NetworkAllocation'),
+      BootEnv: co('BootEnv'),
+    };
   }
 
   private async list<K extends WatchedKind>(kind: K): Promise<KubernetesListObject<Objects[K]>> {
@@ -196,15 +196,29 @@ export class InformerSource implements SnapshotSource {
     };
   }
 
-  fresh(): Promise<ClusterSnapshot> {
-    return this.coalescer.run();
+  async fresh(kinds: readonly WatchedKind[] = WATCHED): Promise<ClusterSnapshot> {
+    const read = <K extends WatchedKind>(kind: K): Promise<readonly Objects[K][]> =>
+      kinds.includes(kind) || !this.informers[kind].hasSynced
+        ? this.coalescers[kind].run()
+        : Promise.resolve(this.informers[kind].list() as readonly Objects[K][]);
+    const [roles, noderoles, nodes, deployments, networks, networkallocations, bootenvs] =
+      await Promise.all([
+        read('Role'),
+        read('NodeRole'),
+        read('Node'),
+        read('Deployment'),
+        read('Network'),
+        read('NetworkAllocation'),
+        read('BootEnv'),
+      ]);
+    return { roles, noderoles, nodes, deployments, networks, networkallocations, bootenvs };
   }
 }
 
 /** A fixed snapshot (tests): cached and fresh are the same unless `fresh` is given. */
 export function staticSource(
   cached: ClusterSnapshot | undefined,
-  fresh: () => Promise<ClusterSnapshot> = () =>
+  fresh: (kinds?: readonly WatchedKind[]) => Promise<ClusterSnapshot> = () =>
     cached ? Promise.resolve(cached) : Promise.reject(new Error('no snapshot')),
 ): SnapshotSource {
   const synced = cached !== undefined;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { applyBindPlan } from './apply.ts';
 import type { BindPlan } from './binding.ts';
-import { autoBindRoles, planBind } from './binding.ts';
+import { autoBindRoles, MAX_PARENTS, planBind } from './binding.ts';
 import { deployment, node, noderole, role, world } from './fixtures.test-helper.ts';
 import type { NodeRoleView, RoleView, World } from './world.ts';
 
@@ -312,5 +312,55 @@ describe('autoBindRoles (§6.3)', () => {
   });
   it('binds nothing to a system node', () => {
     expect(autoBindRoles(w, 'phantom.internal.local.lab')).toEqual([]);
+  });
+});
+
+describe('planBind past the parents limit', () => {
+  /** A cluster role `srv` bound on `peers` nodes in system; `top` requires it. */
+  function cluster(peers: number): World {
+    const nodes = Array.from({ length: peers + 1 }, (_, i) =>
+      node(`m${String(i)}.lab.example.com`),
+    );
+    return world({
+      nodes,
+      roles: [role('srv', { flags: ['cluster'] }), role('top', { requires: ['srv'] })],
+      noderoles: nodes
+        .slice(0, peers)
+        .map((n) => noderole('srv', n.name, { state: 'active', cohort: 0 })),
+    });
+  }
+
+  it(`binds a child of ${String(MAX_PARENTS)} cluster peers and refuses one more, saying why`, () => {
+    const target = (w: World) => [...w.nodes.keys()].sort().at(-1) ?? '';
+    const atLimit = cluster(MAX_PARENTS);
+    const plan = ok(
+      planBind(atLimit, { role: 'top', node: target(atLimit), deployment: 'system' }),
+    );
+    expect(plan.create.find((nr) => nr.role === 'top')?.parents).toHaveLength(MAX_PARENTS);
+    const over = cluster(MAX_PARENTS + 1);
+    expect(
+      refusal(planBind(over, { role: 'top', node: target(over), deployment: 'system' })),
+    ).toMatch(
+      /would have 1025 parents, more than the 1024 a noderole can record.*split those nodes across deployments/,
+    );
+  });
+
+  it('refuses the peer that would push an existing child past the limit', () => {
+    const w = cluster(MAX_PARENTS);
+    const last = [...w.nodes.keys()].sort().at(-1) ?? '';
+    const withChild = applyBindPlan(
+      w,
+      ok(planBind(w, { role: 'top', node: last, deployment: 'system' })),
+    );
+    const extra = world({
+      nodes: [...withChild.nodes.values(), node('extra.lab.example.com')],
+      roles: [...withChild.roles.values()],
+      noderoles: [...withChild.noderoles.values()],
+    });
+    expect(
+      refusal(
+        planBind(extra, { role: 'srv', node: 'extra.lab.example.com', deployment: 'system' }),
+      ),
+    ).toMatch(/would have 1025 parents/);
   });
 });

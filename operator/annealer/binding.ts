@@ -43,6 +43,9 @@ class Refusal extends Error {}
 
 const PROPOSED_MESSAGE = 'proposed: commit the deployment to run it';
 
+/** status.parents' maxItems in crds/noderoles.crowbar.dev.yaml. */
+export const MAX_PARENTS = 1024;
+
 /**
  * Plans the binding of a role to a node (§6.1), refusing with a message that says what to do
  * when a rule of §1.2 ("Constraints enforced at bind time") or §1.3 forbids it.
@@ -105,6 +108,15 @@ class Planner {
       }
     }
     const create = this.created.flatMap((n) => this.noderoles.get(n) ?? []);
+    // A cluster role's noderoles are parents of every peer's children (§6.1 step 9): past
+    // MAX_PARENTS peers a child's status.parents would not fit the CRD and could never be written.
+    for (const nr of [...create, ...addParents]) {
+      if (nr.parents.length > MAX_PARENTS) {
+        throw new Refusal(
+          `noderole ${nr.name} would have ${String(nr.parents.length)} parents, more than the ${String(MAX_PARENTS)} a noderole can record (a cluster role's noderoles are parents of all their peers' children); bind the cluster role on at most ${String(MAX_PARENTS)} nodes per deployment, or split those nodes across deployments`,
+        );
+      }
+    }
     return { ok: true, noderole, create, addParents, recohort };
   }
 

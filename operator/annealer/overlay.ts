@@ -22,6 +22,8 @@ export const messages = {
   recommitted: 'committed again; runs again once all parents are active',
   inputChanged: (what: string): string => `its run input changed (${what}); runs again`,
   waitingToRun: (reason: string): string => `waiting to run: ${reason}`,
+  parentCycle: (named: readonly string[], total: number): string =>
+    `its status.parents form a cycle (${named.join(', ')}${total > named.length ? `, and ${String(total - named.length)} more` : ''}), which the operator never writes: someone edited status by hand; delete these noderoles and bind them again`,
 };
 
 /** A noderole's pending status. */

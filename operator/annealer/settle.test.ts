@@ -2,8 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { applyChanges, withNode } from './apply.ts';
 import { buildScenario, commitAllDeployments, scenario } from './arbitraries.test-helper.ts';
-import { deployment, node, noderole, world } from './fixtures.test-helper.ts';
-import { cancelRun, settle } from './settle.ts';
+import { deployment, node, noderole, statesOf, world } from './fixtures.test-helper.ts';
+import { cancelRun, parentCycles, settle } from './settle.ts';
 import type { NodeRoleState } from './states.ts';
 import { toError } from './transitions.ts';
 import type { World } from './world.ts';
@@ -301,5 +301,90 @@ describe('settle: propose and commit (§2.2 propose!/commit!, §2.5)', () => {
       'b.n1': 'todo',
       'c.n1': 'active', // todo! pushes children down only when they are todo or error
     });
+  });
+});
+
+describe('settle with a parent cycle written into status by hand', () => {
+  /** x <-> y (each the other's parent) with z under y; a separate chain p <- q on node n2. */
+  function tampered(): World {
+    return world({
+      nodes: [node('n1'), node('n2')],
+      noderoles: [
+        noderole('x', 'n1', { state: 'blocked', parents: ['y.n1'], message: 'active after run 1' }),
+        noderole('y', 'n1', { state: 'todo', parents: ['x.n1'], cohort: 1 }),
+        noderole('z', 'n1', { state: 'todo', parents: ['y.n1'], cohort: 2 }),
+        noderole('p', 'n2', { state: 'active' }),
+        noderole('q', 'n2', { state: 'blocked', parents: ['p.n2'], cohort: 1 }),
+      ],
+    });
+  }
+
+  it('finds the cycle, puts its members in error naming it, blocks below and leaves the rest', () => {
+    const w = tampered();
+    const out = settle(w, { running: none });
+    if (!out.ok) throw new Error(out.reason);
+    const after = applyChanges(w, out.changes);
+    expect(statesOf(after)).toEqual({
+      'x.n1': 'error',
+      'y.n1': 'error',
+      'z.n1': 'blocked',
+      'p.n2': 'active',
+      'q.n2': 'todo',
+    });
+    expect(after.noderoles.get('x.n1')?.message).toMatch(
+      /^its status\.parents form a cycle \(x\.n1, y\.n1\), which the operator never writes/,
+    );
+    expect(after.noderoles.get('z.n1')?.message).toMatch(/is in error/);
+    // Settled: the next pass changes nothing (no write on every pass).
+    const again = settle(after, { running: none });
+    expect(again.ok && again.changes).toEqual([]);
+    // A scoped pass naming one member sees the whole cycle.
+    const scoped = settle(w, { running: none, scope: ['y.n1'] });
+    expect(scoped.ok && scoped.changes.map((c) => [c.name, c.state])).toContainEqual([
+      'x.n1',
+      'error',
+    ]);
+  });
+
+  it('treats a noderole that is its own parent as a cycle, and names at most 8 members', () => {
+    const self = world({
+      nodes: [node('n1')],
+      noderoles: [noderole('s', 'n1', { state: 'todo', parents: ['s.n1'] })],
+    });
+    expect(parentCycles([...self.noderoles.values()])).toEqual([['s.n1']]);
+    const ring = Array.from({ length: 20 }, (_, i) =>
+      noderole(`r${String(i)}`, 'n1', {
+        state: 'todo',
+        parents: [`r${String((i + 1) % 20)}.n1`],
+      }),
+    );
+    const w = world({ nodes: [node('n1')], noderoles: ring });
+    const out = settle(w, { running: none });
+    if (!out.ok) throw new Error(out.reason);
+    expect(out.changes.filter((c) => c.state === 'error')).toHaveLength(20);
+    expect(out.changes[0]?.message).toMatch(/, and 12 more\)/);
+  });
+
+  it('walks a 100,000-long parent chain and a cycle round it without overflowing the stack', () => {
+    const n = 100_000;
+    const chainNrs = Array.from({ length: n }, (_, i) =>
+      noderole(`c${String(i)}`, 'n1', {
+        state: 'active',
+        parents: [`c${String((i + 1) % n)}.n1`],
+      }),
+    );
+    const cycles = parentCycles(chainNrs);
+    expect(cycles).toHaveLength(1);
+    expect(cycles[0]).toHaveLength(n);
+  });
+
+  it('finds no cycle in any scenario the binder builds', () => {
+    fc.assert(
+      fc.property(scenario, (sc) => {
+        const w = commitAllDeployments(buildScenario(sc));
+        expect(parentCycles([...w.noderoles.values()])).toEqual([]);
+      }),
+      { numRuns: 200 },
+    );
   });
 });

@@ -46,6 +46,70 @@ function descendantsInOrder(s: Scratch, roots: Iterable<string>): NodeRoleView[]
   return out.sort((a, b) => a.cohort - b.cohort || compareNames(a.name, b.name));
 }
 
+/** At most this many members of a parent cycle are named in a message (which is capped). */
+const CYCLE_NAMED = 8;
+
+/**
+ * The cycles among `ordered`'s parents edges, as strongly connected components of two or more
+ * noderoles or a noderole that is its own parent, each in name order (Tarjan's algorithm, made
+ * iterative so a long chain cannot overflow the stack). The binder only ever adds edges from a
+ * noderole to the noderoles of roles it requires, which admission keeps acyclic, so a cycle can
+ * only come from status written by someone else. `ordered` is closed under descendants (every
+ * settle scope is), and every member of a cycle is a descendant of every other, so a cycle through
+ * any of them lies wholly inside it.
+ */
+export function parentCycles(ordered: readonly NodeRoleView[]): string[][] {
+  const byName = new Map(ordered.map((nr) => [nr.name, nr]));
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const onStack = new Set<string>();
+  const stack: string[] = [];
+  const out: string[][] = [];
+  let next = 0;
+  for (const root of ordered) {
+    if (index.has(root.name)) continue;
+    // Each frame: a noderole and how many of its parents have been looked at.
+    const frames: [string, number][] = [[root.name, 0]];
+    index.set(root.name, next);
+    low.set(root.name, next++);
+    stack.push(root.name);
+    onStack.add(root.name);
+    while (frames.length > 0) {
+      const frame = frames[frames.length - 1];
+      if (!frame) break;
+      const [name, i] = frame;
+      const parents = byName.get(name)?.parents ?? [];
+      if (i < parents.length) {
+        frame[1] = i + 1;
+        const p = parents[i];
+        if (p === undefined || !byName.has(p)) continue;
+        if (!index.has(p)) {
+          index.set(p, next);
+          low.set(p, next++);
+          stack.push(p);
+          onStack.add(p);
+          frames.push([p, 0]);
+        } else if (onStack.has(p)) {
+          low.set(name, Math.min(low.get(name) ?? 0, index.get(p) ?? 0));
+        }
+        continue;
+      }
+      frames.pop();
+      const up = frames[frames.length - 1];
+      if (up) low.set(up[0], Math.min(low.get(up[0]) ?? 0, low.get(name) ?? 0));
+      if (low.get(name) !== index.get(name)) continue;
+      const component: string[] = [];
+      for (let m = stack.pop(); m !== undefined; m = stack.pop()) {
+        onStack.delete(m);
+        component.push(m);
+        if (m === name) break;
+      }
+      if (component.length > 1 || parents.includes(name)) out.push(component.sort(compareNames));
+    }
+  }
+  return out;
+}
+
 export function settle(world: World, options: SettleOptions): Outcome {
   const s = new Scratch(world);
   let ordered: NodeRoleView[];
@@ -86,6 +150,22 @@ export function settle(world: World, options: SettleOptions): Outcome {
     }
   }
 
+  // A cycle of parents (only hand-written status can make one) would keep its members waiting on
+  // each other, or let one run while its parent is blocked: each member goes to error with a
+  // message naming the cycle, which blocks everything below it; the rest of the graph goes on.
+  const onCycle = new Set<string>();
+  for (const cycle of parentCycles(ordered)) {
+    const msg = messages.parentCycle(cycle.slice(0, CYCLE_NAMED), cycle.length);
+    for (const name of cycle) {
+      onCycle.add(name);
+      const nr = world.noderoles.get(name);
+      if (!nr || options.running.has(name) || frozen(nr)) continue;
+      const st = s.state(name);
+      if (st === 'proposed' || st === 'transition') continue;
+      if (st !== 'error' || nr.message !== msg) s.set(name, 'error', msg);
+    }
+  }
+
   // Error blocks the whole sub-DAG below it (§2.2 error!). An ancestor's error wins over a
   // noderole's own: error! of the ancestor blocks it. Ancestors outside a scope are unchanged,
   // so their origins are derived on demand from the states as they stand.
@@ -94,7 +174,9 @@ export function settle(world: World, options: SettleOptions): Outcome {
     const known = errorOrigin.get(name);
     if (known !== undefined) return known ?? undefined;
     let origin: string | undefined;
-    // Depth bounds the walk should a cycle slip past admission (the webhook refuses them).
+    // In progress: a parent cycle leads back here, and the walk ends instead of going round it.
+    errorOrigin.set(name, null);
+    // Depth bounds the walk on a very deep graph.
     if (depth <= 10_000) {
       for (const p of world.noderoles.get(name)?.parents ?? []) {
         origin = originOf(p, depth + 1);
@@ -108,7 +190,7 @@ export function settle(world: World, options: SettleOptions): Outcome {
   for (const nr of ordered) originOf(nr.name, 0);
 
   for (const nr of ordered) {
-    if (frozen(nr)) continue;
+    if (frozen(nr) || onCycle.has(nr.name)) continue;
     const st = s.state(nr.name);
     if (st === undefined || st === 'proposed' || st === 'transition') continue;
     const origin = errorOrigin.get(nr.name) ?? undefined;

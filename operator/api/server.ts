@@ -5,16 +5,23 @@
  *   POST /api/v1/nodes/<fqdn>/alive   {"message": "..."}   (body optional, at most 4 KiB)
  *   POST /api/v1/nodes/<fqdn>/dead
  *
- * 200 with the new state; 401 without the node's token; 404 for an unknown path or node; 405 for
- * another method; 413 for a body over the limit; 400 for a body that is not a JSON object.
+ * 200 with the new state; 401 without the node's token; 404 for an unknown path (or a node
+ * deleted since its token was made); 405 for another method; 413 for a body over the limit; 400
+ * for a body that is not a JSON object; 429 (with Retry-After) past a node's rate limit.
+ * The token is checked before the node is looked up, with the same answer for a node that does
+ * not exist as for a wrong token, so the API cannot be used to find out node names. Requests are
+ * rate-limited per node name (rate-limit.ts) before anything reads the API server.
+ * With `tls` it serves HTTPS only (the chart's certificate); without, plain HTTP (a warning).
  * For a node with admin addresses the aliveness controller's own check has the last word.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Node } from '../../generated/crowbar.ts';
 import { writeVerdict } from '../controllers/aliveness/status.ts';
 import type { CrowbarClient } from '../kube/client.ts';
 import type { Logger } from '../log.ts';
+import { NODE_API_RATE, RateLimiter, type RateLimitOptions } from './rate-limit.ts';
 
 export const MAX_BODY_BYTES = 4096;
 
@@ -41,6 +48,17 @@ export interface NodeApiDeps {
   log: Logger;
   /** Tried in order before this server's own routes. */
   routes?: readonly ExtraRoute[];
+  /** Serve HTTPS with this certificate and key (PEM); plain HTTP when absent. */
+  tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
+  /** Per-node request rate (default {@link NODE_API_RATE}). */
+  rate?: RateLimitOptions;
+  /** The clock (tests). */
+  now?: () => number;
+}
+
+/** The bearer token of a request, or undefined. */
+export function bearerToken(req: IncomingMessage): string | undefined {
+  return /^Bearer ([\x21-\x7e]+)$/.exec(req.headers.authorization ?? '')?.[1];
 }
 
 export interface NodeApi {
@@ -111,6 +129,9 @@ function send(
 
 export async function startNodeApi(d: NodeApiDeps): Promise<NodeApi> {
   const log = d.log.child({ component: 'node-api' });
+  const limiter = new RateLimiter(d.rate ?? NODE_API_RATE);
+  const now = d.now ?? Date.now;
+  if (!d.tls) log.warn('the node API serves plain HTTP: give it a certificate (--api-tls-cert)');
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '').split('?')[0] ?? '';
@@ -122,17 +143,23 @@ export async function startNodeApi(d: NodeApiDeps): Promise<NodeApi> {
     if (req.method !== 'POST') {
       throw new HttpError(405, 'use POST', { allow: 'POST' });
     }
+    const wait = limiter.take(fqdn, now());
+    if (wait > 0) {
+      throw new HttpError(429, `too many requests for this node; retry in ${String(wait)} s`, {
+        'retry-after': String(wait),
+      });
+    }
     const body = await readBody(req);
-    const node = await d.getNode(fqdn);
-    if (!node) throw new HttpError(404, `node ${fqdn} not found`);
-    const auth = req.headers.authorization ?? '';
-    const token = /^Bearer ([\x21-\x7e]+)$/.exec(auth)?.[1];
+    // Authentication before lookup: an unknown node and a wrong token get the same answer.
+    const token = bearerToken(req);
     if (token === undefined || !(await d.verify(fqdn, token))) {
       log.warn({ node: fqdn, remote: req.socket.remoteAddress }, 'refused a node report');
-      throw new HttpError(401, `a valid bearer token of node ${fqdn} is required`, {
+      throw new HttpError(401, 'a valid bearer token of this node is required', {
         'www-authenticate': 'Bearer realm="crowbar-node"',
       });
     }
+    const node = await d.getNode(fqdn);
+    if (!node) throw new HttpError(404, `node ${fqdn} not found`);
     const note = message(body);
     const alive = what === 'alive';
     await writeVerdict(
@@ -150,7 +177,7 @@ export async function startNodeApi(d: NodeApiDeps): Promise<NodeApi> {
     send(res, 200, { node: fqdn, alive });
   };
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((e: unknown) => {
       if (e instanceof HttpError) {
         send(res, e.status, { error: e.message }, { ...e.headers, connection: 'close' });
@@ -159,6 +186,12 @@ export async function startNodeApi(d: NodeApiDeps): Promise<NodeApi> {
       log.error({ err: e }, 'node API request failed');
       send(res, 500, { error: 'internal error; see the operator log' });
     });
+  };
+  const server: Server = d.tls
+    ? createTlsServer({ cert: d.tls.cert, key: d.tls.key }, onRequest)
+    : createServer(onRequest);
+  server.on('tlsClientError', (err: Error) => {
+    log.debug({ err }, 'TLS handshake failed');
   });
   server.requestTimeout = 10_000;
   server.headersTimeout = 5_000;

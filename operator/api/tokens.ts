@@ -11,6 +11,13 @@ import type { Logger } from '../log.ts';
 import type { Controller, Manager } from '../manager.ts';
 
 export const TOKEN_KEY = 'token';
+
+/**
+ * How long a token read from its Secret is trusted without reading it again. Rotation is
+ * deleting the Secret (the operator makes a new one): within this time every replica stops
+ * taking the old token, and the Secret is back.
+ */
+export const TOKEN_CACHE_MS = 30_000;
 export const NODE_LABEL = 'crowbar.dev/node';
 export const NODE_ANNOTATION = 'crowbar.dev/node';
 
@@ -34,7 +41,11 @@ export class NodeTokens {
   private readonly log: Logger;
   private readonly known = new Map<string, { token: string; readAt: number }>();
 
-  constructor(core: Core, namespace: string, log: Logger) {
+  private readonly now: () => number;
+
+  /** `now` is the clock (tests advance it past {@link TOKEN_CACHE_MS}). */
+  constructor(core: Core, namespace: string, log: Logger, now: () => number = Date.now) {
+    this.now = now;
     this.core = core;
     this.namespace = namespace;
     this.log = log.child({ component: 'node-tokens' });
@@ -56,13 +67,14 @@ export class NodeTokens {
     const b64 = s.data?.[TOKEN_KEY];
     const token = b64 === undefined ? '' : Buffer.from(b64, 'base64').toString('utf8');
     if (token === '') return undefined;
-    this.known.set(fqdn, { token, readAt: Date.now() });
+    this.known.set(fqdn, { token, readAt: this.now() });
     return token;
   }
 
-  /** Creates the node's token Secret unless it exists. */
+  /** Creates the node's token Secret unless it exists (read again once the cache is stale). */
   async ensure(node: { name: string; uid: string | undefined }): Promise<void> {
-    if (this.known.has(node.name)) return;
+    const k = this.known.get(node.name);
+    if (k && this.now() - k.readAt < TOKEN_CACHE_MS) return;
     if ((await this.read(node.name)) !== undefined) return;
     const token = randomBytes(32).toString('base64url');
     try {
@@ -93,7 +105,7 @@ export class NodeTokens {
           data: { [TOKEN_KEY]: Buffer.from(token).toString('base64') },
         },
       });
-      this.known.set(node.name, { token, readAt: Date.now() });
+      this.known.set(node.name, { token, readAt: this.now() });
       this.log.info({ node: node.name }, 'created the node API token');
     } catch (e) {
       if (isConflict(e)) return; // another replica made it
@@ -109,8 +121,10 @@ export class NodeTokens {
    */
   async verify(fqdn: string, presented: string): Promise<boolean> {
     const k = this.known.get(fqdn);
-    if (k && tokensEqual(presented, k.token)) return true;
-    if (k && Date.now() - k.readAt < 5000) return false;
+    const age = k ? this.now() - k.readAt : Infinity;
+    // A cached token is trusted for TOKEN_CACHE_MS: a deleted (rotated) Secret ends it.
+    if (k && age < TOKEN_CACHE_MS && tokensEqual(presented, k.token)) return true;
+    if (k && age < 5000) return false;
     const token = await this.read(fqdn);
     if (token === undefined) {
       this.known.delete(fqdn);
@@ -134,7 +148,8 @@ export class NodeTokens {
           return undefined;
         }
         await this.ensure({ name, uid: node.metadata.uid });
-        return undefined;
+        // Checked again now and then: a deleted (rotated) Secret is made again.
+        return { requeueAfterMs: TOKEN_CACHE_MS };
       },
     };
   }

@@ -45,6 +45,9 @@ it('brings the lab up, converges fully with the webhook in the path, then stops 
     // The webhook is in the API server's path, as the chart puts it.
     expect(stdout).toMatch(/webhook refused a require that closes a cycle/);
     expect(stdout).toMatch(/webhook refused deleting dns-server\.admin\.lab\.crowbar\.dev/);
+    expect(stdout).toMatch(
+      /status policy refused a status write by an account that is not the operator/,
+    );
     expect(stdout).toMatch(/DNS sidecar ready at /);
     expect(stdout).toMatch(/DNS answers node1\.lab\.crowbar\.dev A \d+\.\d+\.\d+\.\d+/);
     // The machines booted by DHCP from the sidecar on the lab bridge: each got its Node's admin

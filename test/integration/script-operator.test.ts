@@ -355,7 +355,8 @@ describe('node self-report API', () => {
     const path = `/api/v1/nodes/${name}/alive`;
     expect((await post(path)).status).toBe(401);
     expect((await post(path, `${token}x`)).status).toBe(401);
-    expect((await post(`/api/v1/nodes/nope-${id}.example.com/alive`, token)).status).toBe(404);
+    // Authentication before lookup: an unknown node is refused as a wrong token is (no 404).
+    expect((await post(`/api/v1/nodes/nope-${id}.example.com/alive`, token)).status).toBe(401);
     expect((await post(`/api/v1/nodes/${name}/reboot`, token)).status).toBe(404);
     expect((await post(path, token, undefined, 'GET')).status).toBe(405);
     expect((await post(path, token, 'x'.repeat(10_000))).status).toBe(413);

@@ -3,6 +3,7 @@
  * lab, a file), the `script` jig registered in the JigRegistry, the aliveness controller, the
  * per-node API tokens and the node self-report API.
  */
+import { readFileSync } from 'node:fs';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { startNodeApi, type ExtraRoute, type NodeApi } from '../../api/server.ts';
 import { NodeTokens } from '../../api/tokens.ts';
@@ -85,6 +86,10 @@ export async function setupNodeAccess(o: {
       fieldManager: o.fieldManager,
       log,
       routes: o.routes?.({ core, tokens, key }) ?? [],
+      tls:
+        config.apiTlsCert !== undefined && config.apiTlsKey !== undefined
+          ? { cert: readFileSync(config.apiTlsCert), key: readFileSync(config.apiTlsKey) }
+          : undefined,
     });
     log.info({ host: config.apiHost, port: api.port }, 'node API listening');
   } catch (err) {

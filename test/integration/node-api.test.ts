@@ -1,0 +1,163 @@
+/**
+ * The node self-report API (operator/api/server.ts) over TLS against the real API server: its
+ * certificate from a CA of the test's own, real token Secrets (operator/api/tokens.ts) in a fresh
+ * namespace, real Node status writes. Enumeration, floods, plain HTTP and token rotation.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startNodeApi, type NodeApi } from '../../operator/api/server.ts';
+import { NodeTokens, TOKEN_KEY, tokenSecretName } from '../../operator/api/tokens.ts';
+import { testClient, uid } from '../harness/context.ts';
+import { issueLeaf, makeCa } from '../harness/pki.ts';
+
+const client = testClient();
+const core = client.kc.makeApiClient(CoreV1Api);
+const id = uid();
+const ns = `nodeapi-${id}`;
+const FM = 'node-api-test';
+const log = pino({ level: 'silent' });
+const nodeA = `a-${id}.api.example.com`;
+const nodeB = `b-${id}.api.example.com`;
+let dir = '';
+let ca = '';
+let api: NodeApi | undefined;
+let tokens: NodeTokens;
+let clock = 1_000_000;
+
+interface Reply {
+  status: number;
+  body: string;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+function post(path: string, token?: string, tls = true): Promise<Reply> {
+  const opts = {
+    host: '127.0.0.1',
+    port: api?.port ?? 0,
+    path,
+    method: 'POST',
+    headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+    timeout: 5000,
+    ...(tls ? { ca } : {}),
+  };
+  return new Promise((resolve, reject) => {
+    const req = (tls ? httpsRequest : httpRequest)(opts, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => {
+        resolve({ status: res.statusCode ?? 0, body, headers: res.headers });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function tokenOf(node: string): Promise<string> {
+  const s = await core.readNamespacedSecret({ name: tokenSecretName(node), namespace: ns });
+  return Buffer.from(s.data?.[TOKEN_KEY] ?? '', 'base64').toString('utf8');
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'crowbar-nodeapi-'));
+  ca = readFileSync(makeCa(dir, '/CN=crowbar-node-api-test-ca').crt, 'utf8');
+  const leaf = issueLeaf(dir, 'node-api', '/CN=localhost', true);
+  await core.createNamespace({ body: { metadata: { name: ns } } });
+  for (const n of [nodeA, nodeB]) {
+    await client.create('Node', { metadata: { name: n }, spec: {} }, FM);
+  }
+  tokens = new NodeTokens(core, ns, log, () => clock);
+  for (const n of [nodeA, nodeB]) {
+    await tokens.ensure({ name: n, uid: (await client.get('Node', n))?.metadata.uid });
+  }
+  api = await startNodeApi({
+    host: '127.0.0.1',
+    port: 0,
+    client,
+    getNode: (name) => client.get('Node', name),
+    verify: (fqdn, token) => tokens.verify(fqdn, token),
+    fieldManager: FM,
+    log,
+    tls: { cert: readFileSync(leaf.crt), key: readFileSync(leaf.key) },
+    rate: { burst: 5, perSecond: 1, maxKeys: 1000 },
+    now: () => clock,
+  });
+});
+
+afterAll(async () => {
+  await api?.close();
+  for (const n of [nodeA, nodeB]) await client.delete('Node', n).catch(() => undefined);
+  await core.deleteNamespace({ name: ns }).catch(() => undefined);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('node self-report API', () => {
+  it('serves TLS only: a plain HTTP request gets no answer', async () => {
+    await expect(
+      post(`/api/v1/nodes/${nodeA}/alive`, await tokenOf(nodeA), false),
+    ).rejects.toThrow();
+  });
+
+  it('answers an unknown node exactly as a wrong token, so names cannot be enumerated', async () => {
+    clock += 60_000;
+    const unknown = await post(
+      `/api/v1/nodes/nope-${id}.api.example.com/alive`,
+      await tokenOf(nodeA),
+    );
+    const wrong = await post(`/api/v1/nodes/${nodeB}/alive`, await tokenOf(nodeA));
+    const none = await post(`/api/v1/nodes/${nodeB}/alive`);
+    for (const r of [unknown, wrong, none]) {
+      expect(r.status).toBe(401);
+      expect(r.body).toBe(unknown.body);
+      expect(r.headers['www-authenticate']).toBe('Bearer realm="crowbar-node"');
+    }
+    expect(unknown.body).not.toContain('nope');
+  });
+
+  it("limits each node's requests, without touching another node's", async () => {
+    clock += 60_000;
+    const token = await tokenOf(nodeA);
+    const answers: number[] = [];
+    for (let i = 0; i < 12; i++)
+      answers.push((await post(`/api/v1/nodes/${nodeA}/alive`, token)).status);
+    expect(answers).toEqual([...Array<number>(5).fill(200), ...Array<number>(7).fill(429)]);
+    const limited = await post(`/api/v1/nodes/${nodeA}/alive`, token);
+    expect(limited.headers['retry-after']).toBe('1');
+    expect((await post(`/api/v1/nodes/${nodeB}/alive`, await tokenOf(nodeB))).status).toBe(200);
+    clock += 1000;
+    expect((await post(`/api/v1/nodes/${nodeA}/dead`, token)).status).toBe(200);
+    expect((await client.get('Node', nodeA))?.status?.alive).toBe(false);
+    // A flood of made-up names is refused before any Secret is read.
+    clock += 60_000;
+    const flood = await Promise.all(
+      Array.from({ length: 6 }, () => post(`/api/v1/nodes/flood-${id}.api.example.com/alive`, 'x')),
+    );
+    expect(flood.map((r) => r.status).sort()).toEqual([401, 401, 401, 401, 401, 429]);
+  });
+
+  it('rotates: a deleted token Secret is made again and the old token stops working', async () => {
+    clock += 60_000;
+    const old = await tokenOf(nodeB);
+    expect((await post(`/api/v1/nodes/${nodeB}/alive`, old)).status).toBe(200);
+    await core.deleteNamespacedSecret({ name: tokenSecretName(nodeB), namespace: ns });
+    // Until the cache is stale the old token still works (TOKEN_CACHE_MS) ...
+    clock += 1000;
+    expect((await post(`/api/v1/nodes/${nodeB}/alive`, old)).status).toBe(200);
+    // ... then the node-tokens controller's periodic pass makes a new Secret.
+    clock += 60_000;
+    await tokens.ensure({ name: nodeB, uid: (await client.get('Node', nodeB))?.metadata.uid });
+    const made = await tokenOf(nodeB);
+    expect(made).not.toBe(old);
+    expect((await post(`/api/v1/nodes/${nodeB}/alive`, old)).status).toBe(401);
+    clock += 60_000;
+    expect((await post(`/api/v1/nodes/${nodeB}/alive`, made)).status).toBe(200);
+  });
+});
