@@ -30,6 +30,8 @@ export interface OperatorConfig {
   jobImage: string | undefined;
   /** --executor=job: how long a finished run Job is kept. */
   jobTtlSeconds: number;
+  /** The test jig's journal file (the chaos suite): executions outlive the operator there. */
+  testJigJournal: string | undefined;
 }
 
 function flags(argv: string[]): Map<string, string> {
@@ -77,6 +79,7 @@ const KNOWN = new Set([
   'job-namespace',
   'job-image',
   'job-ttl-seconds',
+  'test-jig-journal',
 ]);
 
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig {
@@ -168,5 +171,6 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
       0,
       30 * 86_400,
     ),
+    testJigJournal: get('test-jig-journal', 'CROWBAR_TEST_JIG_JOURNAL', '') || undefined,
   };
 }

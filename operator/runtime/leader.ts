@@ -2,10 +2,19 @@
  * Leader election on a coordination.k8s.io Lease, as client-go does it: every write carries the
  * resourceVersion it read, expiry is judged by when *we* last saw the record change (not by the
  * holder's clock), and a leader that cannot renew within the deadline steps down.
+ *
+ * A partition must not leave two leaders: every lease call has a timeout (a black-holed connection
+ * would otherwise hang the renew loop forever, and with it the step-down), the renew deadline is
+ * kept by a timer of its own rather than by the renew loop, and a renewal counts from the moment
+ * its request was sent, not from when the answer came (a delayed answer must not extend the lease
+ * beyond what the other replicas see).
  */
 import {
   CoordinationV1Api,
+  type ConfigurationOptions,
   type KubeConfig,
+  type PromiseConfigurationOptions,
+  type RequestContext,
   type V1Lease,
   V1MicroTime,
 } from '@kubernetes/client-node';
@@ -34,6 +43,7 @@ export class LeaderElector {
   private observedAt = 0;
   private lastRenew = 0;
   private timer: NodeJS.Timeout | undefined;
+  private deadline: NodeJS.Timeout | undefined;
   private readonly opts: LeaderOptions;
   private readonly cb: LeaderCallbacks;
   private readonly log: Logger;
@@ -47,6 +57,54 @@ export class LeaderElector {
 
   get isLeader(): boolean {
     return this.leading;
+  }
+
+  /**
+   * Whether this replica may act as the leader now: it leads and its last renewal (counted from
+   * when it was sent) is within the renew deadline, which is shorter than the lease, so no other
+   * replica can have taken over. Checked before a run or an SSH session starts.
+   */
+  holdsLease(now = Date.now()): boolean {
+    return this.leading && now - this.lastRenew < this.opts.renewDeadlineMs;
+  }
+
+  /**
+   * Per-call options: a timeout, so a black-holed API server cannot hang the renew loop. The
+   * object-parameter API is typed with the observable middleware but hands its options to the
+   * promise API, which wraps promise middleware (client-node 2.0.1's wrapOptions).
+   */
+  private call(): ConfigurationOptions {
+    const ms = Math.max(200, Math.floor(this.opts.renewDeadlineMs / 2));
+    const options: PromiseConfigurationOptions = {
+      middleware: [
+        {
+          pre: (ctx: RequestContext) => {
+            ctx.setSignal(AbortSignal.timeout(ms));
+            return Promise.resolve(ctx);
+          },
+          post: (res) => Promise.resolve(res),
+        },
+      ],
+      middlewareMergeStrategy: 'append',
+    };
+    return options as unknown as ConfigurationOptions;
+  }
+
+  /** Renewed (at `sentAt`): leading, and the deadline timer moves on. */
+  private renewed(sentAt: number): void {
+    this.lastRenew = Math.max(this.lastRenew, sentAt);
+    this.setLeading(true);
+    if (this.deadline) clearTimeout(this.deadline);
+    const left = this.lastRenew + this.opts.renewDeadlineMs - Date.now();
+    this.deadline = setTimeout(
+      () => {
+        if (this.stopped || !this.leading || this.holdsLease()) return;
+        this.log.error('could not renew the lease within the deadline; stepping down');
+        this.setLeading(false);
+      },
+      Math.max(0, left),
+    );
+    this.deadline.unref();
   }
 
   start(): void {
@@ -71,20 +129,20 @@ export class LeaderElector {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.deadline) clearTimeout(this.deadline);
     if (!this.leading) return;
     try {
-      const lease = await this.api.readNamespacedLease({
-        name: this.opts.name,
-        namespace: this.opts.namespace,
-      });
+      const lease = await this.api.readNamespacedLease(
+        { name: this.opts.name, namespace: this.opts.namespace },
+        this.call(),
+      );
       if (lease.spec?.holderIdentity === this.opts.identity) {
         lease.spec.holderIdentity = '';
         lease.spec.leaseDurationSeconds = 1;
-        await this.api.replaceNamespacedLease({
-          name: this.opts.name,
-          namespace: this.opts.namespace,
-          body: lease,
-        });
+        await this.api.replaceNamespacedLease(
+          { name: this.opts.name, namespace: this.opts.namespace, body: lease },
+          this.call(),
+        );
       }
     } catch (err) {
       this.log.warn({ err }, 'could not release the lease');
@@ -103,29 +161,32 @@ export class LeaderElector {
 
   private async tryAcquireOrRenew(): Promise<void> {
     const { namespace, name, identity } = this.opts;
-    const now = new Date();
+    const sentAt = Date.now();
+    const now = new Date(sentAt);
     const durationS = Math.max(1, Math.round(this.opts.leaseDurationMs / 1000));
     let lease: V1Lease;
     try {
-      lease = await this.api.readNamespacedLease({ name, namespace });
+      lease = await this.api.readNamespacedLease({ name, namespace }, this.call());
     } catch (e) {
       if (!isNotFound(e)) throw e;
       try {
-        await this.api.createNamespacedLease({
-          namespace,
-          body: {
-            metadata: { name, namespace },
-            spec: {
-              holderIdentity: identity,
-              leaseDurationSeconds: durationS,
-              acquireTime: new V1MicroTime(now.getTime()),
-              renewTime: new V1MicroTime(now.getTime()),
-              leaseTransitions: 0,
+        await this.api.createNamespacedLease(
+          {
+            namespace,
+            body: {
+              metadata: { name, namespace },
+              spec: {
+                holderIdentity: identity,
+                leaseDurationSeconds: durationS,
+                acquireTime: new V1MicroTime(now.getTime()),
+                renewTime: new V1MicroTime(now.getTime()),
+                leaseTransitions: 0,
+              },
             },
           },
-        });
-        this.lastRenew = Date.now();
-        this.setLeading(true);
+          this.call(),
+        );
+        this.renewed(sentAt);
       } catch (ce) {
         if (!isConflict(ce)) throw ce;
       }
@@ -154,9 +215,8 @@ export class LeaderElector {
       leaseTransitions: (spec.leaseTransitions ?? 0) + (takeover ? 1 : 0),
     };
     try {
-      await this.api.replaceNamespacedLease({ name, namespace, body: lease });
-      this.lastRenew = Date.now();
-      this.setLeading(true);
+      await this.api.replaceNamespacedLease({ name, namespace, body: lease }, this.call());
+      this.renewed(sentAt);
     } catch (e) {
       if (!isConflict(e)) throw e;
       // Someone else wrote first; we learn who on the next tick.

@@ -66,7 +66,9 @@ interface InFlight {
 type Finish =
   | { kind: 'done'; result: JigResult }
   | { kind: 'skipped' }
-  | { kind: 'cancelled'; message: string };
+  | { kind: 'cancelled'; message: string }
+  /** Not started: this process no longer holds the lease; the next leader re-adopts the run. */
+  | { kind: 'abandoned' };
 
 const KEY = 'anneal';
 
@@ -676,6 +678,7 @@ export class Annealer {
 
   /** Moves a noderole to transition, capturing the run's input, and starts its jig. */
   private async startRun(name: string, prior?: StateChange): Promise<void> {
+    if (!this.o.mgr.holdsLease()) return;
     const nr = this.view.get(name);
     const role = nr && this.o.mgr.caches.Role.get(nr.spec.role);
     const node = nr && this.o.mgr.caches.Node.get(nr.spec.node);
@@ -732,7 +735,8 @@ export class Annealer {
           owner: this.o.identity,
           executor: this.executor.name,
           started: new Date().toISOString(),
-          result: 'running',
+          // A skipped run says so from its start: a leader that re-adopts it must not execute it.
+          result: alreadyRan ? 'skipped' : 'running',
           finished: null,
           exitCode: null,
           logTail: null,
@@ -797,6 +801,12 @@ export class Annealer {
       (timeoutS + graceS) * 1000,
     );
     const run = async (): Promise<Finish> => {
+      // A leader cut off from the API server (its lease could have passed to a standby) starts
+      // no run and no SSH session: the run stays in transition for the next leader to adopt.
+      if (!this.o.mgr.holdsLease()) {
+        this.log.warn({ noderole: name, run: number }, 'lease not held; not starting the run');
+        return { kind: 'abandoned' };
+      }
       // §1.2 destructive: the jig runs only on the first transition; later runs are skipped.
       if (mode === 'skip') return { kind: 'skipped' };
       try {
@@ -857,6 +867,7 @@ export class Annealer {
 
   /** Records a run's end on its noderole, retrying on conflicts with fresh reads. */
   private async finish(name: string, f: InFlight, fin: Finish, number: number): Promise<void> {
+    if (fin.kind === 'abandoned') return;
     const resultLabel = fin.kind === 'done' ? (fin.result.ok ? 'succeeded' : 'failed') : fin.kind;
     this.metrics.runsFinished.inc({ jig: f.jig, result: resultLabel });
     this.metrics.transitionSeconds.observe({ jig: f.jig }, (Date.now() - f.started) / 1000);
@@ -938,8 +949,13 @@ export class Annealer {
         continue;
       }
       // An inline run died with its operator; re-running a destructive role blindly is unsafe.
-      // A Job outlives the operator, so the job executor re-attaches to it instead.
-      if (this.executor.name === 'inline' && (role.spec.flags ?? []).includes('destructive')) {
+      // A Job outlives the operator, so the job executor re-attaches to it instead, and so does a
+      // resumable jig (the script jig's node-side journal: its execution outlives the operator and
+      // the same run sent again attaches to it or takes its result, never executing twice).
+      const destructive = (role.spec.flags ?? []).includes('destructive');
+      // A destructive role's later run never executes its jig (§1.2), re-adopted or not.
+      const skip = run.result === 'skipped' || (destructive && (nr.status.runCount ?? 0) > 0);
+      if (this.executor.name === 'inline' && !jig.resumable && destructive && !skip) {
         await this.writeChange({
           name,
           state: 'error',
@@ -952,7 +968,17 @@ export class Annealer {
         're-adopting an interrupted run',
       );
       const res = await this.patchStatus(nr, { run: { owner: this.o.identity } });
-      if (res) this.launch(res, role, node, jig, run.number, run.id, run.input ?? {}, 'resume');
+      if (res)
+        this.launch(
+          res,
+          role,
+          node,
+          jig,
+          run.number,
+          run.id,
+          run.input ?? {},
+          skip ? 'skip' : 'resume',
+        );
     }
   }
 }
