@@ -13,12 +13,13 @@ APT_PACKAGES := openssl ca-certificates iproute2 iputils-ping procps openssh-ser
   dnsutils knot-dnsutils nsd bind9 dnsmasq-base dnsperf \
   isc-dhcp-client udhcpc busybox-static curl ipxe ipxe-qemu qemu-system-x86 ovmf cpio kea-dhcp4-server kea-admin
 
-.PHONY: help deps apt npm bins generate check-generated lint typecheck unit integration test lab lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp clean
+.PHONY: help deps apt npm bins generate check-generated lint typecheck unit integration test test-chaos lab lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp clean
 
 help:
 	@echo "make lab        bring up a local Crowbar: control plane, CRDs, operator, example fleet"
 	@echo "make lab-down   stop a lab left behind"
 	@echo "make test       install what is needed, then lint, type-check, unit and integration tests"
+	@echo "make test-chaos the chaos suite in full: leader kills, partition (short form in make test)"
 	@echo "make bins       build kube-apiserver, etcd, kube-controller-manager, kubectl, helm (cached)"
 	@echo "make generate   regenerate TypeScript types from crds/"
 	@echo "make bench      benchmarks (ratios against a reference measured in the same run)"
@@ -69,6 +70,11 @@ test: deps bins
 	node tools/summarize-tests.ts .vitest-results.json || true; \
 	echo "make test: done in $$((SECONDS - t0))s"; \
 	exit $$rc
+
+# The chaos suite in full (test/integration/chaos.test.ts; `make test` runs its short form): 200
+# nodes x 5 roles and script roles on sshd machines, the leader SIGKILLed 20 times, a partition.
+test-chaos: deps bins
+	CROWBAR_CHAOS=full npx vitest run --project integration test/integration/chaos.test.ts
 
 bench: bench-annealer bench-ipam bench-jig bench-dns bench-dhcp
 

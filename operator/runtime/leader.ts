@@ -13,11 +13,13 @@ import {
   CoordinationV1Api,
   type ConfigurationOptions,
   type KubeConfig,
-  type PromiseConfigurationOptions,
   type RequestContext,
   type V1Lease,
   V1MicroTime,
 } from '@kubernetes/client-node';
+// The observable stub client-node's own setHeaderOptions builds its middleware with (the
+// object-parameter API takes observable middleware); the version is pinned (ADR 0004).
+import { of } from '@kubernetes/client-node/dist/gen/rxjsStub.js';
 import { isConflict, isNotFound } from '../kube/errors.ts';
 import type { Logger } from '../log.ts';
 
@@ -44,6 +46,8 @@ export class LeaderElector {
   private lastRenew = 0;
   private timer: NodeJS.Timeout | undefined;
   private deadline: NodeJS.Timeout | undefined;
+  /** The Lease as our last write left it: a leader renews from it without reading first. */
+  private mine: V1Lease | undefined;
   private readonly opts: LeaderOptions;
   private readonly cb: LeaderCallbacks;
   private readonly log: Logger;
@@ -68,26 +72,21 @@ export class LeaderElector {
     return this.leading && now - this.lastRenew < this.opts.renewDeadlineMs;
   }
 
-  /**
-   * Per-call options: a timeout, so a black-holed API server cannot hang the renew loop. The
-   * object-parameter API is typed with the observable middleware but hands its options to the
-   * promise API, which wraps promise middleware (client-node 2.0.1's wrapOptions).
-   */
+  /** Per-call options: a timeout, so a black-holed API server cannot hang the renew loop. */
   private call(): ConfigurationOptions {
     const ms = Math.max(200, Math.floor(this.opts.renewDeadlineMs / 2));
-    const options: PromiseConfigurationOptions = {
+    return {
       middleware: [
         {
           pre: (ctx: RequestContext) => {
             ctx.setSignal(AbortSignal.timeout(ms));
-            return Promise.resolve(ctx);
+            return of(ctx);
           },
-          post: (res) => Promise.resolve(res),
+          post: (res) => of(res),
         },
       ],
       middlewareMergeStrategy: 'append',
     };
-    return options as unknown as ConfigurationOptions;
   }
 
   /** Renewed (at `sentAt`): leading, and the deadline timer moves on. */
@@ -110,6 +109,7 @@ export class LeaderElector {
   start(): void {
     const tick = async (): Promise<void> => {
       if (this.stopped) return;
+      const began = Date.now();
       // stop() clears the timer; a tick already running sees `stopped` on its next turn.
       try {
         await this.tryAcquireOrRenew();
@@ -120,7 +120,10 @@ export class LeaderElector {
         this.log.error('could not renew the lease within the deadline; stepping down');
         this.setLeading(false);
       }
-      this.timer = setTimeout(() => void tick(), this.opts.retryPeriodMs);
+      // Every retry period from the start of the last try, not from its end: a slow API server
+      // must not stretch the time between renewals past the deadline.
+      const wait = Math.max(0, this.opts.retryPeriodMs - (Date.now() - began));
+      this.timer = setTimeout(() => void tick(), wait);
     };
     void tick();
   }
@@ -164,13 +167,35 @@ export class LeaderElector {
     const sentAt = Date.now();
     const now = new Date(sentAt);
     const durationS = Math.max(1, Math.round(this.opts.leaseDurationMs / 1000));
+    // client-go's fast path: the leader updates the record it wrote last, optimistically (its
+    // resourceVersion makes a stale one fail with 409); one call per renewal instead of two.
+    const mine = this.mine;
+    this.mine = undefined;
+    if (this.leading && mine?.spec) {
+      // Our own copy (the answer to our last write), not a cached object: changed in place.
+      mine.spec.renewTime = new V1MicroTime(sentAt);
+      try {
+        this.mine = await this.api.replaceNamespacedLease(
+          { name, namespace, body: mine },
+          this.call(),
+        );
+        this.renewed(sentAt);
+        return;
+      } catch (e) {
+        if (!isConflict(e)) {
+          this.mine = mine; // not refused, only not answered: the next try starts from it again
+          throw e;
+        }
+        // Someone else wrote the Lease: read it and decide as a candidate would.
+      }
+    }
     let lease: V1Lease;
     try {
       lease = await this.api.readNamespacedLease({ name, namespace }, this.call());
     } catch (e) {
       if (!isNotFound(e)) throw e;
       try {
-        await this.api.createNamespacedLease(
+        this.mine = await this.api.createNamespacedLease(
           {
             namespace,
             body: {
@@ -215,7 +240,10 @@ export class LeaderElector {
       leaseTransitions: (spec.leaseTransitions ?? 0) + (takeover ? 1 : 0),
     };
     try {
-      await this.api.replaceNamespacedLease({ name, namespace, body: lease }, this.call());
+      this.mine = await this.api.replaceNamespacedLease(
+        { name, namespace, body: lease },
+        this.call(),
+      );
       this.renewed(sentAt);
     } catch (e) {
       if (!isConflict(e)) throw e;
