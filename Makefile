@@ -74,7 +74,7 @@ test: deps bins
 # The chaos suite in full (test/integration/chaos.test.ts; `make test` runs its short form): 200
 # nodes x 5 roles and script roles on sshd machines, the leader SIGKILLed 20 times, a partition.
 test-chaos: deps bins
-	CROWBAR_CHAOS=full npx vitest run --project integration test/integration/chaos.test.ts
+	CROWBAR_CHAOS=full npx vitest run --project integration test/integration/chaos
 
 bench: bench-annealer bench-ipam bench-jig bench-dns bench-dhcp
 

@@ -137,6 +137,12 @@ export class Annealer {
   private readonly starting = new Set<string>();
   /** Writes refused (409) or failed; a pass that saw any asks to run again soon. */
   private conflicts = 0;
+  /**
+   * Status writes that failed in a row for another reason than a conflict (the API server down
+   * or restarting): the pass that decides them again waits longer each time, instead of sending
+   * the same write every 25 ms until the API server is back.
+   */
+  private writeErrors = 0;
   /** Nodes and deployments changed since the last pass: their noderoles are settled again. */
   private readonly changedNodes = new Set<string>();
   private readonly changedDeployments = new Set<string>();
@@ -315,6 +321,11 @@ export class Annealer {
     return this.pending.size === 0 ? g : applyChanges(g, [...this.pending.values()]);
   }
 
+  /** 25 ms after a conflict; after failed writes, doubling up to 5 s (see writeErrors). */
+  private retryDelayMs(): number {
+    return this.writeErrors === 0 ? 25 : Math.min(5000, 25 * 2 ** Math.min(this.writeErrors, 8));
+  }
+
   private nudge(afterMs = 0): void {
     this.o.mgr.enqueue('annealer', KEY, afterMs);
   }
@@ -337,7 +348,7 @@ export class Annealer {
         // A refused write leaves the noderole as it was: the next pass must look at it again.
         this.view.touch(c.name);
       }
-      if (this.conflicts !== before) this.nudge(25);
+      if (this.conflicts !== before) this.nudge(this.retryDelayMs());
     });
   }
 
@@ -391,7 +402,8 @@ export class Annealer {
           this.starting.delete(name);
           if (this.pending.get(name)?.state === 'transition') this.pending.delete(name);
           this.view.touch(name);
-          if (!this.inflight.has(name)) this.nudge(25); // the start did not happen: decide again
+          // The start did not happen: decide again.
+          if (!this.inflight.has(name)) this.nudge(this.retryDelayMs());
         }
       });
     }
@@ -600,6 +612,7 @@ export class Annealer {
       );
       this.view.wrote(res);
       this.metrics.statusWrites.inc({ outcome: 'ok' });
+      this.writeErrors = 0;
       return res;
     } catch (e) {
       if (signal?.aborted) {
@@ -622,6 +635,7 @@ export class Annealer {
         return undefined;
       }
       this.conflicts++;
+      this.writeErrors++;
       this.log.warn({ err: apiMessage(e), noderole: name }, 'status write failed');
       return undefined;
     }
