@@ -72,9 +72,14 @@ export class LeaderElector {
     return this.leading && now - this.lastRenew < this.opts.renewDeadlineMs;
   }
 
-  /** Per-call options: a timeout, so a black-holed API server cannot hang the renew loop. */
+  /**
+   * Per-call options: a timeout, so a black-holed API server cannot hang the renew loop. A leader
+   * gives a call what is left until its renew deadline (a slow answer that comes in time still
+   * renews; under load a fixed share of the deadline was too little), a candidate the deadline.
+   */
   private call(): ConfigurationOptions {
-    const ms = Math.max(200, Math.floor(this.opts.renewDeadlineMs / 2));
+    const left = this.lastRenew + this.opts.renewDeadlineMs - Date.now();
+    const ms = this.leading ? Math.max(this.opts.retryPeriodMs, left) : this.opts.renewDeadlineMs;
     return {
       middleware: [
         {

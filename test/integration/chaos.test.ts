@@ -30,6 +30,7 @@ import { labNetworkSpec } from '../harness/netns.ts';
 import { metricValue, startOperator, type OperatorProc } from '../harness/operator.ts';
 import { SshFleet } from '../harness/ssh-fleet.ts';
 import type { KeyPair } from '../harness/sshd.ts';
+import { Replicas } from '../harness/replicas.ts';
 import { TcpProxy } from '../harness/tcp-proxy.ts';
 
 const FULL = process.env['CROWBAR_CHAOS'] === 'full';
@@ -82,7 +83,7 @@ printf '{"done":"%s"}' "$CROWBAR_NODEROLE" > "$CROWBAR_OUTPUT"
 async function replica(
   group: string,
   journal: string,
-  opts: { kubeconfig?: string; live: OperatorProc[] },
+  opts: { kubeconfig?: string } = {},
 ): Promise<OperatorProc> {
   const op = await startOperator({
     kubeconfig: opts.kubeconfig ?? kubeconfig,
@@ -100,7 +101,6 @@ async function replica(
   });
   const pid = op.proc.pid ?? 0;
   op.proc.once('exit', () => exitedAt.set(pid, Date.now()));
-  opts.live.push(op);
   all.push(op);
   return op;
 }
@@ -290,9 +290,10 @@ async function allActive(names: readonly string[], timeoutMs: number): Promise<N
 describe('chaos', () => {
   it(`SIGKILLs the leader ${KILLS} times mid-anneal: nothing lost, nothing doubled`, async () => {
     const journal = join(machines.dir, 'kills.journal');
-    const live: OperatorProc[] = [];
-    await replica('kills', journal, { live });
-    await replica('kills', journal, { live });
+    const replicas = new Replicas(() => replica('kills', journal));
+    const live = replicas.live;
+    await replicas.add();
+    await replicas.add();
     await eventually(`role network-${net}`, () => client.get('Role', `network-${net}`));
     const dep = await f.createDeployment('k', 'proposed');
     const { testNames, scriptNames } = await fleet('k', dep, NODES, true);
@@ -309,12 +310,9 @@ describe('chaos', () => {
         25,
       );
       await new Promise((r) => setTimeout(r, Math.floor(rnd() * KILL_SPREAD_MS)));
-      const exited = new Promise((r) => op.proc.once('exit', r));
-      op.proc.kill('SIGKILL');
-      await exited;
+      await replicas.kill(op);
       kills++;
-      live.splice(live.indexOf(op), 1);
-      await replica('kills', journal, { live });
+      await replicas.add();
     }
     const names = [...testNames, ...scriptNames.map((s) => s.nr)];
     const done = await allActive(names, FULL ? 600_000 : 180_000);
@@ -327,7 +325,7 @@ describe('chaos', () => {
     const destructive = scriptNames.filter(({ nr }) => nr.startsWith(f.role(DESTRUCTIVE)));
     const runCounts = done.filter((n) => n.status?.runCount !== 1).map((n) => n.metadata.name);
     console.log(
-      `RESULT chaos kills=${kills} lost=${t.lost.length + s.lost.length} doubled=${t.doubled.length + s.doubled.length} overlaps=${t.overlaps.length + s.overlaps.length} noderoles=${names.length} executions=${t.executions + s.executions} readopted=${readopted} destructive=${destructive.length} seed=${SEED}`,
+      `RESULT chaos kills=${kills} lost=${t.lost.length + s.lost.length} doubled=${t.doubled.length + s.doubled.length} overlaps=${t.overlaps.length + s.overlaps.length} noderoles=${names.length} executions=${t.executions + s.executions} readopted=${readopted} destructive=${destructive.length} restarts=${replicas.restarts} seed=${SEED}`,
     );
     expect(kills).toBe(KILLS);
     expect({ lost: t.lost, doubled: t.doubled, overlaps: t.overlaps }).toEqual({
@@ -343,7 +341,7 @@ describe('chaos', () => {
     // Counted once each (runCount counts successes), and the kills did interrupt runs.
     expect(runCounts).toEqual([]);
     expect(readopted).toBeGreaterThan(0);
-    for (const op of live.splice(0)) await op.stop();
+    await replicas.stop();
   }, 900_000);
 
   it('black-holes the leader’s path to the API server: it stops before the standby leads', async () => {
@@ -358,10 +356,17 @@ describe('chaos', () => {
       );
       expect(text).toContain(String(proxy.port));
       writeFileSync(proxied, text, { mode: 0o600 });
-      const live: OperatorProc[] = [];
-      const cut = await replica('part', journal, { kubeconfig: proxied, live });
+      // The first replica reaches the API server through the proxy, and so would its restarts.
+      let first = true;
+      const replicas = new Replicas(() => {
+        const viaProxy = first;
+        first = false;
+        return replica('part', journal, viaProxy ? { kubeconfig: proxied } : {});
+      });
+      const live = replicas.live;
+      const cut = await replicas.add();
       expect(await leaderOf(live)).toBe(cut);
-      const standby = await replica('part', journal, { live });
+      const standby = await replicas.add();
       const dep = await f.createDeployment('p', 'proposed');
       const { testNames } = await fleet('p', dep, NODES, false);
       await f.commit(dep);
@@ -375,7 +380,6 @@ describe('chaos', () => {
       proxy.blackhole();
       const cutPid = cut.proc.pid ?? 0;
       await eventually('the cut-off leader exits on its own', () => exitedAt.has(cutPid), 60_000);
-      expect(await leaderOf(live)).toBe(standby);
       const lease = await eventually('the standby holds the lease', async () => {
         const api = client.kc.makeApiClient(CoordinationV1Api);
         const l = await api.readNamespacedLease({ name: `part-${id}`, namespace: 'default' });
@@ -393,7 +397,7 @@ describe('chaos', () => {
       const v = judgeTestJournal(entries, testNames);
       const exitAt = exitedAt.get(cutPid) ?? Infinity;
       console.log(
-        `RESULT chaos-partition stopped_after_ms=${exitAt - cutAt} takeover_after_ms=${takeover - cutAt} late_starts=${lateStarts.length} lost=${v.lost.length} doubled=${v.doubled.length} overlaps=${v.overlaps.length}`,
+        `RESULT chaos-partition stopped_after_ms=${exitAt - cutAt} takeover_after_ms=${takeover - cutAt} late_starts=${lateStarts.length} lost=${v.lost.length} doubled=${v.doubled.length} overlaps=${v.overlaps.length} restarts=${replicas.restarts}`,
       );
       expect(readFileSync(cut.log, 'utf8')).toContain(
         'could not renew the lease within the deadline',
@@ -406,7 +410,7 @@ describe('chaos', () => {
         doubled: [],
         overlaps: [],
       });
-      for (const op of live.splice(0)) await op.stop();
+      await replicas.stop();
     } finally {
       await proxy.close();
     }
