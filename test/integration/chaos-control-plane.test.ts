@@ -2,9 +2,11 @@
  * Chaos (issue 13), the control plane's part: two operator replicas with the shipped lease timings
  * (15 s lease, 10 s renew deadline, 2 s retry) anneal a fleet of test-jig noderoles on a control
  * plane of this file's own while kube-apiserver is restarted mid-run and then etcd is paused
- * (SIGSTOP) for 10 s. Nobody restarts an operator: the anneal must finish, every noderole active,
- * each executed to completion exactly once for its run number (the test jig's journal, see
- * operator/jigs/test-jig.ts), no two executions of one noderole overlapping.
+ * (SIGSTOP) for 10 s. The anneal must finish, every noderole active, each executed to completion
+ * exactly once for its run number (the test jig's journal, see operator/jigs/test-jig.ts), no two
+ * executions of one noderole overlapping. A leader that cannot renew its lease within the renew
+ * deadline exits by design (an outage as long as the etcd pause outlasts it); the kubelet stand-in
+ * (harness/replicas.ts) starts it again, and the RESULT line counts those restarts.
  *
  * `make test` runs it with 20 nodes x 5 roles, `make test-chaos` with 100. Traffic: loopback only.
  */
@@ -19,6 +21,7 @@ import { eventually, uid } from '../harness/context.ts';
 import { startControlPlane, type ControlPlane } from '../harness/control-plane.ts';
 import { Fleet } from '../harness/fleet.ts';
 import { metricValue, startOperator, type OperatorProc } from '../harness/operator.ts';
+import { Replicas } from '../harness/replicas.ts';
 
 const FULL = process.env['CROWBAR_CHAOS'] === 'full';
 const NODES = FULL ? 100 : 20;
@@ -30,8 +33,10 @@ const journal = join(dir, 'journal');
 let cp: ControlPlane | undefined;
 let client: CrowbarClient;
 let f: Fleet;
-const live: OperatorProc[] = [];
 const exitedAt = new Map<number, number>();
+const all: OperatorProc[] = [];
+const replicas = new Replicas(() => replica(all.length));
+const live = replicas.live;
 
 async function replica(n: number): Promise<OperatorProc> {
   if (!cp) throw new Error('no control plane');
@@ -53,7 +58,7 @@ async function replica(n: number): Promise<OperatorProc> {
   });
   const pid = op.proc.pid ?? 0;
   op.proc.once('exit', () => exitedAt.set(pid, Date.now()));
-  live.push(op);
+  all.push(op);
   return op;
 }
 
@@ -70,15 +75,15 @@ beforeAll(async () => {
   cp = await startControlPlane({ controllerManager: false });
   client = new CrowbarClient(loadKubeConfig(cp.kubeconfig));
   f = new Fleet(client, id);
-  await replica(0);
-  await replica(1);
+  await replicas.add();
+  await replicas.add();
 }, 300_000);
 
 afterAll(async () => {
   try {
-    for (const op of live) await op.stop().catch(() => undefined);
+    await replicas.stop();
     const keep = process.env['CBT_KEEP_LOG'];
-    if (keep) for (const op of live) cpSync(op.log, join(keep, op.log.split('/').at(-1) ?? 'op'));
+    if (keep) for (const op of all) cpSync(op.log, join(keep, op.log.split('/').at(-1) ?? 'op'));
   } finally {
     try {
       // A paused etcd would hang the stop: let it go on first.
@@ -158,17 +163,14 @@ describe('chaos: the control plane fails under the operator', () => {
         }
       }
     }
-    const exited = live.filter((op) => op.proc.exitCode !== null || op.proc.signalCode !== null);
     const notOnce = done.filter((n: NodeRole) => n.status?.runCount !== 1);
-    const stepDowns = live
+    const stepDowns = all
       .map((op) => readFileSync(op.log, 'utf8').split('stepping down').length - 1)
       .reduce((a, b) => a + b, 0);
     console.log(
-      `RESULT chaos-control-plane noderoles=${String(names.length)} apiserver_restart_ms=${String(restartMs)} etcd_pause_ms=${String(ETCD_PAUSE_MS)} replicas_exited=${String(exited.length)} step_downs=${String(stepDowns)} lost=${String(lost.length)} doubled=${String(doubled.length)} overlaps=${String(overlaps.length)}`,
+      `RESULT chaos-control-plane noderoles=${String(names.length)} apiserver_restart_ms=${String(restartMs)} etcd_pause_ms=${String(ETCD_PAUSE_MS)} restarts=${String(replicas.restarts)} step_downs=${String(stepDowns)} lost=${String(lost.length)} doubled=${String(doubled.length)} overlaps=${String(overlaps.length)}`,
     );
     expect({ lost, doubled, overlaps }).toEqual({ lost: [], doubled: [], overlaps: [] });
     expect(notOnce.map((n) => n.metadata.name)).toEqual([]);
-    // Nobody restarted an operator: the replicas started at the beginning finished the anneal.
-    expect(exited.length).toBeLessThan(live.length);
   }, 900_000);
 });
