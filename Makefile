@@ -14,12 +14,13 @@ APT_PACKAGES := kmod debconf openssl ca-certificates iproute2 iputils-ping procp
   isc-dhcp-client isc-dhcp-relay tcpdump udhcpc busybox-static curl ipxe ipxe-qemu qemu-system-x86 ovmf cpio kea-dhcp4-server kea-admin \
   openipmi ipmitool cloud-init python3-venv
 
-.PHONY: help deps apt npm bins sushy-tools generate docs check-generated lint typecheck unit integration test lab lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp discovery-image clean
+.PHONY: help deps apt npm bins sushy-tools generate docs check-generated lint typecheck unit integration test test-chaos lab lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp discovery-image clean
 
 help:
 	@echo "make lab        bring up a local Crowbar: control plane, CRDs, operator, example fleet"
 	@echo "make lab-down   stop a lab left behind"
 	@echo "make test       install what is needed, then lint, type-check, unit and integration tests"
+	@echo "make test-chaos the chaos suite in full: leader kills, partition (short form in make test)"
 	@echo "make bins       build kube-apiserver, etcd, kube-controller-manager, kubectl, helm (cached)"
 	@echo "make sushy-tools the Redfish emulator's venv for the power tests (cached)"
 	@echo "make generate   regenerate TypeScript types from crds/"
@@ -88,6 +89,11 @@ test: deps bins sushy-tools
 	node tools/summarize-tests.ts .vitest-results.json || true; \
 	echo "make test: done in $$((SECONDS - t0))s"; \
 	exit $$rc
+
+# The chaos suite in full (test/integration/chaos.test.ts; `make test` runs its short form): 200
+# nodes x 5 roles and script roles on sshd machines, the leader SIGKILLed 20 times, a partition.
+test-chaos: deps bins
+	CROWBAR_CHAOS=full npx vitest run --project integration test/integration/chaos
 
 bench: bench-annealer bench-ipam bench-jig bench-dns bench-dhcp
 

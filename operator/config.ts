@@ -47,6 +47,8 @@ export interface OperatorConfig {
   discoveryBootEnv: string;
   /** The provisioner API's URL as machines reach it (installer kernel arguments, preseed). */
   provisionerUrl: string | undefined;
+  /** The test jig's journal file (the chaos suite): executions outlive the operator there. */
+  testJigJournal: string | undefined;
 }
 
 function flags(argv: string[]): Map<string, string> {
@@ -103,6 +105,7 @@ const KNOWN = new Set([
   'domain',
   'provisioner-url',
   'discovery-bootenv',
+  'test-jig-journal',
 ]);
 
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig {
@@ -232,5 +235,6 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     domain: domain === '' ? undefined : domain,
     discoveryBootEnv: get('discovery-bootenv', 'CROWBAR_DISCOVERY_BOOTENV', 'sledgehammer'),
     provisionerUrl: get('provisioner-url', 'CROWBAR_PROVISIONER_URL', '') || undefined,
+    testJigJournal: get('test-jig-journal', 'CROWBAR_TEST_JIG_JOURNAL', '') || undefined,
   };
 }

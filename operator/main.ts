@@ -16,6 +16,7 @@ import { roleStatusController } from './controllers/role/status.ts';
 import { EventRecorder } from './events.ts';
 import { jobExecutorFromConfig, type JobExecutor } from './executors/job.ts';
 import { JigRegistry } from './jigs/registry.ts';
+import { makeTestJig } from './jigs/test-jig.ts';
 import { loadKubeConfig } from './kube/client.ts';
 import { rootLogger } from './log.ts';
 import { Manager } from './manager.ts';
@@ -64,6 +65,7 @@ async function main(): Promise<void> {
     component: 'crowbar-operator',
   });
   const jigs = new JigRegistry();
+  if (config.testJigJournal !== undefined) jigs.register(makeTestJig(config.testJigJournal));
   const nodeAccess = await setupNodeAccess({
     kc,
     mgr,

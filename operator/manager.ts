@@ -98,6 +98,17 @@ export class Manager {
     return this.leading;
   }
 
+  /**
+   * Whether this process may act as the leader at this moment: it leads and (with leader
+   * election) its lease was renewed within the renew deadline. A run or SSH session starts only
+   * when this holds, so a leader cut off from the API server starts nothing once a standby could
+   * have taken over.
+   */
+  holdsLease(): boolean {
+    if (!this.leading) return false;
+    return this.elector ? this.elector.holdsLease() : true;
+  }
+
   get synced(): boolean {
     return KINDS.every((k) => this.caches[k].hasSynced);
   }

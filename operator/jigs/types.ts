@@ -19,6 +19,12 @@ export type JigResult =
 
 export interface Jig {
   readonly name: string;
+  /**
+   * The jig's executions outlive the operator and are keyed by run attempt on the node (the
+   * script jig's journal): running the same attempt again attaches to the execution or returns
+   * its stored result, so an interrupted inline run may be re-adopted even for a destructive role.
+   */
+  readonly resumable?: boolean;
   run(run: JigRun): Promise<JigResult>;
 }
 

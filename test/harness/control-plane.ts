@@ -20,6 +20,10 @@ export interface ControlPlane {
   /** Milliseconds from start to a ready API server with CRDs established. */
   startMs: number;
   stop(): Promise<void>;
+  /** etcd's process (the chaos suite pauses it with SIGSTOP). */
+  etcd: Started;
+  /** Stops kube-apiserver (SIGTERM) and starts it again on the same address. */
+  restartApiserver(): Promise<void>;
 }
 
 export interface ControlPlaneOptions {
@@ -175,9 +179,12 @@ async function startApiserver(
   pki: Pki,
   etcd: string,
   pidFile: string,
+  samePort?: number,
 ): Promise<{ server: string; p: Started }> {
   for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
+    // A restart keeps its address (clients hold it); a port still in TIME_WAIT is fine to
+    // listen on again, and a failed start is retried on the same port.
+    const port = samePort ?? (await freePort());
     const server = `https://127.0.0.1:${port}`;
     const p = startProcess(
       bin('kube-apiserver'),
@@ -269,14 +276,29 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     const pki = makePki(join(dir, 'pki'));
     const etcd = await startEtcd(dir, pidFile);
     stops.push(etcd.p);
-    const api = await startApiserver(dir, pki, etcd.url, pidFile);
+    let api = await startApiserver(dir, pki, etcd.url, pidFile);
     stops.push(api.p);
+    const restartApiserver = async (): Promise<void> => {
+      const old = api;
+      await old.p.stop();
+      api = await startApiserver(dir, pki, etcd.url, pidFile, Number(new URL(old.server).port));
+      stops[stops.indexOf(old.p)] = api.p;
+    };
     const kubeconfig = join(dir, 'kubeconfig');
     writeFileSync(kubeconfig, kubeconfigYaml(api.server, pki), { mode: 0o600 });
     if (opts.controllerManager ?? true)
       stops.push(startControllerManager(dir, kubeconfig, pki, pidFile));
     if (opts.crds ?? true) await applyCrds(kubeconfig);
-    return { dir, server: api.server, kubeconfig, pki, startMs: performance.now() - t0, stop };
+    return {
+      dir,
+      server: api.server,
+      kubeconfig,
+      pki,
+      startMs: performance.now() - t0,
+      stop,
+      etcd: etcd.p,
+      restartApiserver,
+    };
   } catch (e) {
     await stop();
     throw e;

@@ -66,7 +66,9 @@ interface InFlight {
 type Finish =
   | { kind: 'done'; result: JigResult }
   | { kind: 'skipped' }
-  | { kind: 'cancelled'; message: string };
+  | { kind: 'cancelled'; message: string }
+  /** Not started: this process no longer holds the lease; the next leader re-adopts the run. */
+  | { kind: 'abandoned' };
 
 const KEY = 'anneal';
 
@@ -135,6 +137,12 @@ export class Annealer {
   private readonly starting = new Set<string>();
   /** Writes refused (409) or failed; a pass that saw any asks to run again soon. */
   private conflicts = 0;
+  /**
+   * Status writes that failed in a row for another reason than a conflict (the API server down
+   * or restarting): the pass that decides them again waits longer each time, instead of sending
+   * the same write every 25 ms until the API server is back.
+   */
+  private writeErrors = 0;
   /** Nodes and deployments changed since the last pass: their noderoles are settled again. */
   private readonly changedNodes = new Set<string>();
   private readonly changedDeployments = new Set<string>();
@@ -313,6 +321,11 @@ export class Annealer {
     return this.pending.size === 0 ? g : applyChanges(g, [...this.pending.values()]);
   }
 
+  /** 25 ms after a conflict; after failed writes, doubling up to 5 s (see writeErrors). */
+  private retryDelayMs(): number {
+    return this.writeErrors === 0 ? 25 : Math.min(5000, 25 * 2 ** Math.min(this.writeErrors, 8));
+  }
+
   private nudge(afterMs = 0): void {
     this.o.mgr.enqueue('annealer', KEY, afterMs);
   }
@@ -335,7 +348,7 @@ export class Annealer {
         // A refused write leaves the noderole as it was: the next pass must look at it again.
         this.view.touch(c.name);
       }
-      if (this.conflicts !== before) this.nudge(25);
+      if (this.conflicts !== before) this.nudge(this.retryDelayMs());
     });
   }
 
@@ -389,7 +402,8 @@ export class Annealer {
           this.starting.delete(name);
           if (this.pending.get(name)?.state === 'transition') this.pending.delete(name);
           this.view.touch(name);
-          if (!this.inflight.has(name)) this.nudge(25); // the start did not happen: decide again
+          // The start did not happen: decide again.
+          if (!this.inflight.has(name)) this.nudge(this.retryDelayMs());
         }
       });
     }
@@ -598,6 +612,7 @@ export class Annealer {
       );
       this.view.wrote(res);
       this.metrics.statusWrites.inc({ outcome: 'ok' });
+      this.writeErrors = 0;
       return res;
     } catch (e) {
       if (signal?.aborted) {
@@ -620,6 +635,7 @@ export class Annealer {
         return undefined;
       }
       this.conflicts++;
+      this.writeErrors++;
       this.log.warn({ err: apiMessage(e), noderole: name }, 'status write failed');
       return undefined;
     }
@@ -676,6 +692,7 @@ export class Annealer {
 
   /** Moves a noderole to transition, capturing the run's input, and starts its jig. */
   private async startRun(name: string, prior?: StateChange): Promise<void> {
+    if (!this.o.mgr.holdsLease()) return;
     const nr = this.view.get(name);
     const role = nr && this.o.mgr.caches.Role.get(nr.spec.role);
     const node = nr && this.o.mgr.caches.Node.get(nr.spec.node);
@@ -732,7 +749,8 @@ export class Annealer {
           owner: this.o.identity,
           executor: this.executor.name,
           started: new Date().toISOString(),
-          result: 'running',
+          // A skipped run says so from its start: a leader that re-adopts it must not execute it.
+          result: alreadyRan ? 'skipped' : 'running',
           finished: null,
           exitCode: null,
           logTail: null,
@@ -797,6 +815,12 @@ export class Annealer {
       (timeoutS + graceS) * 1000,
     );
     const run = async (): Promise<Finish> => {
+      // A leader cut off from the API server (its lease could have passed to a standby) starts
+      // no run and no SSH session: the run stays in transition for the next leader to adopt.
+      if (!this.o.mgr.holdsLease()) {
+        this.log.warn({ noderole: name, run: number }, 'lease not held; not starting the run');
+        return { kind: 'abandoned' };
+      }
       // §1.2 destructive: the jig runs only on the first transition; later runs are skipped.
       if (mode === 'skip') return { kind: 'skipped' };
       try {
@@ -857,6 +881,7 @@ export class Annealer {
 
   /** Records a run's end on its noderole, retrying on conflicts with fresh reads. */
   private async finish(name: string, f: InFlight, fin: Finish, number: number): Promise<void> {
+    if (fin.kind === 'abandoned') return;
     const resultLabel = fin.kind === 'done' ? (fin.result.ok ? 'succeeded' : 'failed') : fin.kind;
     this.metrics.runsFinished.inc({ jig: f.jig, result: resultLabel });
     this.metrics.transitionSeconds.observe({ jig: f.jig }, (Date.now() - f.started) / 1000);
@@ -938,8 +963,13 @@ export class Annealer {
         continue;
       }
       // An inline run died with its operator; re-running a destructive role blindly is unsafe.
-      // A Job outlives the operator, so the job executor re-attaches to it instead.
-      if (this.executor.name === 'inline' && (role.spec.flags ?? []).includes('destructive')) {
+      // A Job outlives the operator, so the job executor re-attaches to it instead, and so does a
+      // resumable jig (the script jig's node-side journal: its execution outlives the operator and
+      // the same run sent again attaches to it or takes its result, never executing twice).
+      const destructive = (role.spec.flags ?? []).includes('destructive');
+      // A destructive role's later run never executes its jig (§1.2), re-adopted or not.
+      const skip = run.result === 'skipped' || (destructive && (nr.status.runCount ?? 0) > 0);
+      if (this.executor.name === 'inline' && !jig.resumable && destructive && !skip) {
         await this.writeChange({
           name,
           state: 'error',
@@ -952,7 +982,17 @@ export class Annealer {
         're-adopting an interrupted run',
       );
       const res = await this.patchStatus(nr, { run: { owner: this.o.identity } });
-      if (res) this.launch(res, role, node, jig, run.number, run.id, run.input ?? {}, 'resume');
+      if (res)
+        this.launch(
+          res,
+          role,
+          node,
+          jig,
+          run.number,
+          run.id,
+          run.input ?? {},
+          skip ? 'skip' : 'resume',
+        );
     }
   }
 }

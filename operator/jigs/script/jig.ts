@@ -58,6 +58,7 @@ export function scriptJig(deps: ScriptJigDeps): Jig {
   const now = deps.now ?? Date.now;
   return {
     name: 'script',
+    resumable: true,
     async run(run: JigRun): Promise<JigResult> {
       const node = run.node.metadata.name ?? '';
       const role = run.role.metadata.name ?? '';
