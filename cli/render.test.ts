@@ -1,4 +1,6 @@
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import { checkGraphPng } from '../test/harness/graph-png.ts';
 import type { Deployment, Node, NodeRole } from '../generated/crowbar.ts';
 import {
   countStates,
@@ -201,5 +203,36 @@ describe('renderDot', () => {
     expect(dot).not.toContain('missing.n9');
     expect(dot).toContain('fillcolor="#f08080"');
     expect(dot.trim().endsWith('}')).toBe(true);
+  });
+});
+
+describe('renderDot at 100 noderoles', () => {
+  it('draws every box in its colour and every edge, at a size a screen shows without shrinking', () => {
+    // 10 nodes x 10 roles in a chain on each node, each node's first role under the admin's.
+    const states: State[] = ['active', 'todo', 'blocked', 'transition', 'error', 'proposed'];
+    const nrs: NodeRole[] = [];
+    for (let n = 0; n < 10; n++)
+      for (let r = 0; r < 10; r++) {
+        const node = `node${String(n)}.lab.example.com`;
+        const parents =
+          r > 0 ? [`r${String(r - 1)}.${node}`] : n > 0 ? ['r0.node0.lab.example.com'] : [];
+        nrs.push(
+          nr(`r${String(r)}.${node}`, states[(n + r) % states.length] ?? 'active', {
+            node,
+            parents,
+            cohort: r,
+            role: `role-${String(r)}`,
+          }),
+        );
+      }
+    const dot = renderDot(nrs);
+    const png = spawnSync('dot', ['-Tpng'], { input: dot, maxBuffer: 64 * 1024 * 1024 });
+    expect(png.status).toBe(0);
+    const seen = checkGraphPng(png.stdout, dot);
+    expect(seen).toMatchObject({ nodes: 100, edges: 99, missing: [] });
+    // At Graphviz's 96 dpi the 10-point labels are readable when the picture is shown unscaled:
+    // 100 noderoles fit a 4K screen (about 1,300 x 1,100 pixels here).
+    expect(seen.width).toBeLessThanOrEqual(3840);
+    expect(seen.height).toBeLessThanOrEqual(2160);
   });
 });
