@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -215,8 +215,11 @@ jq -c --arg dir "$PWD" '{v: .v, role: env.CROWBAR_ROLE, nr: env.CROWBAR_NODEROLE
 
   it('the same attempt sent again attaches to the execution or takes its stored result', async () => {
     const count = join(scratch, 'attach.count');
+    // The script runs until the test lets it finish (after the second runner has attached), so
+    // "attached" does not depend on how fast a loaded machine kills and starts processes.
+    const release = join(scratch, 'attach.release');
     const r = req(
-      `#!/bin/sh\necho x >> ${count}\nsleep 1.5\necho "{\\"n\\":$(wc -l < ${count})}" > "$CROWBAR_OUTPUT"\n`,
+      `#!/bin/sh\necho x >> ${count}\ni=0; while [ ! -e ${release} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\necho "{\\"n\\":$(wc -l < ${count})}" > "$CROWBAR_OUTPUT"\n`,
     );
     let started!: () => void;
     const firstStarted = new Promise<void>((resolve) => (started = resolve));
@@ -226,9 +229,20 @@ jq -c --arg dir "$PWD" '{v: .v, role: env.CROWBAR_ROLE, nr: env.CROWBAR_NODEROLE
     const exited = new Promise((resolve) => first.proc.once('exit', resolve));
     first.proc.kill('SIGKILL');
     await exited;
-    const again = await jig(r);
-    expect(again.result).toEqual({ ok: true, wall: { n: 1 } });
-    expect(parseRunnerOutput(again.ran.stdout)).toMatchObject({ journal: 'attached' });
+    // The second runner reports its journal state, then the pid it waits on: let the script end.
+    const second = startRunner(buildPayload(r), () => {
+      writeFileSync(release, '');
+    });
+    const ran = await second.done;
+    const again = interpret(parseRunnerOutput(ran.stdout), {
+      role: r.role,
+      node: r.node,
+      noderole: r.noderole,
+      timeoutSeconds: r.timeoutSeconds,
+      elapsedMs: 0,
+    });
+    expect(again).toEqual({ ok: true, wall: { n: 1 } });
+    expect(parseRunnerOutput(ran.stdout)).toMatchObject({ journal: 'attached' });
     const stored = await jig(r);
     expect(stored.result).toEqual({ ok: true, wall: { n: 1 } });
     expect(parseRunnerOutput(stored.ran.stdout)).toMatchObject({ journal: 'stored' });
