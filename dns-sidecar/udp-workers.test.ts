@@ -107,7 +107,7 @@ describe('UDP worker threads', () => {
       Number(
         /crowbar_dns_queries_total\{transport="udp",qtype="A",rcode="NOERROR"\} (\d+)/.exec(
           text,
-        )?.[1],
+        )?.[1] ?? '0',
       );
     // Every query answered so far, on whichever thread, is in the sum; the main thread's own
     // registry has only its share (24 clients over 3 sockets: all on one is a 3^-23 chance).
