@@ -96,7 +96,12 @@ export function decodeQuery(buf: Buffer): Incoming {
   let rawQuestion: Buffer | undefined;
   try {
     packet = dnsPacket.decode(buf);
-    if ((packet.questions?.length ?? 0) >= 1) {
+    const qd = packet.questions?.length ?? 0;
+    if (qd === 1) {
+      // decode() went through question.decode once, for this question, which left its size in
+      // question.decode.bytes (the other sections use answer.decode): no second decode.
+      rawQuestion = buf.subarray(HEADER, HEADER + questionDecode.bytes);
+    } else if (qd > 1) {
       questionDecode(buf, HEADER);
       rawQuestion = buf.subarray(HEADER, HEADER + questionDecode.bytes);
     }
