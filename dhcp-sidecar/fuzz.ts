@@ -1,7 +1,10 @@
 /**
  * Hostile DHCP packets for fuzz tests (deterministic from a seed): truncations, option lengths
  * past the end, overload loops, zero-length and repeated options, giant packets, bit flips and
- * random bytes, all derived from well-formed client messages.
+ * random bytes, all derived from well-formed client messages. A third of them come "through a
+ * relay": a giaddr (the served network, a relayed one, a proxy-mode one or one nobody serves) and
+ * an option 82 with circuit id, RFC 3527 link selection and RFC 5107 server identifier override
+ * sub-options of right and wrong lengths.
  */
 import { MessageType, Op, Opt, encode, optIps, optU8, type DhcpPacket } from './codec.ts';
 
@@ -15,6 +18,24 @@ export function prng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** Link addresses the fuzz test's backend knows (served, relayed, proxy) and one it does not. */
+export const FUZZ_LINKS = ['10.0.0.254', '10.1.0.1', '10.2.0.1', '192.0.2.1'] as const;
+
+/** Option 82 with random sub-options: 1 (circuit id), 5 and 11 (4 bytes, or not), junk. */
+function agentOption(rand: () => number): Buffer {
+  const parts: number[] = [1, 4, 101, 116, 104, 49];
+  const n = Math.floor(rand() * 4);
+  for (let i = 0; i < n; i++) {
+    const code = [5, 11, 2, Math.floor(rand() * 256)][Math.floor(rand() * 4)] ?? 5;
+    const len = rand() < 0.7 ? 4 : Math.floor(rand() * 8);
+    parts.push(code, len);
+    for (let k = 0; k < len; k++) parts.push(code === 5 && k === 0 ? 10 : Math.floor(rand() * 3));
+  }
+  // Sometimes a sub-option whose length runs past the option's end.
+  if (rand() < 0.2) parts.push(5, 200, 10);
+  return Buffer.from(parts);
 }
 
 function base(rand: () => number): Buffer {
@@ -47,6 +68,11 @@ function base(rand: () => number): Buffer {
       [Opt.REQUESTED_IP, optIps(['10.0.0.5'])],
     ]),
   };
+  if (rand() < 1 / 3) {
+    p.giaddr = FUZZ_LINKS[Math.floor(rand() * FUZZ_LINKS.length)] ?? '10.1.0.1';
+    p.hops = 1;
+    p.options.set(Opt.RELAY_AGENT, agentOption(rand));
+  }
   return encode(p);
 }
 
