@@ -68,10 +68,17 @@ export function simVm(dir: string, name: string, mac: string): SimVm {
   };
 }
 
-/** The first "Booting from ..." line SeaBIOS wrote on the serial console, once it has. */
+/**
+ * The first "Booting from ..." line SeaBIOS wrote on the serial console after its banner, once it
+ * has. Counting from the banner makes it this boot's line even when the log still holds the end
+ * of a boot the VM was reset out of.
+ */
 export function firstBootLine(serial: string): string | undefined {
   if (!existsSync(serial)) return undefined;
-  const m = /Booting from ([A-Za-z ]+)\.\.\./.exec(readFileSync(serial, 'latin1'));
+  const text = readFileSync(serial, 'latin1');
+  const banner = text.indexOf('SeaBIOS (version');
+  if (banner < 0) return undefined;
+  const m = /Booting from ([A-Za-z ]+)\.\.\./.exec(text.slice(banner));
   return m?.[1]?.trim();
 }
 
