@@ -10,7 +10,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Node } from '../../generated/crowbar.ts';
@@ -200,7 +200,9 @@ beforeAll(async () => {
     kubeconfig,
     apiServer: inject('apiServer'),
     network,
-    args: ['--discovery-bootenv', DISC],
+    // A name server in the DHCP answers, as a site's has (d-i asks for one otherwise); nothing
+    // listens there and nothing needs to: every URL the machines use is an address.
+    args: ['--discovery-bootenv', DISC, '--dns', lab.serverIp],
   });
 }, 400_000);
 
@@ -225,6 +227,13 @@ afterAll(async () => {
     try {
       await op?.stop();
       if (process.env['CBT_KEEP_LOG'] && op) copyFileSync(op.log, process.env['CBT_KEEP_LOG']);
+      // The consoles, for post-mortems of a failed run.
+      for (const f of ['vm1.serial', 'vm2.serial', 'vm1-firstboot.serial'])
+        try {
+          copyFileSync(join(lab.dir, f), join(tmpdir(), `pro-last-${f}`));
+        } catch {
+          // not started
+        }
     } finally {
       for (const r of [FACTS_ROLE, POST_ROLE])
         await client.delete('Role', r).catch(() => undefined);
@@ -479,7 +488,7 @@ describe('the real Debian installer', () => {
     expect(n2?.status?.bootEnv?.applied).toBe(DEBIAN_BOOTENV);
     // It is Debian's installer that asked: its kernel command line is on the console.
     expect(readFileSync(serial2(), 'utf8')).toMatch(
-      /auto=true priority=critical url=http:\/\/[0-9.:]+\/provision\/v1\/nodes\/[^ ]+\/files\/preseed\.cfg/,
+      /auto=true priority=critical netcfg\/no_default_route=true url=http:\/\/[0-9.:]+\/provision\/v1\/nodes\/[^ ]+\/files\/preseed\.cfg/,
     );
     await vm2?.stop(5000);
   }, 300_000);
