@@ -11,7 +11,8 @@ D=$OUT/debian-installer/amd64
 [ -s "$D/linux" ] && [ -s "$D/initrd.gz" ] && exit 0
 W=$(mktemp -d /tmp/cbdi-XXXXXX)
 trap 'rm -rf "$W"' EXIT
-(cd "$W" && apt-get download -q debian-installer-12-netboot-amd64 >/dev/null 2>&1) ||
+dl() { (cd "$W" && apt-get download -q debian-installer-12-netboot-amd64 >/dev/null 2>&1); }
+dl || { apt-get update -qq >/dev/null 2>&1; dl; } ||
   { echo "fetch-debian-installer.sh: apt-get download debian-installer-12-netboot-amd64 failed (run apt-get update?)" >&2; exit 1; }
 dpkg-deb -x "$W"/debian-installer-12-netboot-amd64_*.deb "$W/x"
 S=$W/x/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64

@@ -72,7 +72,7 @@ describe('debian-12-install', () => {
   it('names the per-node preseed URL in its kernel arguments', () => {
     const env = debianBootEnv();
     expect(env.kernelArgs).toContain(
-      'auto=true priority=critical url={{api}}/provision/v1/nodes/{{name}}/files/preseed.cfg',
+      'auto=true priority=critical netcfg/no_default_route=true url={{api}}/provision/v1/nodes/{{name}}/files/preseed.cfg',
     );
     expect(env.files?.map((f) => f.name)).toEqual(['preseed.cfg', 'late.sh']);
     expect(LATE_COMMAND).toContain('{{api}}');

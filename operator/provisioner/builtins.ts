@@ -114,7 +114,9 @@ export function debianBootEnv(): BootEnvSpec {
       'Debian 12 netboot installer (d-i) with a per-node preseed from the provisioner API',
     kernel: 'debian-installer/amd64/linux',
     initrds: ['debian-installer/amd64/initrd.gz'],
-    kernelArgs: `initrd={{initrd}} auto=true priority=critical url={{api}}/provision/v1/nodes/{{name}}/files/preseed.cfg console=ttyS0,115200n8 --- console=ttyS0,115200n8`,
+    // netcfg/no_default_route: a provisioning network without a router (a site mirror on it) is
+    // fine; d-i would otherwise ask before it has fetched the preseed.
+    kernelArgs: `initrd={{initrd}} auto=true priority=critical netcfg/no_default_route=true url={{api}}/provision/v1/nodes/{{name}}/files/preseed.cfg console=ttyS0,115200n8 --- console=ttyS0,115200n8`,
     files: [
       { name: 'preseed.cfg', template: DEBIAN_PRESEED },
       { name: 'late.sh', template: DEBIAN_LATE_SH },

@@ -19,7 +19,9 @@ W=$(mktemp -d /tmp/cbdisc-image-XXXXXX)
 trap 'rm -rf "$W"' EXIT
 KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 # apt-get warns that root downloads unsandboxed into a private temp dir: expected here.
-(cd "$W" && apt-get download -q "$KPKG" busybox-static dropbear-bin libtomcrypt1 libtommath1 util-linux >/dev/null 2>&1) ||
+dl() { (cd "$W" && apt-get download -q "$KPKG" busybox-static dropbear-bin libtomcrypt1 libtommath1 util-linux >/dev/null 2>&1); }
+# A fresh machine may have no package lists yet: update once and try again.
+dl || { apt-get update -qq >/dev/null 2>&1; dl; } ||
   { echo "build.sh: apt-get download failed (is the Debian mirror reachable? run apt-get update)" >&2; exit 1; }
 dpkg-deb -x "$W"/"$KPKG"_*.deb "$W/k"
 dpkg-deb -x "$W"/busybox-static_*.deb "$W/bb"
