@@ -86,6 +86,14 @@ describe('buildJob', () => {
     const pod = job.spec?.template.spec;
     expect(pod?.serviceAccountName).toBe(job.metadata?.name);
     expect(pod?.volumes?.[0]?.secret?.secretName).toBe('root-key');
+    // A real kubelet writes the key as root: without fsGroup and group read, uid 65532 could
+    // not read it (issue 14, item 6).
+    expect(pod?.volumes?.[0]?.secret?.defaultMode).toBe(0o440);
+    expect(pod?.securityContext).toMatchObject({
+      runAsUser: 65532,
+      runAsGroup: 65532,
+      fsGroup: 65532,
+    });
     expect(pod?.containers[0]?.env).toContainEqual({ name: 'CROWBAR_RUN', value: '2' });
     expect(pod?.volumes?.map((v) => v.name)).toEqual(['ssh-key']);
     expect(mountsScriptSnapshot(job)).toBe(false);

@@ -62,6 +62,11 @@ export const ENV = {
   podNamespace: 'POD_NAMESPACE',
 } as const;
 
+/** The runner's uid and gid (and the pod's fsGroup, which owns its mounted key). */
+export const RUNNER_UID = 65532;
+/** The key file's mode: owner root, group {@link RUNNER_UID} (fsGroup) may read, others not. */
+export const RUNNER_KEY_MODE = 0o440;
+
 /** The runner's command in the operator image (WORKDIR /app, see the Dockerfile). */
 export const RUNNER_COMMAND = ['node', 'operator/jig-runner.ts'];
 
@@ -154,7 +159,12 @@ export function buildJob(o: JobInputs): V1Job {
       ? []
       : [
           {
-            volume: { name: 'ssh-key', secret: { secretName: o.sshKeySecret, defaultMode: 0o400 } },
+            // The kubelet writes Secret files as root; the runner is uid 65532. With fsGroup the
+            // kubelet gives the files that group, and 0440 lets the group (only) read the key.
+            volume: {
+              name: 'ssh-key',
+              secret: { secretName: o.sshKeySecret, defaultMode: RUNNER_KEY_MODE },
+            },
             mount: { name: 'ssh-key', mountPath: SSH_KEY_DIR, readOnly: true },
           },
         ]),
@@ -203,7 +213,9 @@ export function buildJob(o: JobInputs): V1Job {
           automountServiceAccountToken: true,
           securityContext: {
             runAsNonRoot: true,
-            runAsUser: 65532,
+            runAsUser: RUNNER_UID,
+            runAsGroup: RUNNER_UID,
+            fsGroup: RUNNER_UID,
             seccompProfile: { type: 'RuntimeDefault' },
           },
           containers: [

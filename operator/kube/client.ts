@@ -229,6 +229,22 @@ export class CrowbarClient {
     )) as Obj<K>;
   }
 
+  /**
+   * A JSON patch (RFC 6902) of the status subresource: with a `test` op first it is a
+   * compare-and-set that the API server applies whole or not at all.
+   */
+  async jsonPatchStatus<K extends CrowbarKind>(
+    kind: K,
+    name: string,
+    ops: readonly { op: string; path: string; value?: unknown }[],
+    fieldManager: string,
+  ): Promise<Obj<K>> {
+    return (await this.api.patchClusterCustomObjectStatus(
+      { ...this.ref(kind), name, body: ops, fieldManager },
+      setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+    )) as Obj<K>;
+  }
+
   /** Deletes the object; true if it existed. */
   async delete(kind: CrowbarKind, name: string): Promise<boolean> {
     try {

@@ -23,7 +23,15 @@
  * It ignores images, resources, probes, security contexts and restarts (restartPolicy Never).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -197,24 +205,50 @@ export class KubeletStandin {
     if (!spec || !c?.command?.[0]) throw new Error('the pod has no container command to run');
     const dir = mkdtempSync(join(tmpdir(), 'kubelet-standin-'));
     run.dir = dir;
+    // As a kubelet does: the container runs as the pod's runAsUser/runAsGroup (when this process
+    // may switch, i.e. runs as root), and volume files get their mode (defaultMode) and, with an
+    // fsGroup, that group plus group read. So a key the runner's uid cannot read fails here as it
+    // would on a real node.
+    const sc = spec.securityContext;
+    const asRoot = process.getuid?.() === 0;
+    const user = asRoot && sc?.runAsUser !== undefined ? sc.runAsUser : undefined;
+    const group = user === undefined ? undefined : (sc?.runAsGroup ?? 0);
+    const fsGroup = asRoot ? sc?.fsGroup : undefined;
+    const own = (path: string, mode: number): void => {
+      if (!asRoot) {
+        chmodSync(path, mode);
+        return;
+      }
+      chownSync(path, 0, fsGroup ?? 0);
+      chmodSync(path, fsGroup === undefined ? mode : mode | 0o440);
+    };
+    // The container's HOME: its own.
+    if (user !== undefined) chownSync(dir, user, group ?? 0);
     // Volumes: Secret and ConfigMap contents as files; mount paths mapped into the temp dir.
     const mounts = new Map<string, string>();
     for (const v of spec.volumes ?? []) {
       const vdir = join(dir, 'volumes', v.name);
-      mkdirSync(vdir, { recursive: true });
+      mkdirSync(vdir, { recursive: true, mode: 0o755 });
+      chmodSync(join(dir, 'volumes'), 0o755);
+      if (asRoot) chownSync(vdir, 0, fsGroup ?? 0);
       const secretName = v.secret?.secretName;
       const cmName = v.configMap?.name;
       if (secretName) {
         const s = await this.mountSource(run, `Secret ${secretName}`, v.secret?.optional, () =>
           this.core.readNamespacedSecret({ name: secretName, namespace: this.o.namespace }),
         );
-        for (const [k, b64] of Object.entries(s?.data ?? {}))
-          writeFileSync(join(vdir, k), Buffer.from(b64, 'base64'), { mode: 0o400 });
+        for (const [k, b64] of Object.entries(s?.data ?? {})) {
+          writeFileSync(join(vdir, k), Buffer.from(b64, 'base64'));
+          own(join(vdir, k), v.secret?.defaultMode ?? 0o644);
+        }
       } else if (cmName) {
         const cm = await this.mountSource(run, `ConfigMap ${cmName}`, v.configMap?.optional, () =>
           this.core.readNamespacedConfigMap({ name: cmName, namespace: this.o.namespace }),
         );
-        for (const [k, text] of Object.entries(cm?.data ?? {})) writeFileSync(join(vdir, k), text);
+        for (const [k, text] of Object.entries(cm?.data ?? {})) {
+          writeFileSync(join(vdir, k), text);
+          own(join(vdir, k), v.configMap?.defaultMode ?? 0o644);
+        }
       }
       for (const m of c.volumeMounts ?? []) if (m.name === v.name) mounts.set(m.mountPath, vdir);
     }
@@ -235,7 +269,12 @@ export class KubeletStandin {
     const [cmd = '', ...rest] = [...(c.command ?? []), ...(c.args ?? [])];
     const bin = cmd === 'node' ? process.execPath : cmd;
     const logPath = join(this.o.logDir, `pod-${run.name}.log`);
-    const proc = spawn(bin, rest, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(bin, rest, {
+      cwd: ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(user === undefined ? {} : { uid: user, gid: group ?? 0 }),
+    });
     run.proc = proc;
     run.phase = 'running';
     run.started = new Date().toISOString();
@@ -413,6 +452,10 @@ export class KubeletStandin {
       }),
       { mode: 0o600 },
     );
+    // A kubelet gives a projected token file (0600) to the pod's runAsUser.
+    const sc = pod.spec?.securityContext;
+    if (process.getuid?.() === 0 && sc?.runAsUser !== undefined)
+      chownSync(path, sc.runAsUser, sc.runAsGroup ?? 0);
     return path;
   }
 

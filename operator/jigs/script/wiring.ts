@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import type { CoreV1Api } from '@kubernetes/client-node';
 import type { Network, Node, Role } from '../../../generated/crowbar.ts';
 import type { CrowbarClient } from '../../kube/client.ts';
-import { apiMessage, isNotFound } from '../../kube/errors.ts';
+import { apiCode, apiMessage, isConflict, isNotFound } from '../../kube/errors.ts';
 import type { Logger } from '../../log.ts';
 import type { Jig, JigResult, JigRun } from '../types.ts';
 import { scriptJig, type ScriptJigDeps } from './jig.ts';
@@ -202,19 +202,49 @@ export async function readScriptSnapshot(path: string | undefined): Promise<stri
   }
 }
 
-/** Records a first-seen host key on the Node's status (merge patch on /status). */
+/**
+ * Records a first-seen host key on the Node's status, compare-and-set: a JSON patch whose `test`
+ * op holds the resourceVersion of the read that found no key, so a second "first use" (another
+ * replica, another runner, a machine swapped in between) cannot replace the first. Finding the
+ * same key recorded is success; finding another is an error that says so. A Node changed by
+ * someone else in between is read again (at most 3 times).
+ */
 export async function recordHostKey(
   client: CrowbarClient,
   node: string,
   fingerprint: string,
   fieldManager: string,
 ): Promise<void> {
-  await client.mergePatchStatus(
-    'Node',
-    node,
-    { status: { sshHostKey: fingerprint } },
-    fieldManager,
-  );
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const n = await client.get('Node', node);
+    if (!n) throw new Error(`node ${node} no longer exists`);
+    const recorded = n.status?.sshHostKey;
+    if (recorded === fingerprint) return;
+    if (recorded !== undefined && recorded !== '') {
+      throw new Error(
+        `node ${node} already has SSH host key ${recorded} on record, and this connection offered ${fingerprint}: trust on first use happens once; if the machine was replaced, clear status.sshHostKey`,
+      );
+    }
+    try {
+      await client.jsonPatchStatus(
+        'Node',
+        node,
+        [
+          { op: 'test', path: '/metadata/resourceVersion', value: n.metadata.resourceVersion },
+          n.status === undefined
+            ? { op: 'add', path: '/status', value: { sshHostKey: fingerprint } }
+            : { op: 'add', path: '/status/sshHostKey', value: fingerprint },
+        ],
+        fieldManager,
+      );
+      return;
+    } catch (e) {
+      // The test failed (the Node changed since the read) or a write raced it: read again.
+      if (isConflict(e) || apiCode(e) === 422) continue;
+      throw e;
+    }
+  }
+  throw new Error(`cannot record node ${node}'s SSH host key: the Node kept changing; try again`);
 }
 
 export interface ScriptWiring {
