@@ -104,6 +104,9 @@ function noteView<V extends object>(
   return keys.length !== Object.keys(b).length || keys.some((k) => a[k] !== b[k]);
 }
 
+/** How long a noderole is in transition with no run here before it is re-adopted. */
+const ORPHAN_GRACE_MS = 3000;
+
 /** Status writes in flight at once (see write-queue.ts). */
 const WRITE_CONCURRENCY = 16;
 
@@ -164,6 +167,9 @@ export class Annealer {
   private readonly seenInputs = new Map<string, unknown>();
   /** Edits of those parts not yet looked at by a pass (§3.6 poke). */
   private edits: InputEdit[] = [];
+  /** Noderoles in transition with no run here: since when (see rescueOrphans). */
+  private readonly orphans = new Map<string, number>();
+  private readonly adopting = new Set<string>();
   private readonly o: AnnealerOptions;
   private readonly log: Logger;
   private readonly executor: Executor;
@@ -407,10 +413,48 @@ export class Annealer {
         }
       });
     }
+    this.rescueOrphans();
     this.explainWaits(st.world, scope, starting);
     this.observe(st.world);
     this.metrics.passSeconds.observe((performance.now() - t0) / 1000);
     return Promise.resolve(undefined);
+  }
+
+  /**
+   * A noderole in transition with no run in this process, as the leader, is an orphan: its start
+   * was written but answered with an error (the write happened), or its result could not be
+   * recorded (the API server failing for longer than finish() retries). Nothing else would ever
+   * move it again, so once it has been an orphan for ORPHAN_GRACE_MS it is re-adopted as after a
+   * restart: the same run, whose journal (script or test jig) returns a stored result instead of
+   * executing twice. The grace lets this process's own writes and the cache catch up first.
+   */
+  private rescueOrphans(): void {
+    const now = Date.now();
+    const seen = new Set<string>();
+    for (const name of this.view.byState().get('transition') ?? []) {
+      if (this.inflight.has(name) || this.starting.has(name) || this.pending.has(name)) continue;
+      seen.add(name);
+      const since = this.orphans.get(name);
+      if (since === undefined) {
+        this.orphans.set(name, now);
+        this.nudge(ORPHAN_GRACE_MS);
+      } else if (now - since >= ORPHAN_GRACE_MS && !this.adopting.has(name)) {
+        this.orphans.delete(name);
+        const nr = this.view.get(name);
+        if (!nr) continue;
+        this.adopting.add(name);
+        void this.adoptOne(nr)
+          .catch((err: unknown) => {
+            this.log.warn({ err, noderole: name }, 'could not re-adopt an orphaned run');
+          })
+          .finally(() => {
+            this.adopting.delete(name);
+            this.nudge(this.retryDelayMs());
+          });
+      }
+    }
+    // Bounded by the noderoles in transition: anything no longer an orphan is forgotten.
+    for (const name of this.orphans.keys()) if (!seen.has(name)) this.orphans.delete(name);
   }
 
   /** Queues an edit of a run-input part; the first sighting of an object is not an edit. */
@@ -939,60 +983,63 @@ export class Annealer {
    * role cannot be re-run blindly and goes to error for a person to check.
    */
   private async adopt(): Promise<void> {
-    for (const nr of this.view.list()) {
-      const name = nr.metadata.name ?? '';
-      if (nr.status?.state !== 'transition' || this.inflight.has(name)) continue;
-      const run = nr.status.run;
-      const role = this.o.mgr.caches.Role.get(nr.spec.role);
-      const node = this.o.mgr.caches.Node.get(nr.spec.node);
-      const jig = role && this.o.jigs.get(role.spec.jig);
-      if (!role || !node || !jig || run?.number === undefined || run.id === undefined) {
-        await this.writeChange({
-          name,
-          state: 'error',
-          message: 'run interrupted by an operator restart and cannot be resumed; retry it',
-        });
-        continue;
-      }
-      if (run.executor !== undefined && run.executor !== this.executor.name) {
-        await this.writeChange({
-          name,
-          state: 'error',
-          message: `run ${run.number} was started by the ${run.executor} executor but this operator uses ${this.executor.name}; retry it`,
-        });
-        continue;
-      }
-      // An inline run died with its operator; re-running a destructive role blindly is unsafe.
-      // A Job outlives the operator, so the job executor re-attaches to it instead, and so does a
-      // resumable jig (the script jig's node-side journal: its execution outlives the operator and
-      // the same run sent again attaches to it or takes its result, never executing twice).
-      const destructive = (role.spec.flags ?? []).includes('destructive');
-      // A destructive role's later run never executes its jig (§1.2), re-adopted or not.
-      const skip = run.result === 'skipped' || (destructive && (nr.status.runCount ?? 0) > 0);
-      if (this.executor.name === 'inline' && !jig.resumable && destructive && !skip) {
-        await this.writeChange({
-          name,
-          state: 'error',
-          message: `destructive run ${run.number} was interrupted by an operator restart; check the node, then retry`,
-        });
-        continue;
-      }
-      this.log.info(
-        { noderole: name, run: run.number, previousOwner: run.owner },
-        're-adopting an interrupted run',
-      );
-      const res = await this.patchStatus(nr, { run: { owner: this.o.identity } });
-      if (res)
-        this.launch(
-          res,
-          role,
-          node,
-          jig,
-          run.number,
-          run.id,
-          run.input ?? {},
-          skip ? 'skip' : 'resume',
-        );
+    for (const nr of this.view.list()) await this.adoptOne(nr);
+  }
+
+  /** Re-adopts one noderole left in transition with no run in this process (see adopt()). */
+  private async adoptOne(nr: Readonly<NodeRole>): Promise<void> {
+    const name = nr.metadata.name ?? '';
+    if (nr.status?.state !== 'transition' || this.inflight.has(name)) return;
+    const run = nr.status.run;
+    const role = this.o.mgr.caches.Role.get(nr.spec.role);
+    const node = this.o.mgr.caches.Node.get(nr.spec.node);
+    const jig = role && this.o.jigs.get(role.spec.jig);
+    if (!role || !node || !jig || run?.number === undefined || run.id === undefined) {
+      await this.writeChange({
+        name,
+        state: 'error',
+        message: 'run interrupted by an operator restart and cannot be resumed; retry it',
+      });
+      return;
     }
+    if (run.executor !== undefined && run.executor !== this.executor.name) {
+      await this.writeChange({
+        name,
+        state: 'error',
+        message: `run ${run.number} was started by the ${run.executor} executor but this operator uses ${this.executor.name}; retry it`,
+      });
+      return;
+    }
+    // An inline run died with its operator; re-running a destructive role blindly is unsafe.
+    // A Job outlives the operator, so the job executor re-attaches to it instead, and so does a
+    // resumable jig (the script jig's node-side journal: its execution outlives the operator and
+    // the same run sent again attaches to it or takes its result, never executing twice).
+    const destructive = (role.spec.flags ?? []).includes('destructive');
+    // A destructive role's later run never executes its jig (§1.2), re-adopted or not.
+    const skip = run.result === 'skipped' || (destructive && (nr.status.runCount ?? 0) > 0);
+    if (this.executor.name === 'inline' && !jig.resumable && destructive && !skip) {
+      await this.writeChange({
+        name,
+        state: 'error',
+        message: `destructive run ${run.number} was interrupted by an operator restart; check the node, then retry`,
+      });
+      return;
+    }
+    this.log.info(
+      { noderole: name, run: run.number, previousOwner: run.owner },
+      're-adopting an interrupted run',
+    );
+    const res = await this.patchStatus(nr, { run: { owner: this.o.identity } });
+    if (res)
+      this.launch(
+        res,
+        role,
+        node,
+        jig,
+        run.number,
+        run.id,
+        run.input ?? {},
+        skip ? 'skip' : 'resume',
+      );
   }
 }
