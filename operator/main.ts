@@ -2,6 +2,7 @@
  * The Crowbar operator: informers for Crowbar's kinds, controllers behind a workqueue, leader
  * election on a Lease, /healthz, /readyz, /metrics, JSON logs, and a clean stop on SIGTERM.
  */
+import { CoreV1Api } from '@kubernetes/client-node';
 import { loadConfig } from './config.ts';
 import { Annealer } from './controllers/annealer/annealer.ts';
 import { Binder } from './controllers/annealer/binder.ts';
@@ -21,6 +22,7 @@ import { loadKubeConfig } from './kube/client.ts';
 import { rootLogger } from './log.ts';
 import { Manager } from './manager.ts';
 import { provisionerApi, provisionerFlow } from './provisioner/setup.ts';
+import { PowerService, powerHook } from './power/controller.ts';
 import { onShutdown } from './runtime/shutdown.ts';
 
 const FIELD_MANAGER = 'crowbar-operator';
@@ -84,6 +86,16 @@ async function main(): Promise<void> {
       key: nodeAccess.key,
       fieldManager: FIELD_MANAGER,
       log,
+      power: powerHook(
+        new PowerService({
+          core: kc.makeApiClient(CoreV1Api),
+          recorder,
+          log,
+          registry: mgr.metrics.registry,
+          namespace: config.leaseNamespace,
+          sshKey: nodeAccess.key,
+        }),
+      ),
     }),
   );
   let jobExecutor: JobExecutor | undefined;

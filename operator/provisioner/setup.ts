@@ -13,6 +13,8 @@ import { ensureBuiltins } from './builtins.ts';
 import { OS_INSTALL_ROLE, osInstallJig, sshRebooter } from './os-install.ts';
 import { provisionerRoutes, publicKeyLine } from './api.ts';
 import { PurposeTokens } from './tokens.ts';
+import type { PowerDriverFor } from '../power/controller.ts';
+import { powerAwareRebooter } from './power-rebooter.ts';
 
 export function provisionerApi(o: {
   mgr: Manager;
@@ -45,8 +47,8 @@ export function provisionerApi(o: {
 }
 
 /**
- * The os-install jig (reboots over SSH; the power driver's cycle where a Node has `spec.power`,
- * once that lands) and the leader's creation of the built-in Role and BootEnv.
+ * The os-install jig (reboots over SSH, or through the power driver where a Node has
+ * `spec.power`) and the leader's creation of the built-in Role and BootEnv.
  */
 export function provisionerFlow(o: {
   mgr: Manager;
@@ -56,15 +58,19 @@ export function provisionerFlow(o: {
   key: SshKeySource;
   fieldManager: string;
   log: Logger;
+  /** A Node's power driver (spec.power): the install flow's restart where a Node has one. */
+  power?: PowerDriverFor;
 }): Controller {
   o.jigs.register(
     osInstallJig({
       client: o.mgr.client,
       getNode: (n) => o.mgr.caches.Node.get(n),
-      rebooter: sshRebooter({
-        key: () => o.key.get(),
-        address: (n) => sshAddresses(n, (net) => o.mgr.caches.Network.get(net))[0],
-      }),
+      rebooter: ((ssh) => (o.power ? powerAwareRebooter(o.power, ssh) : ssh))(
+        sshRebooter({
+          key: () => o.key.get(),
+          address: (n) => sshAddresses(n, (net) => o.mgr.caches.Network.get(net))[0],
+        }),
+      ),
       recorder: o.recorder,
       fieldManager: o.fieldManager,
       log: o.log,
