@@ -17,6 +17,7 @@ import { DHCP_CLUSTER_RULES } from '../../dhcp-sidecar/rbac.ts';
 import { DNS_CLUSTER_RULES } from '../../dns-sidecar/rbac.ts';
 import { runnerRbacName, runnerRules, jobName } from '../../operator/executors/job-spec.ts';
 import { CLUSTER_RULES, NAMESPACE_RULES, type Rule } from '../../operator/rbac.ts';
+import { METRICS_AUTH_RULES } from '../../operator/runtime/secure-metrics.ts';
 import { applyManifests } from '../../lab/apply.ts';
 import { operatorRbacPolicy, rbacPolicyName } from '../../webhooks/rbac-policy.ts';
 import { WEBHOOK_CLUSTER_RULES } from '../../webhooks/rbac.ts';
@@ -111,7 +112,12 @@ async function allowed(sa: string, attrs: Record<string, string>): Promise<boole
 }
 
 const ACCOUNTS = {
-  operator: { sa: `${release}-operator`, cluster: CLUSTER_RULES, namespaced: NAMESPACE_RULES },
+  // The operator's own rules, and the TokenReview/SubjectAccessReview its secure /metrics asks.
+  operator: {
+    sa: `${release}-operator`,
+    cluster: [...CLUSTER_RULES, ...METRICS_AUTH_RULES],
+    namespaced: NAMESPACE_RULES,
+  },
   webhook: { sa: `${release}-webhook`, cluster: WEBHOOK_CLUSTER_RULES, namespaced: [] },
   dns: { sa: `${release}-dns`, cluster: DNS_CLUSTER_RULES, namespaced: [] },
   dhcp: { sa: `${release}-operator-dhcp`, cluster: DHCP_CLUSTER_RULES, namespaced: [] },
