@@ -213,7 +213,24 @@ export class Manager {
   private async startLeading(): Promise<void> {
     this.leading = true;
     this.metrics.leader.set(1);
-    for (const { c } of this.controllers) await c.onStartedLeading?.();
+    // The leader's one-time set-up (the system deployment, built-in Roles and BootEnvs) is
+    // idempotent: a transient refusal (429, 500, a cut connection) is retried with backoff, bounded,
+    // instead of exiting the new leader on its first failed request.
+    for (const { c } of this.controllers) {
+      for (let attempt = 0; c.onStartedLeading; attempt++) {
+        try {
+          await c.onStartedLeading();
+          break;
+        } catch (err) {
+          if (attempt >= 7) throw err;
+          this.deps.log.warn(
+            { err, controller: c.name, attempt },
+            'leader set-up failed; retrying',
+          );
+          await new Promise((r) => setTimeout(r, Math.min(4000, 250 * 2 ** attempt)));
+        }
+      }
+    }
     for (const { c, q } of this.controllers) {
       // Level-triggered: start from everything in the cache, not only from new events.
       for (const kind of KINDS) {
