@@ -4,7 +4,7 @@
  * (SeaBIOS boots the NIC's iPXE ROM, on its serial console) or the disk, by changing the devices'
  * bootindex at run time. Bad input: a path that is no QMP socket fails with a clear error.
  */
-import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,7 +29,12 @@ let socket: string;
 async function boot(action: () => Promise<void>): Promise<string> {
   truncateSync(vm.serial, 0);
   await action();
-  return eventually('the VM to boot', () => firstBootLine(vm.serial), 60_000);
+  try {
+    return await eventually('the VM to boot', () => firstBootLine(vm.serial), 60_000);
+  } catch (e) {
+    const tail = readFileSync(vm.serial, 'latin1').slice(-600);
+    throw new Error(`${(e as Error).message}; serial console ends: ${JSON.stringify(tail)}`);
+  }
 }
 
 beforeAll(async () => {
@@ -91,14 +96,21 @@ describe('lab power driver against a qemu VM over QMP', () => {
   }, 180_000);
 
   it('records Events for the actions', async () => {
+    let seen: string[] = [];
     await eventually(
       'the Events',
       async () => {
-        const reasons = new Set((await rig.events(NODE)).map((e) => e.reason));
+        seen = (await rig.events(NODE)).map((e) => `${e.reason}: ${e.message}`);
+        const reasons = new Set(seen.map((e) => e.split(':')[0]));
         return ['PowerOn', 'PowerOff', 'PowerCycle', 'NextBoot'].every((r) => reasons.has(r));
       },
       30_000,
-    );
+    ).catch((e: unknown) => {
+      const unwritten = rig.logs.filter((l) => l.includes('event not written')).slice(-3);
+      throw new Error(
+        `${(e as Error).message}; Events seen: ${JSON.stringify(seen)}; not written: ${unwritten.join(' ')}`,
+      );
+    });
   });
 
   it('fails clearly on a path that is no QMP socket', async () => {
