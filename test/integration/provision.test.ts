@@ -573,15 +573,28 @@ describe('install flow', () => {
     ).catch((e: unknown) => {
       throw new Error(`${(e as Error).message}\nconsole:\n${consoleTail()}`, { cause: e });
     });
-    const ev = await nodeEvents();
-    const fetched = ev.filter((e) => e.reason === 'InstallerFetched').map((e) => e.message);
-    expect(fetched.some((m) => m.includes('fetched preseed.cfg'))).toBe(true);
-    expect(fetched.some((m) => m.includes('fetched late.sh'))).toBe(true);
-    expect(ev.map((e) => e.reason)).toContain('Installed');
+    expect(consoleTail()).toContain('late command done');
+    // Events are written off the operator's hot path (a queue): they may land after the VM is off.
+    let ev: { reason: string; message: string }[] = [];
+    await eventually(
+      'the installer Events',
+      async () => {
+        ev = await nodeEvents();
+        const fetched = ev.filter((e) => e.reason === 'InstallerFetched').map((e) => e.message);
+        return (
+          fetched.some((m) => m.includes('fetched preseed.cfg')) &&
+          fetched.some((m) => m.includes('fetched late.sh')) &&
+          ev.some((e) => e.reason === 'Installed')
+        );
+      },
+      60_000,
+      250,
+    ).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}; Events: ${JSON.stringify(ev)}`, { cause: e });
+    });
     const installed = await client.get('Node', nodeName);
     expect(installed?.spec.bootEnv).toBe('local');
     expect(installed?.status?.bootEnv?.applied).toBe('local');
-    expect(consoleTail()).toContain('late command done');
 
     // First boot of the installed system (a STAND-IN for the firmware booting the disk: qemu
     // loads the image directly, with the same disk and MAC).
