@@ -7,6 +7,7 @@ import type { Server } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import { GROUP, PLURALS, VERSION, type CrowbarKind } from '../generated/crowbar.ts';
 import { CrowbarClient, type Obj } from './kube/client.ts';
+import { deadline, LIST_REQUEST_MS } from './kube/timeout.ts';
 import type { OperatorConfig } from './config.ts';
 import type { Logger } from './log.ts';
 import { makeMetrics, type Metrics } from './metrics.ts';
@@ -75,11 +76,10 @@ export class Manager {
         kind,
         `/apis/${GROUP}/${VERSION}/${PLURALS[kind]}`,
         () =>
-          api.listClusterCustomObject({
-            group: GROUP,
-            version: VERSION,
-            plural: PLURALS[kind],
-          }) as never,
+          api.listClusterCustomObject(
+            { group: GROUP, version: VERSION, plural: PLURALS[kind] },
+            deadline(LIST_REQUEST_MS),
+          ) as never,
         deps.log,
       );
     this.caches = {
