@@ -15,6 +15,8 @@ import { cancelRun, settle } from '../../annealer/settle.ts';
 import { rerun } from '../../annealer/transitions.ts';
 import type { NodeRoleState, StateChange } from '../../annealer/states.ts';
 import {
+  compareNames,
+  deploymentChain,
   isNodeAlive,
   namesInState,
   toDeploymentView,
@@ -489,14 +491,17 @@ export class Annealer {
     const out: StateChange[] = [];
     let w = world;
     for (const edit of edits) {
-      const inScope = (nr: Readonly<NodeRole>): boolean =>
+      // Indexed, not a scan of every noderole per edit: a role's noderoles, or those of the
+      // edited deployment and of every deployment below it.
+      const names: Iterable<string> =
         edit.kind === 'role'
-          ? nr.spec.role === edit.name
-          : this.deploymentChain(nr.spec.deployment).includes(edit.name);
-      for (const nr of this.view.list()) {
-        const name = nr.metadata.name ?? '';
-        if (!inScope(nr) || running.has(name) || w.noderoles.get(name)?.state !== 'active')
-          continue;
+          ? this.view.names('role', edit.name)
+          : [...w.deployments.keys()]
+              .filter((d) => deploymentChain(w, d).includes(edit.name))
+              .flatMap((d) => [...this.view.names('deployment', d)]);
+      for (const name of [...names].sort(compareNames)) {
+        const nr = this.view.get(name);
+        if (!nr || running.has(name) || w.noderoles.get(name)?.state !== 'active') continue;
         const role = c.Role.get(nr.spec.role);
         const node = c.Node.get(nr.spec.node);
         if (!role || !node) continue;
@@ -528,15 +533,6 @@ export class Annealer {
       }
     }
     return out;
-  }
-
-  private deploymentChain(name: string): string[] {
-    const chain: string[] = [];
-    for (let d: string | undefined = name; d !== undefined && !chain.includes(d);) {
-      chain.push(d);
-      d = this.o.mgr.caches.Deployment.get(d)?.spec.parent;
-    }
-    return chain;
   }
 
   /**
