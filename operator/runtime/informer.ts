@@ -58,7 +58,18 @@ export class CachedInformer<T extends KubernetesObject> {
   readonly kind: string;
   private readonly log: Logger;
 
-  constructor(kc: KubeConfig, kind: string, path: string, list: ListPromise<T>, log: Logger) {
+  /**
+   * @param transform Thins each object before it is cached and handed to handlers (as client-go's
+   *   SetTransform): drop what no reader of the cache needs, so it costs no memory.
+   */
+  constructor(
+    kc: KubeConfig,
+    kind: string,
+    path: string,
+    list: ListPromise<T>,
+    log: Logger,
+    transform?: (o: T) => void,
+  ) {
     this.kind = kind;
     this.log = log.child({ informer: kind });
     this.inner = new ListWatch<T>(path, new BoundedWatch(kc), list, false);
@@ -82,6 +93,7 @@ export class CachedInformer<T extends KubernetesObject> {
     // object is the informer's own business (client-go's informers offer the same transform).
     const strip = (o: T): void => {
       delete o.metadata?.managedFields;
+      transform?.(o);
     };
     this.inner.on('add', strip);
     this.inner.on('update', strip);

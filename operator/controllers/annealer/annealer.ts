@@ -988,6 +988,14 @@ export class Annealer {
     for (const nr of this.view.list()) await this.adoptOne(nr);
   }
 
+  /** The input run `id` of a noderole started with, or undefined when that run is gone. */
+  private async runInputOf(name: string, id: string): Promise<Record<string, unknown> | undefined> {
+    const fresh = await this.o.mgr.client.get('NodeRole', name);
+    const run = fresh?.status?.run;
+    if (run?.id !== id) return undefined; // deleted or superseded meanwhile: nothing to adopt
+    return run.input ?? {};
+  }
+
   /** Re-adopts one noderole left in transition with no run in this process (see adopt()). */
   private async adoptOne(nr: Readonly<NodeRole>): Promise<void> {
     const name = nr.metadata.name ?? '';
@@ -1031,17 +1039,10 @@ export class Annealer {
       { noderole: name, run: run.number, previousOwner: run.owner },
       're-adopting an interrupted run',
     );
+    // The cache keeps no run input (kube/thin.ts): the run's own, as it started, from the API.
+    const input = skip ? {} : await this.runInputOf(name, run.id);
+    if (input === undefined) return;
     const res = await this.patchStatus(nr, { run: { owner: this.o.identity } });
-    if (res)
-      this.launch(
-        res,
-        role,
-        node,
-        jig,
-        run.number,
-        run.id,
-        run.input ?? {},
-        skip ? 'skip' : 'resume',
-      );
+    if (res) this.launch(res, role, node, jig, run.number, run.id, input, skip ? 'skip' : 'resume');
   }
 }

@@ -11,6 +11,7 @@ import {
   type NodeRoleView as NodeRoleDecisionView,
 } from '../../annealer/world.ts';
 import type { CachedInformer } from '../../runtime/informer.ts';
+import { thinNodeRole } from '../../kube/thin.ts';
 
 /** A noderole the binder has planned (it records parents and cohort); others wait for it. */
 export const isBound = (nr: Readonly<NodeRole>): boolean => nr.status?.cohort !== undefined;
@@ -75,10 +76,11 @@ export class NodeRoleView {
     cache.on({ onAdd: changed, onUpdate: changed, onDelete: changed });
   }
 
-  /** Records an object returned by a write. */
+  /** Records an object returned by a write (thinned as the cache thins it). */
   wrote(o: NodeRole): void {
     const name = o.metadata.name;
     if (!name) return;
+    thinNodeRole(o);
     this.overlay.set(name, o);
     this.refresh(name);
   }
