@@ -7,6 +7,8 @@ import type { Server } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import { GROUP, PLURALS, VERSION, type CrowbarKind } from '../generated/crowbar.ts';
 import { CrowbarClient, type Obj } from './kube/client.ts';
+import { thinNodeRole } from './kube/thin.ts';
+import { deadline, LIST_REQUEST_MS } from './kube/timeout.ts';
 import type { OperatorConfig } from './config.ts';
 import type { Logger } from './log.ts';
 import { makeMetrics, type Metrics } from './metrics.ts';
@@ -69,23 +71,23 @@ export class Manager {
     this.client = new CrowbarClient(deps.kc);
     this.metrics = makeMetrics();
     const api = deps.kc.makeApiClient(CustomObjectsApi);
-    const mk = <K extends CrowbarKind>(kind: K) =>
+    const mk = <K extends CrowbarKind>(kind: K, transform?: (o: Obj<K>) => void) =>
       new CachedInformer<Obj<K>>(
         deps.kc,
         kind,
         `/apis/${GROUP}/${VERSION}/${PLURALS[kind]}`,
         () =>
-          api.listClusterCustomObject({
-            group: GROUP,
-            version: VERSION,
-            plural: PLURALS[kind],
-          }) as never,
+          api.listClusterCustomObject(
+            { group: GROUP, version: VERSION, plural: PLURALS[kind] },
+            deadline(LIST_REQUEST_MS),
+          ) as never,
         deps.log,
+        transform,
       );
     this.caches = {
       Node: mk('Node'),
       Role: mk('Role'),
-      NodeRole: mk('NodeRole'),
+      NodeRole: mk('NodeRole', thinNodeRole),
       Network: mk('Network'),
       NetworkAllocation: mk('NetworkAllocation'),
       Deployment: mk('Deployment'),

@@ -278,13 +278,21 @@ export function isNodeAlive(node: NodeView): boolean {
   return node.system || node.alive;
 }
 
-/** The deployment and its ancestors, nearest first, stopping at the root or at a loop. */
-export function deploymentChain(world: World, start: string): string[] {
+/**
+ * The deployment and its ancestors, nearest first, stopping at the root or at a loop: over the
+ * world's deployments, or over any `parentOf` (the informer cache's, for run input).
+ */
+export function deploymentChain(
+  world: Pick<World, 'deployments'> | ((name: string) => string | undefined),
+  start: string,
+): string[] {
+  const parentOf =
+    typeof world === 'function' ? world : (d: string) => world.deployments.get(d)?.parent;
   const chain: string[] = [];
   let current: string | undefined = start;
   while (current !== undefined && !chain.includes(current)) {
     chain.push(current);
-    current = world.deployments.get(current)?.parent;
+    current = parentOf(current);
   }
   return chain;
 }

@@ -24,6 +24,7 @@ import {
   type Role,
 } from '../../generated/crowbar.ts';
 import { isNotFound } from './errors.ts';
+import { deadline, defaultDeadline, LIST_REQUEST_MS } from './timeout.ts';
 
 export interface KindMap {
   Node: Node;
@@ -54,6 +55,7 @@ export function loadKubeConfig(path?: string): KubeConfig {
   if (path) kc.loadFromFile(path);
   else kc.loadFromDefault();
   poolConnections(kc);
+  defaultDeadline(kc);
   return kc;
 }
 
@@ -131,10 +133,10 @@ export class CrowbarClient {
     kind: K,
     labelSelector?: string,
   ): Promise<{ items: Obj<K>[]; resourceVersion: string }> {
-    const res = (await this.api.listClusterCustomObject({
-      ...this.ref(kind),
-      ...(labelSelector ? { labelSelector } : {}),
-    })) as { items: Obj<K>[]; metadata?: { resourceVersion?: string } };
+    const res = (await this.api.listClusterCustomObject(
+      { ...this.ref(kind), ...(labelSelector ? { labelSelector } : {}) },
+      deadline(LIST_REQUEST_MS),
+    )) as { items: Obj<K>[]; metadata?: { resourceVersion?: string } };
     return { items: res.items, resourceVersion: res.metadata?.resourceVersion ?? '0' };
   }
 

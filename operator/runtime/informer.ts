@@ -3,7 +3,8 @@
  * enqueue keys, restarts with backoff after watch errors, and a synced flag for /readyz.
  */
 import {
-  makeInformer,
+  ListWatch,
+  Watch,
   type KubernetesObject,
   type ListPromise,
   type KubeConfig,
@@ -11,6 +12,33 @@ import {
   type ObjectCache,
 } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
+
+/** The server ends each watch after this many seconds, jittered up to twice it (as client-go). */
+export const WATCH_TIMEOUT_S = 300;
+
+/**
+ * client-node's Watch with client-go's bounds: the API server ends every watch after 5 to 10
+ * minutes (`timeoutSeconds`, jittered so that replicas do not reconnect in step) and sends
+ * bookmarks, so a reconnect resumes from a recent resourceVersion instead of relisting after a
+ * 410. A connection that dies silently is caught by Watch's own inactivity timer (30 s without a
+ * byte aborts the request; ListWatch then reconnects from the last resourceVersion).
+ */
+class BoundedWatch extends Watch {
+  override watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    const timeoutSeconds = WATCH_TIMEOUT_S + Math.floor(Math.random() * WATCH_TIMEOUT_S);
+    return super.watch(
+      path,
+      { ...queryParams, timeoutSeconds, allowWatchBookmarks: true },
+      callback,
+      done,
+    );
+  }
+}
 
 export interface Handlers<T> {
   onAdd?(obj: T): void;
@@ -30,10 +58,21 @@ export class CachedInformer<T extends KubernetesObject> {
   readonly kind: string;
   private readonly log: Logger;
 
-  constructor(kc: KubeConfig, kind: string, path: string, list: ListPromise<T>, log: Logger) {
+  /**
+   * @param transform Thins each object before it is cached and handed to handlers (as client-go's
+   *   SetTransform): drop what no reader of the cache needs, so it costs no memory.
+   */
+  constructor(
+    kc: KubeConfig,
+    kind: string,
+    path: string,
+    list: ListPromise<T>,
+    log: Logger,
+    transform?: (o: T) => void,
+  ) {
     this.kind = kind;
     this.log = log.child({ informer: kind });
-    this.inner = makeInformer<T>(kc, path, list);
+    this.inner = new ListWatch<T>(path, new BoundedWatch(kc), list, false);
     this.inner.on('error', (err: unknown) => {
       this.synced = false;
       this.errors++;
@@ -54,6 +93,7 @@ export class CachedInformer<T extends KubernetesObject> {
     // object is the informer's own business (client-go's informers offer the same transform).
     const strip = (o: T): void => {
       delete o.metadata?.managedFields;
+      transform?.(o);
     };
     this.inner.on('add', strip);
     this.inner.on('update', strip);

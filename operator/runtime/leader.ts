@@ -13,14 +13,11 @@ import {
   CoordinationV1Api,
   type ConfigurationOptions,
   type KubeConfig,
-  type RequestContext,
   type V1Lease,
   V1MicroTime,
 } from '@kubernetes/client-node';
-// The observable stub client-node's own setHeaderOptions builds its middleware with (the
-// object-parameter API takes observable middleware); the version is pinned (ADR 0004).
-import { of } from '@kubernetes/client-node/dist/gen/rxjsStub.js';
 import { isConflict, isNotFound } from '../kube/errors.ts';
+import { deadline } from '../kube/timeout.ts';
 import type { Logger } from '../log.ts';
 
 export interface LeaderOptions {
@@ -79,19 +76,9 @@ export class LeaderElector {
    */
   private call(): ConfigurationOptions {
     const left = this.lastRenew + this.opts.renewDeadlineMs - Date.now();
-    const ms = this.leading ? Math.max(this.opts.retryPeriodMs, left) : this.opts.renewDeadlineMs;
-    return {
-      middleware: [
-        {
-          pre: (ctx: RequestContext) => {
-            ctx.setSignal(AbortSignal.timeout(ms));
-            return of(ctx);
-          },
-          post: (res) => of(res),
-        },
-      ],
-      middlewareMergeStrategy: 'append',
-    };
+    return deadline(
+      this.leading ? Math.max(this.opts.retryPeriodMs, left) : this.opts.renewDeadlineMs,
+    );
   }
 
   /** Renewed (at `sentAt`): leading, and the deadline timer moves on. */

@@ -8,7 +8,10 @@
  * deadline exits by design (an outage as long as the etcd pause outlasts it); the kubelet stand-in
  * (harness/replicas.ts) starts it again, and the RESULT line counts those restarts.
  *
- * `make test` runs it with 20 nodes x 5 roles, `make test-chaos` with 100. Traffic: loopback only.
+ * The second case puts a fault-injecting proxy (harness/fault-proxy.ts) between two fresh replicas
+ * and the API server for a whole anneal.
+ *
+ * `make test` runs both with 20 nodes x 5 roles, `make test-chaos` with 100. Traffic: loopback only.
  */
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -219,73 +222,69 @@ describe('chaos: the control plane fails under the operator', () => {
     expect(notOnce.map((n) => n.metadata.name)).toEqual([]);
   }, 900_000);
 
-  // Full form only (`make test-chaos`): on main a few noderoles stay in transition for minutes
-  // (seen: 2 of 100 for ~5 min, then converged in 588 s of its 600 s; undici's 300 s default
-  // headers timeout is the suspect: an API request the proxy never answers holds that noderole's
-  // write slot). The cause is open in issue 13, so this case does not gate `make test` yet.
-  it.runIf(FULL)(
-    'anneals through a fault-injecting proxy (429, 500, delays, cut watches): converges, bounded memory',
-    async () => {
-      const server = cp;
-      if (!server) throw new Error('no control plane');
-      proxy = await FaultProxy.start(server.server, server.pki, prng(SEED));
-      faultKubeconfig = join(dir, 'kubeconfig-faulty');
-      const text = readFileSync(server.kubeconfig, 'utf8').replace(
-        `server: ${server.server}`,
-        `server: https://127.0.0.1:${String(proxy.port)}`,
-      );
-      expect(text).toContain(String(proxy.port));
-      writeFileSync(faultKubeconfig, text, { mode: 0o600 });
-      // The first anneal's replicas step aside: only the two behind the proxy work now.
-      await replicas.stop();
-      await faulty.add();
-      await faulty.add();
+  // On main this case stalled with a few noderoles in transition for minutes (2 of 100 for ~5
+  // min): a start written but answered with 500 left an orphan whose one wake-up (a delayed add on
+  // the annealer's queue, dropped when an earlier one was pending) was lost, and nothing else woke
+  // the annealer. Every pass now asks again while an orphan waits (annealer/orphans.ts).
+  it('anneals through a fault-injecting proxy (429, 500, delays, cut watches): converges, bounded memory', async () => {
+    const server = cp;
+    if (!server) throw new Error('no control plane');
+    proxy = await FaultProxy.start(server.server, server.pki, prng(SEED));
+    faultKubeconfig = join(dir, 'kubeconfig-faulty');
+    const text = readFileSync(server.kubeconfig, 'utf8').replace(
+      `server: ${server.server}`,
+      `server: https://127.0.0.1:${String(proxy.port)}`,
+    );
+    expect(text).toContain(String(proxy.port));
+    writeFileSync(faultKubeconfig, text, { mode: 0o600 });
+    // The first anneal's replicas step aside: only the two behind the proxy work now.
+    await replicas.stop();
+    await faulty.add();
+    await faulty.add();
 
-      const g = new Fleet(client, `${id}f`);
-      for (const [i, short] of ROLES.entries()) {
-        await g.createRole(short, {
-          flags: ['implicit'],
-          test: { delayMs: 100 },
-          ...(i === 0 ? {} : { requires: [ROLES[i - 1] ?? ''] }),
-        });
-      }
-      const dep = await g.createDeployment('d', 'proposed');
-      const names: string[] = [];
-      for (let i = 0; i < NODES; i++) {
-        const short = `q${String(i)}`;
-        await g.createNode(short);
-        await g.bind(ROLES.at(-1) ?? '', short, dep);
-        for (const r of ROLES) names.push(g.nr(r, short));
-      }
-      await g.commit(dep);
+    const g = new Fleet(client, `${id}f`);
+    for (const [i, short] of ROLES.entries()) {
+      await g.createRole(short, {
+        flags: ['implicit'],
+        test: { delayMs: 100 },
+        ...(i === 0 ? {} : { requires: [ROLES[i - 1] ?? ''] }),
+      });
+    }
+    const dep = await g.createDeployment('d', 'proposed');
+    const names: string[] = [];
+    for (let i = 0; i < NODES; i++) {
+      const short = `q${String(i)}`;
+      await g.createNode(short);
+      await g.bind(ROLES.at(-1) ?? '', short, dep);
+      for (const r of ROLES) names.push(g.nr(r, short));
+    }
+    await g.commit(dep);
+    const committedAt = Date.now();
 
-      let peakRss = 0;
-      const want = new Set(names);
-      await eventually(
-        `${String(names.length)} noderoles active behind the fault proxy`,
-        async () => {
-          for (const op of faulty.live) peakRss = Math.max(peakRss, rssMb(op.proc.pid ?? 0));
-          const mine = (await client.list('NodeRole')).filter((n) =>
-            want.has(n.metadata.name ?? ''),
-          );
-          return mine.length === want.size && mine.every((n) => n.status?.state === 'active');
-        },
-        600_000,
-        500,
-      );
-      const { lost, doubled, overlaps } = judge(faultJournal, names);
-      const c = proxy.counts;
-      console.log(
-        `RESULT chaos-faults noderoles=${String(names.length)} requests=${String(c.requests)} 429=${String(c.tooMany)} 500=${String(c.error)} 500_after_write=${String(c.errorAfterWrite)} delayed=${String(c.delayed)} watches_cut=${String(c.watchesCut)} restarts=${String(faulty.restarts)} peak_rss_mb=${String(Math.round(peakRss))} lost=${String(lost.length)} doubled=${String(doubled.length)} overlaps=${String(overlaps.length)} seed=${String(SEED)}`,
-      );
-      expect({ lost, doubled, overlaps }).toEqual({ lost: [], doubled: [], overlaps: [] });
-      // The faults did happen, each kind of them.
-      expect(
-        Math.min(c.tooMany, c.error, c.errorAfterWrite, c.delayed, c.watchesCut),
-      ).toBeGreaterThan(0);
-      // Memory stays bounded: retries and restarted watches hold nothing that grows with them.
-      expect(peakRss).toBeLessThan(1024);
-    },
-    900_000,
-  );
+    let peakRss = 0;
+    const want = new Set(names);
+    await eventually(
+      `${String(names.length)} noderoles active behind the fault proxy`,
+      async () => {
+        for (const op of faulty.live) peakRss = Math.max(peakRss, rssMb(op.proc.pid ?? 0));
+        const mine = (await client.list('NodeRole')).filter((n) => want.has(n.metadata.name ?? ''));
+        return mine.length === want.size && mine.every((n) => n.status?.state === 'active');
+      },
+      600_000,
+      500,
+    );
+    const annealS = (Date.now() - committedAt) / 1000;
+    const { lost, doubled, overlaps } = judge(faultJournal, names);
+    const c = proxy.counts;
+    console.log(
+      `RESULT chaos-faults noderoles=${String(names.length)} requests=${String(c.requests)} 429=${String(c.tooMany)} 500=${String(c.error)} 500_after_write=${String(c.errorAfterWrite)} delayed=${String(c.delayed)} watches_cut=${String(c.watchesCut)} restarts=${String(faulty.restarts)} peak_rss_mb=${String(Math.round(peakRss))} anneal_s=${annealS.toFixed(1)} lost=${String(lost.length)} doubled=${String(doubled.length)} overlaps=${String(overlaps.length)} seed=${String(SEED)}`,
+    );
+    expect({ lost, doubled, overlaps }).toEqual({ lost: [], doubled: [], overlaps: [] });
+    // The faults did happen, each kind of them.
+    expect(
+      Math.min(c.tooMany, c.error, c.errorAfterWrite, c.delayed, c.watchesCut),
+    ).toBeGreaterThan(0);
+    // Memory stays bounded: retries and restarted watches hold nothing that grows with them.
+    expect(peakRss).toBeLessThan(1024);
+  }, 900_000);
 });

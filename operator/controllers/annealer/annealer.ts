@@ -9,11 +9,14 @@ import type { Deployment, Node, NodeRole, Role } from '../../../generated/crowba
 import { applyChanges } from '../../annealer/apply.ts';
 import { finishRun, step } from '../../annealer/converge.ts';
 import { messages } from '../../annealer/overlay.ts';
+import { planOrphans } from '../../annealer/orphans.ts';
 import { notRunnableReason } from '../../annealer/scheduler.ts';
 import { cancelRun, settle } from '../../annealer/settle.ts';
 import { rerun } from '../../annealer/transitions.ts';
 import type { NodeRoleState, StateChange } from '../../annealer/states.ts';
 import {
+  compareNames,
+  deploymentChain,
   isNodeAlive,
   namesInState,
   toDeploymentView,
@@ -168,7 +171,7 @@ export class Annealer {
   /** Edits of those parts not yet looked at by a pass (§3.6 poke). */
   private edits: InputEdit[] = [];
   /** Noderoles in transition with no run here: since when (see rescueOrphans). */
-  private readonly orphans = new Map<string, number>();
+  private orphans = new Map<string, number>();
   private readonly adopting = new Set<string>();
   private readonly o: AnnealerOptions;
   private readonly log: Logger;
@@ -417,7 +420,9 @@ export class Annealer {
     this.explainWaits(st.world, scope, starting);
     this.observe(st.world);
     this.metrics.passSeconds.observe((performance.now() - t0) / 1000);
-    return Promise.resolve(undefined);
+    // Level-triggered, as controller-runtime's resync: a pass at least every FULL_SETTLE_MS even
+    // when nothing wakes the annealer, so no lost wake-up can leave work undone for long.
+    return Promise.resolve({ requeueAfterMs: FULL_SETTLE_MS });
   }
 
   /**
@@ -426,35 +431,38 @@ export class Annealer {
    * recorded (the API server failing for longer than finish() retries). Nothing else would ever
    * move it again, so once it has been an orphan for ORPHAN_GRACE_MS it is re-adopted as after a
    * restart: the same run, whose journal (script or test jig) returns a stored result instead of
-   * executing twice. The grace lets this process's own writes and the cache catch up first.
+   * executing twice. The grace lets this process's own writes and the cache catch up first; every
+   * pass that leaves one waiting asks to be woken when it is due (see annealer/orphans.ts).
    */
   private rescueOrphans(): void {
-    const now = Date.now();
-    const seen = new Set<string>();
+    const candidates: string[] = [];
     for (const name of this.view.byState().get('transition') ?? []) {
-      if (this.inflight.has(name) || this.starting.has(name) || this.pending.has(name)) continue;
-      seen.add(name);
-      const since = this.orphans.get(name);
-      if (since === undefined) {
-        this.orphans.set(name, now);
-        this.nudge(ORPHAN_GRACE_MS);
-      } else if (now - since >= ORPHAN_GRACE_MS && !this.adopting.has(name)) {
-        this.orphans.delete(name);
-        const nr = this.view.get(name);
-        if (!nr) continue;
-        this.adopting.add(name);
-        void this.adoptOne(nr)
-          .catch((err: unknown) => {
-            this.log.warn({ err, noderole: name }, 'could not re-adopt an orphaned run');
-          })
-          .finally(() => {
-            this.adopting.delete(name);
-            this.nudge(this.retryDelayMs());
-          });
-      }
+      if (
+        this.inflight.has(name) ||
+        this.starting.has(name) ||
+        this.pending.has(name) ||
+        this.adopting.has(name)
+      )
+        continue;
+      candidates.push(name);
     }
+    const plan = planOrphans(this.orphans, candidates, Date.now(), ORPHAN_GRACE_MS);
     // Bounded by the noderoles in transition: anything no longer an orphan is forgotten.
-    for (const name of this.orphans.keys()) if (!seen.has(name)) this.orphans.delete(name);
+    this.orphans = plan.since;
+    if (plan.wakeInMs !== undefined) this.nudge(plan.wakeInMs);
+    for (const name of plan.adopt) {
+      const nr = this.view.get(name);
+      if (!nr) continue;
+      this.adopting.add(name);
+      void this.adoptOne(nr)
+        .catch((err: unknown) => {
+          this.log.warn({ err, noderole: name }, 'could not re-adopt an orphaned run');
+        })
+        .finally(() => {
+          this.adopting.delete(name);
+          this.nudge(this.retryDelayMs());
+        });
+    }
   }
 
   /** Queues an edit of a run-input part; the first sighting of an object is not an edit. */
@@ -483,14 +491,17 @@ export class Annealer {
     const out: StateChange[] = [];
     let w = world;
     for (const edit of edits) {
-      const inScope = (nr: Readonly<NodeRole>): boolean =>
+      // Indexed, not a scan of every noderole per edit: a role's noderoles, or those of the
+      // edited deployment and of every deployment below it.
+      const names: Iterable<string> =
         edit.kind === 'role'
-          ? nr.spec.role === edit.name
-          : this.deploymentChain(nr.spec.deployment).includes(edit.name);
-      for (const nr of this.view.list()) {
-        const name = nr.metadata.name ?? '';
-        if (!inScope(nr) || running.has(name) || w.noderoles.get(name)?.state !== 'active')
-          continue;
+          ? this.view.names('role', edit.name)
+          : [...w.deployments.keys()]
+              .filter((d) => deploymentChain(w, d).includes(edit.name))
+              .flatMap((d) => [...this.view.names('deployment', d)]);
+      for (const name of [...names].sort(compareNames)) {
+        const nr = this.view.get(name);
+        if (!nr || running.has(name) || w.noderoles.get(name)?.state !== 'active') continue;
         const role = c.Role.get(nr.spec.role);
         const node = c.Node.get(nr.spec.node);
         if (!role || !node) continue;
@@ -522,15 +533,6 @@ export class Annealer {
       }
     }
     return out;
-  }
-
-  private deploymentChain(name: string): string[] {
-    const chain: string[] = [];
-    for (let d: string | undefined = name; d !== undefined && !chain.includes(d);) {
-      chain.push(d);
-      d = this.o.mgr.caches.Deployment.get(d)?.spec.parent;
-    }
-    return chain;
   }
 
   /**
@@ -986,6 +988,14 @@ export class Annealer {
     for (const nr of this.view.list()) await this.adoptOne(nr);
   }
 
+  /** The input run `id` of a noderole started with, or undefined when that run is gone. */
+  private async runInputOf(name: string, id: string): Promise<Record<string, unknown> | undefined> {
+    const fresh = await this.o.mgr.client.get('NodeRole', name);
+    const run = fresh?.status?.run;
+    if (run?.id !== id) return undefined; // deleted or superseded meanwhile: nothing to adopt
+    return run.input ?? {};
+  }
+
   /** Re-adopts one noderole left in transition with no run in this process (see adopt()). */
   private async adoptOne(nr: Readonly<NodeRole>): Promise<void> {
     const name = nr.metadata.name ?? '';
@@ -1029,17 +1039,10 @@ export class Annealer {
       { noderole: name, run: run.number, previousOwner: run.owner },
       're-adopting an interrupted run',
     );
+    // The cache keeps no run input (kube/thin.ts): the run's own, as it started, from the API.
+    const input = skip ? {} : await this.runInputOf(name, run.id);
+    if (input === undefined) return;
     const res = await this.patchStatus(nr, { run: { owner: this.o.identity } });
-    if (res)
-      this.launch(
-        res,
-        role,
-        node,
-        jig,
-        run.number,
-        run.id,
-        run.input ?? {},
-        skip ? 'skip' : 'resume',
-      );
+    if (res) this.launch(res, role, node, jig, run.number, run.id, input, skip ? 'skip' : 'resume');
   }
 }

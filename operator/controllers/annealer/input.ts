@@ -15,6 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Deployment, Node, NodeRole, Role } from '../../../generated/crowbar.ts';
+import { deploymentChain } from '../../annealer/world.ts';
 
 type Json = Record<string, unknown>;
 
@@ -72,23 +73,6 @@ function nest(path: readonly string[], value: unknown): Json {
   return out as Json;
 }
 
-/** The deployment chain from the root down to `name` (a loop or a gap ends it). */
-function deploymentChain(
-  name: string,
-  getDeployment: (n: string) => Readonly<Deployment> | undefined,
-): Readonly<Deployment>[] {
-  const chain: Readonly<Deployment>[] = [];
-  const seen = new Set<string>();
-  for (let cur: string | undefined = name; cur !== undefined && !seen.has(cur);) {
-    seen.add(cur);
-    const d = getDeployment(cur);
-    if (!d) break;
-    chain.unshift(d);
-    cur = d.spec.parent;
-  }
-  return chain;
-}
-
 export function runInput(args: {
   noderole: Readonly<NodeRole>;
   role: Readonly<Role>;
@@ -110,8 +94,9 @@ export function runInput(args: {
   }
   for (const p of all) if (p.spec.node === here) data = deepMerge(data, p.status?.wall ?? {});
   data = deepMerge(data, role.spec.template ?? {});
-  for (const d of deploymentChain(noderole.spec.deployment, getDeployment))
-    data = deepMerge(data, d.spec.data ?? {});
+  // From the root down to the noderole's own deployment (a loop or a gap ends the chain).
+  const chain = deploymentChain((d) => getDeployment(d)?.spec.parent, noderole.spec.deployment);
+  for (const name of chain.reverse()) data = deepMerge(data, getDeployment(name)?.spec.data ?? {});
   data = deepMerge(data, noderole.status?.committedData ?? noderole.spec.data ?? {});
   return deepMerge(data, {
     crowbar: {

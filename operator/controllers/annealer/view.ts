@@ -11,6 +11,7 @@ import {
   type NodeRoleView as NodeRoleDecisionView,
 } from '../../annealer/world.ts';
 import type { CachedInformer } from '../../runtime/informer.ts';
+import { thinNodeRole } from '../../kube/thin.ts';
 
 /** A noderole the binder has planned (it records parents and cohort); others wait for it. */
 export const isBound = (nr: Readonly<NodeRole>): boolean => nr.status?.cohort !== undefined;
@@ -26,6 +27,14 @@ function addTo(index: Map<string, Set<string>>, key: string, name: string): void
   let set = index.get(key);
   if (!set) index.set(key, (set = new Set()));
   set.add(name);
+}
+
+/** Removes `name` from its key's set, and the key once its set is empty (bounded by live keys). */
+function removeFrom(index: Map<string, Set<string>>, key: string, name: string): void {
+  const set = index.get(key);
+  if (!set) return;
+  set.delete(name);
+  if (set.size === 0) index.delete(key);
 }
 
 /** etcd resource versions are increasing integers; anything else compares as "not newer". */
@@ -54,7 +63,8 @@ export class NodeRoleView {
   private readonly network = new Set<string>();
   private readonly byNode = new Map<string, Set<string>>();
   private readonly byDeployment = new Map<string, Set<string>>();
-  private readonly placed = new Map<string, { node: string; deployment: string }>();
+  private readonly byRole = new Map<string, Set<string>>();
+  private readonly placed = new Map<string, { node: string; deployment: string; role: string }>();
   /** Noderoles changed since the annealer last took this set (see takeChanged). */
   private changed = new Set<string>();
 
@@ -66,10 +76,11 @@ export class NodeRoleView {
     cache.on({ onAdd: changed, onUpdate: changed, onDelete: changed });
   }
 
-  /** Records an object returned by a write. */
+  /** Records an object returned by a write (thinned as the cache thins it). */
   wrote(o: NodeRole): void {
     const name = o.metadata.name;
     if (!name) return;
+    thinNodeRole(o);
     this.overlay.set(name, o);
     this.refresh(name);
   }
@@ -111,18 +122,20 @@ export class NodeRoleView {
     if (before?.cohort !== v?.cohort) this.order = undefined;
   }
 
-  /** Keeps the node and deployment indexes (spec.node and spec.deployment are immutable). */
+  /** Keeps the node, deployment and role indexes (spec.node, .deployment, .role are immutable). */
   private place(name: string, o: Readonly<NodeRole> | undefined): void {
     const was = this.placed.get(name);
     if (o && !was) {
-      const at = { node: o.spec.node, deployment: o.spec.deployment };
+      const at = { node: o.spec.node, deployment: o.spec.deployment, role: o.spec.role };
       this.placed.set(name, at);
       addTo(this.byNode, at.node, name);
       addTo(this.byDeployment, at.deployment, name);
+      addTo(this.byRole, at.role, name);
     } else if (!o && was) {
       this.placed.delete(name);
-      this.byNode.get(was.node)?.delete(name);
-      this.byDeployment.get(was.deployment)?.delete(name);
+      removeFrom(this.byNode, was.node, name);
+      removeFrom(this.byDeployment, was.deployment, name);
+      removeFrom(this.byRole, was.role, name);
     }
   }
 
@@ -149,9 +162,11 @@ export class NodeRoleView {
     return this.network;
   }
 
-  /** Names of the noderoles (bound or not) on a node or in a deployment (live). */
-  names(field: 'node' | 'deployment', key: string): ReadonlySet<string> {
-    return (field === 'node' ? this.byNode : this.byDeployment).get(key) ?? EMPTY;
+  /** Names of the noderoles (bound or not) on a node, in a deployment or of a role (live). */
+  names(field: 'node' | 'deployment' | 'role', key: string): ReadonlySet<string> {
+    const index =
+      field === 'node' ? this.byNode : field === 'deployment' ? this.byDeployment : this.byRole;
+    return index.get(key) ?? EMPTY;
   }
 
   /** Names of the bound noderoles in (cohort, name) order, re-sorted only when cohorts change. */
