@@ -23,7 +23,10 @@
  */
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { Server, type Connection, type ServerChannel } from 'ssh2';
+import ssh2, { type Connection, type Server, type ServerChannel } from 'ssh2';
+
+// ssh2 is CommonJS: Node's ESM loader sees `Client` as a named export but not `Server`.
+const { Server: SshServer } = ssh2;
 
 export type HostileMode =
   'stall-open' | 'stall-close' | 'flood' | 'forge-deep' | 'forge-line' | 'forge-tail' | 'swap-key';
@@ -87,7 +90,7 @@ export async function startHostileSsh(
 
   const servers: Server[] = [];
   const serve = (key: Buffer): Server => {
-    const server = new Server({ hostKeys: [key] }, (conn) => {
+    const server = new SshServer({ hostKeys: [key] }, (conn) => {
       stats.connections++;
       conns.add(conn);
       onEvent({ event: 'connection', n: stats.connections });

@@ -8,7 +8,7 @@ import { hostname, release } from 'node:os';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Node } from '../../generated/crowbar.ts';
-import { tokenSecretName } from '../../operator/api/tokens.ts';
+import { purposeToken, tokenSecretName } from '../../operator/api/tokens.ts';
 import { loadKubeConfig } from '../../operator/kube/client.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
 import { Fleet } from '../harness/fleet.ts';
@@ -349,7 +349,11 @@ describe('node self-report API', () => {
     );
     expect(secret.metadata?.annotations?.['crowbar.dev/node']).toBe(name);
     expect(secret.metadata?.ownerReferences?.[0]?.name).toBe(name);
-    const token = Buffer.from(secret.data?.['token'] ?? '', 'base64').toString('utf8');
+    // The node's `alive` token, derived from its secret (which is never handed out itself).
+    const token = purposeToken(
+      Buffer.from(secret.data?.['token'] ?? '', 'base64').toString('utf8'),
+      'alive',
+    );
     expect(token.length).toBeGreaterThan(20);
 
     const path = `/api/v1/nodes/${name}/alive`;

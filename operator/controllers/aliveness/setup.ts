@@ -83,6 +83,7 @@ export async function setupNodeAccess(o: {
       getNode: async (name) =>
         mgr.caches.Node.hasSynced ? mgr.caches.Node.get(name) : mgr.client.get('Node', name),
       verify: (fqdn, token) => tokens.verify(fqdn, token),
+      renew: (fqdn) => tokens.current(fqdn),
       fieldManager: o.fieldManager,
       log,
       routes: o.routes?.({ core, tokens, key }) ?? [],
