@@ -21,6 +21,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Node } from '../../generated/crowbar.ts';
+import type { FlapDamper } from '../controllers/aliveness/damping.ts';
+import type { Verdict } from '../controllers/aliveness/plan.ts';
 import { writeVerdict } from '../controllers/aliveness/status.ts';
 import type { CrowbarClient } from '../kube/client.ts';
 import type { Logger } from '../log.ts';
@@ -59,6 +61,8 @@ export interface NodeApiDeps {
   rate?: RateLimitOptions;
   /** The clock (tests). */
   now?: () => number;
+  /** Flap damping, shared with the aliveness controller. */
+  damper?: FlapDamper;
 }
 
 /** The bearer token of a request, or undefined. */
@@ -177,20 +181,22 @@ export async function startNodeApi(d: NodeApiDeps): Promise<NodeApi> {
       return;
     }
     const note = message(body);
-    const alive = what === 'alive';
-    await writeVerdict(
-      d.client,
-      node,
-      {
-        alive,
-        reason: 'SelfReported',
-        message: `the node reported itself ${what}${note === undefined ? '' : `: ${note}`}`,
-      },
-      d.fieldManager,
-      0,
-    );
-    log.info({ node: fqdn, alive }, 'node reported its aliveness');
-    send(res, 200, { node: fqdn, alive });
+    const reported: Verdict = {
+      alive: what === 'alive',
+      reason: 'SelfReported',
+      message: `the node reported itself ${what}${note === undefined ? '' : `: ${note}`}`,
+    };
+    const v = d.damper ? d.damper.damp(fqdn, reported, node.status?.alive, now()) : reported;
+    await writeVerdict(d.client, node, v, d.fieldManager, 0);
+    const alive = v.alive === true;
+    log.info({ node: fqdn, alive, reason: v.reason }, 'node reported its aliveness');
+    // A node held dead for flapping is told when to report again.
+    const held = d.damper?.releaseInMs(fqdn, now()) ?? 0;
+    send(res, 200, {
+      node: fqdn,
+      alive,
+      ...(held > 0 ? { heldSeconds: Math.ceil(held / 1000), message: v.message } : {}),
+    });
   };
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {

@@ -184,7 +184,10 @@ describe('hostile nodes', () => {
       for (const m of all) await waitAlive(m, true, /Reachable/);
       const roleOf = (m: string) => (m === 'hstall' ? 'stall' : 'probe');
       for (const m of Object.keys(HOSTILE)) await f.bind(roleOf(m), m, dep);
-      for (const m of REAL) await f.bind('more', m, dep);
+      for (const m of REAL) {
+        await f.bind('work', m, dep);
+        await f.bind('more', m, dep);
+      }
 
       const expected: Record<string, RegExp> = {
         // The annealer cancels an inline run at the role's timeout; the wedged server never
@@ -202,8 +205,8 @@ describe('hostile nodes', () => {
         fitsStatus(nr);
       }
       for (const m of REAL) {
-        const done = await f.waitState(f.nr('more', m), 'active', 120_000);
-        expect(done.status?.run?.input).toMatchObject({ work: f.node(m) });
+        const more = await f.waitState(f.nr('more', m), 'active', 120_000);
+        expect(more.status?.run?.input).toMatchObject({ work: f.node(m) });
       }
       // Every slot is free again: nothing is in flight once the last run ended.
       const inFlight = await eventually(

@@ -12,6 +12,7 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNodeApi, type NodeApi } from '../../operator/api/server.ts';
+import { FlapDamper } from '../../operator/controllers/aliveness/damping.ts';
 import { NodeTokens, TOKEN_KEY, purposeToken, tokenSecretName } from '../../operator/api/tokens.ts';
 import { testClient, uid } from '../harness/context.ts';
 import { issueLeaf, makeCa } from '../harness/pki.ts';
@@ -89,6 +90,7 @@ beforeAll(async () => {
     getNode: (name) => client.get('Node', name),
     verify: (fqdn, token) => tokens.verify(fqdn, token),
     renew: (fqdn) => tokens.current(fqdn),
+    damper: new FlapDamper(),
     fieldManager: FM,
     log,
     tls: { cert: readFileSync(leaf.crt), key: readFileSync(leaf.key) },
@@ -219,5 +221,38 @@ describe('node self-report API', () => {
     clock += TTL;
     expect(await standby.verify(nodeA, fresh)).toBe(false);
     expect((await post(`/api/v1/nodes/${nodeA}/token`, fresh)).status).toBe(401);
+  });
+
+  it('damps a node flapping alive and dead: held dead, then let back once it settles', async () => {
+    clock += 60_000;
+    await tokens.ensure({ name: nodeB, uid: (await client.get('Node', nodeB))?.metadata.uid });
+    const token = await tokenOf(nodeB);
+    const report = async (what: 'alive' | 'dead') => {
+      clock += 1000;
+      const r = await post(`/api/v1/nodes/${nodeB}/${what}`, token);
+      expect(r.status).toBe(200);
+      return JSON.parse(r.body) as { alive: boolean; heldSeconds?: number; message?: string };
+    };
+    expect((await report('alive')).alive).toBe(true);
+    // Three changes in a few seconds go through as reported ...
+    for (const what of ['dead', 'alive', 'dead'] as const) {
+      expect((await report(what)).alive).toBe(what === 'alive');
+    }
+    // ... and at the fourth the node is held dead: its "alive" is written as dead, with why and
+    // for how long.
+    const held = await report('alive');
+    expect(held.alive).toBe(false);
+    expect(held.heldSeconds).toBeGreaterThan(0);
+    const n = await client.get('Node', nodeB);
+    expect(n?.status?.alive).toBe(false);
+    const cond = n?.status?.conditions?.find((c) => c.type === 'Alive');
+    expect(cond?.reason).toBe('Flapping');
+    expect(cond?.message).toMatch(/changed between alive and dead \d+ times in quick succession/);
+    // Quiet until the hold ends: the next report lets it back.
+    clock += (held.heldSeconds ?? 0) * 1000;
+    expect((await report('alive')).alive).toBe(true);
+    const back = await client.get('Node', nodeB);
+    expect(back?.status?.alive).toBe(true);
+    expect(back?.status?.conditions?.find((c) => c.type === 'Alive')?.reason).toBe('SelfReported');
   });
 });
