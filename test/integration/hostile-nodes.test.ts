@@ -12,6 +12,7 @@
  * it got must fit the CRD (the API server would refuse it otherwise).
  * Traffic goes only to the lab's own 10.251.S.0/24 and to loopback.
  */
+import { cpSync } from 'node:fs';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Node, NodeRole } from '../../generated/crowbar.ts';
@@ -166,6 +167,8 @@ beforeAll(async () => {
 afterAll(async () => {
   try {
     await op?.stop();
+    // CBT_KEEP_LOG=<path> keeps the operator's log for debugging.
+    if (process.env['CBT_KEEP_LOG']) cpSync(op?.log ?? '/dev/null', process.env['CBT_KEEP_LOG']);
   } finally {
     await core.deleteNamespacedSecret({ name: keySecret, namespace: NS }).catch(() => undefined);
     await client.delete('Network', net).catch(() => undefined);
