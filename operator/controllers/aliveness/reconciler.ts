@@ -88,7 +88,12 @@ export function alivenessController(o: AlivenessControllerOptions): Controller {
     const name = n.metadata.name ?? '';
     const m = memo(name);
     const fp = nodeFingerprint(n);
-    if (m.fingerprint !== '' && m.fingerprint !== fp) m.force = true;
+    if (m.fingerprint !== '' && m.fingerprint !== fp) {
+      m.force = true;
+      // A person's change (addresses, a cleared host key, the check-alive annotation) is not a
+      // flap: the node's damping history starts afresh.
+      o.damper?.forget(name);
+    }
     m.fingerprint = fp;
     return [name];
   };
