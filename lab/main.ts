@@ -33,6 +33,8 @@ import {
 } from './fleet.ts';
 import { CP_DIR, KUBECONFIG, LAB_DIR, LAB_PID, PIDS, WEBHOOK_DIR, WEBHOOK_LOG } from './state.ts';
 import { dryRun, dryRunAnswer, startLabWebhook, type LabWebhook } from './webhook.ts';
+import { issueLeaf, makeCa } from '../test/harness/pki.ts';
+import { request } from 'node:https';
 import { startDnsSidecar } from '../dns-sidecar/lab.ts';
 import { startLabDhcpSidecar, type LabSidecar } from '../dhcp-sidecar/lab.ts';
 import type { Node } from '../generated/crowbar.ts';
@@ -137,6 +139,11 @@ say(
 
 const healthPort = await freePort();
 const apiPort = await freePort();
+// The node API serves HTTPS only, as the chart's does: a certificate from the lab's own CA.
+const apiPki = join(LAB_DIR, 'api-pki');
+rmSync(apiPki, { recursive: true, force: true });
+const apiCa = makeCa(apiPki, '/CN=crowbar-lab-node-api-ca');
+const apiLeaf = issueLeaf(apiPki, 'node-api', '/CN=localhost', true);
 const op = startProcess(
   process.execPath,
   [
@@ -146,6 +153,8 @@ const op = startProcess(
     '--identity=lab-operator',
     `--ssh-key-file=${key.path}`,
     `--api-addr=127.0.0.1:${apiPort}`,
+    `--api-tls-cert=${apiLeaf.crt}`,
+    `--api-tls-key=${apiLeaf.key}`,
     '--alive-interval-ms=5000',
   ],
   join(LAB_DIR, 'operator.log'),
@@ -158,6 +167,15 @@ const ready = async (): Promise<boolean> => {
 await waitFor('the operator to be ready (see .lab/operator.log)', ready, 60_000);
 say(
   `operator ready (health and metrics on http://127.0.0.1:${healthPort}); log: .lab/operator.log`,
+);
+// The node API answers over TLS with the lab CA's certificate (401: no node token here).
+await waitFor(
+  'the node API over HTTPS (see .lab/operator.log)',
+  async () => (await nodeApiStatus(apiPort, readFileSync(apiCa.crt))) === 401,
+  30_000,
+);
+say(
+  `node API on https://127.0.0.1:${apiPort} (CA .lab/api-pki/ca.crt; curl --cacert .lab/api-pki/ca.crt -X POST https://127.0.0.1:${apiPort}/api/v1/nodes/<fqdn>/alive -H "Authorization: Bearer <token>")`,
 );
 
 // The DNS sidecar serves the lab's zones (A/AAAA/PTR for every allocated address) on the lab
@@ -500,4 +518,29 @@ setInterval(() => {
 if (!(await awaitConvergence())) {
   const late = await converged(Number.MAX_SAFE_INTEGER);
   if (late) say(`converged in ${sinceStart()}: ${convergedSummary(late)}`);
+}
+
+/** The status of an unauthenticated POST to the node API over HTTPS, verified with `ca`; 0 on failure. */
+function nodeApiStatus(port: number, ca: Buffer): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/api/v1/nodes/lab-check.lab.crowbar.dev/alive',
+        ca,
+        timeout: 5000,
+      },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => {
+      resolve(0);
+    });
+    req.end();
+  });
 }

@@ -16,6 +16,7 @@ import type { Node, NodeRole } from '../generated/crowbar.ts';
 import { ENV, RUNNER_FIELD_MANAGER } from './executors/job-spec.ts';
 import { JigRegistry } from './jigs/registry.ts';
 import { scriptJig } from './jigs/script/jig.ts';
+import { findSecretRefs } from './jigs/secret-refs.ts';
 import { LIMITS } from './jigs/script/protocol.ts';
 import {
   SSH_KEY_FIELDS,
@@ -64,6 +65,15 @@ function scriptFor(
   return {
     name: 'script',
     async run(run): Promise<JigResult> {
+      // The runner's account cannot read the operator's Secrets: secretRefs need the inline
+      // executor (operator/jigs/secret-refs.ts).
+      if (findSecretRefs(run.input).length > 0) {
+        return {
+          ok: false,
+          message:
+            'the run input has a secretRef, which only the inline executor resolves: run this role with --executor=inline',
+        };
+      }
       let privateKey: Buffer;
       try {
         privateKey = await readKey(keyDir);

@@ -63,8 +63,8 @@ export const NAMESPACE_RULES: Rule[] = [
   // Secrets and ConfigMaps are read by name only (the SSH key, node API tokens, role scripts):
   // no list or watch, so the operator never holds every Secret of its namespace.
   { apiGroups: [''], resources: ['secrets', 'configmaps'], verbs: ['get'] },
-  // The per-node API token Secrets (operator/api/tokens.ts).
-  { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+  // The per-node API token Secrets (operator/api/tokens.ts): made, and rotated in place.
+  { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'update'] },
   // The job executor: each run's ServiceAccount, and its pod's termination message.
   { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['create', 'delete'] },
   { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list'] },

@@ -4,7 +4,10 @@
  *
  *   POST /api/v1/nodes/<fqdn>/alive   {"message": "..."}   (body optional, at most 4 KiB)
  *   POST /api/v1/nodes/<fqdn>/dead
+ *   POST /api/v1/nodes/<fqdn>/token   renews: {"token", "expires"}, the node's current token
  *
+ * The bearer token is the node's `alive` token (operator/api/tokens.ts): it expires, and a
+ * node renews it with the one it holds (the old one stays valid until its own expiry).
  * 200 with the new state; 401 without the node's token; 404 for an unknown path (or a node
  * deleted since its token was made); 405 for another method; 413 for a body over the limit; 400
  * for a body that is not a JSON object; 429 (with Retry-After) past a node's rate limit.
@@ -18,6 +21,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Node } from '../../generated/crowbar.ts';
+import type { FlapDamper } from '../controllers/aliveness/damping.ts';
+import type { Verdict } from '../controllers/aliveness/plan.ts';
 import { writeVerdict } from '../controllers/aliveness/status.ts';
 import type { CrowbarClient } from '../kube/client.ts';
 import type { Logger } from '../log.ts';
@@ -25,7 +30,7 @@ import { NODE_API_RATE, RateLimiter, type RateLimitOptions } from './rate-limit.
 
 export const MAX_BODY_BYTES = 4096;
 
-const ROUTE = /^\/api\/v1\/nodes\/([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)\/(alive|dead)$/;
+const ROUTE = /^\/api\/v1\/nodes\/([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)\/(alive|dead|token)$/;
 
 /**
  * A route mounted on this server by another part of the operator (the provisioner API): it
@@ -44,6 +49,8 @@ export interface NodeApiDeps {
   /** The Node from the informer cache, or from the API while the cache is not synced. */
   getNode(name: string): Promise<Readonly<Node> | undefined>;
   verify(fqdn: string, token: string): Promise<boolean>;
+  /** The node's current token and its expiry (ms), for `/token`; undefined without a Secret. */
+  renew?(fqdn: string): Promise<{ token: string; expires: number | undefined } | undefined>;
   fieldManager: string;
   log: Logger;
   /** Tried in order before this server's own routes. */
@@ -54,6 +61,8 @@ export interface NodeApiDeps {
   rate?: RateLimitOptions;
   /** The clock (tests). */
   now?: () => number;
+  /** Flap damping, shared with the aliveness controller. */
+  damper?: FlapDamper;
 }
 
 /** The bearer token of a request, or undefined. */
@@ -160,21 +169,34 @@ export async function startNodeApi(d: NodeApiDeps): Promise<NodeApi> {
     }
     const node = await d.getNode(fqdn);
     if (!node) throw new HttpError(404, `node ${fqdn} not found`);
+    if (what === 'token') {
+      const cur = await d.renew?.(fqdn);
+      if (!cur) throw new HttpError(503, 'the node has no token to hand out; retry');
+      log.info({ node: fqdn }, 'node renewed its token');
+      send(res, 200, {
+        node: fqdn,
+        token: cur.token,
+        ...(cur.expires === undefined ? {} : { expires: new Date(cur.expires).toISOString() }),
+      });
+      return;
+    }
     const note = message(body);
-    const alive = what === 'alive';
-    await writeVerdict(
-      d.client,
-      node,
-      {
-        alive,
-        reason: 'SelfReported',
-        message: `the node reported itself ${what}${note === undefined ? '' : `: ${note}`}`,
-      },
-      d.fieldManager,
-      0,
-    );
-    log.info({ node: fqdn, alive }, 'node reported its aliveness');
-    send(res, 200, { node: fqdn, alive });
+    const reported: Verdict = {
+      alive: what === 'alive',
+      reason: 'SelfReported',
+      message: `the node reported itself ${what}${note === undefined ? '' : `: ${note}`}`,
+    };
+    const v = d.damper ? d.damper.damp(fqdn, reported, node.status?.alive, now()) : reported;
+    await writeVerdict(d.client, node, v, d.fieldManager, 0);
+    const alive = v.alive === true;
+    log.info({ node: fqdn, alive, reason: v.reason }, 'node reported its aliveness');
+    // A node held dead for flapping is told when to report again.
+    const held = d.damper?.releaseInMs(fqdn, now()) ?? 0;
+    send(res, 200, {
+      node: fqdn,
+      alive,
+      ...(held > 0 ? { heldSeconds: Math.ceil(held / 1000), message: v.message } : {}),
+    });
   };
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {

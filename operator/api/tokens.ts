@@ -1,9 +1,19 @@
 /**
- * Per-node bearer tokens for the node API. The operator makes one random token per Node when the
- * Node appears and keeps it in a Secret in its own namespace (`crowbar-node-<hash of the FQDN>`,
- * owned by the Node so it goes with it). Discovery and installers get it from there later.
+ * Per-node, per-purpose bearer tokens for the node API, with an expiry and rotation. The operator
+ * makes one random secret per Node when the Node appears and keeps it in a Secret in its own
+ * namespace (`crowbar-node-<hash of the FQDN>`, owned by the Node so it goes with it). The secret
+ * itself never leaves the operator: every token handed out is HMAC-SHA256(secret, purpose)
+ * ({@link purposeToken}): `alive` for this API (and the provisioner's `network`), `register`,
+ * `install` and `files` for the provisioner, so one purpose's token is useless for another.
+ *
+ * Each secret expires ({@link TOKEN_TTL_MS}, annotation `crowbar.dev/token-expires`). Halfway
+ * through its life the node-tokens controller rotates it: a new secret becomes current and the old
+ * one is kept as `previous` until its own expiry, so a node renews its token
+ * (`POST /api/v1/nodes/<fqdn>/token`) with no gap. A deleted Secret is made again by the
+ * controller (a new secret: every old token stops working). Every replica verifies from the
+ * Secret itself (read at most every {@link TOKEN_CACHE_MS}), so standbys and the leader agree.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
 import { GROUP, VERSION } from '../../generated/crowbar.ts';
 import { apiMessage, isConflict, isNotFound } from '../kube/errors.ts';
@@ -11,15 +21,28 @@ import type { Logger } from '../log.ts';
 import type { Controller, Manager } from '../manager.ts';
 
 export const TOKEN_KEY = 'token';
+/** The secret rotated out, valid until {@link PREVIOUS_EXPIRES_ANNOTATION}. */
+export const PREVIOUS_KEY = 'previous';
+export const EXPIRES_ANNOTATION = 'crowbar.dev/token-expires';
+export const PREVIOUS_EXPIRES_ANNOTATION = 'crowbar.dev/previous-expires';
 
 /**
- * How long a token read from its Secret is trusted without reading it again. Rotation is
- * deleting the Secret (the operator makes a new one): within this time every replica stops
- * taking the old token, and the Secret is back.
+ * How long a token read from its Secret is trusted without reading it again. Within this time
+ * every replica sees a rotated or deleted Secret.
  */
 export const TOKEN_CACHE_MS = 30_000;
+/** How long a node secret (and every token derived from it) is valid. */
+export const TOKEN_TTL_MS = 30 * 24 * 3600 * 1000;
 export const NODE_LABEL = 'crowbar.dev/node';
 export const NODE_ANNOTATION = 'crowbar.dev/node';
+
+/** What a token is for: each purpose has its own token, derived from the node's secret. */
+export type Purpose = 'alive' | 'register' | 'install' | 'files';
+
+/** The token of `purpose` derived from the node's secret. */
+export function purposeToken(secret: string, purpose: Purpose): string {
+  return createHmac('sha256', secret).update(`crowbar/${purpose}`).digest('base64url');
+}
 
 /** `crowbar-node-<first 20 hex of sha256(fqdn)>`: a valid Secret name for any FQDN. */
 export function tokenSecretName(fqdn: string): string {
@@ -33,26 +56,101 @@ export function tokensEqual(presented: string, stored: string): boolean {
   return timingSafeEqual(a, b) && stored !== '';
 }
 
-type Core = Pick<CoreV1Api, 'readNamespacedSecret' | 'createNamespacedSecret'>;
+/** A node's secrets as its Secret holds them. Times in ms since the epoch. */
+export interface NodeSecret {
+  current: string;
+  /** Undefined for a Secret made before tokens expired: it is rotated at the next pass. */
+  expires: number | undefined;
+  previous?: { secret: string; expires: number };
+}
+
+const b64 = (v: string | undefined): string =>
+  v === undefined ? '' : Buffer.from(v, 'base64').toString('utf8');
+
+/** Reads node `fqdn`'s secrets out of its Secret; undefined when it is not that node's. */
+export function parseNodeSecret(s: V1Secret, fqdn: string): NodeSecret | undefined {
+  const ann = s.metadata?.annotations ?? {};
+  if (ann[NODE_ANNOTATION] !== fqdn) return undefined;
+  const current = b64(s.data?.[TOKEN_KEY]);
+  if (current === '') return undefined;
+  const exp = Date.parse(ann[EXPIRES_ANNOTATION] ?? '');
+  const prev = b64(s.data?.[PREVIOUS_KEY]);
+  const prevExp = Date.parse(ann[PREVIOUS_EXPIRES_ANNOTATION] ?? '');
+  return {
+    current,
+    expires: Number.isFinite(exp) ? exp : undefined,
+    ...(prev !== '' && Number.isFinite(prevExp)
+      ? { previous: { secret: prev, expires: prevExp } }
+      : {}),
+  };
+}
+
+/**
+ * Whether `presented` is a valid `purpose` token of `ns` at `now`: derived from the current
+ * secret before it expires, or from the previous one before its expiry (constant time each).
+ */
+export function tokenValid(
+  ns: NodeSecret,
+  purpose: Purpose,
+  presented: string,
+  now: number,
+): boolean {
+  const cur =
+    tokensEqual(presented, purposeToken(ns.current, purpose)) &&
+    (ns.expires === undefined || now < ns.expires);
+  const prev =
+    ns.previous !== undefined &&
+    tokensEqual(presented, purposeToken(ns.previous.secret, purpose)) &&
+    now < ns.previous.expires;
+  return cur || prev;
+}
+
+/** What the controller does with a node's Secret at `now` (pure). */
+export function tokenPlan(
+  ns: NodeSecret | undefined,
+  now: number,
+  ttlMs: number = TOKEN_TTL_MS,
+): 'create' | 'rotate' | 'keep' {
+  if (ns === undefined) return 'create';
+  // Rotated halfway through its life (or at once when it has no expiry): the old secret stays
+  // valid for its remaining half, which is when nodes renew.
+  if (ns.expires === undefined || now >= ns.expires - ttlMs / 2) return 'rotate';
+  return 'keep';
+}
+
+type Core = Pick<
+  CoreV1Api,
+  'readNamespacedSecret' | 'createNamespacedSecret' | 'replaceNamespacedSecret'
+>;
+
+export interface NodeTokensOptions {
+  /** The clock (tests advance it past {@link TOKEN_CACHE_MS} and expiries). */
+  now?: () => number;
+  /** Life of a node secret; default {@link TOKEN_TTL_MS}. */
+  ttlMs?: number;
+}
 
 export class NodeTokens {
   private readonly core: Core;
   private readonly namespace: string;
   private readonly log: Logger;
-  private readonly known = new Map<string, { token: string; readAt: number }>();
-
+  private readonly known = new Map<
+    string,
+    { secret: NodeSecret; readAt: number; resourceVersion: string | undefined }
+  >();
   private readonly now: () => number;
+  private readonly ttlMs: number;
 
-  /** `now` is the clock (tests advance it past {@link TOKEN_CACHE_MS}). */
-  constructor(core: Core, namespace: string, log: Logger, now: () => number = Date.now) {
-    this.now = now;
+  constructor(core: Core, namespace: string, log: Logger, o: NodeTokensOptions = {}) {
+    this.now = o.now ?? Date.now;
+    this.ttlMs = o.ttlMs ?? TOKEN_TTL_MS;
     this.core = core;
     this.namespace = namespace;
     this.log = log.child({ component: 'node-tokens' });
   }
 
-  /** The node's token from its Secret, or undefined when there is none (yet). */
-  private async read(fqdn: string): Promise<string | undefined> {
+  /** The node's secrets from its Secret, or undefined when there is none (yet). */
+  private async read(fqdn: string): Promise<NodeSecret | undefined> {
     let s: V1Secret;
     try {
       s = await this.core.readNamespacedSecret({
@@ -60,80 +158,136 @@ export class NodeTokens {
         namespace: this.namespace,
       });
     } catch (e) {
-      if (isNotFound(e)) return undefined;
+      if (isNotFound(e)) {
+        this.known.delete(fqdn);
+        return undefined;
+      }
       throw e;
     }
-    if (s.metadata?.annotations?.[NODE_ANNOTATION] !== fqdn) return undefined;
-    const b64 = s.data?.[TOKEN_KEY];
-    const token = b64 === undefined ? '' : Buffer.from(b64, 'base64').toString('utf8');
-    if (token === '') return undefined;
-    this.known.set(fqdn, { token, readAt: this.now() });
-    return token;
+    const secret = parseNodeSecret(s, fqdn);
+    if (secret === undefined) {
+      this.known.delete(fqdn);
+      return undefined;
+    }
+    this.known.set(fqdn, {
+      secret,
+      readAt: this.now(),
+      resourceVersion: s.metadata?.resourceVersion,
+    });
+    return secret;
   }
 
-  /** Creates the node's token Secret unless it exists (read again once the cache is stale). */
+  private body(
+    node: { name: string; uid: string | undefined },
+    current: string,
+    previous: { secret: string; expires: number } | undefined,
+    resourceVersion?: string,
+  ): V1Secret {
+    const iso = (ms: number): string => new Date(ms).toISOString();
+    return {
+      metadata: {
+        name: tokenSecretName(node.name),
+        ...(resourceVersion === undefined ? {} : { resourceVersion }),
+        labels: {
+          'app.kubernetes.io/managed-by': 'crowbar',
+          [NODE_LABEL]: tokenSecretName(node.name).slice('crowbar-node-'.length),
+        },
+        annotations: {
+          [NODE_ANNOTATION]: node.name,
+          [EXPIRES_ANNOTATION]: iso(this.now() + this.ttlMs),
+          ...(previous ? { [PREVIOUS_EXPIRES_ANNOTATION]: iso(previous.expires) } : {}),
+        },
+        ...(node.uid === undefined
+          ? {}
+          : {
+              ownerReferences: [
+                { apiVersion: `${GROUP}/${VERSION}`, kind: 'Node', name: node.name, uid: node.uid },
+              ],
+            }),
+      },
+      type: 'Opaque',
+      data: {
+        [TOKEN_KEY]: Buffer.from(current).toString('base64'),
+        ...(previous ? { [PREVIOUS_KEY]: Buffer.from(previous.secret).toString('base64') } : {}),
+      },
+    };
+  }
+
+  /**
+   * Makes the node's Secret when it is missing, and rotates its secret halfway through its life
+   * ({@link tokenPlan}). Reads the Secret again once the cached copy is stale. Two replicas
+   * racing each other: the create or the replace (by resourceVersion) of one fails with 409, and
+   * the next pass reads what the other wrote.
+   */
   async ensure(node: { name: string; uid: string | undefined }): Promise<void> {
     const k = this.known.get(node.name);
-    if (k && this.now() - k.readAt < TOKEN_CACHE_MS) return;
-    if ((await this.read(node.name)) !== undefined) return;
-    const token = randomBytes(32).toString('base64url');
+    const fresh = k && this.now() - k.readAt < TOKEN_CACHE_MS;
+    const ns = fresh ? k.secret : await this.read(node.name);
+    const plan = tokenPlan(ns, this.now(), this.ttlMs);
+    if (plan === 'keep') return;
+    const next = randomBytes(32).toString('base64url');
     try {
-      await this.core.createNamespacedSecret({
-        namespace: this.namespace,
-        body: {
-          metadata: {
-            name: tokenSecretName(node.name),
-            labels: {
-              'app.kubernetes.io/managed-by': 'crowbar',
-              [NODE_LABEL]: tokenSecretName(node.name).slice('crowbar-node-'.length),
-            },
-            annotations: { [NODE_ANNOTATION]: node.name },
-            ...(node.uid === undefined
-              ? {}
-              : {
-                  ownerReferences: [
-                    {
-                      apiVersion: `${GROUP}/${VERSION}`,
-                      kind: 'Node',
-                      name: node.name,
-                      uid: node.uid,
-                    },
-                  ],
-                }),
-          },
-          type: 'Opaque',
-          data: { [TOKEN_KEY]: Buffer.from(token).toString('base64') },
-        },
-      });
-      this.known.set(node.name, { token, readAt: this.now() });
-      this.log.info({ node: node.name }, 'created the node API token');
+      if (plan === 'create' || ns === undefined) {
+        await this.core.createNamespacedSecret({
+          namespace: this.namespace,
+          body: this.body(node, next, undefined),
+        });
+        this.log.info({ node: node.name }, 'created the node API token');
+      } else {
+        // The old secret keeps its own expiry (a Secret from before expiries: half a life).
+        const previous = {
+          secret: ns.current,
+          expires: ns.expires ?? this.now() + this.ttlMs / 2,
+        };
+        await this.core.replaceNamespacedSecret({
+          name: tokenSecretName(node.name),
+          namespace: this.namespace,
+          body: this.body(node, next, previous, this.known.get(node.name)?.resourceVersion),
+        });
+        this.log.info({ node: node.name }, 'rotated the node API token');
+      }
+      this.known.delete(node.name); // read back (with its resourceVersion) when next needed
     } catch (e) {
-      if (isConflict(e)) return; // another replica made it
-      throw new Error(`cannot create the API token Secret of node ${node.name}: ${apiMessage(e)}`, {
-        cause: e,
-      });
+      if (isConflict(e)) {
+        this.known.delete(node.name);
+        return; // another replica made or rotated it: the next pass reads that
+      }
+      throw new Error(
+        `cannot ${plan} the API token Secret of node ${node.name}: ${apiMessage(e)}`,
+        { cause: e },
+      );
     }
   }
 
   /**
-   * Whether `presented` is the node's token. A mismatch re-reads the Secret (at most every 5 s
-   * per node), so a token rotated by deleting its Secret is picked up.
+   * The node's current `purpose` token and when it expires, for a node that renews its token
+   * (or the provisioner handing it out); undefined when the node has no Secret.
    */
-  async verify(fqdn: string, presented: string): Promise<boolean> {
-    const k = this.known.get(fqdn);
-    const age = k ? this.now() - k.readAt : Infinity;
-    // A cached token is trusted for TOKEN_CACHE_MS: a deleted (rotated) Secret ends it.
-    if (k && age < TOKEN_CACHE_MS && tokensEqual(presented, k.token)) return true;
-    if (k && age < 5000) return false;
-    const token = await this.read(fqdn);
-    if (token === undefined) {
-      this.known.delete(fqdn);
-      return false;
-    }
-    return tokensEqual(presented, token);
+  async current(
+    fqdn: string,
+    purpose: Purpose = 'alive',
+  ): Promise<{ token: string; expires: number | undefined } | undefined> {
+    const ns = await this.read(fqdn);
+    return ns && { token: purposeToken(ns.current, purpose), expires: ns.expires };
   }
 
-  /** Makes sure every Node has a token Secret (leader only, like every controller). */
+  /**
+   * Whether `presented` is node `fqdn`'s valid `purpose` token now (current or previous secret,
+   * neither expired). A token the cached copy does not take re-reads the Secret (at most every
+   * 5 s per node), so a rotation by another replica is picked up at once; a cached copy is kept
+   * at most {@link TOKEN_CACHE_MS}, so a deleted Secret ends its tokens within that time.
+   */
+  async verify(fqdn: string, presented: string, purpose: Purpose = 'alive'): Promise<boolean> {
+    const k = this.known.get(fqdn);
+    const age = k ? this.now() - k.readAt : Infinity;
+    if (k && age < TOKEN_CACHE_MS && tokenValid(k.secret, purpose, presented, this.now()))
+      return true;
+    if (k && age < 5000) return false;
+    const ns = await this.read(fqdn);
+    return ns !== undefined && tokenValid(ns, purpose, presented, this.now());
+  }
+
+  /** Makes sure every Node has a token Secret and rotates it in time (leader only). */
   controller(mgr: Manager): Controller {
     return {
       name: 'node-tokens',
@@ -148,7 +302,7 @@ export class NodeTokens {
           return undefined;
         }
         await this.ensure({ name, uid: node.metadata.uid });
-        // Checked again now and then: a deleted (rotated) Secret is made again.
+        // Checked again now and then: a deleted Secret is made again, an aging one rotated.
         return { requeueAfterMs: TOKEN_CACHE_MS };
       },
     };

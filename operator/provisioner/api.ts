@@ -310,7 +310,13 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
       `registered by the discovery image from ${from} (MAC ${reg.mac}, ${reg.hardware.cpus ?? '?'} CPUs, ${reg.hardware.memoryBytes === undefined ? '?' : humanBytes(reg.hardware.memoryBytes)} memory, ${(reg.hardware.disks ?? []).length} disks)`,
     );
     log.info({ node: plan.name, mac: reg.mac, from, action: plan.action }, 'machine registered');
-    const answer = { name: plan.name, token: secret, registerToken: registerToken ?? '', sshkey };
+    // The node's `alive` token, never its secret (the key of its other purposes' tokens).
+    const answer = {
+      name: plan.name,
+      token: purposeToken(secret, 'alive'),
+      registerToken: registerToken ?? '',
+      sshkey,
+    };
     const status = plan.action === 'create' ? 201 : 200;
     if (/\btext\/plain\b/.test(req.headers.accept ?? ''))
       send(
@@ -379,7 +385,7 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
       address: from,
       api: d.provisionerUrl ?? '',
       bootEnv: envName,
-      nodeToken: secret,
+      nodeToken: purposeToken(secret, 'alive'),
       installToken: purposeToken(secret, 'install'),
       sshKey: await d.sshPublicKey(),
     };

@@ -22,7 +22,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Node, NodeStatus } from '../../generated/crowbar.ts';
 import { JOURNAL_DIRS } from '../../operator/jigs/script/protocol.ts';
+import type { HostileMode, HostileOptions } from './hostile-ssh.ts';
 import { createLabNetwork, type LabNetwork, type LabNode } from './netns.ts';
+import { startProcess, waitFor, type Started } from './process.ts';
 import { generateKeyPair, startSshd, type KeyPair, type Sshd } from './sshd.ts';
 
 export interface SshFleetOptions {
@@ -49,6 +51,7 @@ export class SshFleet {
   private readonly noderoleTag: string | undefined;
   private network: LabNetwork | undefined;
   private readonly sshds = new Map<string, Sshd>();
+  private readonly hostiles = new Map<string, Started>();
   private destroyed = false;
 
   constructor(o: SshFleetOptions) {
@@ -82,6 +85,63 @@ export class SshFleet {
     }
   }
 
+  /**
+   * Adds a hostile machine (hostile-ssh.ts): its own namespace on the lab, where an ssh2 server
+   * in a child process listens on port 22 of the machine's address and misbehaves as `mode` says.
+   * Its events go to `<dir>/hostile-<name>.log`. Call after `start()`.
+   */
+  async startHostile(
+    name: string,
+    mode: HostileMode,
+    hostKeys: readonly KeyPair[],
+    o: { swapAfter?: number } = {},
+  ): Promise<LabNode> {
+    if (this.destroyed) throw new Error('the SSH fleet was destroyed');
+    const [first, ...more] = hostKeys;
+    if (!first) throw new Error('a hostile machine needs a host key');
+    const ln = await this.lab.addNode(name);
+    const opts: HostileOptions = {
+      mode,
+      host: ln.address,
+      port: 22,
+      hostKeyFiles: [first.path, ...more.map((k) => k.path)],
+      ...(o.swapAfter === undefined ? {} : { swapAfter: o.swapAfter }),
+    };
+    const log = join(this.dir, `hostile-${name}.log`);
+    const p = startProcess(
+      'ip',
+      [
+        'netns',
+        'exec',
+        ln.ns,
+        process.execPath,
+        join(import.meta.dirname, 'hostile-ssh.ts'),
+        JSON.stringify(opts),
+      ],
+      log,
+    );
+    this.hostiles.set(name, p);
+    await waitFor(
+      `hostile machine ${name} listening`,
+      () => {
+        const text = readFileSync(log, 'utf8');
+        if (text.includes('"event":"error"') || p.proc.exitCode !== null)
+          throw new Error(`hostile machine ${name} did not start: ${text.slice(-2000)}`);
+        return Promise.resolve(text.includes('"event":"listening"'));
+      },
+      20_000,
+    );
+    return ln;
+  }
+
+  /** What hostile machine `name` reported so far (its JSON event lines). */
+  hostileEvents(name: string): Record<string, unknown>[] {
+    return readFileSync(join(this.dir, `hostile-${name}.log`), 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+
   /** The lab network: its subnet, host-side address and an address no machine has. */
   get lab(): LabNetwork {
     if (!this.network) throw new Error('the SSH fleet is not started');
@@ -111,6 +171,7 @@ export class SshFleet {
     this.destroyed = true;
     try {
       for (const s of this.sshds.values()) await s.cleanup().catch(() => undefined);
+      for (const h of this.hostiles.values()) await h.stop(5000).catch(() => undefined);
     } finally {
       try {
         await this.network?.destroy();

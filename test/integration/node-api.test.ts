@@ -12,7 +12,8 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNodeApi, type NodeApi } from '../../operator/api/server.ts';
-import { NodeTokens, TOKEN_KEY, tokenSecretName } from '../../operator/api/tokens.ts';
+import { FlapDamper } from '../../operator/controllers/aliveness/damping.ts';
+import { NodeTokens, TOKEN_KEY, purposeToken, tokenSecretName } from '../../operator/api/tokens.ts';
 import { testClient, uid } from '../harness/context.ts';
 import { issueLeaf, makeCa } from '../harness/pki.ts';
 
@@ -61,10 +62,14 @@ function post(path: string, token?: string, tls = true): Promise<Reply> {
   });
 }
 
+/** The node's `alive` token, derived from the secret in its Secret as the operator does. */
 async function tokenOf(node: string): Promise<string> {
   const s = await core.readNamespacedSecret({ name: tokenSecretName(node), namespace: ns });
-  return Buffer.from(s.data?.[TOKEN_KEY] ?? '', 'base64').toString('utf8');
+  return purposeToken(Buffer.from(s.data?.[TOKEN_KEY] ?? '', 'base64').toString('utf8'), 'alive');
 }
+
+/** Tokens live an hour here: the tests below move the clock past that on purpose only. */
+const TTL = 3_600_000;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'crowbar-nodeapi-'));
@@ -74,7 +79,7 @@ beforeAll(async () => {
   for (const n of [nodeA, nodeB]) {
     await client.create('Node', { metadata: { name: n }, spec: {} }, FM);
   }
-  tokens = new NodeTokens(core, ns, log, () => clock);
+  tokens = new NodeTokens(core, ns, log, { now: () => clock, ttlMs: TTL });
   for (const n of [nodeA, nodeB]) {
     await tokens.ensure({ name: n, uid: (await client.get('Node', n))?.metadata.uid });
   }
@@ -84,6 +89,8 @@ beforeAll(async () => {
     client,
     getNode: (name) => client.get('Node', name),
     verify: (fqdn, token) => tokens.verify(fqdn, token),
+    renew: (fqdn) => tokens.current(fqdn),
+    damper: new FlapDamper(),
     fieldManager: FM,
     log,
     tls: { cert: readFileSync(leaf.crt), key: readFileSync(leaf.key) },
@@ -159,5 +166,93 @@ describe('node self-report API', () => {
     expect((await post(`/api/v1/nodes/${nodeB}/alive`, old)).status).toBe(401);
     clock += 60_000;
     expect((await post(`/api/v1/nodes/${nodeB}/alive`, made)).status).toBe(200);
+  });
+
+  it('refuses the raw secret and other purposes\u2019 tokens: each purpose has its own', async () => {
+    clock += 60_000;
+    const sec = await core.readNamespacedSecret({ name: tokenSecretName(nodeA), namespace: ns });
+    const raw = Buffer.from(sec.data?.[TOKEN_KEY] ?? '', 'base64').toString('utf8');
+    for (const t of [raw, purposeToken(raw, 'install'), purposeToken(raw, 'register')]) {
+      expect((await post(`/api/v1/nodes/${nodeA}/alive`, t)).status).toBe(401);
+    }
+    expect((await post(`/api/v1/nodes/${nodeA}/alive`, purposeToken(raw, 'alive'))).status).toBe(
+      200,
+    );
+  });
+
+  it('expires tokens, rotates them halfway with no gap, and a standby replica agrees', async () => {
+    clock += 60_000;
+    // A standby: its own cache, the same Secrets. It has seen node A's token already.
+    const standby = new NodeTokens(core, ns, log, { now: () => clock, ttlMs: TTL });
+    const old = await tokenOf(nodeA);
+    expect(await standby.verify(nodeA, old)).toBe(true);
+    const secretOf = () =>
+      core.readNamespacedSecret({ name: tokenSecretName(nodeA), namespace: ns });
+    const expiresBefore = (await secretOf()).metadata?.annotations?.['crowbar.dev/token-expires'];
+    expect(Date.parse(expiresBefore ?? '')).toBeGreaterThan(clock);
+
+    // Past half its life, the leader's pass rotates it; the old token stays valid until its
+    // own expiry, on the leader and on the standby alike.
+    clock += TTL / 2 + 1000;
+    await tokens.ensure({ name: nodeA, uid: (await client.get('Node', nodeA))?.metadata.uid });
+    const rotated = await secretOf();
+    expect(rotated.metadata?.annotations?.['crowbar.dev/previous-expires']).toBe(expiresBefore);
+    const fresh = await tokenOf(nodeA);
+    expect(fresh).not.toBe(old);
+    for (const t of [old, fresh]) {
+      expect(await standby.verify(nodeA, t)).toBe(true);
+      expect(await tokens.verify(nodeA, t)).toBe(true);
+    }
+    // The node renews with the token it holds and gets the current one.
+    const renewed = await post(`/api/v1/nodes/${nodeA}/token`, old);
+    expect(renewed.status).toBe(200);
+    const body = JSON.parse(renewed.body) as { token: string; expires: string };
+    expect(body.token).toBe(fresh);
+    expect(Date.parse(body.expires)).toBe(clock + TTL);
+
+    // Past the old token's expiry: refused everywhere, through the API too; the new one works.
+    clock += TTL / 2;
+    expect(await standby.verify(nodeA, old)).toBe(false);
+    expect((await post(`/api/v1/nodes/${nodeA}/alive`, old)).status).toBe(401);
+    expect((await post(`/api/v1/nodes/${nodeA}/alive`, fresh)).status).toBe(200);
+    expect(await standby.verify(nodeA, fresh)).toBe(true);
+
+    // With no rotation (no leader), a token past its own expiry is refused too.
+    clock += TTL;
+    expect(await standby.verify(nodeA, fresh)).toBe(false);
+    expect((await post(`/api/v1/nodes/${nodeA}/token`, fresh)).status).toBe(401);
+  });
+
+  it('damps a node flapping alive and dead: held dead, then let back once it settles', async () => {
+    clock += 60_000;
+    await tokens.ensure({ name: nodeB, uid: (await client.get('Node', nodeB))?.metadata.uid });
+    const token = await tokenOf(nodeB);
+    const report = async (what: 'alive' | 'dead') => {
+      clock += 1000;
+      const r = await post(`/api/v1/nodes/${nodeB}/${what}`, token);
+      expect(r.status).toBe(200);
+      return JSON.parse(r.body) as { alive: boolean; heldSeconds?: number; message?: string };
+    };
+    expect((await report('alive')).alive).toBe(true);
+    // Three changes in a few seconds go through as reported ...
+    for (const what of ['dead', 'alive', 'dead'] as const) {
+      expect((await report(what)).alive).toBe(what === 'alive');
+    }
+    // ... and at the fourth the node is held dead: its "alive" is written as dead, with why and
+    // for how long.
+    const held = await report('alive');
+    expect(held.alive).toBe(false);
+    expect(held.heldSeconds).toBeGreaterThan(0);
+    const n = await client.get('Node', nodeB);
+    expect(n?.status?.alive).toBe(false);
+    const cond = n?.status?.conditions?.find((c) => c.type === 'Alive');
+    expect(cond?.reason).toBe('Flapping');
+    expect(cond?.message).toMatch(/changed between alive and dead \d+ times in quick succession/);
+    // Quiet until the hold ends: the next report lets it back.
+    clock += (held.heldSeconds ?? 0) * 1000;
+    expect((await report('alive')).alive).toBe(true);
+    const back = await client.get('Node', nodeB);
+    expect(back?.status?.alive).toBe(true);
+    expect(back?.status?.conditions?.find((c) => c.type === 'Alive')?.reason).toBe('SelfReported');
   });
 });

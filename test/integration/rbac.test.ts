@@ -181,7 +181,10 @@ describe('RBAC per account: granted equals declared', () => {
       const secretRights = [...(await own(a.sa, ns))].filter((r) => r.startsWith('/secrets '));
       expect({ component, secretRights }).toEqual({
         component,
-        secretRights: component === 'operator' ? ['/secrets create[*]', '/secrets get[*]'] : [],
+        secretRights:
+          component === 'operator'
+            ? ['/secrets create[*]', '/secrets get[*]', '/secrets update[*]']
+            : [],
       });
       for (const [verb, namespace] of [
         ['list', ns],

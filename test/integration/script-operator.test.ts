@@ -3,12 +3,14 @@
  * OpenSSH servers, each in its own network namespace on a lab bridge this file creates and
  * removes. Traffic goes only to the lab's own 10.251.S.0/24 and to loopback.
  */
-import { cpSync, existsSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { JOURNAL_DIRS } from '../../operator/jigs/script/protocol.ts';
 import { hostname, release } from 'node:os';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Node } from '../../generated/crowbar.ts';
-import { tokenSecretName } from '../../operator/api/tokens.ts';
+import { purposeToken, tokenSecretName } from '../../operator/api/tokens.ts';
 import { loadKubeConfig } from '../../operator/kube/client.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
 import { Fleet } from '../harness/fleet.ts';
@@ -267,6 +269,83 @@ describe('script jig in the operator', () => {
     expect(existsSync(pwned)).toBe(false);
   });
 
+  it('resolves a secretRef at run time and keeps the value out of status, Events, logs and node files', async () => {
+    const value = `pw-${id}-Zq9x`;
+    const secretName = `cbt-db-${id}`;
+    await core.createNamespacedSecret({
+      namespace: NS,
+      body: {
+        metadata: { name: secretName },
+        data: { password: Buffer.from(value).toString('base64') },
+      },
+    });
+    const template = { db: { password: { secretRef: { name: secretName, key: 'password' } } } };
+    // One script prints the value and returns it (both redacted); one only uses it.
+    await f.createRole('loud', {
+      jig: 'script',
+      template,
+      script: {
+        inline:
+          '#!/bin/sh\nset -eu\npw=$(jq -r .db.password "$CROWBAR_INPUT")\necho "using $pw"\njq -n --arg p "$pw" \'{db: {echo: $p}}\' > "$CROWBAR_OUTPUT"\n',
+      },
+    });
+    await f.createRole('quiet', {
+      jig: 'script',
+      template,
+      script: {
+        inline:
+          '#!/bin/sh\nset -eu\npw=$(jq -r .db.password "$CROWBAR_INPUT")\njq -n --arg l "${#pw}" \'{db: {length: $l}}\' > "$CROWBAR_OUTPUT"\n',
+      },
+    });
+    const loud = await f.waitState(await f.bind('loud', 'n1', dep), 'active');
+    const quiet = await f.waitState(await f.bind('quiet', 'n1', dep), 'active');
+    // The script got the value; the status holds the reference, and [secret] where it came back.
+    expect(quiet.status?.wall).toEqual({ db: { length: String(value.length) } });
+    for (const nr of [loud, quiet]) {
+      expect(nr.status?.run?.input?.['db']).toEqual(template.db);
+      expect(JSON.stringify(nr.status)).not.toContain(value);
+    }
+    expect(loud.status?.wall).toEqual({ db: { echo: '[secret]' } });
+    expect(loud.status?.run?.logTail).toContain('using [secret]');
+    const events = await core.listNamespacedEvent({ namespace: NS });
+    expect(JSON.stringify(events.items)).not.toContain(value);
+    expect(readFileSync(op?.log ?? '', 'utf8')).not.toContain(value);
+    // Nothing the quiet run left on the node (its journal, any run directory) holds the value.
+    const dirs = [
+      ...JOURNAL_DIRS.map((d) => join(d, quiet.metadata.name ?? '')),
+      ...readdirSync('/tmp')
+        .filter((d) => d.startsWith('crowbar-jig.'))
+        .map((d) => join('/tmp', d)),
+    ];
+    const files: string[] = [];
+    const walk = (d: string): void => {
+      let names: string[] = [];
+      try {
+        names = readdirSync(d);
+      } catch {
+        return;
+      }
+      for (const n of names) {
+        const p = join(d, n);
+        if (statSync(p, { throwIfNoEntry: false })?.isDirectory()) walk(p);
+        else files.push(p);
+      }
+    };
+    for (const d of dirs) walk(d);
+    expect(files.length).toBeGreaterThan(0); // the journal entry is there
+    for (const file of files) {
+      let text = '';
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch {
+        continue; // gone meanwhile, or a lock
+      }
+      expect({ file, leaks: text.includes(value) }).toEqual({ file, leaks: false });
+    }
+    await core.deleteNamespacedSecret({ name: secretName, namespace: NS }).catch(() => undefined);
+    for (const r of ['loud', 'quiet']) await client.delete('NodeRole', f.nr(r, 'n1'));
+  });
+
   it('turns a node whose sshd stopped dead, ripples its noderoles, and recovers it', async () => {
     await createNode('n3');
     await waitAlive('n3', true);
@@ -349,7 +428,11 @@ describe('node self-report API', () => {
     );
     expect(secret.metadata?.annotations?.['crowbar.dev/node']).toBe(name);
     expect(secret.metadata?.ownerReferences?.[0]?.name).toBe(name);
-    const token = Buffer.from(secret.data?.['token'] ?? '', 'base64').toString('utf8');
+    // The node's `alive` token, derived from its secret (which is never handed out itself).
+    const token = purposeToken(
+      Buffer.from(secret.data?.['token'] ?? '', 'base64').toString('utf8'),
+      'alive',
+    );
     expect(token.length).toBeGreaterThan(20);
 
     const path = `/api/v1/nodes/${name}/alive`;

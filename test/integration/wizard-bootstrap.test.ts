@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tokenSecretName } from '../../operator/api/tokens.ts';
+import { purposeToken, tokenSecretName } from '../../operator/api/tokens.ts';
 import { CrowbarClient, loadKubeConfig } from '../../operator/kube/client.ts';
 import { applyManifests, readManifests } from '../../lab/apply.ts';
 import { convergence, type Convergence } from '../../lab/converge.ts';
@@ -90,7 +90,11 @@ describe('kubectl crowbar init --wizard on an empty cluster', () => {
         .readNamespacedSecret({ name: tokenSecretName(ADMIN), namespace: 'default' })
         .catch(() => undefined),
     );
-    const token = Buffer.from(secret.data?.['token'] ?? '', 'base64').toString('utf8');
+    // The node's `alive` token, derived from its secret (which is never handed out itself).
+    const token = purposeToken(
+      Buffer.from(secret.data?.['token'] ?? '', 'base64').toString('utf8'),
+      'alive',
+    );
     const res = await fetch(`http://127.0.0.1:${String(apiPort)}/api/v1/nodes/${ADMIN}/alive`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}` },

@@ -34,6 +34,10 @@ tolerations: {{- toYaml . | nindent 2 }}
 affinity: {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+{{- define "crowbar.apiTlsSecret" -}}
+{{- default (printf "%s-api-tls" (include "crowbar.fullname" .)) .Values.api.tlsSecret -}}
+{{- end -}}
+
 {{- define "crowbar.metricsTlsSecret" -}}
 {{- default (printf "%s-metrics-tls" (include "crowbar.fullname" .)) .Values.metrics.tlsSecret -}}
 {{- end -}}

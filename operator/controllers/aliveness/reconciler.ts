@@ -23,6 +23,7 @@ import {
   type Memo,
   type Verdict,
 } from './plan.ts';
+import type { FlapDamper } from './damping.ts';
 import { writeVerdict } from './status.ts';
 
 export interface AlivenessControllerOptions {
@@ -38,6 +39,8 @@ export interface AlivenessControllerOptions {
   sshTimeoutMs?: number;
   ping?: AlivenessOptions['ping'];
   workers?: number;
+  /** Flap damping, shared with the node API (damping.ts). */
+  damper?: FlapDamper;
 }
 
 const PENDING = new Set(['todo', 'transition']);
@@ -85,7 +88,12 @@ export function alivenessController(o: AlivenessControllerOptions): Controller {
     const name = n.metadata.name ?? '';
     const m = memo(name);
     const fp = nodeFingerprint(n);
-    if (m.fingerprint !== '' && m.fingerprint !== fp) m.force = true;
+    if (m.fingerprint !== '' && m.fingerprint !== fp) {
+      m.force = true;
+      // A person's change (addresses, a cleared host key, the check-alive annotation) is not a
+      // flap: the node's damping history starts afresh.
+      o.damper?.forget(name);
+    }
     m.fingerprint = fp;
     return [name];
   };
@@ -150,6 +158,7 @@ export function alivenessController(o: AlivenessControllerOptions): Controller {
       if (!node) {
         memos.delete(name);
         byNode.delete(name);
+        o.damper?.forget(name);
         return undefined;
       }
       if (node.spec.system === true) {
@@ -174,15 +183,18 @@ export function alivenessController(o: AlivenessControllerOptions): Controller {
       if (!s.check) return { requeueAfterMs: s.afterMs };
       m.force = false; // events during the check force the next one
       m.lastCheck = Date.now();
-      const v = await check(node, addresses);
+      const seen = await check(node, addresses);
+      const now = Date.now();
+      const v = o.damper ? o.damper.damp(name, seen, node.status?.alive, now) : seen;
       m.undecided = v.alive === undefined;
       checks.inc({ result: v.alive === undefined ? 'unknown' : v.alive ? 'alive' : 'dead' });
       log.debug({ node: name, alive: v.alive, reason: v.reason, why: v.message }, 'checked');
       // Write against the freshest cached copy (the check took a while).
       await write(mgr.caches.Node.get(name) ?? node, v);
-      return {
-        requeueAfterMs: requeueAfter(isPending, v.alive, o.intervalMs),
-      };
+      // A node held dead for flapping is checked again when it would be let back.
+      const held = o.damper?.releaseInMs(name, now) ?? 0;
+      const next = requeueAfter(isPending, v.alive, o.intervalMs);
+      return { requeueAfterMs: held > 0 ? Math.min(next, held) : next };
     },
   };
 }

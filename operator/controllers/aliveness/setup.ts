@@ -19,6 +19,7 @@ import {
 } from '../../jigs/script/wiring.ts';
 import type { Logger } from '../../log.ts';
 import type { Manager } from '../../manager.ts';
+import { FlapDamper } from './damping.ts';
 import { alivenessController } from './reconciler.ts';
 
 export interface NodeAccess {
@@ -56,6 +57,7 @@ export async function setupNodeAccess(o: {
   o.jigs.register(
     operatorScriptJig({
       core,
+      secretNamespace: config.leaseNamespace,
       client: mgr.client,
       key,
       network: (n) => mgr.caches.Network.get(n),
@@ -63,10 +65,13 @@ export async function setupNodeAccess(o: {
       log,
     }),
   );
+  // One damper for both ways a node's aliveness changes: the checks and the node's own reports.
+  const damper = new FlapDamper();
   mgr.add(
     alivenessController({
       mgr,
       key,
+      damper,
       fieldManager: o.fieldManager,
       log,
       intervalMs: config.aliveIntervalMs,
@@ -83,6 +88,8 @@ export async function setupNodeAccess(o: {
       getNode: async (name) =>
         mgr.caches.Node.hasSynced ? mgr.caches.Node.get(name) : mgr.client.get('Node', name),
       verify: (fqdn, token) => tokens.verify(fqdn, token),
+      renew: (fqdn) => tokens.current(fqdn),
+      damper,
       fieldManager: o.fieldManager,
       log,
       routes: o.routes?.({ core, tokens, key }) ?? [],

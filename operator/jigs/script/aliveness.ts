@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { ALIVE_COMMAND, ALIVE_REPLY } from './protocol.ts';
-import { SshError, connect, exec } from './ssh.ts';
+import { SshError, connect, exec, type SshSession } from './ssh.ts';
 
 export interface AliveTarget {
   /** Node name, for messages. */
@@ -66,40 +66,72 @@ export async function checkAlive(t: AliveTarget, o: AlivenessOptions): Promise<A
     };
   }
   const timeoutMs = o.sshTimeoutMs ?? 10_000;
-  let session;
+  // The hard deadline of the SSH step: the handshake and the `echo` each get timeoutMs, and a
+  // server that answers keepalives but never opens or closes a channel is cut off when it passes
+  // (the socket is destroyed), so it never holds an aliveness worker.
+  const hardMs = 2 * timeoutMs + 1000;
+  const cut = new AbortController();
+  let session: SshSession | undefined;
+  const hard = setTimeout(() => {
+    cut.abort(new Error(`no answer within ${String(hardMs)} ms`));
+    session?.destroy();
+  }, hardMs);
   try {
-    session = await connect({
-      node: t.node,
-      host: address,
-      ...(o.port === undefined ? {} : { port: o.port }),
-      privateKey: o.privateKey,
-      expectedHostKey: t.expectedHostKey,
-      readyTimeoutMs: timeoutMs,
-      ...(o.signal === undefined ? {} : { signal: o.signal }),
-    });
-  } catch (e) {
-    const msg = e instanceof SshError ? e.message : String(e);
-    return { alive: false, address, reason: `${address} answers ping but SSH fails: ${msg}` };
+    try {
+      session = await connect({
+        node: t.node,
+        host: address,
+        ...(o.port === undefined ? {} : { port: o.port }),
+        privateKey: o.privateKey,
+        expectedHostKey: t.expectedHostKey,
+        readyTimeoutMs: timeoutMs,
+        signal: o.signal === undefined ? cut.signal : AbortSignal.any([o.signal, cut.signal]),
+      });
+    } catch (e) {
+      const msg = e instanceof SshError ? e.message : String(e);
+      return { alive: false, address, reason: `${address} answers ping but SSH fails: ${msg}` };
+    }
+    return await echo(session, address, timeoutMs, hardMs, cut.signal);
+  } finally {
+    clearTimeout(hard);
   }
+}
+
+async function echo(
+  session: SshSession,
+  address: string,
+  timeoutMs: number,
+  hardMs: number,
+  cut: AbortSignal,
+): Promise<Aliveness> {
+  const base = session.newHostKey === undefined ? {} : { newHostKey: session.newHostKey };
+  if (cut.aborted) session.destroy();
+  let timer: NodeJS.Timeout | undefined;
   try {
-    let timer: NodeJS.Timeout | undefined;
     const res = await exec(session, ALIVE_COMMAND, {
       maxStdout: 1024,
       until: new Promise((r) => (timer = setTimeout(r, timeoutMs))),
     });
-    clearTimeout(timer);
     const out = res.stdout.toString('utf8').trim();
-    const base = session.newHostKey === undefined ? {} : { newHostKey: session.newHostKey };
-    if (res.code === 0 && out === ALIVE_REPLY) {
+    if (res.code === 0 && out === ALIVE_REPLY && !cut.aborted) {
       return { alive: true, address, reason: `${address} answers ping and SSH`, ...base };
     }
-    const why = res.stopped
-      ? `timed out after ${timeoutMs} ms`
-      : `exit ${res.code ?? res.signal ?? 'unknown'}, output ${JSON.stringify(out.slice(0, 100))}`;
+    const why =
+      res.stopped || cut.aborted
+        ? `timed out after ${String(timeoutMs)} ms`
+        : res.overflow
+          ? 'it sent more than 1 KiB of output'
+          : `exit ${String(res.code ?? res.signal ?? 'unknown')}, output ${JSON.stringify(out.slice(0, 100))}`;
     return { alive: false, address, reason: `SSH echo on ${address} failed: ${why}`, ...base };
   } catch (e) {
-    return { alive: false, address, reason: `SSH echo on ${address} failed: ${String(e)}` };
+    const why = cut.aborted
+      ? `no channel within ${String(hardMs)} ms; the connection was closed`
+      : e instanceof Error
+        ? e.message
+        : String(e);
+    return { alive: false, address, reason: `SSH echo on ${address} failed: ${why}`, ...base };
   } finally {
+    clearTimeout(timer);
     session.close();
   }
 }

@@ -45,11 +45,40 @@ export interface ScriptJigDeps {
    * executes detached from the session: closing the connection would not stop it); default 5 s.
    */
   pidWaitMs?: number;
+  /**
+   * The hard wall-clock deadline of a run is the role's timeout plus this margin (default
+   * {@link hardMarginMs} of the other waits): past it the SSH connection is destroyed and the run
+   * fails, whatever the server does (it may answer keepalives and never confirm a channel).
+   */
+  hardMarginMs?: number;
   /** Clock, injectable for tests. */
   now?: () => number;
 }
 
 const fail = (message: string): JigResult => ({ ok: false, message });
+
+/** Past a run's own waits, how long a wedged connection may hold the run before it is cut. */
+export const HARD_EXTRA_MS = 5000;
+
+/**
+ * The default margin of a run's hard deadline over its timeout: the handshake, the remote kill
+ * grace, the client's own grace, the wait for the runner's report after a cancel, and
+ * {@link HARD_EXTRA_MS}. A well-behaved node always answers before it.
+ */
+export function hardMarginMs(deps: Partial<ScriptJigDeps>): number {
+  return (
+    (deps.readyTimeoutMs ?? 10_000) +
+    KILL_AFTER_SECONDS * 1000 +
+    (deps.deadlineGraceMs ?? 10_000) +
+    (deps.cancelWaitMs ?? 15_000) +
+    HARD_EXTRA_MS
+  );
+}
+
+/** After a cancel (the signal aborted), how long the run may take before the connection is cut. */
+export function cancelBoundMs(deps: Partial<ScriptJigDeps>): number {
+  return (deps.pidWaitMs ?? 5000) + (deps.cancelWaitMs ?? 15_000) + HARD_EXTRA_MS;
+}
 
 const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
@@ -101,39 +130,84 @@ export function scriptJig(deps: ScriptJigDeps): Jig {
         return fail(errText(e));
       }
 
-      let session: SshSession;
-      try {
-        session = await connect({
-          node,
-          host,
-          ...(deps.port === undefined ? {} : { port: deps.port }),
-          privateKey: deps.privateKey,
-          expectedHostKey: run.node.status?.sshHostKey,
-          ...(deps.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: deps.readyTimeoutMs }),
-          signal: run.signal,
-        });
-      } catch (e) {
-        run.signal.throwIfAborted();
-        return fail(e instanceof SshError ? e.message : `SSH to ${node} failed: ${errText(e)}`);
-      }
-      try {
-        if (session.newHostKey !== undefined) {
-          try {
-            await deps.onHostKey(run.node, session.newHostKey);
-          } catch (e) {
-            return fail(
-              `cannot record host key ${session.newHostKey} of node ${node} on its status: ${errText(e)}`,
+      // The hard deadline: whatever the server does, the run ends and frees its slot by then.
+      const margin = deps.hardMarginMs ?? hardMarginMs(deps);
+      const hardMs = timeoutSeconds * 1000 + margin;
+      const cut = new AbortController();
+      let session: SshSession | undefined;
+      const timers: NodeJS.Timeout[] = [];
+      let onAbort: (() => void) | undefined;
+      const hard = new Promise<JigResult>((resolve, reject) => {
+        const stop = (): void => {
+          cut.abort(new Error('hard deadline'));
+          session?.destroy();
+        };
+        timers.push(
+          setTimeout(() => {
+            stop();
+            resolve(
+              fail(
+                `the run of role ${role} on node ${node} did not end within ${String(hardMs / 1000)} s (timeoutSeconds ${String(timeoutSeconds)} + ${String(margin / 1000)} s): the operator closed the SSH connection; check sshd and the script on the node`,
+              ),
             );
-          }
-        }
+          }, hardMs),
+        );
+        onAbort = () => {
+          timers.push(
+            setTimeout(() => {
+              stop();
+              reject(run.signal.reason as Error);
+            }, cancelBoundMs(deps)),
+          );
+        };
+        run.signal.addEventListener('abort', onAbort, { once: true });
+      });
+      const work = (async (): Promise<JigResult> => {
         try {
-          return await runScript(session, req, payload, run.signal, deps, now);
+          session = await connect({
+            node,
+            host,
+            ...(deps.port === undefined ? {} : { port: deps.port }),
+            privateKey: deps.privateKey,
+            expectedHostKey: run.node.status?.sshHostKey,
+            ...(deps.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: deps.readyTimeoutMs }),
+            signal: AbortSignal.any([run.signal, cut.signal]),
+          });
         } catch (e) {
           run.signal.throwIfAborted();
-          return fail(`SSH to ${node} failed during the run: ${errText(e)}`);
+          return fail(e instanceof SshError ? e.message : `SSH to ${node} failed: ${errText(e)}`);
         }
+        const s = session;
+        // The hard deadline may have passed during the handshake's last step.
+        if (cut.signal.aborted) s.destroy();
+        try {
+          if (s.newHostKey !== undefined) {
+            try {
+              await deps.onHostKey(run.node, s.newHostKey);
+            } catch (e) {
+              return fail(
+                `cannot record host key ${s.newHostKey} of node ${node} on its status: ${errText(e)}`,
+              );
+            }
+          }
+          try {
+            return await runScript(s, req, payload, run.signal, deps, now);
+          } catch (e) {
+            run.signal.throwIfAborted();
+            return fail(`SSH to ${node} failed during the run: ${errText(e)}`);
+          }
+        } finally {
+          s.close();
+        }
+      })();
+      try {
+        return await Promise.race([work, hard]);
       } finally {
-        session.close();
+        for (const t of timers) clearTimeout(t);
+        if (onAbort) run.signal.removeEventListener('abort', onAbort);
+        // When the deadline won, the destroyed connection still settles `work`: nothing waits on it.
+        work.catch(() => undefined);
+        hard.catch(() => undefined);
       }
     },
   };

@@ -18,6 +18,7 @@ import {
   parsePid,
   parseRunnerOutput,
   parseWall,
+  depthOver,
   stripPrefix,
   tar,
   validateRequest,
@@ -84,10 +85,38 @@ describe('parseWall', () => {
     ['number', '42', 'a number'],
     ['string', '"x"', 'a string'],
     ['garbage', '{"a":', 'not valid JSON'],
+    ['100,000 levels deep', `{"a":${'['.repeat(100_000)}${']'.repeat(100_000)}}`, '32 levels'],
+    ['33 levels deep', `${'{"a":'.repeat(33)}1${'}'.repeat(33)}`, 'nested more than 32'],
   ])('%s is refused', (_n, input, why) => {
     const r = parseWall(b(input));
     expect(r.ok).toBe(false);
     expect(!r.ok && r.message).toContain(why);
+  });
+  it('takes a wall exactly 32 levels deep', () => {
+    const r = parseWall(b(`${'{"a":'.repeat(32)}1${'}'.repeat(32)}`));
+    expect(r.ok).toBe(true);
+  });
+});
+
+describe('depthOver', () => {
+  it.each([
+    [1, 0, false],
+    [{}, 0, true],
+    [{}, 1, false],
+    [[[[]]], 2, true],
+    [[[[]]], 3, false],
+    [{ a: 1, b: { c: [1] } }, 3, false],
+    [{ a: 1, b: { c: [1] } }, 2, true],
+  ])('%j deeper than %i: %s', (v, max, over) => {
+    expect(depthOver(v, max)).toBe(over);
+  });
+});
+
+describe('parseRunnerOutput with forged lines', () => {
+  it('quotes only the start of a long unexpected line', () => {
+    const r = parseRunnerOutput(b(`crowbar-jig/1 ${'forged '.repeat(100_000)}\n`));
+    expect(r.kind).toBe('incomplete');
+    expect(r.kind === 'incomplete' && r.detail.length).toBeLessThan(300);
   });
 });
 

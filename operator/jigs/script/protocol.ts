@@ -449,7 +449,9 @@ export function parseRunnerOutput(stdout: Buffer): RunnerReport {
       if (output === 'sent') report.outputData = rest.subarray(0, sentBytes);
       return seen(report);
     }
-    return seen({ kind: 'incomplete', detail: `unexpected line from the runner: ${line.text}` });
+    // A forged or garbled line may be long: the message quotes its start only.
+    const quoted = line.text.length > 200 ? `${line.text.slice(0, 200)}...` : line.text;
+    return seen({ kind: 'incomplete', detail: `unexpected line from the runner: ${quoted}` });
   }
   return seen({ kind: 'incomplete' as const, detail: 'the runner printed no result' });
 }
@@ -496,7 +498,32 @@ export function parseWall(
     const what = v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`;
     return { ok: false, message: `it is ${what}, not a JSON object` };
   }
+  if (depthOver(v, MAX_WALL_DEPTH)) {
+    return {
+      ok: false,
+      message: `it is nested more than ${MAX_WALL_DEPTH} levels deep (keep data at most ${MAX_WALL_DEPTH} levels deep)`,
+    };
+  }
   return { ok: true, wall: v as Record<string, unknown> };
+}
+
+/**
+ * Deepest nesting of objects and arrays a wall may have: the admission webhook's limit on the
+ * data people write (webhooks/limits.ts), since walls flow into children's input the same way.
+ * JSON.parse takes any depth, but JSON.stringify and deep comparisons recurse: a wall 100,000
+ * levels deep would break every later status write of the noderole.
+ */
+export const MAX_WALL_DEPTH = 32;
+
+/** Whether `v` nests objects/arrays deeper than `max` (iterative: any depth is safe to check). */
+export function depthOver(v: unknown, max: number): boolean {
+  const stack: { v: unknown; d: number }[] = [{ v, d: 0 }];
+  for (let it = stack.pop(); it !== undefined; it = stack.pop()) {
+    if (typeof it.v !== 'object' || it.v === null) continue;
+    if (it.d + 1 > max) return true;
+    for (const x of Object.values(it.v)) stack.push({ v: x, d: it.d + 1 });
+  }
+  return false;
 }
 
 /**

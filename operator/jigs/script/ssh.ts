@@ -1,7 +1,14 @@
 /**
  * SSH I/O for the script jig and aliveness (ssh2): connect as root with a private key, verify the
  * host key by trust on first use, and run one command with bounded output and a deadline.
+ *
+ * The TCP socket is ours (ssh2's `sock` option), so {@link SshSession.destroy} can always end the
+ * connection at once: a hostile or wedged server that answers keepalives but never confirms a
+ * channel open or close would otherwise hold the session (ssh2's own `end()` waits for the peer,
+ * and its `destroy()` does nothing once the socket was ended). Destroying the socket makes ssh2
+ * fail every pending channel open and close every open channel, so every `exec` settles.
  */
+import { Socket, connect as tcpConnect } from 'node:net';
 import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
 import { decideHostKey, fingerprint } from './protocol.ts';
 
@@ -37,12 +44,19 @@ export interface SshSession {
   readonly hostKey: string;
   /** Set when the key was seen for the first time and should be recorded on the Node. */
   readonly newHostKey: string | undefined;
+  /** Ends the session politely (SSH disconnect), and destroys the socket if the peer lingers. */
   close(): void;
+  /** Destroys the connection now: pending channel opens fail, open channels close. */
+  destroy(): void;
 }
+
+/** How long {@link SshSession.close} waits for the peer to close before destroying the socket. */
+export const CLOSE_GRACE_MS = 2000;
 
 /** Connects and authenticates as root. Rejects with an {@link SshError}. */
 export function connect(t: SshTarget): Promise<SshSession> {
   const client = new Client();
+  let sock: Socket | undefined;
   const where = `${t.node} (${t.host}:${t.port ?? 22})`;
   let seen: string | undefined;
   let refused: string | undefined;
@@ -55,16 +69,21 @@ export function connect(t: SshTarget): Promise<SshSession> {
       t.signal?.removeEventListener('abort', onAbort);
       if (err) {
         client.end();
-        client.destroy();
+        sock?.destroy();
         reject(err);
         return;
       }
+      const s = sock;
       resolve({
         client,
         hostKey: seen ?? '',
         newHostKey: record,
         close: () => {
           client.end();
+          if (s && !s.destroyed) setTimeout(() => s.destroy(), CLOSE_GRACE_MS).unref();
+        },
+        destroy: () => {
+          s?.destroy();
         },
       });
     };
@@ -87,9 +106,14 @@ export function connect(t: SshTarget): Promise<SshSession> {
     client.on('close', () => {
       finish(new SshError('closed', `connection to ${where} closed during the handshake`));
     });
+    try {
+      sock = tcpConnect({ host: t.host, port: t.port ?? 22 });
+    } catch (e) {
+      finish(new SshError('unreachable', `cannot reach ${where}: ${(e as Error).message}`));
+      return;
+    }
     const cfg: ConnectConfig = {
-      host: t.host,
-      port: t.port ?? 22,
+      sock,
       username: 'root',
       privateKey: t.privateKey,
       readyTimeout: t.readyTimeoutMs ?? 10_000,
@@ -170,11 +194,25 @@ export interface ExecResult {
   stopped: boolean;
 }
 
-/** Runs `command` on an open session. The command text must be constant: never put data in it. */
+/**
+ * Runs `command` on an open session. The command text must be constant: never put data in it.
+ * It settles when the command's channel closes, and also at once when stdout overflows or `until`
+ * resolves: the channel is then closed from our side without waiting for the server to confirm
+ * (a hostile server may never do so), and the caller ends the session. When the session is
+ * destroyed before the channel opened, it rejects.
+ */
 export function exec(s: SshSession, command: string, o: ExecOptions): Promise<ExecResult> {
   return new Promise<ExecResult>((resolve, reject) => {
+    let done = false;
+    let untilFired = false;
+    let stopNow: (() => void) | undefined;
+    void o.until?.then(() => {
+      untilFired = true;
+      stopNow?.();
+    });
     s.client.exec(command, (err, ch: ClientChannel) => {
       if (err) {
+        done = true;
         reject(new SshError('other', `cannot start a command: ${err.message}`, { cause: err }));
         return;
       }
@@ -186,27 +224,7 @@ export function exec(s: SshSession, command: string, o: ExecOptions): Promise<Ex
       let stopped = false;
       let code: number | null = null;
       let sig: string | undefined;
-      let done = false;
-      ch.on('data', (d: Buffer) => {
-        if (overflow) return;
-        outLen += d.length;
-        if (outLen > o.maxStdout) {
-          overflow = true;
-          ch.close();
-          return;
-        }
-        out.push(d);
-        o.onStdout?.(d);
-      });
-      ch.stderr.on('data', (d: Buffer) => {
-        errBuf = Buffer.concat([errBuf, d]);
-        if (errBuf.length > maxErr) errBuf = errBuf.subarray(errBuf.length - maxErr);
-      });
-      ch.on('exit', (c: number | null, signalName?: string) => {
-        code = c;
-        sig = signalName;
-      });
-      ch.on('close', () => {
+      const settle = (): void => {
         if (done) return;
         done = true;
         resolve({
@@ -217,15 +235,39 @@ export function exec(s: SshSession, command: string, o: ExecOptions): Promise<Ex
           overflow,
           stopped,
         });
+      };
+      ch.on('data', (d: Buffer) => {
+        if (overflow || done) return;
+        outLen += d.length;
+        if (outLen > o.maxStdout) {
+          overflow = true;
+          ch.close();
+          settle();
+          return;
+        }
+        out.push(d);
+        o.onStdout?.(d);
       });
+      ch.stderr.on('data', (d: Buffer) => {
+        if (done) return;
+        errBuf = Buffer.concat([errBuf, d]);
+        if (errBuf.length > maxErr) errBuf = errBuf.subarray(errBuf.length - maxErr);
+      });
+      ch.on('exit', (c: number | null, signalName?: string) => {
+        code = c;
+        sig = signalName;
+      });
+      ch.on('close', settle);
       ch.on('error', () => {
         // 'close' follows and reports what arrived.
       });
-      void o.until?.then(() => {
+      stopNow = () => {
         if (done) return;
         stopped = true;
         ch.close();
-      });
+        settle();
+      };
+      if (untilFired) stopNow();
       if (o.stdin) ch.end(o.stdin);
       else ch.end();
     });

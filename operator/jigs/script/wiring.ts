@@ -12,6 +12,7 @@ import type { Logger } from '../../log.ts';
 import type { Jig, JigResult, JigRun } from '../types.ts';
 import { scriptJig, type ScriptJigDeps } from './jig.ts';
 import { LIMITS, formatBytes, stripPrefix } from './protocol.ts';
+import { findSecretRefs, redact, redactDeep, substitute } from '../secret-refs.ts';
 
 /** Keys of a Secret that may hold root's private key (ours, and kubernetes.io/ssh-auth's). */
 export const SSH_KEY_FIELDS = ['id_ed25519', 'ssh-privatekey'] as const;
@@ -248,7 +249,9 @@ export async function recordHostKey(
 }
 
 export interface ScriptWiring {
-  core: Pick<CoreV1Api, 'readNamespacedConfigMap'>;
+  core: Pick<CoreV1Api, 'readNamespacedConfigMap' | 'readNamespacedSecret'>;
+  /** Where the Secrets that `secretRef`s name live: the operator's namespace. */
+  secretNamespace: string;
   client: CrowbarClient;
   key: SshKeySource;
   /** The Network object of a name, from the informer cache. */
@@ -285,7 +288,62 @@ export function operatorScriptJig(w: ScriptWiring): Jig {
       } catch (e) {
         return { ok: false, message: (e as Error).message };
       }
-      return scriptJig({ ...base, privateKey }).run(run);
+      const resolved = await resolveSecretRefs(w.core, w.secretNamespace, run.input);
+      if ('error' in resolved) return { ok: false, message: resolved.error };
+      const result = await scriptJig({ ...base, privateKey }).run({
+        ...run,
+        input: resolved.input,
+      });
+      return redactResult(result, resolved.values);
     },
   };
+}
+
+/**
+ * The run input with every `secretRef` replaced by its Secret's value (secret-refs.ts), and the
+ * values, to redact from what the run returns; or an error that says which reference failed.
+ */
+export async function resolveSecretRefs(
+  core: Pick<CoreV1Api, 'readNamespacedSecret'>,
+  namespace: string,
+  input: Record<string, unknown>,
+): Promise<{ input: Record<string, unknown>; values: string[] } | { error: string }> {
+  const refs = findSecretRefs(input);
+  if (refs.length === 0) return { input, values: [] };
+  const values = new Map<string, string>();
+  for (const ref of refs) {
+    if ('invalid' in ref) return { error: `the run input has a bad secretRef: ${ref.invalid}` };
+    const where = `${namespace}/${ref.name}`;
+    let secret;
+    try {
+      secret = await core.readNamespacedSecret({ name: ref.name, namespace });
+    } catch (e) {
+      if (isNotFound(e))
+        return {
+          error: `secretRef ${ref.name}/${ref.key}: Secret ${where} not found (secretRefs name Secrets in the operator's namespace)`,
+        };
+      return {
+        error: `secretRef ${ref.name}/${ref.key}: cannot read Secret ${where}: ${apiMessage(e)}`,
+      };
+    }
+    const b64 = secret.data?.[ref.key];
+    if (b64 === undefined)
+      return { error: `secretRef ${ref.name}/${ref.key}: Secret ${where} has no key ${ref.key}` };
+    values.set(`${ref.name}\u0000${ref.key}`, Buffer.from(b64, 'base64').toString('utf8'));
+  }
+  const resolved = substitute(input, (r) => values.get(`${r.name}\u0000${r.key}`) ?? '') as Record<
+    string,
+    unknown
+  >;
+  return { input: resolved, values: [...values.values()] };
+}
+
+/** `r` with every secret value replaced in its wall, message and log tail. */
+export function redactResult(r: JigResult, values: readonly string[]): JigResult {
+  if (values.length === 0) return r;
+  const logTail = r.logTail === undefined ? {} : { logTail: redact(r.logTail, values) };
+  if (r.ok) {
+    return { ok: true, wall: redactDeep(r.wall, values) as Record<string, unknown>, ...logTail };
+  }
+  return { ...r, message: redact(r.message, values), ...logTail };
 }
