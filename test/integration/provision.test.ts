@@ -21,6 +21,8 @@ import { nsExec, type LabNode } from '../harness/netns.ts';
 import { startOperator, type OperatorProc } from '../harness/operator.ts';
 import { freePort, type Started } from '../harness/process.ts';
 import { buildDiscoveryImage, createProvLab, type ProvLab } from '../harness/prov-lab.ts';
+import { adminNetwork } from '../harness/dhcp-sidecar.ts';
+import { qemuArgs } from '../harness/qemu.ts';
 import { generateKeyPair, type KeyPair } from '../harness/sshd.ts';
 
 const kubeconfig = inject('kubeconfig');
@@ -55,35 +57,16 @@ const node2Name = `d${MAC2.replace(/:/g, '-')}.${domain}`;
 const serial2 = () => join(lab.dir, 'vm2.serial');
 let serial = '';
 
-function qemuArgs(tap: string, disk: string, mac = MAC, memory = '512'): string[] {
-  return [
-    '-name',
-    `pro-${u}-${tap}`,
-    '-machine',
-    'q35,accel=tcg',
-    '-cpu',
-    'max',
-    '-smp',
-    '1',
-    '-m',
-    memory,
-    '-nographic',
-    '-nodefaults',
-    '-serial',
-    'stdio',
-    '-monitor',
-    'none',
-    '-smbios',
-    `type=1,manufacturer=Crowbar Test,product=Provision VM,serial=SN-${u}`,
-    '-netdev',
-    `tap,id=n0,ifname=${tap},script=no,downscript=no`,
-    '-device',
-    `virtio-net-pci,netdev=n0,mac=${mac},bootindex=1`,
-    '-drive',
-    `file=${disk},if=none,id=d0,format=raw`,
-    '-device',
-    `virtio-blk-pci,drive=d0,serial=DISK-${u},bootindex=2`,
-  ];
+function vmArgs(tap: string, disk: string, mac = MAC, memoryMb = 512): string[] {
+  return qemuArgs({
+    name: `pro-${u}-${tap}`,
+    mac,
+    tap,
+    dir: lab.dir,
+    memoryMb,
+    disk: { file: disk, serial: `DISK-${u}` },
+    smbios: { manufacturer: 'Crowbar Test', product: 'Provision VM', serial: `SN-${u}` },
+  });
 }
 
 const api = (path: string) => `http://${lab.hostIp}:${apiPort}${path}`;
@@ -95,17 +78,7 @@ beforeAll(async () => {
   apiPort = await freePort();
   await client.create(
     'Network',
-    {
-      metadata: { name: network },
-      spec: {
-        category: 'admin',
-        subnet: `${lab.net}.0/24`,
-        ranges: [
-          { name: 'dhcp', first: `${lab.net}.100`, last: `${lab.net}.150` },
-          { name: 'host', first: `${lab.net}.160`, last: `${lab.net}.199` },
-        ],
-      },
-    } as never,
+    adminNetwork(network, lab.net, { dhcp: [100, 150], host: [160, 199] }),
     FM,
   );
   await client.create(
@@ -270,13 +243,13 @@ describe('discovery', () => {
     await nsExec(lab.lab.hubNs, 'truncate', ['-s', '1G', disk]);
     await lab.addTap('tap1');
     serial = join(lab.dir, 'vm1.serial');
-    vm = lab.startInHub('qemu-system-x86_64', qemuArgs('tap1', disk), serial);
+    vm = lab.startInHub('qemu-system-x86_64', vmArgs('tap1', disk), serial);
     // The real installer's machine boots discovery alongside (1 GiB: d-i needs it later).
     if (REAL_DI) {
       const disk2 = join(lab.dir, 'vm2.raw');
       await nsExec(lab.lab.hubNs, 'truncate', ['-s', '4G', disk2]);
       await lab.addTap('tap2');
-      vm2 = lab.startInHub('qemu-system-x86_64', qemuArgs('tap2', disk2, MAC2, '1024'), serial2());
+      vm2 = lab.startInHub('qemu-system-x86_64', vmArgs('tap2', disk2, MAC2, 1024), serial2());
     }
     let node: Node;
     try {
@@ -554,6 +527,12 @@ describe('install flow', () => {
     );
     for (const r of ['InstallRequested', 'BootEnvAcknowledged'])
       expect(started.map((e) => e.reason)).toContain(r);
+    // The Node has no spec.power: the PowerService's ssh driver rebooted it (host key checked).
+    expect(started).toContainEqual({ reason: 'PowerCycle', message: 'rebooted over SSH' });
+    expect(started).toContainEqual({
+      reason: 'Rebooting',
+      message: `rebooting into ${STANDIN} (rebooted over SSH; the Node has no spec.power)`,
+    });
     // The run's log has the steps in order (Events are only second-precise).
     const tail = await eventually('the install run finished', async () => {
       const x = await client.get('NodeRole', installNr);
@@ -597,7 +576,7 @@ describe('install flow', () => {
     vm = lab.startInHub(
       'qemu-system-x86_64',
       [
-        ...qemuArgs('tap1', join(lab.dir, 'vm1.raw')),
+        ...vmArgs('tap1', join(lab.dir, 'vm1.raw')),
         '-kernel',
         join(lab.fileRoot, 'disc', 'vmlinuz'),
         '-initrd',
