@@ -18,6 +18,7 @@ APT_PACKAGES := kmod debconf openssl ca-certificates iproute2 iputils-ping procp
 
 help:
 	@echo "make lab        bring up a local Crowbar: control plane, CRDs, operator, example fleet"
+	@echo "make lab VMS=N  the same, with N qemu VMs that PXE-boot discovery and become Nodes"
 	@echo "make lab-down   stop a lab left behind"
 	@echo "make test       install what is needed, then lint, type-check, unit and integration tests"
 	@echo "make test-chaos the chaos suite in full: leader kills, partition (short form in make test)"
@@ -119,8 +120,10 @@ bench-dns: deps
 bench-dhcp: deps
 	node bench/dhcp.ts
 
+# `make lab VMS=N`: the lab also boots N qemu VMs that PXE-boot discovery and become Nodes.
+VMS ?= 0
 lab: deps bins
-	node lab/main.ts
+	CROWBAR_LAB_VMS=$(VMS) node lab/main.ts
 
 lab-down:
 	node lab/down.ts

@@ -33,6 +33,7 @@ import {
 } from './fleet.ts';
 import { CP_DIR, KUBECONFIG, LAB_DIR, LAB_PID, PIDS, WEBHOOK_DIR, WEBHOOK_LOG } from './state.ts';
 import { dryRun, dryRunAnswer, startLabWebhook, type LabWebhook } from './webhook.ts';
+import { DISCOVERY_ROLE, discoveryActive, startLabVms } from './vms.ts';
 import { startDnsSidecar } from '../dns-sidecar/lab.ts';
 import { startLabDhcpSidecar, type LabSidecar } from '../dhcp-sidecar/lab.ts';
 import type { Node } from '../generated/crowbar.ts';
@@ -137,6 +138,9 @@ say(
 
 const healthPort = await freePort();
 const apiPort = await freePort();
+/** `make lab VMS=N`: qemu VMs that PXE-boot discovery and become Nodes (lab/vms.ts). */
+const VMS = Number(process.env['CROWBAR_LAB_VMS'] ?? '0');
+const LAB_DOMAIN = 'lab.crowbar.dev';
 const op = startProcess(
   process.execPath,
   [
@@ -145,8 +149,10 @@ const op = startProcess(
     `--health-addr=127.0.0.1:${healthPort}`,
     '--identity=lab-operator',
     `--ssh-key-file=${key.path}`,
-    `--api-addr=127.0.0.1:${apiPort}`,
+    // With VMs the provisioner API listens on the lab bridge, where the discovery image calls.
+    `--api-addr=${VMS > 0 ? fleet.lab.hostAddress : '127.0.0.1'}:${apiPort}`,
     '--alive-interval-ms=5000',
+    ...(VMS > 0 ? [`--domain=${LAB_DOMAIN}`] : []),
   ],
   join(LAB_DIR, 'operator.log'),
   { pidFile: PIDS },
@@ -256,6 +262,32 @@ for (const n of await client.list('Node')) {
 }
 await client.mergePatch('Deployment', 'lab', { spec: { state: 'committed' } }, 'crowbar-lab');
 say('committed deployment lab: lab-facts and lab-report run on the fleet over SSH');
+if (VMS > 0) {
+  try {
+    say(
+      `booting ${String(VMS)} qemu VM(s) (TCG; BIOS and UEFI in turn) on the lab bridge: they PXE-boot the discovery image from the DHCP sidecar; consoles in .lab/vms/`,
+    );
+    const vms = await startLabVms({
+      count: VMS,
+      client,
+      hubNs: fleet.lab.hubNs,
+      fileRoot: dhcp?.fileRoot ?? '',
+      apiUrl: `http://${fleet.lab.hostAddress}:${String(apiPort)}`,
+      domain: LAB_DOMAIN,
+      dir: LAB_DIR,
+      pidFile: PIDS,
+    });
+    say(
+      `VMs registered: ${vms.map((v) => `${v.name} (${v.firmware}, ${v.mac}) as ${v.node}, power driver lab (${v.qmp})`).join('; ')}`,
+    );
+    const left = await discoveryActive(client, vms, 300_000);
+    if (left.length > 0) throw new Error(`discovery role not active on ${left.join(', ')}`);
+    say(`discovery role ${DISCOVERY_ROLE} active over SSH on ${vms.map((v) => v.node).join(', ')}`);
+  } catch (e) {
+    console.error(`lab: VMs: ${(e as Error).message}`);
+    await teardown(1);
+  }
+}
 say(`up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
 async function teardown(code: number): Promise<never> {

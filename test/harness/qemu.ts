@@ -5,7 +5,7 @@
  * snponly.efi over TFTP); `uefi-http` is OVMF's UEFI HTTP boot alone (PXE switched off).
  * The VM has one virtio NIC on a tap device (first in the boot order), the serial console on
  * stdio and, where asked, a raw disk (second), SMBIOS identity and a QMP socket (the lab power
- * driver's, operator/power/lab.ts).
+ * driver's, operator/power/lab.ts, which knows the devices as net0 and disk0).
  */
 import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -53,7 +53,8 @@ export function qemuArgs(vm: QemuVm): string[] {
     '-monitor',
     'none',
     ...(vm.noReboot ? ['-no-reboot'] : []),
-    ...(vm.qmp ? ['-qmp', `unix:${vm.qmp},server=on,wait=off`] : []),
+    // The lab power driver's (operator/power/lab.ts): power off is a halt, the process stays.
+    ...(vm.qmp ? ['-qmp', `unix:${vm.qmp},server=on,wait=off`, '-no-shutdown'] : []),
     ...(vm.smbios
       ? [
           '-smbios',
@@ -64,7 +65,7 @@ export function qemuArgs(vm: QemuVm): string[] {
     `tap,id=n0,ifname=${vm.tap},script=no,downscript=no`,
   ];
   if (firmware === 'bios') {
-    args.push('-device', `virtio-net-pci,netdev=n0,mac=${vm.mac},bootindex=1`);
+    args.push('-device', `virtio-net-pci,netdev=n0,id=net0,mac=${vm.mac},bootindex=1`);
   } else {
     const vars = join(vm.dir, `${vm.name}-vars.fd`);
     copyFileSync(OVMF_VARS, vars);
@@ -75,7 +76,7 @@ export function qemuArgs(vm: QemuVm): string[] {
       `if=pflash,format=raw,unit=1,file=${vars}`,
       // No NIC option ROM: OVMF's own PXE / HTTP boot stack, as on real UEFI hardware.
       '-device',
-      `virtio-net-pci,netdev=n0,mac=${vm.mac},bootindex=1,romfile=`,
+      `virtio-net-pci,netdev=n0,id=net0,mac=${vm.mac},bootindex=1,romfile=`,
     );
     if (firmware === 'uefi-http')
       args.push(
@@ -90,7 +91,7 @@ export function qemuArgs(vm: QemuVm): string[] {
       '-drive',
       `file=${vm.disk.file},if=none,id=d0,format=raw`,
       '-device',
-      `virtio-blk-pci,drive=d0,serial=${vm.disk.serial},bootindex=2`,
+      `virtio-blk-pci,drive=d0,id=disk0,serial=${vm.disk.serial},bootindex=2`,
     );
   return args;
 }

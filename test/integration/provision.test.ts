@@ -22,7 +22,7 @@ import { startOperator, type OperatorProc } from '../harness/operator.ts';
 import { freePort, type Started } from '../harness/process.ts';
 import { buildDiscoveryImage, createProvLab, type ProvLab } from '../harness/prov-lab.ts';
 import { adminNetwork } from '../harness/dhcp-sidecar.ts';
-import { qemuArgs } from '../harness/qemu.ts';
+import { qemuArgs, type Firmware } from '../harness/qemu.ts';
 import { generateKeyPair, type KeyPair } from '../harness/sshd.ts';
 
 const kubeconfig = inject('kubeconfig');
@@ -55,11 +55,23 @@ let vm2: Started | undefined;
 const MAC2 = `52:54:00:${u.slice(0, 2)}:${u.slice(2, 4)}:02`;
 const node2Name = `d${MAC2.replace(/:/g, '-')}.${domain}`;
 const serial2 = () => join(lab.dir, 'vm2.serial');
+/** The UEFI VM (OVMF, no option ROM): discovery over UEFI PXE, snponly.efi, then iPXE. */
+let vm3: Started | undefined;
+const MAC3 = `52:54:00:${u.slice(0, 2)}:${u.slice(2, 4)}:03`;
+const node3Name = `d${MAC3.replace(/:/g, '-')}.${domain}`;
+const serial3 = () => join(lab.dir, 'vm3.serial');
 let serial = '';
 
-function vmArgs(tap: string, disk: string, mac = MAC, memoryMb = 512): string[] {
+function vmArgs(
+  tap: string,
+  disk: string,
+  mac = MAC,
+  memoryMb = 512,
+  firmware: Firmware = 'bios',
+): string[] {
   return qemuArgs({
     name: `pro-${u}-${tap}`,
+    firmware,
     mac,
     tap,
     dir: lab.dir,
@@ -194,6 +206,7 @@ afterAll(async () => {
   try {
     await vm?.stop(5000);
     await vm2?.stop(5000);
+    await vm3?.stop(5000);
     // Deleted while the operator still runs: it owns the Nodes' and addresses' finalizers.
     for (const n of await ourNodes()) await client.delete('Node', n.metadata.name ?? '');
     await eventually(
@@ -207,7 +220,7 @@ afterAll(async () => {
       await op?.stop();
       if (process.env['CBT_KEEP_LOG'] && op) copyFileSync(op.log, process.env['CBT_KEEP_LOG']);
       // The consoles, for post-mortems of a failed run.
-      for (const f of ['vm1.serial', 'vm2.serial', 'vm1-firstboot.serial'])
+      for (const f of ['vm1.serial', 'vm2.serial', 'vm3.serial', 'vm1-firstboot.serial'])
         try {
           copyFileSync(join(lab.dir, f), join(tmpdir(), `pro-last-${f}`));
         } catch {
@@ -251,6 +264,11 @@ describe('discovery', () => {
       await lab.addTap('tap2');
       vm2 = lab.startInHub('qemu-system-x86_64', vmArgs('tap2', disk2, MAC2, 1024), serial2());
     }
+    // The UEFI machine boots discovery alongside (its own test below).
+    const disk3 = join(lab.dir, 'vm3.raw');
+    await nsExec(lab.lab.hubNs, 'truncate', ['-s', '1G', disk3]);
+    await lab.addTap('tap3');
+    vm3 = lab.startInHub('qemu-system-x86_64', vmArgs('tap3', disk3, MAC3, 512, 'uefi'), serial3());
     let node: Node;
     try {
       node = await eventually(
@@ -303,6 +321,52 @@ describe('discovery', () => {
     const addr = after?.status?.addresses?.find((a) => a.network === network)?.address ?? '';
     expect(addr).toMatch(new RegExp(`^${lab.net.replace(/\./g, '\\.')}\\.1[6-9]\\d/24$`));
     expect(after?.status?.sshHostKey).toMatch(/^SHA256:/);
+  }, 300_000);
+});
+
+describe('UEFI discovery', () => {
+  it('a UEFI VM (OVMF, no option ROM) PXE-boots snponly.efi, iPXE loads the discovery image, it registers and its discovery role runs', async () => {
+    const tail3 = () => {
+      try {
+        return readFileSync(serial3(), 'latin1')
+          .split('\n')
+          .filter((l) => /crowbar|iPXE|PXE|EFI|http|DHCP|error|fail|Boot/i.test(l))
+          .slice(-40)
+          .join('\n');
+      } catch {
+        return '(no console)';
+      }
+    };
+    const nr = await eventually(
+      'the UEFI VM registered and its discovery role ran',
+      async () => {
+        if (vm3?.proc.exitCode !== null) throw new Error('qemu exited');
+        const x = await client.get('NodeRole', `${FACTS_ROLE}.${node3Name}`);
+        const st = x?.status?.state;
+        return st === 'active' || st === 'error' ? x : undefined;
+      },
+      240_000,
+      500,
+    ).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\nconsole:\n${tail3()}`, { cause: e });
+    });
+    expect(nr.status?.state, nr.status?.message).toBe('active');
+    const n3 = await client.get('Node', node3Name);
+    expect(n3?.spec.macs).toContain(MAC3);
+    expect(n3?.status?.hardware?.nics).toContainEqual(
+      expect.objectContaining({ mac: MAC3, driver: 'virtio_net' }),
+    );
+    expect(n3?.status?.alive).toBe(true);
+    // Each step of the UEFI path, from the console: OVMF's own PXE stack (no iPXE ROM), the
+    // sidecar's iPXE (snponly.efi) and then the discovery kernel started by UEFI firmware.
+    const con = readFileSync(serial3(), 'latin1');
+    expect(con).not.toMatch(/iPXE \(http:\/\/ipxe\.org\) 00:0\d\.0 C\d00 PCI/);
+    expect(con).toMatch(/iPXE/);
+    expect(con).toMatch(/efi: EFI v[\d.]+ by EDK II/);
+    expect(con).toMatch(
+      new RegExp(`crowbar-discovery: registered as ${node3Name.replace(/\./g, '\\.')}`),
+    );
+    await vm3?.stop(5000);
   }, 300_000);
 });
 
