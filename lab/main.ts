@@ -278,7 +278,7 @@ if (VMS > 0) {
       pidFile: PIDS,
     });
     say(
-      `VMs registered: ${vms.map((v) => `${v.name} (${v.firmware}, ${v.mac}) as ${v.node}, power driver lab (${v.qmp})`).join('; ')}`,
+      `VMs registered: ${vms.map((v) => `${v.name} (${v.firmware}, ${v.mac}) as ${v.node}, power driver lab (${v.qmp}): on`).join('; ')}`,
     );
     const left = await discoveryActive(client, vms, 300_000);
     if (left.length > 0) throw new Error(`discovery role not active on ${left.join(', ')}`);

@@ -11,6 +11,7 @@
 import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CrowbarClient } from '../operator/kube/client.ts';
+import { labDriver } from '../operator/power/lab.ts';
 import { run } from '../test/harness/netns.ts';
 import { buildDiscoveryImage, DISCOVERY_DIR } from '../test/harness/prov-lab.ts';
 import { startProcess, waitFor, type Started } from '../test/harness/process.ts';
@@ -59,7 +60,10 @@ export function vmMac(i: number): string {
   return `52:54:00:cb:00:${i.toString(16).padStart(2, '0')}`;
 }
 
-/** Boots the VMs; resolves once each is a Node with hardware facts and a lab power driver. */
+/**
+ * Boots the VMs; resolves once each is a Node with hardware facts and a lab power driver that
+ * reports it on.
+ */
 export async function startLabVms(o: LabVmsOptions): Promise<LabVm[]> {
   if (!Number.isInteger(o.count) || o.count < 0 || o.count > 16)
     throw new Error(`VMS must be a whole number from 0 to 16, got ${String(o.count)}`);
@@ -149,6 +153,9 @@ export async function startLabVms(o: LabVmsOptions): Promise<LabVm[]> {
       { spec: { power: { driver: 'lab', address: vm.qmp } } },
       FM,
     );
+    // The driver the operator will use answers for this VM (QMP query-status).
+    const state = await labDriver({ socket: vm.qmp }).status();
+    if (state !== 'on') throw new Error(`${vm.name}: the lab power driver reports it ${state}`);
   }
   return vms;
 }
