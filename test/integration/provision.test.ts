@@ -238,6 +238,13 @@ afterAll(async () => {
   }
 }, 120_000);
 
+/** A failed wait, rethrown with the tail of a VM's console. */
+const orConsole =
+  (tail: () => string) =>
+  (e: unknown): never => {
+    throw new Error(`${(e as Error).message}\nconsole:\n${tail()}`, { cause: e });
+  };
+
 function consoleTail(): string {
   try {
     return readFileSync(serial, 'utf8')
@@ -310,9 +317,7 @@ describe('discovery', () => {
       },
       120_000,
       500,
-    ).catch((e: unknown) => {
-      throw new Error(`${(e as Error).message}\nconsole:\n${consoleTail()}`, { cause: e });
-    });
+    ).catch(orConsole(consoleTail));
     expect(nr.status?.state, nr.status?.message).toBe('active');
     expect(nr.status?.wall?.['cpus']).toBe(1);
     expect(String(nr.status?.wall?.['kernel'])).toMatch(/-amd64$/);
@@ -347,9 +352,7 @@ describe('UEFI discovery', () => {
       },
       240_000,
       500,
-    ).catch((e: unknown) => {
-      throw new Error(`${(e as Error).message}\nconsole:\n${tail3()}`, { cause: e });
-    });
+    ).catch(orConsole(tail3));
     expect(nr.status?.state, nr.status?.message).toBe('active');
     const n3 = await client.get('Node', node3Name);
     expect(n3?.spec.macs).toContain(MAC3);
@@ -503,9 +506,7 @@ describe('the real Debian installer', () => {
         },
         120_000,
         500,
-      ).catch((e: unknown) => {
-        throw new Error(`${(e as Error).message}\nconsole:\n${tail2()}`, { cause: e });
-      });
+      ).catch(orConsole(tail2));
       expect(facts2.status?.wall?.['cpus']).toBe(1);
       // A lab VM under TCG: the kernel's IO-APIC timer check can fail under load.
       const be = await eventually('the built-in debian-12-install', () =>
@@ -534,9 +535,7 @@ describe('the real Debian installer', () => {
           ),
         180_000,
         500,
-      ).catch((e: unknown) => {
-        throw new Error(`${(e as Error).message}\nconsole:\n${tail2()}`, { cause: e });
-      });
+      ).catch(orConsole(tail2));
       const n2 = await client.get('Node', node2Name);
       const addr2 = n2?.status?.addresses
         ?.find((a) => a.network === network)
@@ -613,9 +612,7 @@ describe('install flow', () => {
       () => vm?.proc.exitCode !== null,
       150_000,
       250,
-    ).catch((e: unknown) => {
-      throw new Error(`${(e as Error).message}\nconsole:\n${consoleTail()}`, { cause: e });
-    });
+    ).catch(orConsole(consoleTail));
     const ev = await nodeEvents();
     const fetched = ev.filter((e) => e.reason === 'InstallerFetched').map((e) => e.message);
     expect(fetched.some((m) => m.includes('fetched preseed.cfg'))).toBe(true);
@@ -659,9 +656,7 @@ describe('install flow', () => {
       },
       120_000,
       500,
-    ).catch((e: unknown) => {
-      throw new Error(`${(e as Error).message}\nconsole:\n${consoleTail()}`, { cause: e });
-    });
+    ).catch(orConsole(consoleTail));
     expect(post.status?.state, post.status?.message).toBe('active');
     expect(post.status?.wall).toEqual({ installedAs: nodeName });
     const inst = await client.get('NodeRole', installNr);
