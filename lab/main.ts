@@ -35,6 +35,7 @@ import { CP_DIR, KUBECONFIG, LAB_DIR, LAB_PID, PIDS, WEBHOOK_DIR, WEBHOOK_LOG } 
 import { dryRun, dryRunAnswer, startLabWebhook, type LabWebhook } from './webhook.ts';
 import { issueLeaf, makeCa } from '../test/harness/pki.ts';
 import { request } from 'node:https';
+import { DISCOVERY_ROLE, discoveryActive, startLabVms } from './vms.ts';
 import { startDnsSidecar } from '../dns-sidecar/lab.ts';
 import { startLabDhcpSidecar, type LabSidecar } from '../dhcp-sidecar/lab.ts';
 import type { Node } from '../generated/crowbar.ts';
@@ -139,11 +140,16 @@ say(
 
 const healthPort = await freePort();
 const apiPort = await freePort();
+/** `make lab VMS=N`: qemu VMs that PXE-boot discovery and become Nodes (lab/vms.ts). */
+const VMS = Number(process.env['CROWBAR_LAB_VMS'] ?? '0');
+const LAB_DOMAIN = 'lab.crowbar.dev';
+// With VMs the node API listens on the lab bridge, where the discovery image calls.
+const apiHost = VMS > 0 ? fleet.lab.hostAddress : '127.0.0.1';
 // The node API serves HTTPS only, as the chart's does: a certificate from the lab's own CA.
 const apiPki = join(LAB_DIR, 'api-pki');
 rmSync(apiPki, { recursive: true, force: true });
 const apiCa = makeCa(apiPki, '/CN=crowbar-lab-node-api-ca');
-const apiLeaf = issueLeaf(apiPki, 'node-api', '/CN=localhost', true);
+const apiLeaf = issueLeaf(apiPki, 'node-api', '/CN=localhost', true, [fleet.lab.hostAddress]);
 const op = startProcess(
   process.execPath,
   [
@@ -152,10 +158,11 @@ const op = startProcess(
     `--health-addr=127.0.0.1:${healthPort}`,
     '--identity=lab-operator',
     `--ssh-key-file=${key.path}`,
-    `--api-addr=127.0.0.1:${apiPort}`,
+    `--api-addr=${apiHost}:${apiPort}`,
     `--api-tls-cert=${apiLeaf.crt}`,
     `--api-tls-key=${apiLeaf.key}`,
     '--alive-interval-ms=5000',
+    ...(VMS > 0 ? [`--domain=${LAB_DOMAIN}`] : []),
   ],
   join(LAB_DIR, 'operator.log'),
   { pidFile: PIDS },
@@ -171,11 +178,11 @@ say(
 // The node API answers over TLS with the lab CA's certificate (401: no node token here).
 await waitFor(
   'the node API over HTTPS (see .lab/operator.log)',
-  async () => (await nodeApiStatus(apiPort, readFileSync(apiCa.crt))) === 401,
+  async () => (await nodeApiStatus(apiHost, apiPort, readFileSync(apiCa.crt))) === 401,
   30_000,
 );
 say(
-  `node API on https://127.0.0.1:${apiPort} (CA .lab/api-pki/ca.crt; curl --cacert .lab/api-pki/ca.crt -X POST https://127.0.0.1:${apiPort}/api/v1/nodes/<fqdn>/alive -H "Authorization: Bearer <token>")`,
+  `node API on https://${apiHost}:${apiPort} (CA .lab/api-pki/ca.crt; curl --cacert .lab/api-pki/ca.crt -X POST https://${apiHost}:${apiPort}/api/v1/nodes/<fqdn>/alive -H "Authorization: Bearer <token>")`,
 );
 
 // The DNS sidecar serves the lab's zones (A/AAAA/PTR for every allocated address) on the lab
@@ -274,6 +281,32 @@ for (const n of await client.list('Node')) {
 }
 await client.mergePatch('Deployment', 'lab', { spec: { state: 'committed' } }, 'crowbar-lab');
 say('committed deployment lab: lab-facts and lab-report run on the fleet over SSH');
+if (VMS > 0) {
+  try {
+    say(
+      `booting ${String(VMS)} qemu VM(s) (TCG; BIOS and UEFI in turn) on the lab bridge: they PXE-boot the discovery image from the DHCP sidecar; consoles in .lab/vms/`,
+    );
+    const vms = await startLabVms({
+      count: VMS,
+      client,
+      hubNs: fleet.lab.hubNs,
+      fileRoot: dhcp?.fileRoot ?? '',
+      apiUrl: `https://${fleet.lab.hostAddress}:${String(apiPort)}`,
+      domain: LAB_DOMAIN,
+      dir: LAB_DIR,
+      pidFile: PIDS,
+    });
+    say(
+      `VMs registered: ${vms.map((v) => `${v.name} (${v.firmware}, ${v.mac}) as ${v.node}, power driver lab (${v.qmp}): on`).join('; ')}`,
+    );
+    const left = await discoveryActive(client, vms, 300_000);
+    if (left.length > 0) throw new Error(`discovery role not active on ${left.join(', ')}`);
+    say(`discovery role ${DISCOVERY_ROLE} active over SSH on ${vms.map((v) => v.node).join(', ')}`);
+  } catch (e) {
+    console.error(`lab: VMs: ${(e as Error).message}`);
+    await teardown(1);
+  }
+}
 say(`up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
 async function teardown(code: number): Promise<never> {
@@ -521,11 +554,11 @@ if (!(await awaitConvergence())) {
 }
 
 /** The status of an unauthenticated POST to the node API over HTTPS, verified with `ca`; 0 on failure. */
-function nodeApiStatus(port: number, ca: Buffer): Promise<number> {
+function nodeApiStatus(host: string, port: number, ca: Buffer): Promise<number> {
   return new Promise((resolve) => {
     const req = request(
       {
-        host: '127.0.0.1',
+        host,
         port,
         method: 'POST',
         path: '/api/v1/nodes/lab-check.lab.crowbar.dev/alive',

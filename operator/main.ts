@@ -18,6 +18,7 @@ import { EventRecorder } from './events.ts';
 import { jobExecutorFromConfig, type JobExecutor } from './executors/job.ts';
 import { JigRegistry } from './jigs/registry.ts';
 import { makeTestJig } from './jigs/test-jig.ts';
+import { sshAddresses } from './jigs/script/wiring.ts';
 import { loadKubeConfig } from './kube/client.ts';
 import { rootLogger } from './log.ts';
 import { Manager } from './manager.ts';
@@ -83,7 +84,6 @@ async function main(): Promise<void> {
       config,
       recorder,
       jigs,
-      key: nodeAccess.key,
       fieldManager: FIELD_MANAGER,
       log,
       power: powerHook(
@@ -94,6 +94,8 @@ async function main(): Promise<void> {
           registry: mgr.metrics.registry,
           namespace: config.leaseNamespace,
           sshKey: nodeAccess.key,
+          // The script jig's choice of address: admin networks by category, then the others.
+          sshAddress: (n) => sshAddresses(n, (net) => mgr.caches.Network.get(net))[0],
         }),
       ),
     }),

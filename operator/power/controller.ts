@@ -40,6 +40,12 @@ export interface PowerServiceOptions {
   namespace: string;
   /** Root's SSH key, for the ssh driver. */
   sshKey?: SshKeySource;
+  /**
+   * Where the ssh driver connects when `spec.power.address` is empty (the operator passes the
+   * script jig's choice, which knows Network categories); default the first address on the
+   * network named `admin`.
+   */
+  sshAddress?: (node: Readonly<Node>) => string | undefined;
   sshPort?: number;
   /** Tests only: what the ssh driver runs instead of a reboot (see SshPowerTarget.command). */
   sshRebootCommand?: string;
@@ -166,7 +172,7 @@ export class PowerService {
         return {
           driver: sshDriver({
             node: name,
-            host: p.address ?? firstAdminAddress(node),
+            host: p.address ?? (this.o.sshAddress ?? firstAdminAddress)(node),
             ...(this.o.sshPort === undefined ? {} : { port: this.o.sshPort }),
             privateKey: () =>
               key

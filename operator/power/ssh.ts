@@ -6,9 +6,13 @@
 import { SshError, connect, exec } from '../jigs/script/ssh.ts';
 import { PowerError, unsupported, type PowerAction, type PowerDriver } from './driver.ts';
 
-/** Detached so the command returns before the machine goes down (the reply is not lost). */
+/**
+ * Detached so the command returns before the machine goes down (the reply is not lost): a
+ * subshell that ignores SIGHUP (the session's end) waits a second, then reboots. Plain POSIX sh:
+ * the discovery image's busybox has no `nohup`, and no systemd.
+ */
 export const REBOOT_COMMAND =
-  '/bin/sh -c \'nohup /bin/sh -c "sleep 1; systemctl reboot 2>/dev/null || reboot" >/dev/null 2>&1 </dev/null & echo rebooting\'';
+  '/bin/sh -c \'( trap "" HUP; sleep 1; systemctl reboot 2>/dev/null || reboot ) >/dev/null 2>&1 </dev/null & echo rebooting\'';
 
 export interface SshPowerTarget {
   node: string;
@@ -51,7 +55,10 @@ export function sshDriver(t: SshPowerTarget): PowerDriver {
           readyTimeoutMs: t.timeoutMs ?? 10_000,
         });
       } catch (e) {
-        const kind = e instanceof SshError && e.kind === 'auth' ? 'auth' : 'unreachable';
+        const kind =
+          e instanceof SshError && (e.kind === 'auth' || e.kind === 'host-key')
+            ? 'auth'
+            : 'unreachable';
         throw new PowerError(kind, `ssh reboot of ${t.node}: ${(e as Error).message}`, {
           cause: e,
         });

@@ -8,7 +8,8 @@
  * 2. wait until the DHCP/HTTP boot sidecar has acknowledged exactly that on the Node's status
  *    (`status.bootEnv.applied` = target, `generation` >= the generation of our write): only then
  *    would the machine's next network boot get the installer;
- * 3. reboot the machine (over SSH: `reboot`; a power driver's cycle where the Node has one).
+ * 3. restart the machine through its power driver (./power-rebooter.ts: `spec.power`, or the
+ *    `ssh` driver's reboot for a Node without one).
  *
  * The installer then fetches its per-node files from the provisioner API and calls back when it
  * is done (./api.ts); the role is destructive, so when the installed node comes back alive the
@@ -17,7 +18,6 @@
  */
 import type { Node } from '../../generated/crowbar.ts';
 import type { Recorder } from '../events.ts';
-import { connect, exec, SshError } from '../jigs/script/ssh.ts';
 import type { Jig, JigResult, JigRun } from '../jigs/types.ts';
 import { sleep } from '../jigs/types.ts';
 import type { CrowbarClient } from '../kube/client.ts';
@@ -113,41 +113,6 @@ export function osInstallJig(d: OsInstallDeps): Jig {
         wall: { provisioner: { target_os: target, bootEnvGeneration: generation } },
         logTail: lines.join('\n'),
       };
-    },
-  };
-}
-
-/**
- * Reboot over SSH (§8.5 "the SSH reboot"): runs `reboot` as root. The session may end before the
- * command returns (the machine is going down); both count as asked.
- */
-export function sshRebooter(o: {
-  key: () => Promise<Buffer>;
-  address: (node: Readonly<Node>) => string | undefined;
-  port?: number;
-}): Rebooter {
-  return {
-    async reboot(node, signal) {
-      const host = o.address(node);
-      if (!host) throw new Error('the node has no address to reach it over SSH');
-      const s = await connect({
-        node: node.metadata.name ?? '',
-        host,
-        ...(o.port === undefined ? {} : { port: o.port }),
-        privateKey: await o.key(),
-        expectedHostKey: node.status?.sshHostKey,
-        signal,
-      });
-      try {
-        const r = await exec(s, 'reboot', { maxStdout: 4096 });
-        if (r.code !== null && r.code !== 0)
-          throw new Error(`reboot exited with ${r.code}: ${r.stderr.toString('utf8').trim()}`);
-      } catch (e) {
-        if (!(e instanceof SshError) || e.kind !== 'closed') throw e;
-      } finally {
-        s.close();
-      }
-      return `ssh root@${host} reboot`;
     },
   };
 }

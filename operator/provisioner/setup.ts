@@ -7,14 +7,13 @@ import type { Recorder } from '../events.ts';
 import type { SshKeySource } from '../jigs/script/wiring.ts';
 import type { Logger } from '../log.ts';
 import type { JigRegistry } from '../jigs/registry.ts';
-import { sshAddresses } from '../jigs/script/wiring.ts';
 import type { Controller, Manager } from '../manager.ts';
 import { ensureBuiltins } from './builtins.ts';
-import { OS_INSTALL_ROLE, osInstallJig, sshRebooter } from './os-install.ts';
+import { OS_INSTALL_ROLE, osInstallJig } from './os-install.ts';
 import { provisionerRoutes, publicKeyLine } from './api.ts';
 import { PurposeTokens } from './tokens.ts';
 import type { PowerDriverFor } from '../power/controller.ts';
-import { powerAwareRebooter } from './power-rebooter.ts';
+import { powerRebooter } from './power-rebooter.ts';
 
 export function provisionerApi(o: {
   mgr: Manager;
@@ -47,30 +46,24 @@ export function provisionerApi(o: {
 }
 
 /**
- * The os-install jig (reboots over SSH, or through the power driver where a Node has
- * `spec.power`) and the leader's creation of the built-in Role and BootEnv.
+ * The os-install jig (restarts every Node through its power driver: `spec.power`, or the ssh
+ * driver for a Node without one) and the leader's creation of the built-in Role and BootEnv.
  */
 export function provisionerFlow(o: {
   mgr: Manager;
   config: OperatorConfig;
   recorder: Recorder;
   jigs: JigRegistry;
-  key: SshKeySource;
   fieldManager: string;
   log: Logger;
-  /** A Node's power driver (spec.power): the install flow's restart where a Node has one. */
-  power?: PowerDriverFor;
+  /** A Node's power driver (PowerService.driverFor): the install flow's only restart. */
+  power: PowerDriverFor;
 }): Controller {
   o.jigs.register(
     osInstallJig({
       client: o.mgr.client,
       getNode: (n) => o.mgr.caches.Node.get(n),
-      rebooter: ((ssh) => (o.power ? powerAwareRebooter(o.power, ssh) : ssh))(
-        sshRebooter({
-          key: () => o.key.get(),
-          address: (n) => sshAddresses(n, (net) => o.mgr.caches.Network.get(net))[0],
-        }),
-      ),
+      rebooter: powerRebooter(o.power),
       recorder: o.recorder,
       fieldManager: o.fieldManager,
       log: o.log,

@@ -8,14 +8,12 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { unixToTcp } from '../../dhcp-sidecar/relay.ts';
+import { DhcpSidecar } from './dhcp-sidecar.ts';
 import { deleteNamespace, nsExec, run, type ExecOut } from './netns.ts';
-import { startProcess, waitFor, type Started } from './process.ts';
+import { startProcess, type Started } from './process.ts';
 
-const ROOT = join(import.meta.dirname, '..', '..');
 const live = new Set<string>();
 let hooked = false;
 
@@ -78,7 +76,7 @@ export async function createDhcpLab(): Promise<DhcpLab> {
   mkdirSync(fileRoot);
   const namespaces = [serverNs];
   const procs: Started[] = [];
-  let relay: Server | undefined;
+  const sidecar = new DhcpSidecar({ ns: serverNs, serverIp, dir, fileRoot, id: `sidecar-${id}` });
   const extra: Started[] = [];
   live.add(serverNs);
   await run('ip', ['netns', 'add', serverNs]);
@@ -124,55 +122,8 @@ export async function createDhcpLab(): Promise<DhcpLab> {
       await run('ip', ['-n', serverNs, 'link', 'set', name, 'master', 'br0', 'up']);
     },
     async startSidecar(o) {
-      const sock = join(dir, 'api.sock');
-      if (!relay) {
-        const u = new URL(o.apiServer);
-        relay = await unixToTcp(sock, u.hostname, Number(u.port));
-      }
-      const p = startProcess(
-        'ip',
-        [
-          'netns',
-          'exec',
-          serverNs,
-          process.execPath,
-          join(ROOT, 'dhcp-sidecar', 'main.ts'),
-          '--kubeconfig',
-          o.kubeconfig,
-          '--api-via-unix',
-          sock,
-          '--server-ip',
-          serverIp,
-          '--network',
-          o.network,
-          '--state-dir',
-          join(dir, 'state'),
-          '--file-root',
-          fileRoot,
-          '--id',
-          `sidecar-${id}`,
-          ...(o.extraArgs ?? []),
-        ],
-        join(dir, 'sidecar.log'),
-        { env: { ...process.env, LOG_LEVEL: 'debug' } },
-      );
+      const p = await sidecar.start({ ...o, args: o.extraArgs ?? [] });
       procs.push(p);
-      await waitFor(
-        'dhcp sidecar ready',
-        async () => {
-          if (p.proc.exitCode !== null)
-            throw new Error(`sidecar exited: ${lab.log().slice(-2000)}`);
-          const r = await nsExec(serverNs, 'curl', [
-            '-sf',
-            '-m',
-            '2',
-            `http://${serverIp}:8080/readyz`,
-          ]);
-          return r.stdout.trim() === 'ok';
-        },
-        30_000,
-        200,
-      );
       return p;
     },
     startInServerNs(bin, args, log) {
@@ -180,19 +131,13 @@ export async function createDhcpLab(): Promise<DhcpLab> {
       extra.push(p);
       return p;
     },
-    log() {
-      try {
-        return execFileSync('cat', [join(dir, 'sidecar.log')], { encoding: 'utf8' });
-      } catch {
-        return '';
-      }
-    },
+    log: () => sidecar.log(),
     async curl(client, args) {
       return (await client.exec('curl', ['-sS', '-m', '20', ...args], 30_000)).stdout;
     },
     async destroy() {
       for (const p of [...extra, ...procs]) await p.stop(5000);
-      relay?.close();
+      sidecar.close();
       for (const ns of namespaces.reverse()) {
         await deleteNamespace(ns);
         live.delete(ns);

@@ -31,8 +31,16 @@ export function issueLeaf(
   name: string,
   subject: string,
   server: boolean,
+  /** More addresses the server certificate is valid for (beside loopback and localhost). */
+  extraIps: string[] = [],
 ): { crt: string; key: string } {
-  writeFileSync(join(dir, `${name}.ext`), server ? SERVER_EXT : CLIENT_EXT);
+  const ext = server
+    ? SERVER_EXT.replace(
+        'DNS:localhost',
+        ['DNS:localhost', ...extraIps.map((a) => `IP:${a}`)].join(','),
+      )
+    : CLIENT_EXT;
+  writeFileSync(join(dir, `${name}.ext`), ext);
   openssl(dir, ['req', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject]);
   openssl(dir, [
     'x509',

@@ -8,13 +8,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { Server } from 'node:net';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { unixToTcp } from '../../dhcp-sidecar/relay.ts';
-import { createLabNetwork, nsExec, run, type LabNetwork } from './netns.ts';
-import { startProcess, waitFor, type Started } from './process.ts';
+import { DhcpSidecar, type SidecarRun } from './dhcp-sidecar.ts';
+import { createLabNetwork, run, type LabNetwork } from './netns.ts';
+import { startProcess, type Started } from './process.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 export const DISCOVERY_DIR = join(homedir(), '.cache', 'crowbar', 'discovery');
@@ -39,12 +38,7 @@ export interface ProvLab {
   dir: string;
   fileRoot: string;
   addTap(name: string): Promise<void>;
-  startSidecar(o: {
-    kubeconfig: string;
-    apiServer: string;
-    network: string;
-    args?: string[];
-  }): Promise<Started>;
+  startSidecar(o: SidecarRun): Promise<Started>;
   startInHub(bin: string, args: string[], log: string): Started;
   sidecarLog(): string;
   destroy(): Promise<void>;
@@ -59,7 +53,13 @@ export async function createProvLab(): Promise<ProvLab> {
   const fileRoot = join(dir, 'files');
   mkdirSync(join(fileRoot, 'disc'), { recursive: true });
   const procs: Started[] = [];
-  let relay: Server | undefined;
+  const sidecar = new DhcpSidecar({
+    ns: lab.hubNs,
+    serverIp,
+    dir,
+    fileRoot,
+    id: `sidecar-pro-${id}`,
+  });
   try {
     await run('ip', ['-n', lab.hubNs, 'addr', 'add', `${serverIp}/24`, 'dev', 'br0']);
     for (const f of ['vmlinuz', 'initrd.gz'])
@@ -81,55 +81,8 @@ export async function createProvLab(): Promise<ProvLab> {
       await run('ip', ['-n', lab.hubNs, 'link', 'set', name, 'master', 'br0', 'up']);
     },
     async startSidecar(o) {
-      const sock = join(dir, 'api.sock');
-      if (!relay) {
-        const u = new URL(o.apiServer);
-        relay = await unixToTcp(sock, u.hostname, Number(u.port));
-      }
-      const s = startProcess(
-        'ip',
-        [
-          'netns',
-          'exec',
-          lab.hubNs,
-          process.execPath,
-          join(ROOT, 'dhcp-sidecar', 'main.ts'),
-          '--kubeconfig',
-          o.kubeconfig,
-          '--api-via-unix',
-          sock,
-          '--server-ip',
-          serverIp,
-          '--network',
-          o.network,
-          '--state-dir',
-          join(dir, 'state'),
-          '--file-root',
-          fileRoot,
-          '--id',
-          `sidecar-pro-${id}`,
-          ...(o.args ?? []),
-        ],
-        join(dir, 'sidecar.log'),
-        { env: { ...process.env, LOG_LEVEL: 'debug' } },
-      );
+      const s = await sidecar.start(o);
       procs.push(s);
-      await waitFor(
-        'dhcp sidecar ready',
-        async () => {
-          if (s.proc.exitCode !== null)
-            throw new Error(`sidecar exited: ${p.sidecarLog().slice(-2000)}`);
-          const r = await nsExec(lab.hubNs, 'curl', [
-            '-sf',
-            '-m',
-            '2',
-            `http://${serverIp}:8080/readyz`,
-          ]);
-          return r.stdout.trim() === 'ok';
-        },
-        30_000,
-        200,
-      );
       return s;
     },
     startInHub(bin, args, log) {
@@ -137,17 +90,11 @@ export async function createProvLab(): Promise<ProvLab> {
       procs.push(s);
       return s;
     },
-    sidecarLog() {
-      try {
-        return readFileSync(join(dir, 'sidecar.log'), 'utf8');
-      } catch {
-        return '';
-      }
-    },
+    sidecarLog: () => sidecar.log(),
     async destroy() {
       try {
         for (const s of procs.reverse()) await s.stop(5000);
-        relay?.close();
+        sidecar.close();
       } finally {
         try {
           await lab.destroy();

@@ -5,89 +5,32 @@
  * iPXE option ROM, qemu TCG) takes its address from dnsmasq and its boot file from us, boots the
  * test kernel and initramfs over HTTP, and calls back from a dnsmasq address.
  */
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import type { CrowbarClient } from '../../operator/kube/client.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
 import { createDhcpLab, type DhcpLab } from '../harness/dhcp-lab.ts';
 import { startProcess, type Started } from '../harness/process.ts';
+import { setUpPxeTest, type PxeTest } from '../harness/pxe-test.ts';
+import { qemuArgs } from '../harness/qemu.ts';
 
 const u = uid();
 const network = `cbdhcp-proxy-${u}`;
 const domain = `proxy${u}.example.com`;
 const FM = 'dhcp-proxy-test';
 const BOOTENV = `proxytest${u}-install`;
-const IMAGE = join(homedir(), '.cache', 'crowbar', 'pxe-test');
 const MAC = '52:54:00:e1:00:01';
 const node = `bios.${domain}`;
 let lab: DhcpLab;
 let client: CrowbarClient;
-let callbacks: string;
+let pxe: PxeTest;
 let dnsmasq: Started | undefined;
 
-function qemuArgs(tap: string): string[] {
-  return [
-    '-name',
-    'proxybios',
-    '-machine',
-    'q35,accel=tcg',
-    '-cpu',
-    'max',
-    '-smp',
-    '1',
-    '-m',
-    '512',
-    '-nographic',
-    '-nodefaults',
-    '-serial',
-    'stdio',
-    '-monitor',
-    'none',
-    '-no-reboot',
-    '-netdev',
-    `tap,id=n0,ifname=${tap},script=no,downscript=no`,
-    '-device',
-    `virtio-net-pci,netdev=n0,mac=${MAC},bootindex=1`,
-  ];
-}
-
 beforeAll(async () => {
-  execFileSync(join(import.meta.dirname, '..', 'harness', 'build-pxe-image.sh'), [IMAGE], {
-    stdio: 'ignore',
-    timeout: 300_000,
-  });
   client = testClient();
   lab = await createDhcpLab();
-  mkdirSync(join(lab.fileRoot, 'pxetest'));
-  for (const f of ['vmlinuz', 'initrd.gz'])
-    copyFileSync(join(IMAGE, f), join(lab.fileRoot, 'pxetest', f));
-  callbacks = join(lab.dir, 'callbacks.jsonl');
-  lab.startInServerNs(
-    process.execPath,
-    [
-      join(import.meta.dirname, '..', 'harness', 'pxe-callback.ts'),
-      lab.serverIp,
-      '8081',
-      callbacks,
-    ],
-    join(lab.dir, 'callback.log'),
-  );
-  await client.create(
-    'BootEnv',
-    {
-      metadata: { name: BOOTENV },
-      spec: {
-        kernel: 'pxetest/vmlinuz',
-        initrds: ['pxetest/initrd.gz'],
-        kernelArgs:
-          'initrd={{initrd}} console=ttyS0,115200 pxetest.callback=http://{{server}}:8081/callback pxetest.id={{name}}',
-      },
-    },
-    FM,
-  );
+  pxe = await setUpPxeTest(lab, client, BOOTENV, FM);
   await client.create(
     'Network',
     {
@@ -140,24 +83,16 @@ afterAll(async () => {
   await client.delete('BootEnv', BOOTENV).catch(() => undefined);
 });
 
-function callback(): Record<string, string> | undefined {
-  if (!existsSync(callbacks)) return undefined;
-  for (const line of readFileSync(callbacks, 'utf8').split('\n')) {
-    if (line.trim() === '') continue;
-    try {
-      const body = JSON.parse(line) as Record<string, string>;
-      if (body['mac'] === MAC) return body;
-    } catch {
-      // a torn line
-    }
-  }
-  return undefined;
-}
+const callback = () => pxe.callbackFrom(MAC);
 
 it('a BIOS VM gets its address from dnsmasq and its boot information from our proxyDHCP, and boots', async () => {
   await lab.addTap('tapproxy');
   const serial = join(lab.dir, 'proxybios.serial');
-  const qemu = lab.startInServerNs('qemu-system-x86_64', qemuArgs('tapproxy'), serial);
+  const qemu = lab.startInServerNs(
+    'qemu-system-x86_64',
+    qemuArgs({ name: 'proxybios', mac: MAC, tap: 'tapproxy', dir: lab.dir, noReboot: true }),
+    serial,
+  );
   try {
     const got = await eventually(
       'callback from the BIOS VM',

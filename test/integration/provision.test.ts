@@ -21,6 +21,8 @@ import { nsExec, type LabNode } from '../harness/netns.ts';
 import { startOperator, type OperatorProc } from '../harness/operator.ts';
 import { freePort, type Started } from '../harness/process.ts';
 import { buildDiscoveryImage, createProvLab, type ProvLab } from '../harness/prov-lab.ts';
+import { adminNetwork } from '../harness/dhcp-sidecar.ts';
+import { qemuArgs, type Firmware } from '../harness/qemu.ts';
 import { generateKeyPair, type KeyPair } from '../harness/sshd.ts';
 
 const kubeconfig = inject('kubeconfig');
@@ -53,37 +55,30 @@ let vm2: Started | undefined;
 const MAC2 = `52:54:00:${u.slice(0, 2)}:${u.slice(2, 4)}:02`;
 const node2Name = `d${MAC2.replace(/:/g, '-')}.${domain}`;
 const serial2 = () => join(lab.dir, 'vm2.serial');
+/** The UEFI VM (OVMF, no option ROM): discovery over UEFI PXE, snponly.efi, then iPXE. */
+let vm3: Started | undefined;
+const MAC3 = `52:54:00:${u.slice(0, 2)}:${u.slice(2, 4)}:03`;
+const node3Name = `d${MAC3.replace(/:/g, '-')}.${domain}`;
+const serial3 = () => join(lab.dir, 'vm3.serial');
 let serial = '';
 
-function qemuArgs(tap: string, disk: string, mac = MAC, memory = '512'): string[] {
-  return [
-    '-name',
-    `pro-${u}-${tap}`,
-    '-machine',
-    'q35,accel=tcg',
-    '-cpu',
-    'max',
-    '-smp',
-    '1',
-    '-m',
-    memory,
-    '-nographic',
-    '-nodefaults',
-    '-serial',
-    'stdio',
-    '-monitor',
-    'none',
-    '-smbios',
-    `type=1,manufacturer=Crowbar Test,product=Provision VM,serial=SN-${u}`,
-    '-netdev',
-    `tap,id=n0,ifname=${tap},script=no,downscript=no`,
-    '-device',
-    `virtio-net-pci,netdev=n0,mac=${mac},bootindex=1`,
-    '-drive',
-    `file=${disk},if=none,id=d0,format=raw`,
-    '-device',
-    `virtio-blk-pci,drive=d0,serial=DISK-${u},bootindex=2`,
-  ];
+function vmArgs(
+  tap: string,
+  disk: string,
+  mac = MAC,
+  memoryMb = 512,
+  firmware: Firmware = 'bios',
+): string[] {
+  return qemuArgs({
+    name: `pro-${u}-${tap}`,
+    firmware,
+    mac,
+    tap,
+    dir: lab.dir,
+    memoryMb,
+    disk: { file: disk, serial: `DISK-${u}` },
+    smbios: { manufacturer: 'Crowbar Test', product: 'Provision VM', serial: `SN-${u}` },
+  });
 }
 
 const api = (path: string) => `http://${lab.hostIp}:${apiPort}${path}`;
@@ -95,17 +90,7 @@ beforeAll(async () => {
   apiPort = await freePort();
   await client.create(
     'Network',
-    {
-      metadata: { name: network },
-      spec: {
-        category: 'admin',
-        subnet: `${lab.net}.0/24`,
-        ranges: [
-          { name: 'dhcp', first: `${lab.net}.100`, last: `${lab.net}.150` },
-          { name: 'host', first: `${lab.net}.160`, last: `${lab.net}.199` },
-        ],
-      },
-    } as never,
+    adminNetwork(network, lab.net, { dhcp: [100, 150], host: [160, 199] }),
     FM,
   );
   await client.create(
@@ -221,6 +206,7 @@ afterAll(async () => {
   try {
     await vm?.stop(5000);
     await vm2?.stop(5000);
+    await vm3?.stop(5000);
     // Deleted while the operator still runs: it owns the Nodes' and addresses' finalizers.
     for (const n of await ourNodes()) await client.delete('Node', n.metadata.name ?? '');
     await eventually(
@@ -234,7 +220,7 @@ afterAll(async () => {
       await op?.stop();
       if (process.env['CBT_KEEP_LOG'] && op) copyFileSync(op.log, process.env['CBT_KEEP_LOG']);
       // The consoles, for post-mortems of a failed run.
-      for (const f of ['vm1.serial', 'vm2.serial', 'vm1-firstboot.serial'])
+      for (const f of ['vm1.serial', 'vm2.serial', 'vm3.serial', 'vm1-firstboot.serial'])
         try {
           copyFileSync(join(lab.dir, f), join(tmpdir(), `pro-last-${f}`));
         } catch {
@@ -251,6 +237,13 @@ afterAll(async () => {
     }
   }
 }, 120_000);
+
+/** A failed wait, rethrown with the tail of a VM's console. */
+const orConsole =
+  (tail: () => string) =>
+  (e: unknown): never => {
+    throw new Error(`${(e as Error).message}\nconsole:\n${tail()}`, { cause: e });
+  };
 
 function consoleTail(): string {
   try {
@@ -270,14 +263,19 @@ describe('discovery', () => {
     await nsExec(lab.lab.hubNs, 'truncate', ['-s', '1G', disk]);
     await lab.addTap('tap1');
     serial = join(lab.dir, 'vm1.serial');
-    vm = lab.startInHub('qemu-system-x86_64', qemuArgs('tap1', disk), serial);
+    vm = lab.startInHub('qemu-system-x86_64', vmArgs('tap1', disk), serial);
     // The real installer's machine boots discovery alongside (1 GiB: d-i needs it later).
     if (REAL_DI) {
       const disk2 = join(lab.dir, 'vm2.raw');
       await nsExec(lab.lab.hubNs, 'truncate', ['-s', '4G', disk2]);
       await lab.addTap('tap2');
-      vm2 = lab.startInHub('qemu-system-x86_64', qemuArgs('tap2', disk2, MAC2, '1024'), serial2());
+      vm2 = lab.startInHub('qemu-system-x86_64', vmArgs('tap2', disk2, MAC2, 1024), serial2());
     }
+    // The UEFI machine boots discovery alongside (its own test below).
+    const disk3 = join(lab.dir, 'vm3.raw');
+    await nsExec(lab.lab.hubNs, 'truncate', ['-s', '1G', disk3]);
+    await lab.addTap('tap3');
+    vm3 = lab.startInHub('qemu-system-x86_64', vmArgs('tap3', disk3, MAC3, 512, 'uefi'), serial3());
     let node: Node;
     try {
       node = await eventually(
@@ -319,9 +317,7 @@ describe('discovery', () => {
       },
       120_000,
       500,
-    ).catch((e: unknown) => {
-      throw new Error(`${(e as Error).message}\nconsole:\n${consoleTail()}`, { cause: e });
-    });
+    ).catch(orConsole(consoleTail));
     expect(nr.status?.state, nr.status?.message).toBe('active');
     expect(nr.status?.wall?.['cpus']).toBe(1);
     expect(String(nr.status?.wall?.['kernel'])).toMatch(/-amd64$/);
@@ -330,6 +326,50 @@ describe('discovery', () => {
     const addr = after?.status?.addresses?.find((a) => a.network === network)?.address ?? '';
     expect(addr).toMatch(new RegExp(`^${lab.net.replace(/\./g, '\\.')}\\.1[6-9]\\d/24$`));
     expect(after?.status?.sshHostKey).toMatch(/^SHA256:/);
+  }, 300_000);
+});
+
+describe('UEFI discovery', () => {
+  it('a UEFI VM (OVMF, no option ROM) PXE-boots snponly.efi, iPXE loads the discovery image, it registers and its discovery role runs', async () => {
+    const tail3 = () => {
+      try {
+        return readFileSync(serial3(), 'latin1')
+          .split('\n')
+          .filter((l) => /crowbar|iPXE|PXE|EFI|http|DHCP|error|fail|Boot/i.test(l))
+          .slice(-40)
+          .join('\n');
+      } catch {
+        return '(no console)';
+      }
+    };
+    const nr = await eventually(
+      'the UEFI VM registered and its discovery role ran',
+      async () => {
+        if (vm3?.proc.exitCode !== null) throw new Error('qemu exited');
+        const x = await client.get('NodeRole', `${FACTS_ROLE}.${node3Name}`);
+        const st = x?.status?.state;
+        return st === 'active' || st === 'error' ? x : undefined;
+      },
+      240_000,
+      500,
+    ).catch(orConsole(tail3));
+    expect(nr.status?.state, nr.status?.message).toBe('active');
+    const n3 = await client.get('Node', node3Name);
+    expect(n3?.spec.macs).toContain(MAC3);
+    expect(n3?.status?.hardware?.nics).toContainEqual(
+      expect.objectContaining({ mac: MAC3, driver: 'virtio_net' }),
+    );
+    expect(n3?.status?.alive).toBe(true);
+    // Each step of the UEFI path, from the console: OVMF's own PXE stack (no iPXE ROM), the
+    // sidecar's iPXE (snponly.efi) and then the discovery kernel started by UEFI firmware.
+    const con = readFileSync(serial3(), 'latin1');
+    expect(con).not.toMatch(/iPXE \(http:\/\/ipxe\.org\) 00:0\d\.0 C\d00 PCI/);
+    expect(con).toMatch(/iPXE/);
+    expect(con).toMatch(/efi: EFI v[\d.]+ by EDK II/);
+    expect(con).toMatch(
+      new RegExp(`crowbar-discovery: registered as ${node3Name.replace(/\./g, '\\.')}`),
+    );
+    await vm3?.stop(5000);
   }, 300_000);
 });
 
@@ -466,9 +506,7 @@ describe('the real Debian installer', () => {
         },
         120_000,
         500,
-      ).catch((e: unknown) => {
-        throw new Error(`${(e as Error).message}\nconsole:\n${tail2()}`, { cause: e });
-      });
+      ).catch(orConsole(tail2));
       expect(facts2.status?.wall?.['cpus']).toBe(1);
       // A lab VM under TCG: the kernel's IO-APIC timer check can fail under load.
       const be = await eventually('the built-in debian-12-install', () =>
@@ -497,9 +535,7 @@ describe('the real Debian installer', () => {
           ),
         180_000,
         500,
-      ).catch((e: unknown) => {
-        throw new Error(`${(e as Error).message}\nconsole:\n${tail2()}`, { cause: e });
-      });
+      ).catch(orConsole(tail2));
       const n2 = await client.get('Node', node2Name);
       const addr2 = n2?.status?.addresses
         ?.find((a) => a.network === network)
@@ -554,6 +590,12 @@ describe('install flow', () => {
     );
     for (const r of ['InstallRequested', 'BootEnvAcknowledged'])
       expect(started.map((e) => e.reason)).toContain(r);
+    // The Node has no spec.power: the PowerService's ssh driver rebooted it (host key checked).
+    expect(started).toContainEqual({ reason: 'PowerCycle', message: 'rebooted over SSH' });
+    expect(started).toContainEqual({
+      reason: 'Rebooting',
+      message: `rebooting into ${STANDIN} (rebooted over SSH; the Node has no spec.power)`,
+    });
     // The run's log has the steps in order (Events are only second-precise).
     const tail = await eventually('the install run finished', async () => {
       const x = await client.get('NodeRole', installNr);
@@ -570,9 +612,7 @@ describe('install flow', () => {
       () => vm?.proc.exitCode !== null,
       150_000,
       250,
-    ).catch((e: unknown) => {
-      throw new Error(`${(e as Error).message}\nconsole:\n${consoleTail()}`, { cause: e });
-    });
+    ).catch(orConsole(consoleTail));
     expect(consoleTail()).toContain('late command done');
     // Events are written off the operator's hot path (a queue): they may land after the VM is off.
     let ev: { reason: string; message: string }[] = [];
@@ -610,7 +650,7 @@ describe('install flow', () => {
     vm = lab.startInHub(
       'qemu-system-x86_64',
       [
-        ...qemuArgs('tap1', join(lab.dir, 'vm1.raw')),
+        ...vmArgs('tap1', join(lab.dir, 'vm1.raw')),
         '-kernel',
         join(lab.fileRoot, 'disc', 'vmlinuz'),
         '-initrd',
@@ -629,9 +669,7 @@ describe('install flow', () => {
       },
       120_000,
       500,
-    ).catch((e: unknown) => {
-      throw new Error(`${(e as Error).message}\nconsole:\n${consoleTail()}`, { cause: e });
-    });
+    ).catch(orConsole(consoleTail));
     expect(post.status?.state, post.status?.message).toBe('active');
     expect(post.status?.wall).toEqual({ installedAs: nodeName });
     const inst = await client.get('NodeRole', installNr);
