@@ -18,6 +18,7 @@ import { Pool } from './pool.ts';
 import { tcpToUnix } from './relay.ts';
 import { DhcpServer } from './server.ts';
 import { Dhcp6Server } from './server6.ts';
+import { Radvd } from './radvd.ts';
 import { duidUuid, normalizeIp6 } from './codec6.ts';
 import { createHash } from 'node:crypto';
 import { TftpServer } from './tftp.ts';
@@ -64,6 +65,11 @@ const { values: f } = parseArgs({
     'dhcp6-port': { type: 'string', default: env['CROWBAR_DHCP6_PORT'] ?? '547' },
     dns6: { type: 'string', default: env['CROWBAR_DHCP_DNS6'] ?? '' },
     'no-rapid-commit': { type: 'boolean', default: false },
+    // Router advertisements (M and O flags, the Network's v6prefix on-link) by radvd on this
+    // interface (ADR 0015); empty: none (another router sends them).
+    'ra-interface': { type: 'string', default: env['CROWBAR_RA_INTERFACE'] ?? '' },
+    'ra-default-router': { type: 'boolean', default: false },
+    'ra-interval': { type: 'string', default: env['CROWBAR_RA_INTERVAL'] ?? '30' },
     id: { type: 'string', default: env['POD_NAME'] ?? hostname() },
     static: { type: 'string', default: env['CROWBAR_DHCP_STATIC'] ?? '' },
     'api-via-unix': { type: 'string', default: '' },
@@ -232,6 +238,25 @@ async function main(): Promise<void> {
         })
       : undefined;
   await dhcp6?.start();
+  const radvd = f['ra-interface']
+    ? new Radvd({
+        stateDir,
+        ra: {
+          iface: f['ra-interface'],
+          defaultRouter: f['ra-default-router'],
+          maxIntervalSeconds: num('ra-interval', f['ra-interval']),
+        },
+        log,
+      })
+    : undefined;
+  // The Network can change under us (its v6prefix resolved, edited): re-render every few seconds;
+  // radvd restarts only when its configuration text changes.
+  radvd?.update(backend.network());
+  const raTimer = radvd
+    ? setInterval(() => {
+        radvd.update(backend.network());
+      }, 5000).unref()
+    : undefined;
   const tftpPort = num('tftp-port', f['tftp-port']);
   const tftp =
     tftpPort > 0
@@ -247,6 +272,8 @@ async function main(): Promise<void> {
   log.info({ network, serverIp, httpBase }, 'crowbar dhcp sidecar ready');
   const shutdown = (sig: string) => {
     log.info({ sig }, 'shutting down');
+    if (raTimer) clearInterval(raTimer);
+    radvd?.stop();
     void Promise.allSettled([
       dhcp.stop(),
       dhcp6?.stop(),
