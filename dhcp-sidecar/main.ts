@@ -190,6 +190,9 @@ async function main(): Promise<void> {
     fileRoot: f['file-root'],
     serverIp,
     httpBase,
+    ...(serverIp6 !== undefined
+      ? { serverIp6, httpBase6: `http://[${serverIp6}]:${String(httpPort)}` }
+      : {}),
     discoveryBootEnv: config.discoveryBootEnv,
     backend,
     pool: getPool,
@@ -269,6 +272,12 @@ async function main(): Promise<void> {
         })
       : undefined;
   await tftp?.start();
+  // DHCPv6 clients get tftp://[server-ip6]/... URLs: the same files on the IPv6 address.
+  const tftp6 =
+    tftpPort > 0 && dhcp6 !== undefined && serverIp6 !== undefined
+      ? new TftpServer({ host: serverIp6, port: tftpPort, root: f['boot-root'], metrics, log })
+      : undefined;
+  await tftp6?.start();
   log.info({ network, serverIp, httpBase }, 'crowbar dhcp sidecar ready');
   const shutdown = (sig: string) => {
     log.info({ sig }, 'shutting down');
@@ -278,6 +287,7 @@ async function main(): Promise<void> {
       dhcp.stop(),
       dhcp6?.stop(),
       tftp?.stop(),
+      tftp6?.stop(),
       http.stop(),
       kube?.stop(),
     ]).then(() => {
