@@ -10,6 +10,7 @@
  * the prefix on-link with the M and O flags.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -25,8 +26,16 @@ const network = `cbdhcp6b-${u}`;
 const domain = `boot6${u}.example.com`;
 const FM = 'dhcp6-boot-test';
 const BOOTENV = `pxetest6${u}-install`;
-/** Its own cache: this image's /init knows pxetest.ip6 (older cached images do not). */
-const IMAGE = join(homedir(), '.cache', 'crowbar', 'pxe-test-ip6');
+/** Its own cache, keyed by the image's /init (which must know pxetest.ip6; older ones do not). */
+const IMAGE = join(
+  homedir(),
+  '.cache',
+  'crowbar',
+  `pxe-test-${createHash('sha256')
+    .update(readFileSync(join(import.meta.dirname, '..', 'harness', 'pxe-image', 'init')))
+    .digest('hex')
+    .slice(0, 12)}`,
+);
 const MAC = '52:54:00:6b:00:01';
 const NODE = `vm6.${domain}`;
 let lab: DhcpLab;
@@ -193,7 +202,7 @@ it('an IPv6-only OVMF VM boots over DHCPv6, TFTP and HTTP on IPv6 and calls back
     expect(log, steps).toMatch(/PXETEST: init started/);
     expect(body, steps).toBeDefined();
     if (!body) return;
-    expect(body['ip']).toBe(`${address6}/64`);
+    expect(body['ip'], steps).toBe(`${address6}/64`);
     expect(body['id']).toBe(NODE);
     expect(body['cmdline']).toContain(`pxetest.callback=http://[${serverIp6}]:8081/callback`);
     // Never an IPv4 address: the sidecar offered none (no v4 allocation, no pool).
