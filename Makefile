@@ -27,7 +27,7 @@ help:
 	@echo "make generate   regenerate TypeScript types from crds/"
 	@echo "make docs       regenerate docs/api-reference.md and the noderole state diagram"
 	@echo "make bench      benchmarks (ratios against a reference measured in the same run)"
-	@echo "make bench-dhcp the DHCP sidecar against kea-dhcp4 with perfdhcp"
+	@echo "make bench-dhcp the DHCP sidecar against kea-dhcp4 and kea-dhcp6 with perfdhcp"
 	@echo "make discovery-image  build the discovery image (cached in ~/.cache/crowbar/discovery)"
 
 deps: apt npm
@@ -116,7 +116,8 @@ bench-ipam: deps bins
 bench-dns: deps
 	node bench/dns.ts
 # perfdhcp's four-message exchange for BENCH_DHCP_CLIENTS reserved MACs (default 10000) against the
-# DHCP sidecar and then kea-dhcp4 (memfile, same reservations) in cbdhcp-bench-* namespaces.
+# DHCP sidecar and then kea-dhcp4 (memfile, same reservations) in cbdhcp-bench-* namespaces; then
+# perfdhcp -6 (SOLICIT/ADVERTISE/REQUEST/REPLY) against the sidecar's DHCPv6 and kea-dhcp6.
 bench-dhcp: deps
 	node bench/dhcp.ts
 
