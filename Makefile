@@ -12,6 +12,7 @@ export CROWBAR_BIN_DIR ?= $(HOME)/.cache/crowbar/bin/v1.36.3
 APT_PACKAGES := kmod debconf openssl ca-certificates iproute2 iputils-ping procps openssh-server openssh-client jq graphviz \
   dnsutils knot-dnsutils nsd bind9 dnsmasq-base dnsperf \
   isc-dhcp-client isc-dhcp-relay tcpdump udhcpc busybox-static curl ipxe ipxe-qemu qemu-system-x86 ovmf cpio kea-dhcp4-server kea-admin \
+  radvd ndisc6 kea-dhcp6-server \
   openipmi ipmitool cloud-init python3-venv
 
 .PHONY: help deps apt npm bins sushy-tools generate docs check-generated lint typecheck unit integration test test-chaos lab test-lab-vms lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp discovery-image clean
@@ -28,7 +29,7 @@ help:
 	@echo "make generate   regenerate TypeScript types from crds/"
 	@echo "make docs       regenerate docs/api-reference.md and the noderole state diagram"
 	@echo "make bench      benchmarks (ratios against a reference measured in the same run)"
-	@echo "make bench-dhcp the DHCP sidecar against kea-dhcp4 with perfdhcp"
+	@echo "make bench-dhcp the DHCP sidecar against kea-dhcp4 and kea-dhcp6 with perfdhcp"
 	@echo "make discovery-image  build the discovery image (cached in ~/.cache/crowbar/discovery)"
 
 deps: apt npm
@@ -117,7 +118,8 @@ bench-ipam: deps bins
 bench-dns: deps
 	node bench/dns.ts
 # perfdhcp's four-message exchange for BENCH_DHCP_CLIENTS reserved MACs (default 10000) against the
-# DHCP sidecar and then kea-dhcp4 (memfile, same reservations) in cbdhcp-bench-* namespaces.
+# DHCP sidecar and then kea-dhcp4 (memfile, same reservations) in cbdhcp-bench-* namespaces; then
+# perfdhcp -6 (SOLICIT/ADVERTISE/REQUEST/REPLY) against the sidecar's DHCPv6 and kea-dhcp6.
 bench-dhcp: deps
 	node bench/dhcp.ts
 

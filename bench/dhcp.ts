@@ -11,8 +11,13 @@
  * The sidecar reads its reservations from a static backend file here (the same data its informer
  * backend indexes), so the API server is not part of what is measured.
  *
- * Prints `RESULT dhcp ours_lps=... kea_lps=... ratio=... ours_p99_ms=... kea_p99_ms=...` and writes
- * bench/results/dhcp.json.
+ * Then the same for DHCPv6 (issue 10): `perfdhcp -6` runs SOLICIT, ADVERTISE, REQUEST, REPLY for
+ * the same MACs (DUID-LLT built from them) against the sidecar's DHCPv6 server and kea-dhcp6
+ * (memfile, the same reservations by hardware address, which Kea too takes from the DUID), same
+ * rate, same rounds.
+ *
+ * Prints `RESULT dhcp ours_lps=... kea_lps=... ratio=... ours_p99_ms=... kea_p99_ms=...` and
+ * `RESULT dhcp6 ours_lps=... kea_lps=... ratio=... ...`, and writes bench/results/dhcp.json.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -38,6 +43,9 @@ const CPU_PROF = process.env['BENCH_DHCP_CPU_PROF'];
 const SERVER_IP = '10.253.0.1';
 const CLIENT_IP = '10.253.0.2';
 const SUBNET = '10.253.0.0/16';
+const SERVER_IP6 = 'fd00:bb::1';
+const CLIENT_IP6 = 'fd00:bb::2';
+const PREFIX6 = 'fd00:bb::/64';
 const ROOT = join(import.meta.dirname, '..');
 
 /** perfdhcp's client k (0 <= k < -R) has the base MAC plus k in its last bytes. */
@@ -46,6 +54,9 @@ function mac(k: number): string {
 }
 function address(k: number): string {
   return `10.253.${1 + (k >> 8)}.${k & 255}`;
+}
+function address6(k: number): string {
+  return `fd00:bb::1:${k.toString(16)}`;
 }
 
 async function setup(): Promise<void> {
@@ -74,6 +85,18 @@ async function setup(): Promise<void> {
   await run('ip', ['-n', SERVER_NS, 'link', 'set', 'p0', 'master', 'br0', 'up']);
   await run('ip', ['-n', CLIENT_NS, 'addr', 'add', `${CLIENT_IP}/16`, 'dev', 'eth0']);
   await run('ip', ['-n', CLIENT_NS, 'link', 'set', 'eth0', 'up']);
+  await run('ip', ['-n', SERVER_NS, 'addr', 'add', `${SERVER_IP6}/64`, 'dev', 'br0', 'nodad']);
+  await run('ip', ['-n', CLIENT_NS, 'addr', 'add', `${CLIENT_IP6}/64`, 'dev', 'eth0', 'nodad']);
+  // Both servers answer from their link-local address: wait until it has passed DAD.
+  await waitFor(
+    'link-local addresses ready',
+    async () => {
+      const a = await nsExec(SERVER_NS, 'ip', ['-6', 'addr', 'show', 'dev', 'br0']);
+      const b = await nsExec(CLIENT_NS, 'ip', ['-6', 'addr', 'show', 'dev', 'eth0']);
+      return [a.stdout, b.stdout].every((t) => /inet6 fe80::/.test(t) && !/tentative/.test(t));
+    },
+    30_000,
+  );
 }
 
 interface Run {
@@ -91,13 +114,13 @@ function quantile(sorted: number[], q: number): number {
 }
 
 /** Runs perfdhcp in the client namespace and parses its report and per-exchange timers. */
-async function perfdhcp(server: Started): Promise<Run> {
+async function perfdhcp(server: Started, family: 4 | 6): Promise<Run> {
   const args = [
     'netns',
     'exec',
     CLIENT_NS,
     'perfdhcp',
-    '-4',
+    `-${String(family)}`,
     '-r',
     String(RATE),
     '-R',
@@ -110,7 +133,8 @@ async function perfdhcp(server: Started): Promise<Run> {
     't',
     '-l',
     'eth0',
-    SERVER_IP,
+    // DHCPv6: to All_DHCP_Relay_Agents_and_Servers (ff02::1:2) on eth0, as a client does.
+    family === 4 ? SERVER_IP : 'all',
   ];
   const out = await new Promise<string>((resolve, reject) => {
     const p = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -172,11 +196,21 @@ async function main(): Promise<void> {
       node: `n${k}.bench.crowbar.dev`,
       mac: mac(k),
       address: address(k),
+      address6: address6(k),
       bootEnv: 'local',
       generation: 1,
     }));
     const data: StaticData = {
-      network: { name: 'bench', subnet: SUBNET, dns: [SERVER_IP], ntp: [], search: [], routes: [] },
+      network: {
+        name: 'bench',
+        subnet: SUBNET,
+        dns: [SERVER_IP],
+        ntp: [],
+        search: [],
+        routes: [],
+        v6prefix: PREFIX6,
+        dns6: [SERVER_IP6],
+      },
       reservations,
       bootEnvs: { local: { local: true } },
     };
@@ -195,6 +229,10 @@ async function main(): Promise<void> {
           join(dir, 'static.json'),
           '--server-ip',
           SERVER_IP,
+          '--server-ip6',
+          SERVER_IP6,
+          '--dhcp6-interfaces',
+          'br0',
           '--state-dir',
           join(dir, `state-${String(round)}`),
           '--file-root',
@@ -261,6 +299,53 @@ async function main(): Promise<void> {
       return p;
     };
 
+    const kea6 = {
+      Dhcp6: {
+        'interfaces-config': { interfaces: ['br0'] },
+        'lease-database': { type: 'memfile', persist: false },
+        'server-id': { type: 'LLT', persist: false },
+        'preferred-lifetime': 3600,
+        'valid-lifetime': 3600,
+        'host-reservation-identifiers': ['hw-address'],
+        'mac-sources': ['duid'],
+        loggers: [{ name: 'kea-dhcp6', severity: 'WARN', output_options: [{ output: 'stdout' }] }],
+        subnet6: [
+          {
+            id: 1,
+            subnet: PREFIX6,
+            interface: 'br0',
+            'option-data': [{ name: 'dns-servers', data: SERVER_IP6 }],
+            reservations: reservations.map((r) => ({
+              'hw-address': r.mac,
+              'ip-addresses': [r.address6],
+            })),
+          },
+        ],
+      },
+    };
+    writeFileSync(join(dir, 'kea6.json'), JSON.stringify(kea6));
+    const startKea6 = async (): Promise<Started> => {
+      const p = startProcess(
+        'ip',
+        ['netns', 'exec', SERVER_NS, 'kea-dhcp6', '-c', join(dir, 'kea6.json')],
+        join(dir, 'kea6.log'),
+        {
+          env: {
+            ...process.env,
+            KEA_PIDFILE_DIR: join(dir, 'kea-run'),
+            KEA_LOCKFILE_DIR: join(dir, 'kea-run'),
+          },
+        },
+      );
+      procs.push(p);
+      await waitFor(
+        'kea-dhcp6 listening',
+        async () => (await nsExec(SERVER_NS, 'ss', ['-lun'])).stdout.includes(':547 '),
+        30_000,
+      );
+      return p;
+    };
+
     // ABBA order over the rounds (ours, kea, kea, ours, ...): on a shared machine the load drifts
     // during a run, and alternating keeps that drift from favouring either side.
     const runs: Record<'ours' | 'kea', Run[]> = { ours: [], kea: [] };
@@ -271,14 +356,30 @@ async function main(): Promise<void> {
         console.log(
           `round ${String(round + 1)}/${String(ROUNDS)} ${side}: perfdhcp -r ${String(RATE)} -R ${String(CLIENTS)} for ${String(SECONDS)}s`,
         );
-        const r = await perfdhcp(server);
+        const r = await perfdhcp(server, 4);
         console.log(JSON.stringify(r));
         runs[side].push(r);
         await server.stop();
       }
     }
+    const runs6: Record<'ours' | 'kea', Run[]> = { ours: [], kea: [] };
+    for (let round = 0; round < ROUNDS; round++) {
+      const order: ('ours' | 'kea')[] = round % 2 === 0 ? ['ours', 'kea'] : ['kea', 'ours'];
+      for (const side of order) {
+        const server = side === 'ours' ? await startOurs(ROUNDS + round) : await startKea6();
+        console.log(
+          `round ${String(round + 1)}/${String(ROUNDS)} ${side}: perfdhcp -6 -r ${String(RATE)} -R ${String(CLIENTS)} for ${String(SECONDS)}s`,
+        );
+        const r = await perfdhcp(server, 6);
+        console.log(JSON.stringify(r));
+        runs6[side].push(r);
+        await server.stop();
+      }
+    }
     const o = median(runs.ours);
     const k = median(runs.kea);
+    const o6 = median(runs6.ours);
+    const k6 = median(runs6.kea);
     const result = {
       clients: CLIENTS,
       offered_rate: RATE,
@@ -289,6 +390,13 @@ async function main(): Promise<void> {
       ratio: o.lps / k.lps,
       rounds_ours: runs.ours,
       rounds_kea: runs.kea,
+      dhcp6: {
+        ours: o6,
+        kea: k6,
+        ratio: o6.lps / k6.lps,
+        rounds_ours: runs6.ours,
+        rounds_kea: runs6.kea,
+      },
       load_average: loadavg(),
       when: new Date().toISOString(),
     };
@@ -299,6 +407,9 @@ async function main(): Promise<void> {
     );
     console.log(
       `RESULT dhcp ours_lps=${o.lps.toFixed(0)} kea_lps=${k.lps.toFixed(0)} ratio=${result.ratio.toFixed(2)} ours_p99_ms=${o.p99Ms.toFixed(2)} kea_p99_ms=${k.p99Ms.toFixed(2)}`,
+    );
+    console.log(
+      `RESULT dhcp6 ours_lps=${o6.lps.toFixed(0)} kea_lps=${k6.lps.toFixed(0)} ratio=${result.dhcp6.ratio.toFixed(2)} ours_p99_ms=${o6.p99Ms.toFixed(2)} kea_p99_ms=${k6.p99Ms.toFixed(2)}`,
     );
   } finally {
     for (const p of procs) await p.stop(5000);

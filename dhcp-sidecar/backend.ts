@@ -4,6 +4,7 @@
  * benchmark (this file). Lookups are synchronous reads of in-memory indexes.
  */
 import type { BootEnvSpec } from '../generated/crowbar.ts';
+import { inPrefix6 } from './codec6.ts';
 import { inSubnet } from './subnet.ts';
 
 /** A known MAC: its node, its address on the served network and its desired boot environment. */
@@ -12,6 +13,8 @@ export interface Reservation {
   mac: string;
   /** IPv4 address without prefix length on the served network (none: the pool serves it). */
   address?: string;
+  /** IPv6 address without prefix length on the network (its ipv6 NetworkAllocation), if any. */
+  address6?: string;
   bootEnv: string;
   /** The Node's metadata.generation the boot environment was read from. */
   generation: number;
@@ -31,6 +34,10 @@ export interface NetworkConfig {
   search: readonly string[];
   routes: readonly { destination: string; router: string }[];
   mtu?: number;
+  /** The network's IPv6 /64 (status.v6prefix, else spec.v6prefix unless auto), for DHCPv6. */
+  v6prefix?: string;
+  /** DHCPv6 option 23: IPv6 DNS servers. */
+  dns6?: readonly string[];
   /**
    * The Network's spec.dhcp.mode: `full` (default) serves addresses and boot information,
    * `proxy` only boot information to PXE clients (another server hands out addresses), `off`
@@ -52,6 +59,10 @@ export interface Backend {
    * clients behind DHCP relays; undefined when no Network has it.
    */
   networkFor(address: string): NetworkConfig | undefined;
+  /**
+   * The Network whose v6prefix holds `address` (a DHCPv6 relay's link-address), or undefined.
+   */
+  networkFor6(address: string): NetworkConfig | undefined;
   /** True when some node holds `address` (so the pool must not hand it out). */
   isReserved(address: string): boolean;
   network(): NetworkConfig | undefined;
@@ -62,17 +73,22 @@ export interface StaticData {
   network: NetworkConfig;
   /** Networks reached through DHCP relays (giaddr selects one). */
   relayed?: readonly NetworkConfig[];
-  /** `address` is on `network`; `addresses` maps relayed networks' names to addresses. */
-  reservations: readonly (Reservation & { addresses?: Readonly<Record<string, string>> })[];
+  /**
+   * `address` and `address6` are on `network`; `addresses` and `addresses6` map relayed networks'
+   * names to addresses.
+   */
+  reservations: readonly StaticReservation[];
   bootEnvs: Readonly<Record<string, BootEnvSpec>>;
 }
 
+export type StaticReservation = Reservation & {
+  addresses?: Readonly<Record<string, string>>;
+  addresses6?: Readonly<Record<string, string>>;
+};
+
 /** A fixed backend from plain data (tests, the benchmark, air-gapped use from a JSON file). */
 export class StaticBackend implements Backend {
-  private readonly byMac = new Map<
-    string,
-    Reservation & { addresses?: Readonly<Record<string, string>> }
-  >();
+  private readonly byMac = new Map<string, StaticReservation>();
   private readonly addrs = new Set<string>();
   private readonly data: StaticData;
 
@@ -93,13 +109,21 @@ export class StaticBackend implements Backend {
     const r = this.byMac.get(mac);
     if (r === undefined || network === undefined || network === this.data.network.name) return r;
     const address = r.addresses?.[network];
-    const rest: Reservation = {
+    const address6 = r.addresses6?.[network];
+    return {
       node: r.node,
       mac: r.mac,
       bootEnv: r.bootEnv,
       generation: r.generation,
+      ...(address !== undefined ? { address } : {}),
+      ...(address6 !== undefined ? { address6 } : {}),
     };
-    return address === undefined ? rest : { ...rest, address };
+  }
+
+  networkFor6(address: string): NetworkConfig | undefined {
+    for (const n of [this.data.network, ...(this.data.relayed ?? [])])
+      if (n.mode !== 'off' && n.v6prefix !== undefined && inPrefix6(address, n.v6prefix)) return n;
+    return undefined;
   }
 
   networkFor(address: string): NetworkConfig | undefined {

@@ -21,6 +21,13 @@ export interface HttpOptions {
   fileRoot: string;
   serverIp: string;
   httpBase: string;
+  /**
+   * With DHCPv6 on: the sidecar's IPv6 address and http://[it]:port. A request that arrives over
+   * IPv6 gets scripts whose URLs and {{server}}/{{address}} are IPv6, so an IPv6-only machine
+   * can follow them.
+   */
+  serverIp6?: string;
+  httpBase6?: string;
   discoveryBootEnv: string;
   backend: Backend;
   pool: () => Pool | undefined;
@@ -103,8 +110,24 @@ export class BootHttpServer {
     this.o.log.info({ host: this.o.host, port: this.port }, 'boot http listening');
   }
 
-  private vars(mac: string): RenderVars {
+  private vars(mac: string, req: IncomingMessage): RenderVars {
     const r = this.o.backend.reservation(mac);
+    const local = req.socket.localAddress ?? '';
+    // Over IPv6 (not an IPv4-mapped address on the dual-stack socket): the IPv6 names.
+    const v6 =
+      this.o.serverIp6 !== undefined &&
+      this.o.httpBase6 !== undefined &&
+      local.includes(':') &&
+      !local.startsWith('::ffff:');
+    if (v6)
+      return {
+        name: r?.node ?? discoveryName(mac),
+        mac,
+        address: r?.address6 ?? '',
+        server: this.o.serverIp6 ?? '',
+        http: this.o.httpBase6 ?? '',
+        bootEnv: r?.bootEnv ?? this.o.discoveryBootEnv,
+      };
     const lease = this.o.pool()?.leaseOf(mac);
     return {
       name: r?.node ?? discoveryName(mac),
@@ -166,7 +189,7 @@ export class BootHttpServer {
         this.done(res, 'ipxe', 404, 'no such MAC\n');
         return;
       }
-      const v = this.vars(mac);
+      const v = this.vars(mac, req);
       this.o.onScript?.(mac, v.bootEnv);
       this.o.log.info({ mac, bootEnv: v.bootEnv, node: v.name }, 'ipxe script served');
       this.done(res, 'ipxe', 200, ipxeScript(this.o.backend.bootEnv(v.bootEnv), v));
@@ -179,7 +202,7 @@ export class BootHttpServer {
         this.done(res, 'node-file', 404, 'no such MAC\n');
         return;
       }
-      const v = this.vars(mac);
+      const v = this.vars(mac, req);
       const body = nodeFile(this.o.backend.bootEnv(v.bootEnv), nf[2] ?? '', v);
       if (body === undefined)
         this.done(res, 'node-file', 404, 'no such file in this boot environment\n');

@@ -31,6 +31,7 @@ import {
 } from '../generated/crowbar.ts';
 import type { Backend, NetworkConfig, Reservation } from './backend.ts';
 import { DEFAULT_BOOTENVS } from './backend.ts';
+import { inPrefix6, normalizeIp6 } from './codec6.ts';
 import { inSubnet } from './subnet.ts';
 import type { Logger, Metrics } from './metrics.ts';
 
@@ -133,6 +134,8 @@ export interface KubeBackendOptions {
   search: readonly string[];
   routes: readonly { destination: string; router: string }[];
   mtu?: number;
+  /** DHCPv6 option 23 (IPv6 DNS servers). */
+  dns6?: readonly string[];
   /** Write status.bootEnv acknowledgements (off for read-only replicas). */
   acknowledge: boolean;
   log: Logger;
@@ -155,10 +158,12 @@ export class KubeBackend implements Backend {
   /** Allocation name -> (network, node, address) for every IPv4 allocation. */
   private readonly allocByName = new Map<
     string,
-    { network: string; node: string; address: string }
+    { network: string; node: string; address: string; family: 'ipv4' | 'ipv6' }
   >();
   /** Network -> node -> IPv4 address (the served network and those reached through relays). */
   private readonly nodeAddrs = new Map<string, Map<string, string>>();
+  /** The same for IPv6 allocations (DHCPv6 IA_NA addresses). */
+  private readonly nodeAddrs6 = new Map<string, Map<string, string>>();
   private readonly reserved = new Map<string, string>();
   /** Every Network with an IPv4 subnet, as DHCP serves it. */
   private readonly nets = new Map<string, NetworkConfig>();
@@ -241,10 +246,12 @@ export class KubeBackend implements Backend {
     const n = this.nodes.get(name);
     if (!n) return undefined;
     const address = this.nodeAddrs.get(network)?.get(name);
+    const address6 = this.nodeAddrs6.get(network)?.get(name);
     return {
       node: name,
       mac,
       ...(address !== undefined ? { address } : {}),
+      ...(address6 !== undefined ? { address6 } : {}),
       bootEnv: n.spec.bootEnv ?? this.o.discoveryBootEnv,
       generation: n.metadata.generation ?? 0,
     };
@@ -265,6 +272,14 @@ export class KubeBackend implements Backend {
     return undefined;
   }
 
+  networkFor6(address: string): NetworkConfig | undefined {
+    const v6 = (n: NetworkConfig | undefined) =>
+      n?.v6prefix !== undefined && n.mode !== 'off' && inPrefix6(address, n.v6prefix);
+    if (v6(this.net)) return this.net;
+    for (const n of this.nets.values()) if (v6(n)) return n;
+    return undefined;
+  }
+
   bootEnv(name: string): BootEnvSpec | undefined {
     return this.bootEnvs.get(name)?.spec;
   }
@@ -273,6 +288,7 @@ export class KubeBackend implements Backend {
     const s = n.spec;
     if (!s.subnet) return undefined;
     const dhcp = s.ranges?.find((r) => r.name === 'dhcp');
+    const v6prefix = n.status?.v6prefix ?? (s.v6prefix !== 'auto' ? s.v6prefix : undefined);
     return {
       name: nameOf(n),
       subnet: s.subnet,
@@ -285,6 +301,8 @@ export class KubeBackend implements Backend {
       routes: this.o.routes,
       ...(this.o.mtu !== undefined ? { mtu: this.o.mtu } : {}),
       ...(s.dhcp?.mode !== undefined ? { mode: s.dhcp.mode } : {}),
+      ...(v6prefix !== undefined ? { v6prefix } : {}),
+      ...(this.o.dns6 && this.o.dns6.length > 0 ? { dns6: this.o.dns6 } : {}),
     };
   }
 
@@ -308,18 +326,21 @@ export class KubeBackend implements Backend {
     const prev = this.allocByName.get(name);
     if (prev) {
       this.allocByName.delete(name);
-      const byNode = this.nodeAddrs.get(prev.network);
+      const byNode = (prev.family === 'ipv4' ? this.nodeAddrs : this.nodeAddrs6).get(prev.network);
       if (byNode?.get(prev.node) === prev.address) byNode.delete(prev.node);
       if (this.reserved.get(prev.address) === prev.node) this.reserved.delete(prev.address);
     }
-    if (deleted || a.spec.family !== 'ipv4') return;
-    const address = a.spec.address.split('/')[0] ?? '';
+    if (deleted) return;
+    const family = a.spec.family;
+    const raw = a.spec.address.split('/')[0] ?? '';
+    const address = family === 'ipv6' ? (normalizeIp6(raw) ?? raw) : raw;
     const network = a.spec.network;
-    this.allocByName.set(name, { network, node: a.spec.node, address });
-    let byNode = this.nodeAddrs.get(network);
-    if (!byNode) this.nodeAddrs.set(network, (byNode = new Map<string, string>()));
+    this.allocByName.set(name, { network, node: a.spec.node, address, family });
+    const all = family === 'ipv4' ? this.nodeAddrs : this.nodeAddrs6;
+    let byNode = all.get(network);
+    if (!byNode) all.set(network, (byNode = new Map<string, string>()));
     byNode.set(a.spec.node, address);
-    this.reserved.set(address, a.spec.node);
+    if (family === 'ipv4') this.reserved.set(address, a.spec.node);
     if (network === this.o.network) this.enqueue(a.spec.node);
   }
 
@@ -337,7 +358,10 @@ export class KubeBackend implements Backend {
     if (!n || (n.spec.macs ?? []).length === 0) return undefined;
     // One sidecar per provisioning network: the one holding the node's reservation answers for
     // it; nodes without any reservation here are served (and acknowledged) from the pool.
-    if (!this.nodeAddrs.get(this.o.network)?.has(name) && !this.net?.pool) return undefined;
+    const here =
+      this.nodeAddrs.get(this.o.network)?.has(name) === true ||
+      this.nodeAddrs6.get(this.o.network)?.has(name) === true;
+    if (!here && !this.net?.pool) return undefined;
     const applied = n.spec.bootEnv ?? this.o.discoveryBootEnv;
     if (!this.bootEnvs.get(applied)) return undefined; // cannot serve it: no acknowledgement
     return { applied, generation: n.metadata.generation ?? 0 };

@@ -17,6 +17,10 @@ import { makeMetrics, rootLogger } from './metrics.ts';
 import { Pool } from './pool.ts';
 import { tcpToUnix } from './relay.ts';
 import { DhcpServer } from './server.ts';
+import { Dhcp6Server } from './server6.ts';
+import { Radvd } from './radvd.ts';
+import { duidUuid, normalizeIp6 } from './codec6.ts';
+import { createHash } from 'node:crypto';
 import { TftpServer } from './tftp.ts';
 
 const env = process.env;
@@ -54,6 +58,18 @@ const { values: f } = parseArgs({
       default: env['CROWBAR_DHCP_RECV_BUFFER_BYTES'] ?? String(256 * 1024),
     },
     'discovery-bootenv': { type: 'string', default: 'sledgehammer' },
+    // DHCPv6 (on when --server-ip6 is given): the sidecar's IPv6 address on the provisioning link,
+    // the interfaces to join ff02::1:2 on, option 23 servers, the port (0: off).
+    'server-ip6': { type: 'string', default: env['CROWBAR_DHCP_SERVER_IP6'] ?? '' },
+    'dhcp6-interfaces': { type: 'string', default: env['CROWBAR_DHCP6_INTERFACES'] ?? '' },
+    'dhcp6-port': { type: 'string', default: env['CROWBAR_DHCP6_PORT'] ?? '547' },
+    dns6: { type: 'string', default: env['CROWBAR_DHCP_DNS6'] ?? '' },
+    'no-rapid-commit': { type: 'boolean', default: false },
+    // Router advertisements (M and O flags, the Network's v6prefix on-link) by radvd on this
+    // interface (ADR 0015); empty: none (another router sends them).
+    'ra-interface': { type: 'string', default: env['CROWBAR_RA_INTERFACE'] ?? '' },
+    'ra-default-router': { type: 'boolean', default: false },
+    'ra-interval': { type: 'string', default: env['CROWBAR_RA_INTERVAL'] ?? '30' },
     id: { type: 'string', default: env['POD_NAME'] ?? hostname() },
     static: { type: 'string', default: env['CROWBAR_DHCP_STATIC'] ?? '' },
     'api-via-unix': { type: 'string', default: '' },
@@ -78,6 +94,13 @@ async function main(): Promise<void> {
     );
   const httpPort = num('http-port', f['http-port']);
   const httpBase = `http://${serverIp}:${httpPort}`;
+  const serverIp6 = f['server-ip6'] === '' ? undefined : normalizeIp6(f['server-ip6']);
+  if (f['server-ip6'] !== '' && serverIp6 === undefined)
+    throw new Error(
+      '--server-ip6 (CROWBAR_DHCP_SERVER_IP6) must be this sidecar’s IPv6 address on the provisioning interface',
+    );
+  for (const a of list(f.dns6))
+    if (normalizeIp6(a) === undefined) throw new Error(`--dns6: ${a} is not an IPv6 address`);
   const config: ServerConfig = {
     serverIp,
     httpBase,
@@ -109,6 +132,7 @@ async function main(): Promise<void> {
       ...(f.domain ? { domain: f.domain } : {}),
       search: list(f.search),
       routes: [],
+      dns6: list(f.dns6),
       acknowledge: !f['no-ack'],
       log,
       metrics,
@@ -159,12 +183,16 @@ async function main(): Promise<void> {
     return p;
   };
   const http = new BootHttpServer({
-    host: f['http-host'],
+    // With DHCPv6 on, IPv6-only clients fetch over HTTP too: listen on both families.
+    host: serverIp6 !== undefined && f['http-host'] === '0.0.0.0' ? '::' : f['http-host'],
     port: httpPort,
     bootRoot: f['boot-root'],
     fileRoot: f['file-root'],
     serverIp,
     httpBase,
+    ...(serverIp6 !== undefined
+      ? { serverIp6, httpBase6: `http://[${serverIp6}]:${String(httpPort)}` }
+      : {}),
     discoveryBootEnv: config.discoveryBootEnv,
     backend,
     pool: getPool,
@@ -190,6 +218,48 @@ async function main(): Promise<void> {
     pxePort: num('pxe-port', f['pxe-port']),
   });
   await dhcp.start();
+  const dhcp6Port = num('dhcp6-port', f['dhcp6-port']);
+  const dhcp6 =
+    serverIp6 !== undefined && dhcp6Port > 0
+      ? new Dhcp6Server({
+          config: {
+            // A stable DUID-UUID (RFC 6355): the same for this network and address across restarts.
+            serverDuid: duidUuid(
+              createHash('sha256').update(`crowbar-dhcp6/${network}/${serverIp6}`).digest(),
+            ),
+            serverIp6,
+            httpBase6: `http://[${serverIp6}]:${httpPort}`,
+            discoveryBootEnv: config.discoveryBootEnv,
+            leaseSeconds: config.leaseSeconds,
+            rapidCommit: !f['no-rapid-commit'],
+          },
+          backend,
+          metrics,
+          log,
+          interfaces: list(f['dhcp6-interfaces']),
+          port: dhcp6Port,
+        })
+      : undefined;
+  await dhcp6?.start();
+  const radvd = f['ra-interface']
+    ? new Radvd({
+        stateDir,
+        ra: {
+          iface: f['ra-interface'],
+          defaultRouter: f['ra-default-router'],
+          maxIntervalSeconds: num('ra-interval', f['ra-interval']),
+        },
+        log,
+      })
+    : undefined;
+  // The Network can change under us (its v6prefix resolved, edited): re-render every few seconds;
+  // radvd restarts only when its configuration text changes.
+  radvd?.update(backend.network());
+  const raTimer = radvd
+    ? setInterval(() => {
+        radvd.update(backend.network());
+      }, 5000).unref()
+    : undefined;
   const tftpPort = num('tftp-port', f['tftp-port']);
   const tftp =
     tftpPort > 0
@@ -202,10 +272,25 @@ async function main(): Promise<void> {
         })
       : undefined;
   await tftp?.start();
+  // DHCPv6 clients get tftp://[server-ip6]/... URLs: the same files on the IPv6 address.
+  const tftp6 =
+    tftpPort > 0 && dhcp6 !== undefined && serverIp6 !== undefined
+      ? new TftpServer({ host: serverIp6, port: tftpPort, root: f['boot-root'], metrics, log })
+      : undefined;
+  await tftp6?.start();
   log.info({ network, serverIp, httpBase }, 'crowbar dhcp sidecar ready');
   const shutdown = (sig: string) => {
     log.info({ sig }, 'shutting down');
-    void Promise.allSettled([dhcp.stop(), tftp?.stop(), http.stop(), kube?.stop()]).then(() => {
+    if (raTimer) clearInterval(raTimer);
+    radvd?.stop();
+    void Promise.allSettled([
+      dhcp.stop(),
+      dhcp6?.stop(),
+      tftp?.stop(),
+      tftp6?.stop(),
+      http.stop(),
+      kube?.stop(),
+    ]).then(() => {
       pool?.close();
       for (const r of relayedPools.values()) r.pool?.close();
       process.exit(0);

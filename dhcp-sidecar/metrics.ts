@@ -43,6 +43,29 @@ export function makeMetrics() {
       buckets: [0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05],
       ...reg,
     }),
+    received6: new Counter({
+      name: 'crowbar_dhcp6_received_total',
+      help: 'DHCPv6 messages received, by client message type and whether a relay forwarded them.',
+      labelNames: ['type', 'relayed'] as const,
+      ...reg,
+    }),
+    outcomes6: new Counter({
+      name: 'crowbar_dhcp6_outcomes_total',
+      help: 'What became of each DHCPv6 message: advertised, replied, released, declined, confirmed, informed, ignored, dropped.',
+      labelNames: ['type', 'outcome'] as const,
+      ...reg,
+    }),
+    malformed6: new Counter({
+      name: 'crowbar_dhcp6_malformed_total',
+      help: 'DHCPv6 packets (relayed or not) that did not decode (counted and dropped).',
+      ...reg,
+    }),
+    latency6: new Histogram({
+      name: 'crowbar_dhcp6_handle_seconds',
+      help: 'Time from receiving a DHCPv6 message to handing its reply to the kernel.',
+      buckets: [0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05],
+      ...reg,
+    }),
     tftpTransfers: new Counter({
       name: 'crowbar_tftp_transfers_total',
       help: 'TFTP read requests by outcome (ok, error, aborted, timeout).',

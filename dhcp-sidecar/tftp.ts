@@ -89,11 +89,15 @@ export interface TftpOptions {
 
 export class TftpServer {
   private readonly o: TftpOptions;
-  private readonly sock = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+  private readonly sock: dgram.Socket;
   private readonly transfers = new Set<dgram.Socket>();
+  /** udp6 when the host is an IPv6 address (TFTP for DHCPv6 clients' tftp://[...] URLs). */
+  private readonly family: 'udp4' | 'udp6';
 
   constructor(o: TftpOptions) {
     this.o = o;
+    this.family = o.host.includes(':') ? 'udp6' : 'udp4';
+    this.sock = dgram.createSocket({ type: this.family, reuseAddr: true });
   }
 
   async start(): Promise<void> {
@@ -115,7 +119,7 @@ export class TftpServer {
 
   /** Errors to a request come from a fresh port (a new TID), as from a transfer's socket. */
   private reply(to: string, port: number, b: Buffer): void {
-    const s = dgram.createSocket('udp4');
+    const s = dgram.createSocket(this.family);
     s.on('error', () => {
       s.close();
     });
@@ -163,7 +167,7 @@ export class TftpServer {
   private transfer(req: TftpRequest, data: Buffer, to: string, port: number): void {
     const { blksize, timeoutS, window, oack } = negotiate(req, data.length);
     const blocks = Math.floor(data.length / blksize) + 1; // the last one is short (maybe empty)
-    const s = dgram.createSocket('udp4');
+    const s = dgram.createSocket(this.family);
     this.transfers.add(s);
     let acked = oack.size > 0 ? 0 : -1; // with OACK, the client first ACKs block 0
     let tries = 0;
