@@ -34,6 +34,7 @@ import {
 import { CP_DIR, KUBECONFIG, LAB_DIR, LAB_PID, PIDS, WEBHOOK_DIR, WEBHOOK_LOG } from './state.ts';
 import { dryRun, dryRunAnswer, startLabWebhook, type LabWebhook } from './webhook.ts';
 import { issueLeaf, makeCa } from '../test/harness/pki.ts';
+import { request as httpRequest } from 'node:http';
 import { request } from 'node:https';
 import { DISCOVERY_ROLE, discoveryActive, startLabVms } from './vms.ts';
 import { startDnsSidecar } from '../dns-sidecar/lab.ts';
@@ -145,6 +146,12 @@ const VMS = Number(process.env['CROWBAR_LAB_VMS'] ?? '0');
 const LAB_DOMAIN = 'lab.crowbar.dev';
 // With VMs the node API listens on the lab bridge, where the discovery image calls.
 const apiHost = VMS > 0 ? fleet.lab.hostAddress : '127.0.0.1';
+// The node API serves HTTPS, as the chart's does, except to lab VMs: the discovery image's only
+// TLS client is busybox's, which validates no certificate and shares no cipher with OpenSSL 3 at
+// its default security level (a handshake failure), so VMs register over plain HTTP until the
+// image carries a verifying client (issue 14).
+const apiTls = VMS === 0;
+const apiScheme = apiTls ? 'https' : 'http';
 // The node API serves HTTPS only, as the chart's does: a certificate from the lab's own CA.
 const apiPki = join(LAB_DIR, 'api-pki');
 rmSync(apiPki, { recursive: true, force: true });
@@ -159,8 +166,7 @@ const op = startProcess(
     '--identity=lab-operator',
     `--ssh-key-file=${key.path}`,
     `--api-addr=${apiHost}:${apiPort}`,
-    `--api-tls-cert=${apiLeaf.crt}`,
-    `--api-tls-key=${apiLeaf.key}`,
+    ...(apiTls ? [`--api-tls-cert=${apiLeaf.crt}`, `--api-tls-key=${apiLeaf.key}`] : []),
     '--alive-interval-ms=5000',
     ...(VMS > 0 ? [`--domain=${LAB_DOMAIN}`] : []),
   ],
@@ -175,14 +181,17 @@ await waitFor('the operator to be ready (see .lab/operator.log)', ready, 60_000)
 say(
   `operator ready (health and metrics on http://127.0.0.1:${healthPort}); log: .lab/operator.log`,
 );
-// The node API answers over TLS with the lab CA's certificate (401: no node token here).
+// The node API answers with the lab CA's certificate (401: no node token here).
 await waitFor(
-  'the node API over HTTPS (see .lab/operator.log)',
-  async () => (await nodeApiStatus(apiHost, apiPort, readFileSync(apiCa.crt))) === 401,
+  `the node API over ${apiScheme.toUpperCase()} (see .lab/operator.log)`,
+  async () =>
+    (await nodeApiStatus(apiHost, apiPort, apiTls ? readFileSync(apiCa.crt) : undefined)) === 401,
   30_000,
 );
 say(
-  `node API on https://${apiHost}:${apiPort} (CA .lab/api-pki/ca.crt; curl --cacert .lab/api-pki/ca.crt -X POST https://${apiHost}:${apiPort}/api/v1/nodes/<fqdn>/alive -H "Authorization: Bearer <token>")`,
+  apiTls
+    ? `node API on https://${apiHost}:${apiPort} (CA .lab/api-pki/ca.crt; curl --cacert .lab/api-pki/ca.crt -X POST https://${apiHost}:${apiPort}/api/v1/nodes/<fqdn>/alive -H "Authorization: Bearer <token>")`
+    : `node API on http://${apiHost}:${apiPort}: plain HTTP with VMs, the discovery image has no TLS client that works with it yet`,
 );
 
 // The DNS sidecar serves the lab's zones (A/AAAA/PTR for every allocated address) on the lab
@@ -291,7 +300,7 @@ if (VMS > 0) {
       client,
       hubNs: fleet.lab.hubNs,
       fileRoot: dhcp?.fileRoot ?? '',
-      apiUrl: `https://${fleet.lab.hostAddress}:${String(apiPort)}`,
+      apiUrl: `${apiScheme}://${fleet.lab.hostAddress}:${String(apiPort)}`,
       domain: LAB_DOMAIN,
       dir: LAB_DIR,
       pidFile: PIDS,
@@ -553,16 +562,19 @@ if (!(await awaitConvergence())) {
   if (late) say(`converged in ${sinceStart()}: ${convergedSummary(late)}`);
 }
 
-/** The status of an unauthenticated POST to the node API over HTTPS, verified with `ca`; 0 on failure. */
-function nodeApiStatus(host: string, port: number, ca: Buffer): Promise<number> {
+/**
+ * The status of an unauthenticated POST to the node API: over HTTPS verified with `ca`, or plain
+ * HTTP without one; 0 on failure.
+ */
+function nodeApiStatus(host: string, port: number, ca: Buffer | undefined): Promise<number> {
   return new Promise((resolve) => {
-    const req = request(
+    const req = (ca ? request : httpRequest)(
       {
         host,
         port,
         method: 'POST',
         path: '/api/v1/nodes/lab-check.lab.crowbar.dev/alive',
-        ca,
+        ...(ca ? { ca } : {}),
         timeout: 5000,
       },
       (res) => {
