@@ -142,12 +142,20 @@ export function* hostilePackets(seed: number, count: number): Generator<Buffer> 
   }
 }
 
-/** Sends hostile packets to HOST:PORT from the namespace it runs in (test helper entry point). */
-export async function sendHostile(host: string, port: number, count: number, seed: number) {
+/**
+ * Sends packets to HOST:PORT over UDP of the given family from the namespace it runs in (the fuzz
+ * tests' entry points), skipping what no datagram can carry.
+ */
+export async function sendPackets(
+  packets: Iterable<Buffer>,
+  family: 'udp4' | 'udp6',
+  host: string,
+  port: number,
+) {
   const dgram = await import('node:dgram');
-  const s = dgram.createSocket('udp4');
+  const s = dgram.createSocket(family);
   let sent = 0;
-  for (const p of hostilePackets(seed, count)) {
+  for (const p of packets) {
     if (p.length === 0 || p.length > 65_000) continue;
     await new Promise<void>((resolve) => {
       s.send(p, port, host, () => {
@@ -164,7 +172,7 @@ export async function sendHostile(host: string, port: number, count: number, see
 
 if (process.argv[1]?.endsWith('fuzz.ts') && process.argv.length >= 5) {
   const [host = '', port = '67', count = '1000', seed = '1'] = process.argv.slice(2);
-  sendHostile(host, Number(port), Number(count), Number(seed))
+  sendPackets(hostilePackets(Number(seed), Number(count)), 'udp4', host, Number(port))
     .then((n) => {
       console.log(JSON.stringify({ sent: n }));
     })

@@ -6,7 +6,7 @@
  * without or with two option 9s, interface-ids, client link-layer options of right and wrong
  * lengths, link-addresses on the served network, a relayed one and one nobody serves).
  */
-import { prng } from './fuzz.ts';
+import { prng, sendPackets } from './fuzz.ts';
 import {
   Msg6,
   Opt6,
@@ -197,28 +197,9 @@ export function* hostilePackets6(seed: number, count: number): Generator<Buffer>
   }
 }
 
-/** Sends hostile packets to [HOST]:PORT from the namespace it runs in (test helper entry point). */
-export async function sendHostile6(host: string, port: number, count: number, seed: number) {
-  const dgram = await import('node:dgram');
-  const s = dgram.createSocket('udp6');
-  let sent = 0;
-  for (const p of hostilePackets6(seed, count)) {
-    if (p.length === 0 || p.length > 65_000) continue;
-    await new Promise<void>((resolve) => {
-      s.send(p, port, host, () => {
-        resolve();
-      });
-    });
-    sent++;
-    if (sent % 200 === 0) await new Promise((r) => setImmediate(r));
-  }
-  s.close();
-  return sent;
-}
-
 if (process.argv[1]?.endsWith('fuzz6.ts') && process.argv.length >= 5) {
   const [host = '', port = '547', count = '1000', seed = '1'] = process.argv.slice(2);
-  sendHostile6(host, Number(port), Number(count), Number(seed))
+  sendPackets(hostilePackets6(Number(seed), Number(count)), 'udp6', host, Number(port))
     .then((n) => {
       console.log(JSON.stringify({ sent: n }));
     })

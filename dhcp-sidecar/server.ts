@@ -9,6 +9,7 @@
  */
 import dgram from 'node:dgram';
 import type { Backend, NetworkConfig } from './backend.ts';
+import { literalLookup } from './literal-lookup.ts';
 import { decode, encode, getIp, messageTypeName, Opt, getU8 } from './codec.ts';
 import { handle, type Result, type ServerConfig } from './handler.ts';
 import type { Logger, Metrics } from './metrics.ts';
@@ -50,10 +51,22 @@ interface TypeMetrics {
 export class DhcpServer {
   private readonly o: DhcpServerOptions;
   private readonly byType = new Map<string, TypeMetrics>();
-  private readonly any = dgram.createSocket({ type: 'udp4', reuseAddr: true });
-  private readonly own = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+  private readonly any = dgram.createSocket({
+    type: 'udp4',
+    reuseAddr: true,
+    lookup: literalLookup(4),
+  });
+  private readonly own = dgram.createSocket({
+    type: 'udp4',
+    reuseAddr: true,
+    lookup: literalLookup(4),
+  });
   /** PXE boot-server port 4011 (proxyDHCP REQUESTs from iPXE); replies leave from it too. */
-  private readonly pxe = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+  private readonly pxe = dgram.createSocket({
+    type: 'udp4',
+    reuseAddr: true,
+    lookup: literalLookup(4),
+  });
 
   constructor(o: DhcpServerOptions) {
     this.o = o;

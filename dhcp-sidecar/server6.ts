@@ -7,6 +7,7 @@
 import dgram from 'node:dgram';
 import type { Backend } from './backend.ts';
 import { decode6, encode6, isRelay, msg6Name, type Packet6 } from './codec6.ts';
+import { literalLookup } from './literal-lookup.ts';
 import { SERVER_PORT, handle6, type Result6, type Server6Config } from './handler6.ts';
 import type { Logger, Metrics } from './metrics.ts';
 
@@ -35,7 +36,12 @@ function innermost(p: Packet6): number {
 
 export class Dhcp6Server {
   private readonly o: Dhcp6ServerOptions;
-  private readonly sock = dgram.createSocket({ type: 'udp6', reuseAddr: true, ipv6Only: true });
+  private readonly sock = dgram.createSocket({
+    type: 'udp6',
+    reuseAddr: true,
+    ipv6Only: true,
+    lookup: literalLookup(6),
+  });
   private readonly counters = new Map<string, { inc(): void }>();
 
   constructor(o: Dhcp6ServerOptions) {
