@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import type { StaticData } from '../dhcp-sidecar/backend.ts';
 import { deleteNamespace, nsExec, run } from '../test/harness/netns.ts';
 import { startProcess, waitFor, type Started } from '../test/harness/process.ts';
-import { rssMb } from './util.ts';
+import { cpuMs, rssMb } from './util.ts';
 
 const CLIENTS = Number(process.env['BENCH_DHCP_CLIENTS'] ?? 10_000);
 const RATE = Number(process.env['BENCH_DHCP_RATE'] ?? 2000);
@@ -112,6 +112,8 @@ interface Run {
   sent: number;
   completed: number;
   rssMb: number;
+  /** The server's CPU time per completed exchange, in microseconds. */
+  cpuUsPerLease: number;
 }
 
 function quantile(sorted: number[], q: number): number {
@@ -147,6 +149,8 @@ async function perfdhcp(
     // DHCPv6: to All_DHCP_Relay_Agents_and_Servers (ff02::1:2) on eth0, as a client does.
     family === 4 ? SERVER_IP : 'all',
   ];
+  const pid = server.proc.pid;
+  const cpu0 = pid === undefined ? 0 : cpuMs(pid);
   const out = await new Promise<string>((resolve, reject) => {
     const p = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const chunks: Buffer[] = [];
@@ -161,7 +165,8 @@ async function perfdhcp(
       else reject(new Error(`perfdhcp exited ${code}: ${text.slice(-2000)}`));
     });
   });
-  const rss = server.proc.pid === undefined ? 0 : rssMb(server.proc.pid);
+  const rss = pid === undefined ? 0 : rssMb(pid);
+  const cpu = pid === undefined ? 0 : cpuMs(pid) - cpu0;
   // The second "received packets" is the REQUEST/ACK exchange; every ACK is a lease.
   const received = [...out.matchAll(/received packets: (\d+)/g)].map((m) => Number(m[1]));
   const sent = [...out.matchAll(/sent packets: (\d+)/g)].map((m) => Number(m[1]));
@@ -179,6 +184,7 @@ async function perfdhcp(
     sent: sent[0] ?? 0,
     completed,
     rssMb: rss,
+    cpuUsPerLease: completed > 0 ? (cpu * 1000) / completed : NaN,
   };
 }
 
@@ -195,6 +201,7 @@ function median(runs: Run[]): Run {
     sent: mid(runs, (r) => r.sent),
     completed: mid(runs, (r) => r.completed),
     rssMb: mid(runs, (r) => r.rssMb),
+    cpuUsPerLease: mid(runs, (r) => r.cpuUsPerLease),
   };
 }
 
@@ -414,10 +421,10 @@ async function main(): Promise<void> {
       JSON.stringify(result, null, 2),
     );
     console.log(
-      `RESULT dhcp ours_lps=${o.lps.toFixed(0)} kea_lps=${k.lps.toFixed(0)} ratio=${result.ratio.toFixed(2)} ours_p99_ms=${ol.p99Ms.toFixed(2)} kea_p99_ms=${kl.p99Ms.toFixed(2)} at_rate=${String(rate4)} saturated_p99_ms=${o.p99Ms.toFixed(2)}/${k.p99Ms.toFixed(2)}`,
+      `RESULT dhcp ours_lps=${o.lps.toFixed(0)} kea_lps=${k.lps.toFixed(0)} ratio=${result.ratio.toFixed(2)} ours_p99_ms=${ol.p99Ms.toFixed(2)} kea_p99_ms=${kl.p99Ms.toFixed(2)} at_rate=${String(rate4)} saturated_p99_ms=${o.p99Ms.toFixed(2)}/${k.p99Ms.toFixed(2)} cpu_us_per_lease=${o.cpuUsPerLease.toFixed(0)}/${k.cpuUsPerLease.toFixed(0)}`,
     );
     console.log(
-      `RESULT dhcp6 ours_lps=${o6.lps.toFixed(0)} kea_lps=${k6.lps.toFixed(0)} ratio=${result.dhcp6.ratio.toFixed(2)} ours_p99_ms=${ol6.p99Ms.toFixed(2)} kea_p99_ms=${kl6.p99Ms.toFixed(2)} at_rate=${String(rate6)} saturated_p99_ms=${o6.p99Ms.toFixed(2)}/${k6.p99Ms.toFixed(2)}`,
+      `RESULT dhcp6 ours_lps=${o6.lps.toFixed(0)} kea_lps=${k6.lps.toFixed(0)} ratio=${result.dhcp6.ratio.toFixed(2)} ours_p99_ms=${ol6.p99Ms.toFixed(2)} kea_p99_ms=${kl6.p99Ms.toFixed(2)} at_rate=${String(rate6)} saturated_p99_ms=${o6.p99Ms.toFixed(2)}/${k6.p99Ms.toFixed(2)} cpu_us_per_lease=${o6.cpuUsPerLease.toFixed(0)}/${k6.cpuUsPerLease.toFixed(0)}`,
     );
   } finally {
     for (const p of procs) await p.stop(5000);

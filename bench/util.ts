@@ -24,6 +24,19 @@ export function rssMb(pid: number): number {
   return m?.[1] ? Number(m[1]) / 1024 : 0;
 }
 
+/**
+ * CPU time (user + system) a process has used, in ms, from /proc/<pid>/stat (clock ticks of 10 ms).
+ * CPU per unit of work is the measure a shared machine's load disturbs least: waiting for a core
+ * stretches wall time, not the CPU a request costs.
+ */
+export function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces) in parentheses; utime and stime are the
+  // 14th and 15th fields, the 12th and 13th after it.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(rest[11]) + Number(rest[12])) * 1000) / 100;
+}
+
 /** Cumulative bucket counts of a Prometheus histogram without labels, by upper bound (seconds). */
 function buckets(metrics: string, name: string): Map<number, number> {
   const out = new Map<number, number>();
