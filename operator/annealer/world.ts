@@ -67,6 +67,12 @@ export interface NodeRoleView {
    * the allocator has not recorded); the operator derives it, nothing stores it.
    */
   readonly hold?: string;
+  /**
+   * The hold needs a person (an address that cannot be allocated), so a proposed noderole's
+   * message names it too; a passing wait (the allocator not done yet) is not worth a status write
+   * on every proposed noderole, and is said only once the noderole could otherwise run.
+   */
+  readonly holdNeedsAction?: boolean;
 }
 
 /** Everything the pure annealer functions read. Maps are keyed by object name. */
@@ -305,7 +311,9 @@ export function deploymentChain(
 export function proposedBecause(world: World, nr: NodeRoleView): string | undefined {
   const why = proposedReason(world, nr);
   // What would hold it once committed is worth knowing now (e.g. an address it cannot get).
-  return why === undefined || nr.hold === undefined ? why : `${why}; meanwhile ${nr.hold}`;
+  return why === undefined || nr.hold === undefined || nr.holdNeedsAction !== true
+    ? why
+    : `${why}; meanwhile ${nr.hold}`;
 }
 
 function proposedReason(world: World, nr: NodeRoleView): string | undefined {

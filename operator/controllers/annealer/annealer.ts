@@ -316,12 +316,12 @@ export class Annealer {
           addressed?.status === 'False'
             ? `its addresses on network ${network} could not be allocated: ${addressed.message}`
             : `the allocator has not recorded its addresses on network ${network} yet`;
-        gated.push([name, { ...nr, hold }]);
+        gated.push([name, { ...nr, hold, holdNeedsAction: addressed?.status === 'False' }]);
       }
     }
     for (const name of this.deleting) {
       const nr = w.noderoles.get(name);
-      if (nr) gated.push([name, { ...nr, hold: 'it is being deleted' }]);
+      if (nr) gated.push([name, { ...nr, hold: 'it is being deleted', holdNeedsAction: true }]);
     }
     const g: World =
       gated.length === 0 ? w : { ...w, noderoles: new LayeredMap(w.noderoles, gated) };
