@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { issueLeaf, makeCa } from '../test/harness/pki.ts';
 import { caInitrd, checkCaPem, newcArchive } from './ca-initrd.ts';
@@ -15,19 +16,21 @@ const ca = makeCa(join(dir, 'pki'), '/CN=ca-initrd-test-ca');
 const leaf = issueLeaf(join(dir, 'pki'), 'leaf', '/CN=localhost', true);
 
 describe('the CA initrd', () => {
-  it('is a newc archive GNU cpio unpacks to etc/crowbar/ca.pem, mode 0644', () => {
+  it('is a gzipped newc archive GNU cpio unpacks to etc/crowbar/ca.pem, mode 0644', () => {
     const pem = readFileSync(ca.crt, 'utf8');
     const out = join(dir, 'root');
     execFileSync('mkdir', ['-p', out]);
     execFileSync('cpio', ['-i', '-d', '--quiet', '--no-absolute-filenames'], {
       cwd: out,
-      input: caInitrd(pem),
+      input: gunzipSync(caInitrd(pem)),
     });
     const f = join(out, 'etc', 'crowbar', 'ca.pem');
     expect(readFileSync(f, 'utf8').trim()).toBe(pem.trim());
     expect(statSync(f).mode & 0o777).toBe(0o644);
     // The kernel checks the same framing: every header and payload on a 4-byte boundary.
-    const listing = execFileSync('cpio', ['-t', '-v', '--quiet'], { input: caInitrd(pem) });
+    const listing = execFileSync('cpio', ['-t', '-v', '--quiet'], {
+      input: gunzipSync(caInitrd(pem)),
+    });
     expect(listing.toString()).toMatch(/etc\/crowbar\/ca\.pem/);
   });
   it('pads names and data of any length to 4 bytes, and ends with the trailer', () => {

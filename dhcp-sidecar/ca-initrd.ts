@@ -1,17 +1,18 @@
 /**
- * The node API's CA as an initrd (pure): a newc cpio archive holding /etc/crowbar/ca.pem, which
- * the boot sidecar serves next to every netbooted kernel so the discovery image, installers and
- * the installed system verify the node API (ADR 0019). The kernel unpacks every initrd it is
+ * The node API's CA as an initrd (pure): a gzipped newc cpio archive holding /etc/crowbar/ca.pem,
+ * which the boot sidecar serves next to every netbooted kernel so the discovery image, installers
+ * and the installed system verify the node API (ADR 0019). The kernel unpacks every initrd it is
  * given over the same root in order (Documentation/driver-api/early-userspace/buffer-format.rst),
  * so this one adds the file to whatever image comes before it.
  */
 import { X509Certificate } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 
 /** Where the CA lands in the booted system. */
 export const CA_PATH = 'etc/crowbar/ca.pem';
 /** Its path on the boot HTTP server; iPXE names the image by the last segment. */
-export const CA_INITRD_PATH = '/ca/crowbar-ca.cpio';
-export const CA_INITRD_NAME = 'crowbar-ca.cpio';
+export const CA_INITRD_PATH = '/ca/crowbar-ca.cpio.gz';
+export const CA_INITRD_NAME = 'crowbar-ca.cpio.gz';
 
 export interface CpioEntry {
   name: string;
@@ -78,11 +79,18 @@ export function checkCaPem(pem: string): string {
   return `${out.join('\n')}\n`;
 }
 
-/** The CA initrd for `pem` (checked with checkCaPem). */
+/**
+ * The CA initrd for `pem` (checked with checkCaPem), gzipped: the kernel takes an uncompressed
+ * cpio only at a 4-byte offset (init/initramfs.c, unpack_to_rootfs), and a kernel's EFI stub or
+ * qemu's -initrd put initrds end to end, after an image of any length; a compressed member may
+ * start anywhere.
+ */
 export function caInitrd(pem: string): Buffer {
-  return newcArchive([
-    { name: 'etc', mode: 0o040755 },
-    { name: 'etc/crowbar', mode: 0o040755 },
-    { name: CA_PATH, mode: 0o100644, data: Buffer.from(checkCaPem(pem)) },
-  ]);
+  return gzipSync(
+    newcArchive([
+      { name: 'etc', mode: 0o040755 },
+      { name: 'etc/crowbar', mode: 0o040755 },
+      { name: CA_PATH, mode: 0o100644, data: Buffer.from(checkCaPem(pem)) },
+    ]),
+  );
 }

@@ -39,10 +39,10 @@ describe('templates and scripts', () => {
 });
 
 describe('the CA initrd in scripts', () => {
-  const extra = { url: 'http://10.0.0.1:8080/ca/crowbar-ca.cpio', name: 'crowbar-ca.cpio' };
+  const extra = { url: 'http://10.0.0.1:8080/ca/crowbar-ca.cpio.gz', name: 'crowbar-ca.cpio.gz' };
   it('comes after the BootEnv’s initrds and is named next to its initrd= argument', () => {
     const lines = ipxeScript(DEFAULT_BOOTENVS['sledgehammer'], v, extra).split('\n');
-    expect(lines[2]).toMatch(/ initrd=initrd\.gz initrd=crowbar-ca\.cpio console=/);
+    expect(lines[2]).toMatch(/ initrd=initrd\.gz initrd=crowbar-ca\.cpio\.gz console=/);
     expect(lines.slice(3, 6)).toEqual([
       'initrd http://10.0.0.1:8080/files/sledgehammer/initrd.gz',
       `initrd ${extra.url}`,
