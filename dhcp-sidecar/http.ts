@@ -3,14 +3,21 @@
  * binaries (/boot/), kernels and initrds (/files/) with Range requests, plus /healthz, /readyz
  * and /metrics. Read-only; no path leaves its root.
  */
-import { createReadStream, realpathSync, statSync } from 'node:fs';
+import { createReadStream, readFileSync, realpathSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isAbsolute, join, relative } from 'node:path';
 import type { Backend } from './backend.ts';
+import { caInitrd, CA_INITRD_NAME, CA_INITRD_PATH } from './ca-initrd.ts';
 import type { Logger, Metrics } from './metrics.ts';
 import type { Pool } from './pool.ts';
-import { discoveryName, ipxeScript, nodeFile, type RenderVars } from './render.ts';
+import {
+  discoveryName,
+  ipxeScript,
+  nodeFile,
+  type ExtraInitrd,
+  type RenderVars,
+} from './render.ts';
 
 export interface HttpOptions {
   host: string;
@@ -29,6 +36,12 @@ export interface HttpOptions {
   serverIp6?: string;
   httpBase6?: string;
   discoveryBootEnv: string;
+  /**
+   * The node API's CA (PEM). Set: served as an initrd holding /etc/crowbar/ca.pem at
+   * CA_INITRD_PATH and added to every netbooted kernel (ADR 0019). Read per request, so a
+   * rotated CA (a remounted Secret) is served without a restart.
+   */
+  caFile?: string;
   backend: Backend;
   pool: () => Pool | undefined;
   metrics: Metrics;
@@ -192,7 +205,15 @@ export class BootHttpServer {
       const v = this.vars(mac, req);
       this.o.onScript?.(mac, v.bootEnv);
       this.o.log.info({ mac, bootEnv: v.bootEnv, node: v.name }, 'ipxe script served');
-      this.done(res, 'ipxe', 200, ipxeScript(this.o.backend.bootEnv(v.bootEnv), v));
+      const extra: ExtraInitrd | undefined =
+        this.o.caFile === undefined
+          ? undefined
+          : { url: `${v.http}${CA_INITRD_PATH}`, name: CA_INITRD_NAME };
+      this.done(res, 'ipxe', 200, ipxeScript(this.o.backend.bootEnv(v.bootEnv), v, extra));
+      return;
+    }
+    if (path === CA_INITRD_PATH) {
+      this.caInitrd(req, res);
       return;
     }
     const nf = /^\/nodes\/([^/]+)\/([^/]+)$/.exec(path);
@@ -218,6 +239,26 @@ export class BootHttpServer {
       return;
     }
     this.done(res, 'other', 404, 'not found\n');
+  }
+
+  private caInitrd(req: IncomingMessage, res: ServerResponse): void {
+    if (this.o.caFile === undefined) {
+      this.done(res, 'ca', 404, 'no CA configured (--api-ca-file)\n');
+      return;
+    }
+    let body: Buffer;
+    try {
+      body = caInitrd(readFileSync(this.o.caFile, 'utf8'));
+    } catch (err) {
+      this.o.log.error({ err, file: this.o.caFile }, 'ca initrd failed');
+      this.done(res, 'ca', 500, 'the CA file is unreadable or holds no CA certificate\n');
+      return;
+    }
+    this.o.metrics.httpRequests.inc({ route: 'ca', code: '200' });
+    res.statusCode = 200;
+    res.setHeader('Content-Type', 'application/octet-stream');
+    res.setHeader('Content-Length', body.length);
+    res.end(req.method === 'HEAD' ? undefined : body);
   }
 
   private file(

@@ -31,6 +31,8 @@ export interface LabSidecarOptions {
   httpPort?: number;
   dns?: string;
   domain?: string;
+  /** The node API's CA (PEM file), served to netbooted machines as an initrd (--api-ca-file). */
+  apiCaFile?: string;
   logLevel?: string;
 }
 
@@ -87,6 +89,7 @@ export async function startLabDhcpSidecar(o: LabSidecarOptions): Promise<LabSide
     fileRoot,
     ...(o.dns ? ['--dns', o.dns] : []),
     ...(o.domain ? ['--domain', o.domain] : []),
+    ...(o.apiCaFile ? ['--api-ca-file', o.apiCaFile] : []),
   ];
   const proc = spawn('ip', args, {
     stdio: ['ignore', fd, fd],

@@ -22,6 +22,7 @@ import { Radvd } from './radvd.ts';
 import { duidUuid, normalizeIp6 } from './codec6.ts';
 import { createHash } from 'node:crypto';
 import { TftpServer } from './tftp.ts';
+import { checkCaPem } from './ca-initrd.ts';
 
 const env = process.env;
 const list = (s: string | undefined): string[] =>
@@ -58,6 +59,9 @@ const { values: f } = parseArgs({
       default: env['CROWBAR_DHCP_RECV_BUFFER_BYTES'] ?? String(256 * 1024),
     },
     'discovery-bootenv': { type: 'string', default: 'sledgehammer' },
+    // The node API's CA certificate (PEM): served as an initrd with every netbooted kernel so
+    // machines verify the node API (ADR 0019). Empty: none (the discovery image then refuses).
+    'api-ca-file': { type: 'string', default: env['CROWBAR_API_CA_FILE'] ?? '' },
     // DHCPv6 (on when --server-ip6 is given): the sidecar's IPv6 address on the provisioning link,
     // the interfaces to join ff02::1:2 on, option 23 servers, the port (0: off).
     'server-ip6': { type: 'string', default: env['CROWBAR_DHCP_SERVER_IP6'] ?? '' },
@@ -93,6 +97,18 @@ async function main(): Promise<void> {
       '--server-ip (CROWBAR_DHCP_SERVER_IP) must be this sidecar’s IPv4 address on the provisioning interface',
     );
   const httpPort = num('http-port', f['http-port']);
+  if (f['api-ca-file'] !== '') {
+    try {
+      checkCaPem(readFileSync(f['api-ca-file'], 'utf8'));
+    } catch (e) {
+      throw new Error(`--api-ca-file ${f['api-ca-file']}: ${(e as Error).message}`, { cause: e });
+    }
+  } else {
+    log.warn(
+      {},
+      'no --api-ca-file: machines get no CA for the node API, and the discovery image will not register',
+    );
+  }
   const httpBase = `http://${serverIp}:${httpPort}`;
   const serverIp6 = f['server-ip6'] === '' ? undefined : normalizeIp6(f['server-ip6']);
   if (f['server-ip6'] !== '' && serverIp6 === undefined)
@@ -194,6 +210,7 @@ async function main(): Promise<void> {
       ? { serverIp6, httpBase6: `http://[${serverIp6}]:${String(httpPort)}` }
       : {}),
     discoveryBootEnv: config.discoveryBootEnv,
+    ...(f['api-ca-file'] !== '' ? { caFile: f['api-ca-file'] } : {}),
     backend,
     pool: getPool,
     metrics,

@@ -38,6 +38,26 @@ describe('templates and scripts', () => {
   });
 });
 
+describe('the CA initrd in scripts', () => {
+  const extra = { url: 'http://10.0.0.1:8080/ca/crowbar-ca.cpio.gz', name: 'crowbar-ca.cpio.gz' };
+  it('comes after the BootEnv’s initrds and is named next to its initrd= argument', () => {
+    const lines = ipxeScript(DEFAULT_BOOTENVS['sledgehammer'], v, extra).split('\n');
+    expect(lines[2]).toMatch(/ initrd=initrd\.gz initrd=crowbar-ca\.cpio\.gz console=/);
+    expect(lines.slice(3, 6)).toEqual([
+      'initrd http://10.0.0.1:8080/files/sledgehammer/initrd.gz',
+      `initrd ${extra.url}`,
+      'boot',
+    ]);
+  });
+  it('is offered as {{caInitrd}} to a BootEnv’s own script, which is not changed', () => {
+    const env = { kernel: 'k', ipxeScript: '#!ipxe\ninitrd {{caInitrd}}\n' };
+    expect(ipxeScript(env, v, extra)).toBe(`#!ipxe\ninitrd ${extra.url}\n`);
+  });
+  it('is not added to local boots', () => {
+    expect(ipxeScript(DEFAULT_BOOTENVS['local'], v, extra)).not.toMatch(/crowbar-ca/);
+  });
+});
+
 describe('HTTP Range (RFC 9110 §14)', () => {
   it.each([
     [undefined, undefined],

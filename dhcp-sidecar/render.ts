@@ -36,15 +36,48 @@ function allVars(env: BootEnvSpec, v: RenderVars): Record<string, string> {
   return base;
 }
 
-/** The iPXE script a node gets: its boot environment's kernel, initrds and arguments. */
-export function ipxeScript(env: BootEnvSpec | undefined, v: RenderVars): string {
+/**
+ * Names `extra` next to the first `initrd=<name>` argument: a kernel booted through its EFI stub
+ * (iPXE on UEFI) loads only the initrds its command line names, while a BIOS bzImage boot loads
+ * every one iPXE holds and ignores the argument. The first one, not the last: arguments after
+ * d-i's `---` are copied to the installed system's kernel command line.
+ */
+export function withInitrdArg(kernelArgs: string, extra: string): string {
+  const m = /(^|\s)initrd=\S*/.exec(kernelArgs);
+  if (!m) return kernelArgs;
+  const end = m.index + m[0].length;
+  return `${kernelArgs.slice(0, end)} initrd=${extra}${kernelArgs.slice(end)}`;
+}
+
+/** Extra initrds the sidecar adds to every kernel it boots (the node API's CA, ADR 0019). */
+export interface ExtraInitrd {
+  url: string;
+  /** Its name in iPXE (the URL's last segment). */
+  name: string;
+}
+
+/**
+ * The iPXE script a node gets: its boot environment's kernel, initrds and arguments, then
+ * `extra` (the CA initrd) after the boot environment's own initrds. A BootEnv's own `ipxeScript`
+ * is its author's: it gets the CA initrd's URL as {{caInitrd}} and nothing is added to it.
+ */
+export function ipxeScript(
+  env: BootEnvSpec | undefined,
+  v: RenderVars,
+  extra?: ExtraInitrd,
+): string {
   if (!env || env.local === true || !env.kernel)
     return '#!ipxe\necho Crowbar: boot from local disk\nexit\n';
   const vars = allVars(env, v);
-  if (env.ipxeScript) return renderTemplate(env.ipxeScript, vars);
+  if (env.ipxeScript)
+    return renderTemplate(env.ipxeScript, { ...vars, caInitrd: extra?.url ?? '' });
   const lines = ['#!ipxe', `echo Crowbar: ${v.name} boots ${v.bootEnv}`];
-  lines.push(`kernel ${vars['kernel'] ?? ''} ${vars['kernelArgs'] ?? ''}`.trimEnd());
+  const args = vars['kernelArgs'] ?? '';
+  lines.push(
+    `kernel ${vars['kernel'] ?? ''} ${extra ? withInitrdArg(args, extra.name) : args}`.trimEnd(),
+  );
   for (const i of env.initrds ?? []) lines.push(`initrd ${fileUrl(i, v.http)}`);
+  if (extra) lines.push(`initrd ${extra.url}`);
   lines.push('boot', '');
   return lines.join('\n');
 }

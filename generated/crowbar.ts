@@ -500,6 +500,25 @@ export interface NodeStatus {
    */
   aliveChecked?: string;
   /**
+   * Flap damping of the alive flag (RFC 2439), kept here so that every operator replica and a new leader hold a flapping node as the last one did.
+   */
+  aliveDamping?: {
+    penalty: number;
+    /**
+     * When the penalty had that value.
+     */
+    at: string;
+    flaps: number;
+    /**
+     * Held dead until the penalty decays.
+     */
+    suppressed: boolean;
+    /**
+     * What was last observed (a held node is seen alive, recorded dead).
+     */
+    observed?: boolean;
+  };
+  /**
    * Summary of the node's noderoles (error or transition or proposed wins, then todo).
    */
   state?: 'proposed' | 'todo' | 'transition' | 'active' | 'error';

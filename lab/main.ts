@@ -146,13 +146,8 @@ const VMS = Number(process.env['CROWBAR_LAB_VMS'] ?? '0');
 const LAB_DOMAIN = 'lab.crowbar.dev';
 // With VMs the node API listens on the lab bridge, where the discovery image calls.
 const apiHost = VMS > 0 ? fleet.lab.hostAddress : '127.0.0.1';
-// The node API serves HTTPS, as the chart's does, except to lab VMs: the discovery image's only
-// TLS client is busybox's, which validates no certificate and shares no cipher with OpenSSL 3 at
-// its default security level (a handshake failure), so VMs register over plain HTTP until the
-// image carries a verifying client (issue 14).
-const apiTls = VMS === 0;
-const apiScheme = apiTls ? 'https' : 'http';
-// The node API serves HTTPS only, as the chart's does: a certificate from the lab's own CA.
+// The node API serves HTTPS only, as the chart's does: a certificate from the lab's own CA, which
+// the DHCP sidecar hands every netbooted machine as an initrd (ADR 0019), so lab VMs verify it.
 const apiPki = join(LAB_DIR, 'api-pki');
 rmSync(apiPki, { recursive: true, force: true });
 const apiCa = makeCa(apiPki, '/CN=crowbar-lab-node-api-ca');
@@ -166,7 +161,8 @@ const op = startProcess(
     '--identity=lab-operator',
     `--ssh-key-file=${key.path}`,
     `--api-addr=${apiHost}:${apiPort}`,
-    ...(apiTls ? [`--api-tls-cert=${apiLeaf.crt}`, `--api-tls-key=${apiLeaf.key}`] : []),
+    `--api-tls-cert=${apiLeaf.crt}`,
+    `--api-tls-key=${apiLeaf.key}`,
     '--alive-interval-ms=5000',
     ...(VMS > 0 ? [`--domain=${LAB_DOMAIN}`] : []),
   ],
@@ -183,15 +179,12 @@ say(
 );
 // The node API answers with the lab CA's certificate (401: no node token here).
 await waitFor(
-  `the node API over ${apiScheme.toUpperCase()} (see .lab/operator.log)`,
-  async () =>
-    (await nodeApiStatus(apiHost, apiPort, apiTls ? readFileSync(apiCa.crt) : undefined)) === 401,
+  'the node API over HTTPS (see .lab/operator.log)',
+  async () => (await nodeApiStatus(apiHost, apiPort, readFileSync(apiCa.crt))) === 401,
   30_000,
 );
 say(
-  apiTls
-    ? `node API on https://${apiHost}:${apiPort} (CA .lab/api-pki/ca.crt; curl --cacert .lab/api-pki/ca.crt -X POST https://${apiHost}:${apiPort}/api/v1/nodes/<fqdn>/alive -H "Authorization: Bearer <token>")`
-    : `node API on http://${apiHost}:${apiPort}: plain HTTP with VMs, the discovery image has no TLS client that works with it yet`,
+  `node API on https://${apiHost}:${apiPort} (CA .lab/api-pki/ca.crt; curl --cacert .lab/api-pki/ca.crt -X POST https://${apiHost}:${apiPort}/api/v1/nodes/<fqdn>/alive -H "Authorization: Bearer <token>")`,
 );
 
 // The DNS sidecar serves the lab's zones (A/AAAA/PTR for every allocated address) on the lab
@@ -248,13 +241,14 @@ try {
     dir: LAB_DIR,
     dns: fleet.lab.hostAddress,
     domain: 'lab.crowbar.dev',
+    apiCaFile: apiCa.crt,
   });
 } catch (e) {
   console.error(`lab: ${(e as Error).message}`);
   await teardown(1);
 }
 say(
-  `DHCP sidecar ready at ${dhcp?.serverIp ?? ''} on the lab bridge (DHCP, TFTP, HTTP ${dhcp?.httpBase ?? ''}); log: .lab/dhcp-sidecar.log`,
+  `DHCP sidecar ready at ${dhcp?.serverIp ?? ''} on the lab bridge (DHCP, TFTP, HTTP ${dhcp?.httpBase ?? ''}; the node API's CA as an initrd at ${dhcp?.httpBase ?? ''}/ca/crowbar-ca.cpio.gz); log: .lab/dhcp-sidecar.log`,
 );
 try {
   await bootFleet(fleet, key, join(LAB_DIR, 'fleet'), PIDS);
@@ -300,7 +294,7 @@ if (VMS > 0) {
       client,
       hubNs: fleet.lab.hubNs,
       fileRoot: dhcp?.fileRoot ?? '',
-      apiUrl: `${apiScheme}://${fleet.lab.hostAddress}:${String(apiPort)}`,
+      apiUrl: `https://${fleet.lab.hostAddress}:${String(apiPort)}`,
       domain: LAB_DOMAIN,
       dir: LAB_DIR,
       pidFile: PIDS,

@@ -37,7 +37,7 @@ export interface LabVmsOptions {
   hubNs: string;
   /** The sidecar's file root (served over TFTP and HTTP). */
   fileRoot: string;
-  /** The operator's provisioner API as the machines reach it (http://<bridge host>:<port>). */
+  /** The operator's provisioner API as the machines reach it (https://<bridge host>:<port>). */
   apiUrl: string;
   domain: string;
   dir: string;

@@ -186,8 +186,11 @@ export async function startNodeApi(d: NodeApiDeps): Promise<NodeApi> {
       reason: 'SelfReported',
       message: `the node reported itself ${what}${note === undefined ? '' : `: ${note}`}`,
     };
-    const v = d.damper ? d.damper.damp(fqdn, reported, node.status?.alive, now()) : reported;
-    await writeVerdict(d.client, node, v, d.fieldManager, 0);
+    const v = d.damper
+      ? d.damper.damp(fqdn, reported, node.status?.alive, now(), node.status?.aliveDamping)
+      : reported;
+    const damping = d.damper?.record(fqdn, node.status?.aliveDamping);
+    await writeVerdict(d.client, node, v, d.fieldManager, 0, damping);
     const alive = v.alive === true;
     log.info({ node: fqdn, alive, reason: v.reason }, 'node reported its aliveness');
     // A node held dead for flapping is told when to report again.

@@ -13,7 +13,7 @@ const vars = {
   domain: 'lab.example.com',
   mac: '52:54:00:00:00:01',
   address: '10.0.0.160',
-  api: 'http://10.0.0.1:8081',
+  api: 'https://10.0.0.1:8081',
   bootEnv: 'debian-12-install',
   nodeToken: 'tok-node',
   installToken: 'tok-install',
@@ -44,7 +44,7 @@ describe('debian-12-install', () => {
       expect(r.code).toBe(0);
       expect(text).toContain('d-i netcfg/get_hostname string d52-54-00-00-00-01');
       expect(text).toContain(
-        `d-i preseed/late_command string wget -q -O /tmp/crowbar-late.sh ${vars.api}/provision/v1/nodes/${vars.name}/files/late.sh && sh /tmp/crowbar-late.sh`,
+        `d-i preseed/late_command string export SSL_CERT_FILE=/etc/crowbar/ca.pem; wget -q -O /tmp/crowbar-late.sh ${vars.api}/provision/v1/nodes/${vars.name}/files/late.sh && sh /tmp/crowbar-late.sh`,
       );
       // The check can fail: a broken line is refused.
       writeFileSync(f, `${text}d-i broken\n`);

@@ -24,9 +24,11 @@ export const OS_INSTALL_ROLE_SPEC: RoleSpec = {
 /**
  * The late command: the installer fetches this node's `late.sh` from the provisioner API and runs
  * it with the installed system at /target. The stand-in installer of the tests runs this same line.
+ * The API is HTTPS; its CA is /etc/crowbar/ca.pem, which the boot sidecar's CA initrd put into the
+ * installer's root (ADR 0019); busybox wget verifies against SSL_CERT_FILE through openssl.
  */
 export const LATE_COMMAND =
-  'wget -q -O /tmp/crowbar-late.sh {{api}}/provision/v1/nodes/{{name}}/files/late.sh && sh /tmp/crowbar-late.sh';
+  'export SSL_CERT_FILE=/etc/crowbar/ca.pem; wget -q -O /tmp/crowbar-late.sh {{api}}/provision/v1/nodes/{{name}}/files/late.sh && sh /tmp/crowbar-late.sh';
 
 /** d-i preseed (Debian 12): unattended, root by the operator's SSH key only. */
 export const DEBIAN_PRESEED = `# Crowbar preseed for {{name}} (rendered per node by the provisioner API)
@@ -72,7 +74,13 @@ d-i preseed/late_command string ${LATE_COMMAND}
 export const DEBIAN_LATE_SH = `#!/bin/sh
 set -eu
 T=\${CROWBAR_TARGET:-/target}
+# The node API's CA (the boot sidecar's CA initrd): the installed system keeps it for its calls.
+CA=/etc/crowbar/ca.pem
+grep -q 'BEGIN CERTIFICATE' "$CA" 2>/dev/null || { echo "no CA certificate at $CA: refusing https without a trust anchor" >&2; exit 1; }
+export SSL_CERT_FILE=$CA
 mkdir -p "$T/root/.ssh" "$T/etc/crowbar" "$T/etc/systemd/system/multi-user.target.wants"
+cp "$CA" "$T/etc/crowbar/ca.pem"
+chmod 644 "$T/etc/crowbar/ca.pem"
 chmod 700 "$T/root/.ssh"
 echo '{{sshKey}}' >"$T/root/.ssh/authorized_keys"
 chmod 600 "$T/root/.ssh/authorized_keys"
@@ -80,10 +88,20 @@ printf 'name=%s\\napi=%s\\ntoken=%s\\n' '{{name}}' '{{api}}' '{{nodeToken}}' >"$
 chmod 600 "$T/etc/crowbar/node"
 cat >"$T/etc/crowbar/firstboot" <<'EOS'
 #!/bin/sh
-# Reports the installed node alive (CROWBAR-MODEL.md §10.1: nodes set their own alive flag).
+# Reports the installed node alive (CROWBAR-MODEL.md §10.1: nodes set their own alive flag), over
+# HTTPS verified against the node API's CA only: curl (the preseed installs it), else busybox wget
+# with openssl (SSL_CERT_FILE).
 . /etc/crowbar/node
+CA=/etc/crowbar/ca.pem
+alive() {
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsS -o /dev/null --cacert "$CA" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' --data '{"message":"installed system up"}' "$api/api/v1/nodes/$name/alive"
+  else
+    SSL_CERT_FILE=$CA wget -q -O /dev/null --header "Authorization: Bearer $token" --header 'Content-Type: application/json' --post-data '{"message":"installed system up"}' "$api/api/v1/nodes/$name/alive"
+  fi
+}
 n=0
-until wget -q -O /dev/null --header "Authorization: Bearer $token" --header 'Content-Type: application/json' --post-data '{"message":"installed system up"}' "$api/api/v1/nodes/$name/alive"; do
+until alive; do
   n=$((n + 1)); [ $n -ge 60 ] && exit 1; sleep 2
 done
 EOS

@@ -16,7 +16,9 @@ import { createLabNetwork, run, type LabNetwork } from './netns.ts';
 import { startProcess, type Started } from './process.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-export const DISCOVERY_DIR = join(homedir(), '.cache', 'crowbar', 'discovery');
+/** The discovery image's cache (build.sh's own default, CROWBAR_DISCOVERY_DIR overrides it). */
+export const DISCOVERY_DIR =
+  process.env['CROWBAR_DISCOVERY_DIR'] ?? join(homedir(), '.cache', 'crowbar', 'discovery');
 
 /** Builds the discovery image unless cached (same recipe as `make discovery-image`). */
 export function buildDiscoveryImage(): void {

@@ -132,6 +132,55 @@ describe('helm chart', () => {
     }
   });
 
+  it('gives the DHCP sidecar the node API’s CA, and only the CA, to serve as an initrd', async () => {
+    type Pod = {
+      containers: { env?: { name: string; value?: string }[] }[];
+      volumes?: {
+        name: string;
+        secret?: { secretName: string; items?: { key: string; path: string }[] };
+        configMap?: { name: string; items?: { key: string; path: string }[] };
+      }[];
+    };
+    const pod = async (...set: string[]) => {
+      const docs = loadAll(
+        await helm(
+          'template',
+          't',
+          CHART,
+          '--set',
+          'dhcp.enabled=true',
+          '--set',
+          'dhcp.serverIp=10.0.0.2',
+          ...set,
+        ),
+      ) as (K8sDoc & { spec?: { template?: { spec?: Pod } } })[];
+      const p = docs.find((d) => d.metadata.name === 't-operator-dhcp-admin')?.spec?.template?.spec;
+      return {
+        env: p?.containers[0]?.env?.find((e) => e.name === 'CROWBAR_API_CA_FILE')?.value,
+        vol: p?.volumes?.find((v) => v.name === 'api-ca'),
+      };
+    };
+    const byDefault = await pod();
+    expect(byDefault.env).toBe('/etc/crowbar/api-ca/ca.crt');
+    expect(byDefault.vol?.secret).toEqual({
+      secretName: 't-operator-api-tls',
+      items: [{ key: 'ca.crt', path: 'ca.crt' }],
+    });
+    const own = await pod('--set', 'api.tlsSecret=site-api-tls');
+    expect(own.vol?.secret?.secretName).toBe('site-api-tls');
+    const cm = await pod(
+      '--set',
+      'dhcp.apiCa.configMap=site-ca',
+      '--set',
+      'dhcp.apiCa.key=root.pem',
+    );
+    expect(cm.vol?.secret).toBeUndefined();
+    expect(cm.vol?.configMap).toEqual({
+      name: 'site-ca',
+      items: [{ key: 'root.pem', path: 'ca.crt' }],
+    });
+  });
+
   it('renders an optional ServiceMonitor that scrapes the metrics Service over TLS with a token', async () => {
     const plain = loadAll(await helm('template', 't', CHART)) as K8sDoc[];
     expect(plain.some((d) => d.kind === 'ServiceMonitor')).toBe(false);

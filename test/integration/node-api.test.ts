@@ -37,10 +37,10 @@ interface Reply {
   headers: Record<string, string | string[] | undefined>;
 }
 
-function post(path: string, token?: string, tls = true): Promise<Reply> {
+function post(path: string, token?: string, tls = true, port?: number): Promise<Reply> {
   const opts = {
     host: '127.0.0.1',
-    port: api?.port ?? 0,
+    port: port ?? api?.port ?? 0,
     path,
     method: 'POST',
     headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
@@ -248,6 +248,35 @@ describe('node self-report API', () => {
     const cond = n?.status?.conditions?.find((c) => c.type === 'Alive');
     expect(cond?.reason).toBe('Flapping');
     expect(cond?.message).toMatch(/changed between alive and dead \d+ times in quick succession/);
+    // The hold is on the Node, so a replica that has never seen the node (a new leader, or a
+    // standby whose node API the next report reaches) holds it too.
+    expect(n?.status?.aliveDamping).toMatchObject({ suppressed: true, observed: true });
+    const other = await startNodeApi({
+      host: '127.0.0.1',
+      port: 0,
+      client,
+      getNode: (name) => client.get('Node', name),
+      verify: (fqdn, t) => tokens.verify(fqdn, t),
+      damper: new FlapDamper(),
+      fieldManager: FM,
+      log,
+      tls: {
+        cert: readFileSync(join(dir, 'node-api.crt')),
+        key: readFileSync(join(dir, 'node-api.key')),
+      },
+      rate: { burst: 5, perSecond: 1, maxKeys: 1000 },
+      now: () => clock,
+    });
+    try {
+      clock += 1000;
+      const r = await post(`/api/v1/nodes/${nodeB}/alive`, token, true, other.port);
+      expect(r.status).toBe(200);
+      const onOther = JSON.parse(r.body) as { alive: boolean; heldSeconds?: number };
+      expect(onOther.alive).toBe(false);
+      expect(onOther.heldSeconds).toBeGreaterThan(0);
+    } finally {
+      await other.close();
+    }
     // Quiet until the hold ends: the next report lets it back.
     clock += (held.heldSeconds ?? 0) * 1000;
     expect((await report('alive')).alive).toBe(true);

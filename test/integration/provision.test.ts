@@ -5,6 +5,9 @@
  * d<mac>.<domain> with its hardware facts, takes its allocated address, starts sshd with the
  * operator's key, reports alive, and its discovery role runs over SSH. Then registration abuse
  * (forged token, a MAC of another Node, a 10 MB body, a flood) is refused and changes nothing.
+ * The node API serves HTTPS only, with this file's own CA, which the sidecar delivers to every
+ * netbooted machine as a second initrd (--api-ca-file, ADR 0019); a machine given another CA
+ * refuses to register and says why on its console.
  * Everything runs in namespaces this file creates (pro-<hex>-*) and removes.
  */
 import { execFile, execFileSync } from 'node:child_process';
@@ -21,6 +24,8 @@ import { nsExec, type LabNode } from '../harness/netns.ts';
 import { startOperator, type OperatorProc } from '../harness/operator.ts';
 import { freePort, type Started } from '../harness/process.ts';
 import { buildDiscoveryImage, createProvLab, type ProvLab } from '../harness/prov-lab.ts';
+import { caInitrd } from '../../dhcp-sidecar/ca-initrd.ts';
+import { issueLeaf, makeCa } from '../harness/pki.ts';
 import { adminNetwork } from '../harness/dhcp-sidecar.ts';
 import { qemuArgs, type Firmware } from '../harness/qemu.ts';
 import { generateKeyPair, type KeyPair } from '../harness/sshd.ts';
@@ -61,6 +66,12 @@ const MAC3 = `52:54:00:${u.slice(0, 2)}:${u.slice(2, 4)}:03`;
 const node3Name = `d${MAC3.replace(/:/g, '-')}.${domain}`;
 const serial3 = () => join(lab.dir, 'vm3.serial');
 let serial = '';
+/** The machine that trusts another CA (direct kernel boot with that CA's initrd). */
+let vm4: Started | undefined;
+const MAC4 = `52:54:00:${u.slice(0, 2)}:${u.slice(2, 4)}:04`;
+const serial4 = () => join(lab.dir, 'vm4.serial');
+/** The node API's CA (its leaf names the lab's host address). */
+let apiCa = '';
 
 function vmArgs(
   tap: string,
@@ -81,13 +92,17 @@ function vmArgs(
   });
 }
 
-const api = (path: string) => `http://${lab.hostIp}:${apiPort}${path}`;
+const apiUrl = () => `https://${lab.hostIp}:${apiPort}`;
+const api = (path: string) => `${apiUrl()}${path}`;
 
 beforeAll(async () => {
   buildDiscoveryImage();
   lab = await createProvLab();
   key = await generateKeyPair(lab.dir, 'root');
   apiPort = await freePort();
+  const pki = join(lab.dir, 'api-pki');
+  apiCa = makeCa(pki, `/CN=pro-${u}-node-api-ca`).crt;
+  const leaf = issueLeaf(pki, 'node-api', '/CN=localhost', true, [lab.hostIp]);
   await client.create(
     'Network',
     adminNetwork(network, lab.net, { dhcp: [100, 150], host: [160, 199] }),
@@ -101,7 +116,7 @@ beforeAll(async () => {
         description: 'the discovery image, for this test',
         kernel: 'disc/vmlinuz',
         initrds: ['disc/initrd.gz'],
-        kernelArgs: `initrd={{initrd}} console=ttyS0,115200 no_timer_check crowbar.mac={{mac}} crowbar.api=http://${lab.hostIp}:${apiPort}`,
+        kernelArgs: `initrd={{initrd}} console=ttyS0,115200 no_timer_check crowbar.mac={{mac}} crowbar.api=${apiUrl()}`,
       },
     },
     FM,
@@ -149,7 +164,7 @@ beforeAll(async () => {
         description: 'STAND-IN INSTALLER for tests: runs the debian-12-install late command',
         kernel: 'disc/vmlinuz',
         initrds: ['disc/initrd.gz', 'disc/standin.gz'],
-        kernelArgs: `initrd=initrd.gz console=ttyS0,115200 no_timer_check crowbar.mac={{mac}} crowbar.standin=install url=http://${lab.hostIp}:${apiPort}/provision/v1/nodes/{{name}}/files/preseed.cfg`,
+        kernelArgs: `initrd=initrd.gz console=ttyS0,115200 no_timer_check crowbar.mac={{mac}} crowbar.standin=install url=${apiUrl()}/provision/v1/nodes/{{name}}/files/preseed.cfg`,
         files: deb.files ?? [],
       },
     },
@@ -180,10 +195,12 @@ beforeAll(async () => {
       `--ssh-key-file=${key.path}`,
       '--alive-interval-ms=1000',
       `--api-addr=${lab.hostIp}:${apiPort}`,
+      `--api-tls-cert=${leaf.crt}`,
+      `--api-tls-key=${leaf.key}`,
       `--domain=${domain}`,
       `--provision-network=${network}`,
       `--discovery-bootenv=${DISC}`,
-      `--provisioner-url=http://${lab.hostIp}:${apiPort}`,
+      `--provisioner-url=${apiUrl()}`,
     ],
   });
   await eventually(`role network-${network}`, () => client.get('Role', `network-${network}`));
@@ -193,7 +210,7 @@ beforeAll(async () => {
     network,
     // A name server in the DHCP answers, as a site's has (d-i asks for one otherwise); nothing
     // listens there and nothing needs to: every URL the machines use is an address.
-    args: ['--discovery-bootenv', DISC, '--dns', lab.serverIp],
+    args: ['--discovery-bootenv', DISC, '--dns', lab.serverIp, '--api-ca-file', apiCa],
   });
 }, 400_000);
 
@@ -207,6 +224,7 @@ afterAll(async () => {
     await vm?.stop(5000);
     await vm2?.stop(5000);
     await vm3?.stop(5000);
+    await vm4?.stop(5000);
     // Deleted while the operator still runs: it owns the Nodes' and addresses' finalizers.
     for (const n of await ourNodes()) await client.delete('Node', n.metadata.name ?? '');
     await eventually(
@@ -220,7 +238,13 @@ afterAll(async () => {
       await op?.stop();
       if (process.env['CBT_KEEP_LOG'] && op) copyFileSync(op.log, process.env['CBT_KEEP_LOG']);
       // The consoles, for post-mortems of a failed run.
-      for (const f of ['vm1.serial', 'vm2.serial', 'vm3.serial', 'vm1-firstboot.serial'])
+      for (const f of [
+        'vm1.serial',
+        'vm2.serial',
+        'vm3.serial',
+        'vm4.serial',
+        'vm1-firstboot.serial',
+      ])
         try {
           copyFileSync(join(lab.dir, f), join(tmpdir(), `pro-last-${f}`));
         } catch {
@@ -276,6 +300,33 @@ describe('discovery', () => {
     await nsExec(lab.lab.hubNs, 'truncate', ['-s', '1G', disk3]);
     await lab.addTap('tap3');
     vm3 = lab.startInHub('qemu-system-x86_64', vmArgs('tap3', disk3, MAC3, 512, 'uefi'), serial3());
+    // The machine that trusts another CA boots alongside (its own test below): the discovery
+    // image and a CA initrd of a CA that did not sign the node API's certificate.
+    const otherCa = makeCa(join(lab.dir, 'other-pki'), `/CN=pro-${u}-other-ca`).crt;
+    const initrd4 = join(lab.dir, 'vm4-initrd.gz');
+    writeFileSync(
+      initrd4,
+      Buffer.concat([
+        readFileSync(join(lab.fileRoot, 'disc', 'initrd.gz')),
+        caInitrd(readFileSync(otherCa, 'utf8')),
+      ]),
+    );
+    const disk4 = join(lab.dir, 'vm4.raw');
+    await nsExec(lab.lab.hubNs, 'truncate', ['-s', '1G', disk4]);
+    await lab.addTap('tap4');
+    vm4 = lab.startInHub(
+      'qemu-system-x86_64',
+      [
+        ...vmArgs('tap4', disk4, MAC4),
+        '-kernel',
+        join(lab.fileRoot, 'disc', 'vmlinuz'),
+        '-initrd',
+        initrd4,
+        '-append',
+        `console=ttyS0,115200 no_timer_check crowbar.mac=${MAC4} crowbar.api=${apiUrl()}`,
+      ],
+      serial4(),
+    );
     let node: Node;
     try {
       node = await eventually(
@@ -373,6 +424,33 @@ describe('UEFI discovery', () => {
   }, 300_000);
 });
 
+describe('a node API whose certificate another CA signed', () => {
+  it('the machine refuses to register, says why on its console, and no Node appears', async () => {
+    const refused =
+      /crowbar-discovery: registration refused: the node API's certificate does not verify against \/etc\/crowbar\/ca\.pem: verify error:num=\d+:[^\n]+/;
+    const line = await eventually(
+      'the machine that trusts another CA refuses to register',
+      () => {
+        if (vm4?.proc.exitCode !== null) throw new Error('qemu exited');
+        let con = '';
+        try {
+          con = readFileSync(serial4(), 'latin1');
+        } catch {
+          // not written yet
+        }
+        return refused.exec(con)?.[0];
+      },
+      240_000,
+      500,
+    ).catch(orConsole(() => readFileSync(serial4(), 'latin1').split('\n').slice(-30).join('\n')));
+    expect(line).toMatch(/unable to get local issuer certificate|unable to verify the first/);
+    // The agent stops after the refusal, so no request of it reached the API afterwards.
+    const mine = (await ourNodes()).filter((n) => (n.spec.macs ?? []).includes(MAC4));
+    expect(mine).toEqual([]);
+    await vm4?.stop(5000);
+  }, 300_000);
+});
+
 describe('registration abuse', () => {
   let client1: LabNode;
   let flooder: LabNode;
@@ -386,6 +464,8 @@ describe('registration abuse', () => {
           'exec',
           ns.ns,
           'curl',
+          '--cacert',
+          apiCa,
           '-sS',
           '-m',
           '20',

@@ -1,17 +1,17 @@
 #!/bin/sh
 # Builds the discovery image (our Sledgehammer, CROWBAR-MODEL.md §8.2) from Debian packages only:
 # Debian's kernel and the modules a machine needs to reach the network and see its disks,
-# busybox-static (shell, udhcpc, wget, init), dropbear (sshd) and util-linux's flock with the
-# libraries they link, and
-# the agent (./agent). The .debs are fetched with apt-get download and unpacked with dpkg-deb -x:
+# busybox-static (shell, udhcpc, wget, init), dropbear (sshd), util-linux's flock and openssl
+# (the TLS client busybox wget runs for https, behind ./openssl, a shim that makes it verify) with
+# the libraries they link, and the agent (./agent). The .debs are fetched with apt-get download and unpacked with dpkg-deb -x:
 # nothing is installed on this host. The result is cached outside the repository:
 #   OUTDIR/vmlinuz, OUTDIR/initrd.gz, OUTDIR/version   (OUTDIR default ~/.cache/crowbar/discovery)
-# The cache key is a hash of this script and the agent, so a changed agent is rebuilt.
+# The cache key is a hash of this script, the agent, the shim and inittab: a changed one is rebuilt.
 # usage: build.sh [OUTDIR]
 set -eu
 S=$(cd "$(dirname "$0")" && pwd)
 OUT=${1:-${CROWBAR_DISCOVERY_DIR:-$HOME/.cache/crowbar/discovery}}
-KEY=$(cat "$S/build.sh" "$S/agent" "$S/inittab" | sha256sum | cut -c1-16)
+KEY=$(cat "$S/build.sh" "$S/agent" "$S/inittab" "$S/openssl" | sha256sum | cut -c1-16)
 if [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd.gz" ] && [ "$(cat "$OUT/version" 2>/dev/null)" = "$KEY" ]; then
   exit 0
 fi
@@ -19,13 +19,13 @@ W=$(mktemp -d /tmp/cbdisc-image-XXXXXX)
 trap 'rm -rf "$W"' EXIT
 KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 # apt-get warns that root downloads unsandboxed into a private temp dir: expected here.
-dl() { (cd "$W" && apt-get download -q "$KPKG" busybox-static dropbear-bin libtomcrypt1 libtommath1 util-linux >/dev/null 2>&1); }
+dl() { (cd "$W" && apt-get download -q "$KPKG" busybox-static dropbear-bin libtomcrypt1 libtommath1 util-linux openssl libssl3 >/dev/null 2>&1); }
 # A fresh machine may have no package lists yet: update once and try again.
 dl || { apt-get update -qq >/dev/null 2>&1; dl; } ||
   { echo "build.sh: apt-get download failed (is the Debian mirror reachable? run apt-get update)" >&2; exit 1; }
 dpkg-deb -x "$W"/"$KPKG"_*.deb "$W/k"
 dpkg-deb -x "$W"/busybox-static_*.deb "$W/bb"
-for p in dropbear-bin libtomcrypt1 libtommath1 util-linux; do dpkg-deb -x "$W"/${p}_*.deb "$W/db"; done
+for p in dropbear-bin libtomcrypt1 libtommath1 util-linux openssl libssl3; do dpkg-deb -x "$W"/${p}_*.deb "$W/db"; done
 KV=$(ls "$W/k/lib/modules" | head -1)
 R=$W/root
 mkdir -p "$R/bin" "$R/sbin" "$R/etc/crowbar" "$R/etc/dropbear" "$R/root/.ssh" "$R/lib/modules/$KV" \
@@ -51,13 +51,19 @@ for f in modules.order modules.builtin modules.builtin.modinfo; do
   cp "$W/k/lib/modules/$KV/$f" "$R/lib/modules/$KV/"
 done
 depmod -b "$R" "$KV"
-# dropbear, util-linux's flock (the script jig's runner locks its journal; busybox has no flock)
-# and the shared libraries they link (from this Debian's own packages).
+# dropbear, util-linux's flock (the script jig's runner locks its journal; busybox has no flock),
+# openssl (busybox wget's https runs `openssl s_client`; the shim in PATH fixes busybox's
+# arguments and always verifies; docs/adr/0019-node-api-tls-for-discovery.md) and the shared
+# libraries they link (from this Debian's own packages). No openssl.cnf and no CA store: the only
+# trust anchor is the node API's CA, /etc/crowbar/ca.pem, from the boot sidecar's CA initrd.
 cp "$W/db/usr/sbin/dropbear" "$R/usr/sbin/dropbear"
 cp "$W/db/usr/bin/flock" "$R/usr/bin/flock"
+mkdir -p "$R/usr/lib/crowbar"
+cp "$W/db/usr/bin/openssl" "$R/usr/lib/crowbar/openssl"
+install -m 755 "$S/openssl" "$R/usr/bin/openssl"
 DBLIB=$W/db/usr/lib/x86_64-linux-gnu
 mkdir -p "$R/lib/x86_64-linux-gnu"
-for b in "$W/db/usr/sbin/dropbear" "$W/db/usr/bin/flock"; do
+for b in "$W/db/usr/sbin/dropbear" "$W/db/usr/bin/flock" "$W/db/usr/bin/openssl"; do
   if LD_LIBRARY_PATH=$DBLIB ldd "$b" | grep -q 'not found'; then
     echo "build.sh: $b needs a library not in its packages:" >&2
     LD_LIBRARY_PATH=$DBLIB ldd "$b" >&2

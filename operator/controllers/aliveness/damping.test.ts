@@ -53,4 +53,56 @@ describe('FlapDamper', () => {
     for (let i = 0; i < 10; i++) d.damp(`n${i}`, up, false, i);
     expect(d.releaseInMs('n0', 10)).toBe(0);
   });
+
+  it('hands its state to a new leader or a standby through the record it persists', () => {
+    // The old leader: a node that flaps at every 15 s check is held.
+    const old = new FlapDamper();
+    const t0 = Date.parse('2026-12-01T10:00:00Z');
+    let t = t0;
+    let alive: boolean | undefined = true;
+    let stored = undefined as ReturnType<FlapDamper['record']>;
+    let writes = 0;
+    for (let i = 0; i < 6; i++) {
+      const v = old.damp('n1', i % 2 === 0 ? down : up, alive, (t += 15_000), stored);
+      const r = old.record('n1', stored);
+      if (r !== undefined) {
+        stored = r;
+        writes++;
+      }
+      alive = v.alive;
+    }
+    expect(alive).toBe(false);
+    expect(stored?.suppressed).toBe(true);
+    // Persisted only when the count or the hold changed: never more often than the flag did.
+    expect(writes).toBeLessThanOrEqual(6);
+    // The new leader has never seen the node: it starts from the record and keeps it held.
+    const next = new FlapDamper();
+    const v = next.damp('n1', up, false, t + 5000, stored);
+    expect(v.reason).toBe('Flapping');
+    expect(next.releaseInMs('n1', t + 5000)).toBeGreaterThan(0);
+    // A damper that was never given the record lets it straight back (the old behaviour).
+    expect(new FlapDamper().damp('n1', up, false, t + 5000)).toBe(up);
+    // Nothing new to persist when the stored record says the same.
+    expect(next.record('n1', stored)).toBeUndefined();
+  });
+
+  it('does not take back a record older than a forget (a person changed the node)', () => {
+    const d = new FlapDamper();
+    const rec = { penalty: 5000, at: '2026-12-01T10:00:00Z', flaps: 5, suppressed: true };
+    d.forget('n1', Date.parse('2026-12-01T10:00:01Z'));
+    expect(d.damp('n1', up, false, Date.parse('2026-12-01T10:00:02Z'), rec)).toBe(up);
+    // A newer one (another replica damped after the forget) is taken.
+    const newer = { ...rec, at: '2026-12-01T10:00:03Z' };
+    expect(d.damp('n1', up, false, Date.parse('2026-12-01T10:00:04Z'), newer).reason).toBe(
+      'Flapping',
+    );
+  });
+
+  it('ignores a record with a bad time or penalty', () => {
+    const d = new FlapDamper();
+    const bad = { penalty: -1, at: '2026-12-01T10:00:00Z', flaps: 5, suppressed: true };
+    expect(d.damp('n1', up, false, Date.parse('2026-12-01T10:00:02Z'), bad)).toBe(up);
+    const when = { penalty: 5000, at: 'yesterday', flaps: 5, suppressed: true };
+    expect(d.damp('n2', up, false, Date.parse('2026-12-01T10:00:02Z'), when)).toBe(up);
+  });
 });

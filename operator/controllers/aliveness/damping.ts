@@ -5,6 +5,11 @@
  * below the reuse limit. Dead is the safe side: the annealer then waits instead of re-running the
  * node's noderoles on every flap (§2.4 ripples a death to the node's noderoles, and each
  * return re-runs them). A verdict of dead always passes; only "alive" is held back.
+ *
+ * The state is kept where every replica sees it: `record()` gives what to write with the verdict
+ * (status.aliveDamping, in the same status write, and only when the count of changes or the
+ * hold changed), and `damp()` starts from that record when it is newer than what this process
+ * remembers: a new leader, or the node API on a standby, keeps the penalties (ADR 0019).
  */
 import type { Verdict } from './plan.ts';
 
@@ -34,6 +39,17 @@ export const DAMPING: DampingOptions = {
   maxNodes: 100_000,
 };
 
+/** The persisted form (the Node's status.aliveDamping). */
+export interface DampingRecord {
+  penalty: number;
+  /** When the penalty had that value (RFC 3339). */
+  at: string;
+  flaps: number;
+  suppressed: boolean;
+  /** What was last observed (a held node is observed alive while its status says dead). */
+  observed?: boolean;
+}
+
 interface State {
   penalty: number;
   at: number;
@@ -45,6 +61,8 @@ interface State {
 export class FlapDamper {
   private readonly o: DampingOptions;
   private readonly nodes = new Map<string, State>();
+  /** When a node's history was last forgotten: older records are not taken back. */
+  private readonly forgotten = new Map<string, number>();
 
   constructor(o: DampingOptions = DAMPING) {
     this.o = o;
@@ -59,8 +77,33 @@ export class FlapDamper {
    * status says now (`current`). A change of the flag counts as a flap; an "alive" while the
    * node is suppressed becomes "dead" with reason `Flapping` and a message that says until when.
    */
-  damp(node: string, v: Verdict, current: boolean | undefined, now: number): Verdict {
+  damp(
+    node: string,
+    v: Verdict,
+    current: boolean | undefined,
+    now: number,
+    persisted?: DampingRecord,
+  ): Verdict {
     let s = this.nodes.get(node);
+    const at = persisted === undefined ? NaN : Date.parse(persisted.at);
+    if (
+      persisted !== undefined &&
+      Number.isFinite(at) &&
+      at > (s?.at ?? -Infinity) &&
+      at > (this.forgotten.get(node) ?? -Infinity) &&
+      Number.isFinite(persisted.penalty) &&
+      persisted.penalty >= 0
+    ) {
+      s = {
+        penalty: persisted.penalty,
+        at: Math.min(at, now),
+        alive: persisted.observed ?? current,
+        flaps: persisted.flaps,
+        suppressed: persisted.suppressed,
+      };
+      this.nodes.set(node, s);
+      this.trim();
+    }
     if (!s) {
       s = { penalty: 0, at: now, alive: current, flaps: 0, suppressed: false };
       this.nodes.set(node, s);
@@ -96,15 +139,37 @@ export class FlapDamper {
     return Math.ceil(Math.log2(p / this.o.reuse) * this.o.halfLifeMs) + 1;
   }
 
-  forget(node: string): void {
+  /**
+   * What to persist for `node`, or undefined when `stored` already says the same: the count of
+   * changes and the hold are what matter, and both change only with a verdict that is written
+   * anyway, so persisting costs no extra write.
+   */
+  record(node: string, stored: DampingRecord | undefined): DampingRecord | undefined {
+    const s = this.nodes.get(node);
+    if (!s) return undefined;
+    if (stored?.flaps === s.flaps && stored.suppressed === s.suppressed) return undefined;
+    return {
+      penalty: Math.round(s.penalty),
+      at: new Date(s.at).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      flaps: s.flaps,
+      suppressed: s.suppressed,
+      ...(s.alive === undefined ? {} : { observed: s.alive }),
+    };
+  }
+
+  /** Forgets `node`'s history (a person changed it); records written before `now` stay ignored. */
+  forget(node: string, now = Date.now()): void {
     this.nodes.delete(node);
+    this.forgotten.set(node, now);
+    this.trim();
   }
 
   private trim(): void {
-    while (this.nodes.size > this.o.maxNodes) {
-      const first = this.nodes.keys().next().value;
-      if (first === undefined) return;
-      this.nodes.delete(first);
-    }
+    for (const m of [this.nodes, this.forgotten])
+      while (m.size > this.o.maxNodes) {
+        const first = m.keys().next().value;
+        if (first === undefined) break;
+        m.delete(first);
+      }
   }
 }

@@ -3,6 +3,7 @@
  * check's outcome means, and the status write it needs (none when nothing changed).
  */
 import { kubeTime, setConditions } from '../../kube/condition.ts';
+import type { DampingRecord } from './damping.ts';
 import type { Node } from '../../../generated/crowbar.ts';
 import type { Condition } from '../../kube/condition.ts';
 
@@ -99,6 +100,8 @@ export function statusPatch(
   v: Verdict,
   now: Date,
   refreshMs: number,
+  /** Flap damping to persist with the verdict (FlapDamper.record), if it changed. */
+  damping?: DampingRecord,
 ): Record<string, unknown> | undefined {
   const conds = node.status?.conditions ?? [];
   const prev = conds.find((c) => c.type === ALIVE_CONDITION);
@@ -109,9 +112,10 @@ export function statusPatch(
     prev?.status === status && prev.reason === v.reason && prev.message === v.message;
   const checked = Date.parse(node.status?.aliveChecked ?? '');
   const fresh = Number.isFinite(checked) && now.getTime() - checked < refreshMs;
-  if (aliveSame && condSame && fresh) return undefined;
+  if (aliveSame && condSame && fresh && damping === undefined) return undefined;
   return {
     ...(v.alive === undefined ? {} : { alive: v.alive }),
+    ...(damping === undefined ? {} : { aliveDamping: damping }),
     aliveChecked: kubeTime(now),
     conditions: setConditions(
       conds,

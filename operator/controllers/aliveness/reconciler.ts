@@ -115,7 +115,8 @@ export function alivenessController(o: AlivenessControllerOptions): Controller {
   };
 
   const write = async (node: Readonly<Node>, v: Verdict): Promise<void> => {
-    if (await writeVerdict(mgr.client, node, v, o.fieldManager, o.refreshMs ?? 600_000)) {
+    const damping = o.damper?.record(node.metadata.name ?? '', node.status?.aliveDamping);
+    if (await writeVerdict(mgr.client, node, v, o.fieldManager, o.refreshMs ?? 600_000, damping)) {
       log.info(
         { node: node.metadata.name, alive: v.alive, reason: v.reason, why: v.message },
         'aliveness changed',
@@ -185,7 +186,10 @@ export function alivenessController(o: AlivenessControllerOptions): Controller {
       m.lastCheck = Date.now();
       const seen = await check(node, addresses);
       const now = Date.now();
-      const v = o.damper ? o.damper.damp(name, seen, node.status?.alive, now) : seen;
+      const fresh = mgr.caches.Node.get(name) ?? node;
+      const v = o.damper
+        ? o.damper.damp(name, seen, fresh.status?.alive, now, fresh.status?.aliveDamping)
+        : seen;
       m.undecided = v.alive === undefined;
       checks.inc({ result: v.alive === undefined ? 'unknown' : v.alive ? 'alive' : 'dead' });
       log.debug({ node: name, alive: v.alive, reason: v.reason, why: v.message }, 'checked');

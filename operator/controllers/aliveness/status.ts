@@ -2,6 +2,7 @@
 import type { Node } from '../../../generated/crowbar.ts';
 import type { CrowbarClient } from '../../kube/client.ts';
 import { apiMessage, isConflict, isNotFound } from '../../kube/errors.ts';
+import type { DampingRecord } from './damping.ts';
 import { statusPatch, type Verdict } from './plan.ts';
 
 /**
@@ -15,10 +16,11 @@ export async function writeVerdict(
   v: Verdict,
   fieldManager: string,
   refreshMs: number,
+  damping?: DampingRecord,
 ): Promise<boolean> {
   let cur: Readonly<Node> | undefined = node;
   for (let attempt = 0; attempt < 4 && cur; attempt++) {
-    const patch = statusPatch(cur, v, new Date(), refreshMs);
+    const patch = statusPatch(cur, v, new Date(), refreshMs, damping);
     if (!patch) return false;
     const name: string = cur.metadata.name ?? '';
     try {
