@@ -108,6 +108,12 @@ const KNOWN = new Set([
   'test-jig-journal',
 ]);
 
+/** 127.0.0.0/8, ::1 or localhost: an address only this machine reaches. */
+function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig {
   const f = flags(argv);
   for (const k of f.keys()) {
@@ -191,6 +197,12 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     throw new Error('--renew-deadline-ms must be shorter than --lease-duration-ms');
   if (retryPeriodMs >= renewDeadlineMs)
     throw new Error('--retry-period-ms must be shorter than --renew-deadline-ms');
+  // Node tokens travel in this API's requests: in clear text only where no other machine can
+  // listen (the tests and a lab bound to loopback). Anywhere else it is HTTPS or nothing.
+  if (apiTlsCert === undefined && !isLoopback(apiHost))
+    throw new Error(
+      `the node API on ${apiHost}:${apiPortStr} carries node tokens: pass --api-tls-cert and --api-tls-key (PEM files; the chart makes them), or listen on loopback only (--api-addr=127.0.0.1:PORT)`,
+    );
   return {
     kubeconfig: f.get('kubeconfig') ?? env['KUBECONFIG'],
     healthHost,

@@ -14,7 +14,8 @@
  * The token is checked before the node is looked up, with the same answer for a node that does
  * not exist as for a wrong token, so the API cannot be used to find out node names. Requests are
  * rate-limited per node name (rate-limit.ts) before anything reads the API server.
- * With `tls` it serves HTTPS only (the chart's certificate); without, plain HTTP (a warning).
+ * With `tls` it serves HTTPS only (the chart's certificate); without, plain HTTP, which the
+ * operator's config allows only on loopback (config.ts), and says so in a warning.
  * For a node with admin addresses the aliveness controller's own check has the last word.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -140,7 +141,8 @@ export async function startNodeApi(d: NodeApiDeps): Promise<NodeApi> {
   const log = d.log.child({ component: 'node-api' });
   const limiter = new RateLimiter(d.rate ?? NODE_API_RATE);
   const now = d.now ?? Date.now;
-  if (!d.tls) log.warn('the node API serves plain HTTP: give it a certificate (--api-tls-cert)');
+  if (!d.tls)
+    log.warn('the node API serves plain HTTP on loopback: give it a certificate (--api-tls-cert)');
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '').split('?')[0] ?? '';

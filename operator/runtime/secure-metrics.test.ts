@@ -71,12 +71,13 @@ describe('decide', () => {
 
 describe('--metrics-addr', () => {
   it('needs a certificate and key; they need it', () => {
-    expect(() => loadConfig(['--metrics-addr=0.0.0.0:8443'], {})).toThrow(/--metrics-cert/);
-    expect(() => loadConfig(['--metrics-cert=/c'], {})).toThrow(/need --metrics-addr/);
+    const api = '--api-addr=127.0.0.1:8081';
+    expect(() => loadConfig(['--metrics-addr=0.0.0.0:8443', api], {})).toThrow(/--metrics-cert/);
+    expect(() => loadConfig(['--metrics-cert=/c', api], {})).toThrow(/need --metrics-addr/);
     expect(
-      loadConfig(['--metrics-addr=0.0.0.0:8443', '--metrics-cert=/c', '--metrics-key=/k'], {})
+      loadConfig(['--metrics-addr=0.0.0.0:8443', '--metrics-cert=/c', '--metrics-key=/k', api], {})
         .metrics,
     ).toEqual({ host: '0.0.0.0', port: 8443, certFile: '/c', keyFile: '/k' });
-    expect(loadConfig([], {}).metrics).toBeUndefined();
+    expect(loadConfig(['--api-addr=127.0.0.1:8081'], {}).metrics).toBeUndefined();
   });
 });
