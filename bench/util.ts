@@ -24,6 +24,25 @@ export function rssMb(pid: number): number {
   return m?.[1] ? Number(m[1]) / 1024 : 0;
 }
 
+/**
+ * CPU time a process and its child processes (NSD serves from forked children) have used so far,
+ * all threads, in seconds (utime + stime from /proc/<pid>/stat, in ticks of 1/100 s on Linux).
+ */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  let children = 0;
+  try {
+    for (const c of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ')) {
+      if (c.trim()) children += cpuSeconds(Number(c));
+    }
+  } catch {
+    // a child that exited meanwhile, or no children file: its time is not counted
+  }
+  return (Number(rest[11]) + Number(rest[12])) / 100 + children;
+}
+
 /** Cumulative bucket counts of a Prometheus histogram without labels, by upper bound (seconds). */
 function buckets(metrics: string, name: string): Map<number, number> {
   const out = new Map<number, number>();
