@@ -155,6 +155,7 @@ export class DnsMetrics {
   readonly cacheHits: Counter<'transport'>;
   readonly cacheMisses: Counter<'transport'>;
   readonly cacheEntries: Gauge<'transport'>;
+  readonly udpEngine: Gauge<'engine'>;
   /** Read at scrape time: the server's answer-cache counts (the hot path only bumps numbers). */
   private cacheStats: (() => Record<string, CacheStats>) | undefined;
   private sync: (() => void) | undefined;
@@ -265,6 +266,13 @@ export class DnsMetrics {
       collect() {
         catchUp(this, 'misses');
       },
+    });
+    this.udpEngine = new Gauge({
+      name: 'crowbar_dns_udp_engine',
+      help: 'What serves UDP: 1 for native (the batched C loop) or dgram (Node, the fallback).',
+      labelNames: ['engine'],
+      aggregator: 'max',
+      registers,
     });
     const entries = (): Record<string, CacheStats> => this.cacheStats?.() ?? {};
     this.cacheEntries = new Gauge({

@@ -59,20 +59,18 @@ export const NATIVE_UDP_PATH = fileURLToPath(
   new URL('./native/build/crowbar_udp.node', import.meta.url),
 );
 
-let loaded: { binding: NativeUdp } | { error: Error } | undefined;
-
-/** The addon, loaded once per thread; the error says why when it cannot be loaded. */
-export function loadNativeUdp(): { binding: NativeUdp } | { error: Error } {
-  if (loaded) return loaded;
+/**
+ * The addon at `path` (default: where `make native` puts it); the error says why when it cannot
+ * be loaded. Node loads a file once per process, so loading again is a lookup.
+ */
+export function loadNativeUdp(path = NATIVE_UDP_PATH): { binding: NativeUdp } | { error: Error } {
   try {
-    const binding = createRequire(import.meta.url)(NATIVE_UDP_PATH) as NativeUdp;
-    loaded = { binding };
+    return { binding: createRequire(import.meta.url)(path) as NativeUdp };
   } catch (err) {
-    loaded = {
-      error: new Error(`the native UDP addon ${NATIVE_UDP_PATH} did not load (make native)`, {
+    return {
+      error: new Error(`the native UDP addon ${path} did not load (make native builds it)`, {
         cause: err,
       }),
     };
   }
-  return loaded;
 }

@@ -45,6 +45,8 @@ export interface ServerOptions {
   udpEngine?: 'native' | 'dgram';
   /** Threads of the native loop per listen address (default 1). */
   udpThreads?: number;
+  /** Where the native addon is (default: where `make native` puts it). */
+  nativeAddon?: string;
 }
 
 /** One native loop and the counts of it already added to the metrics. */
@@ -106,7 +108,7 @@ export class DnsServer {
     opts.metrics.watchCache(() => this.cacheStats());
     this.durations = { udp: opts.metrics.durations('udp'), tcp: opts.metrics.durations('tcp') };
     if (opts.udpEngine === 'native') {
-      const n = loadNativeUdp();
+      const n = loadNativeUdp(opts.nativeAddon);
       if ('binding' in n) {
         this.native = n.binding;
       } else {
@@ -114,6 +116,7 @@ export class DnsServer {
       }
     }
     this.udpEngine = this.native ? 'native' : 'dgram';
+    opts.metrics.udpEngine.labels(this.udpEngine).set(1);
     if (this.native) {
       opts.metrics.syncFrom(() => {
         this.syncNative();

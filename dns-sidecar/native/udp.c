@@ -134,46 +134,65 @@ static entry_t *gen_find(const gen_t *g, uint64_t h, const uint8_t *k, uint32_t 
   return NULL;
 }
 
-/* Inserts into the young generation (turning it old when full); the caller holds mu. */
-static entry_t *table_put(server_t *s, uint64_t h, const uint8_t *k, uint32_t klen,
-                          const uint8_t *r, uint32_t rlen, uint32_t tally) {
-  size_t bytes = (size_t)klen + rlen + ENTRY_OVERHEAD;
-  if (bytes > s->gen_budget) return NULL;
-  entry_t *have = gen_find(&s->young, h, k, klen);
-  if (have) return have;
+static size_t entry_bytes(const entry_t *e) {
+  return (size_t)e->klen + e->rlen + ENTRY_OVERHEAD;
+}
+
+/* Links e into the young generation, turning that old first when e does not fit; holds mu. An
+ * entry is in one generation only, so dropping the old one never frees what is being linked. */
+static int young_link(server_t *s, entry_t *e) {
+  size_t bytes = entry_bytes(e);
   if (s->young.bytes + bytes > s->gen_budget) {
     gen_t fresh;
-    if (!gen_init(&fresh)) return NULL;
+    if (!gen_init(&fresh)) return 0;
     gen_free(&s->old);
     s->old = s->young;
     s->young = fresh;
   }
+  uint32_t b = e->hash & (HASH_BUCKETS - 1);
+  e->next = s->young.buckets[b];
+  s->young.buckets[b] = e;
+  s->young.bytes += bytes;
+  s->young.count++;
+  return 1;
+}
+
+/* Stores a response for a key unless the young generation has it; the caller holds mu. */
+static void table_put(server_t *s, uint64_t h, const uint8_t *k, uint32_t klen, const uint8_t *r,
+                      uint32_t rlen, uint32_t tally) {
+  if ((size_t)klen + rlen + ENTRY_OVERHEAD > s->gen_budget) return;
+  if (gen_find(&s->young, h, k, klen)) return;
   entry_t *e = malloc(sizeof(entry_t) + klen + rlen);
-  if (!e) return NULL;
+  if (!e) return;
   e->hash = h;
   e->klen = klen;
   e->rlen = rlen;
   e->tally = tally;
   memcpy(e->data, k, klen);
   memcpy(e->data + klen, r, rlen);
-  uint32_t b = h & (HASH_BUCKETS - 1);
-  e->next = s->young.buckets[b];
-  s->young.buckets[b] = e;
-  s->young.bytes += bytes;
-  s->young.count++;
-  return e;
+  if (!young_link(s, e)) free(e);
 }
 
-/* The entry for this key, from the young generation or copied there from the old; holds mu. */
+/* The entry for this key, from the young generation or moved there from the old; holds mu. */
 static entry_t *table_get(server_t *s, const uint8_t *k, uint32_t klen) {
   uint64_t h = hash_key(k, klen);
   entry_t *e = gen_find(&s->young, h, k, klen);
   if (e) return e;
-  e = gen_find(&s->old, h, k, klen);
-  if (!e) return NULL;
-  entry_t *copy = table_put(s, h, k, klen, e->data + klen, e->rlen, e->tally);
-  /* A failed copy still answers from the old entry: nothing was freed (no flip without memory). */
-  return copy ? copy : e;
+  /* The chain walk is bounded by the generation's entry count. */
+  for (entry_t **pp = &s->old.buckets[h & (HASH_BUCKETS - 1)]; (e = *pp) != NULL; pp = &e->next) {
+    if (e->hash != h || e->klen != klen || memcmp(e->data, k, klen) != 0) continue;
+    *pp = e->next;
+    s->old.bytes -= entry_bytes(e);
+    s->old.count--;
+    if (young_link(s, e)) return e;
+    /* No memory for a fresh generation: back into the old one, answered from there. */
+    e->next = *pp;
+    *pp = e;
+    s->old.bytes += entry_bytes(e);
+    s->old.count++;
+    return e;
+  }
+  return NULL;
 }
 
 static uint64_t now_ns(void) {
