@@ -156,6 +156,7 @@ export class DnsMetrics {
   readonly cacheMisses: Counter<'transport'>;
   readonly cacheEntries: Gauge<'transport'>;
   readonly udpEngine: Gauge<'engine'>;
+  readonly udpBatches: Counter;
   /** Read at scrape time: the server's answer-cache counts (the hot path only bumps numbers). */
   private cacheStats: (() => Record<string, CacheStats>) | undefined;
   private sync: (() => void) | undefined;
@@ -272,6 +273,11 @@ export class DnsMetrics {
       help: 'What serves UDP: 1 for native (the batched C loop) or dgram (Node, the fallback).',
       labelNames: ['engine'],
       aggregator: 'max',
+      registers,
+    });
+    this.udpBatches = new Counter({
+      name: 'crowbar_dns_udp_batches_total',
+      help: 'Batches the native UDP loop read (one recvmmsg each); queries over batches is the mean batch.',
       registers,
     });
     const entries = (): Record<string, CacheStats> => this.cacheStats?.() ?? {};

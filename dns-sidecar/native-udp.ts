@@ -22,6 +22,8 @@ export interface NativeUdpStats {
   queueFull: number;
   sendErrors: number;
   truncated: number;
+  /** recvmmsg calls that returned datagrams (datagrams / batches: the mean batch). */
+  batches: number;
   /** Cache hits' handling time: seconds summed, count, and per duration bucket (+Inf last). */
   sum: number;
   count: number;

@@ -53,7 +53,7 @@ export interface ServerOptions {
 interface NativeLoop {
   handle: NativeHandle;
   seen: { tallies: number[]; buckets: number[]; sum: number; count: number };
-  seenDrops: { queueFull: number; truncated: number };
+  seenDrops: { queueFull: number; truncated: number; batches: number };
 }
 
 /** A cached answer with the tally it is counted on (no label lookup per query). */
@@ -164,7 +164,10 @@ export class DnsServer {
       if (st.truncated > l.seenDrops.truncated) {
         drops.labels('udp', 'truncated').inc(st.truncated - l.seenDrops.truncated);
       }
-      l.seenDrops = { queueFull: st.queueFull, truncated: st.truncated };
+      if (st.batches > l.seenDrops.batches) {
+        this.opts.metrics.udpBatches.inc(st.batches - l.seenDrops.batches);
+      }
+      l.seenDrops = { queueFull: st.queueFull, truncated: st.truncated, batches: st.batches };
     }
   }
 
@@ -331,7 +334,7 @@ export class DnsServer {
     this.loops.push({
       handle,
       seen: { tallies: [], buckets: [], sum: 0, count: 0 },
-      seenDrops: { queueFull: 0, truncated: 0 },
+      seenDrops: { queueFull: 0, truncated: 0, batches: 0 },
     });
   }
 

@@ -60,7 +60,7 @@ typedef struct {
 typedef struct {
   uint64_t tallies[MAX_TALLIES];
   uint64_t hist[MAX_BOUNDS + 1];
-  uint64_t sum_ns, count, hits, misses, queue_full, send_errors, truncated;
+  uint64_t sum_ns, count, hits, misses, queue_full, send_errors, truncated, batches;
 } __attribute__((aligned(64))) counters_t;
 
 struct server;
@@ -254,6 +254,7 @@ static void *serve(void *arg) {
       continue;
     }
     uint64_t t0 = now_ns();
+    BUMP(w->c.batches, 1);
     int hits = 0, misses = 0;
     pthread_mutex_lock(&s->mu);
     for (int i = 0; i < n; i++) {
@@ -654,7 +655,7 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   server_t *s = argc < 1 ? NULL : get_server(env, argv[0]);
   if (!s) return NULL;
-  double hits = 0, misses = 0, full = 0, serr = 0, trunc = 0, sum = 0, count = 0;
+  double hits = 0, misses = 0, full = 0, serr = 0, trunc = 0, sum = 0, count = 0, batches = 0;
   double h[MAX_BOUNDS + 1] = {0};
   CHECK(napi_create_object(env, &out));
   CHECK(napi_create_array(env, &tallies));
@@ -674,6 +675,7 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
     full += (double)LOAD(c->queue_full);
     serr += (double)LOAD(c->send_errors);
     trunc += (double)LOAD(c->truncated);
+    batches += (double)LOAD(c->batches);
     sum += (double)LOAD(c->sum_ns) / 1e9;
     count += (double)LOAD(c->count);
     for (int b = 0; b <= s->nbounds; b++) h[b] += (double)LOAD(c->hist[b]);
@@ -692,6 +694,7 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   set_num(env, out, "queueFull", full);
   set_num(env, out, "sendErrors", serr);
   set_num(env, out, "truncated", trunc);
+  set_num(env, out, "batches", batches);
   set_num(env, out, "sum", sum);
   set_num(env, out, "count", count);
   set_num(env, out, "entries", entries);

@@ -2,8 +2,8 @@
  * Fuzz (issue 11): 1,000,000 malformed messages (compression loops, counts past the end, giant
  * labels, broken OPT, truncations, bit flips, random bytes) through the sidecar's codec path, then
  * 200,000 over UDP (through the native UDP loop, the default) and 20,000 over TCP (with broken
- * framing too) to the running sidecar: it never
- * crashes, its memory stays flat, and it keeps answering good queries between the bad ones.
+ * framing too) to the running sidecar: it never crashes, its memory stays flat, and it keeps
+ * answering good queries between the bad ones.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
