@@ -2,11 +2,14 @@
  * Run by native-udp.test.ts in a child node with AddressSanitizer and UBSan preloaded: drives the
  * addon given as argv[2] with argv[3] random datagrams (every size up to the largest UDP payload)
  * from four clients, a 64 KiB table that keeps turning generations over, and clear() calls, and
- * checks that every reply is exactly the answer stored for its question with the asker's ID.
+ * checks that every reply is exactly the answer stored for its question with the asker's ID. Then
+ * a flood of large one-off datagrams while this thread is blocked: the queue of misses for JS
+ * stays within its byte bound (the rest are dropped and counted) and memory with it.
  * Prints one JSON line of counts; any sanitizer finding aborts the process.
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
 import type { NativeUdp } from '../native-udp.ts';
 
 const addon = createRequire(import.meta.url)(process.argv[2] ?? '') as NativeUdp;
@@ -104,6 +107,35 @@ for (let k = 0; k < 2 && client; k++) {
   });
   if (!answerFor(last).equals(got)) bad++;
 }
+// The flood: a worker thread sends FLOOD datagrams of the largest size, each another question,
+// while this thread waits (Atomics.wait) for the worker to say it is done; the native threads read
+// on meanwhile and can hand JS nothing until this thread is back.
+const FLOOD = 6000;
+const before = addon.stats(h);
+const rssBefore = process.memoryUsage.rss();
+const flag = new Int32Array(new SharedArrayBuffer(4));
+const flooder = new Worker(
+  `const { createSocket } = require('node:dgram');
+   const { workerData: { port, count, flag } } = require('node:worker_threads');
+   const s = createSocket('udp4');
+   const big = Buffer.alloc(65507, 0x41);
+   let sent = 0;
+   const next = () => {
+     if (sent === count) { s.close(); Atomics.store(flag, 0, 1); Atomics.notify(flag, 0); return; }
+     big.writeUInt32BE(sent++, 4);
+     s.send(big, port, '127.0.0.1', next);
+   };
+   next();`,
+  { eval: true, workerData: { port, count: FLOOD, flag } },
+);
+// Bounded: the worker finishes its FLOOD sends or exits (an error) and sets the flag either way.
+flooder.on('exit', () => {
+  Atomics.store(flag, 0, 1);
+  Atomics.notify(flag, 0);
+});
+Atomics.wait(flag, 0, 0, 120_000);
+const rssFlood = process.memoryUsage.rss();
+await new Promise((r) => setImmediate(r));
 const stats = addon.stats(h);
 addon.close(h);
 for (const s of clients) s.close();
@@ -115,5 +147,8 @@ console.log(
     hits: stats.hits,
     queueFull: stats.queueFull,
     truncated: stats.truncated,
+    floodRead: stats.misses - before.misses,
+    floodDropped: stats.queueFull - before.queueFull,
+    floodRssMb: Math.round((rssFlood - rssBefore) / 2 ** 20),
   }),
 );

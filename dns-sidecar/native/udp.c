@@ -38,8 +38,10 @@
 #define HASH_BUCKETS (1u << 16)
 /* Bookkeeping counted per entry besides key and response, as answer-cache.ts counts it. */
 #define ENTRY_OVERHEAD 96
-/* Miss batches waiting for the JS thread; past this, misses are dropped (and counted). */
+/* Miss batches, and their bytes, waiting for the JS thread; past either, misses are dropped (and
+ * counted), so a flood of large one-off datagrams cannot grow the queue past MISS_BYTES. */
 #define MISS_QUEUE 1024
+#define MISS_BYTES (8u << 20)
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define BUMP(x, n) __atomic_store_n(&(x), LOAD(x) + (n), __ATOMIC_RELAXED)
@@ -77,8 +79,15 @@ typedef struct {
   counters_t c;
 } worker_t;
 
+/* Bytes of misses queued for JS: shared by the threads and call_js, freed with the tsfn (queued
+ * batches may still be delivered after the server is gone). */
+typedef struct {
+  size_t bytes;
+} miss_queue_t;
+
 typedef struct server {
   int fd, nthreads, stopping, closed;
+  miss_queue_t *queue;
   worker_t *workers;
   pthread_mutex_t mu;
   gen_t young, old;
@@ -97,6 +106,7 @@ typedef struct {
 
 typedef struct {
   int n;
+  size_t bytes;
   miss_t *m[BATCH];
 } miss_batch_t;
 
@@ -286,13 +296,17 @@ static void *serve(void *arg) {
     miss_batch_t *mb = NULL;
     if (misses > 0) {
       mb = malloc(sizeof(*mb));
-      if (mb) mb->n = 0;
+      if (mb) {
+        mb->n = 0;
+        mb->bytes = sizeof(*mb);
+      }
       for (int i = 0; i < n && mb; i++) {
         if (w->hit[i] != -1) continue;
         uint32_t len = w->in[i].msg_len;
         miss_t *m = malloc(sizeof(miss_t) + len);
         if (!m) continue;
         m->len = len;
+        mb->bytes += sizeof(miss_t) + len;
         memcpy(&m->addr, &w->addr[i], sizeof(m->addr));
         memcpy(m->data, w->buf + (size_t)i * SLOT, len);
         mb->m[mb->n++] = m;
@@ -317,7 +331,14 @@ static void *serve(void *arg) {
     }
     if (misses > 0) {
       BUMP(w->c.misses, (uint64_t)misses);
-      if (!mb || napi_call_threadsafe_function(s->tsfn, mb, napi_tsfn_nonblocking) != napi_ok) {
+      int queued = 0;
+      if (mb) {
+        size_t total = __atomic_add_fetch(&s->queue->bytes, mb->bytes, __ATOMIC_RELAXED);
+        queued = total <= MISS_BYTES &&
+                 napi_call_threadsafe_function(s->tsfn, mb, napi_tsfn_nonblocking) == napi_ok;
+        if (!queued) __atomic_sub_fetch(&s->queue->bytes, mb->bytes, __ATOMIC_RELAXED);
+      }
+      if (!queued) {
         BUMP(w->c.queue_full, (uint64_t)misses);
         if (mb) {
           for (int i = 0; i < mb->n; i++) free(mb->m[i]);
@@ -370,8 +391,9 @@ static void addr_string(const struct sockaddr_storage *a, char *out, size_t n, u
 
 /* On the JS thread: one call of onMiss(messages, addresses, ports) per batch of misses. */
 static void call_js(napi_env env, napi_value cb, void *context, void *data) {
-  (void)context;
+  miss_queue_t *queue = context;
   miss_batch_t *mb = data;
+  __atomic_sub_fetch(&queue->bytes, mb->bytes, __ATOMIC_RELAXED);
   if (env != NULL && cb != NULL) {
     napi_value msgs, addrs, ports, undef, argv[3];
     napi_create_array_with_length(env, (size_t)mb->n, &msgs);
@@ -400,6 +422,12 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
   }
   for (int i = 0; i < mb->n; i++) free(mb->m[i]);
   free(mb);
+}
+
+static void free_queue(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
 }
 
 static void stop_server(server_t *s) {
@@ -527,12 +555,15 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   setsockopt(s->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   napi_value name;
   napi_create_string_utf8(env, "crowbar_udp", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, argv[5], NULL, name, MISS_QUEUE, 1, NULL, NULL, NULL,
-                                      call_js, &s->tsfn) != napi_ok) {
+  miss_queue_t *queue = calloc(1, sizeof *queue);
+  if (!queue || napi_create_threadsafe_function(env, argv[5], NULL, name, MISS_QUEUE, 1, queue,
+                                                free_queue, queue, call_js, &s->tsfn) != napi_ok) {
+    free(queue);
     finalize_server(env, s, NULL);
     napi_throw_error(env, NULL, "crowbar_udp.open: onMiss must be a function");
     return NULL;
   }
+  s->queue = queue; /* the tsfn owns it from here (free_queue) */
   for (uint32_t i = 0; i < threads; i++) {
     worker_t *w = &s->workers[i];
     w->s = s;
