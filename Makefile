@@ -24,6 +24,7 @@ help:
 	@echo "make lab-down   stop a lab left behind"
 	@echo "make test       install what is needed, then lint, type-check, unit and integration tests"
 	@echo "make test-chaos the chaos suite in full: leader kills, partition (short form in make test)"
+	@echo "make native     build the DNS sidecar's native UDP loop (part of make deps)"
 	@echo "make bins       build kube-apiserver, etcd, kube-controller-manager, kubectl, helm (cached)"
 	@echo "make sushy-tools the Redfish emulator's venv for the power tests (cached)"
 	@echo "make generate   regenerate TypeScript types from crds/"
