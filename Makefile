@@ -88,7 +88,7 @@ lint: npm
 typecheck: npm
 	npx tsc -p tsconfig.json
 
-unit: npm
+unit: npm native
 	npx vitest run --project unit
 
 integration: deps bins sushy-tools
