@@ -263,6 +263,8 @@ static void *serve(void *arg) {
        * one datagram (an ICMP error for an earlier send, ENOMEM): the loop condition decides. */
       continue;
     }
+    /* After close()'s shutdown a receive returns an empty "datagram" with a stale address. */
+    if (__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE)) break;
     uint64_t t0 = now_ns();
     BUMP(w->c.batches, 1);
     int hits = 0, misses = 0;
