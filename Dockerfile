@@ -1,5 +1,16 @@
 # The operator image (operator, webhook server, jig runner, DNS sidecar): Node 24 runs the TypeScript sources
 # directly (type stripping).
+FROM node:24-bookworm-slim AS native
+# The DNS sidecar's native UDP loop (ADR 0020), built against the Node-API headers package.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+  && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY tools/build-native.sh ./tools/
+COPY dns-sidecar/native ./dns-sidecar/native
+RUN tools/build-native.sh
+
 FROM node:24-bookworm-slim
 WORKDIR /app
 # ping for the aliveness check (§10.1); it uses unprivileged ICMP sockets, which containerd 2
@@ -12,6 +23,7 @@ COPY generated ./generated
 COPY operator ./operator
 COPY webhooks ./webhooks
 COPY dns-sidecar ./dns-sidecar
+COPY --from=native /src/dns-sidecar/native/build ./dns-sidecar/native/build
 COPY crds ./crds
 USER 65532:65532
 ENTRYPOINT ["node", "operator/main.ts"]

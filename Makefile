@@ -13,9 +13,9 @@ APT_PACKAGES := kmod debconf openssl ca-certificates iproute2 iputils-ping procp
   dnsutils knot-dnsutils nsd bind9 dnsmasq-base dnsperf \
   isc-dhcp-client isc-dhcp-relay tcpdump udhcpc busybox-static curl ipxe ipxe-qemu qemu-system-x86 ovmf cpio kea-dhcp4-server kea-admin \
   radvd ndisc6 kea-dhcp6-server \
-  openipmi ipmitool cloud-init python3-venv
+  openipmi ipmitool cloud-init python3-venv gcc libc6-dev
 
-.PHONY: help deps apt npm bins sushy-tools generate docs check-generated lint typecheck unit integration test test-chaos lab test-lab-vms lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp discovery-image clean
+.PHONY: help deps apt npm native bins sushy-tools generate docs check-generated lint typecheck unit integration test test-chaos lab test-lab-vms lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp discovery-image clean
 
 help:
 	@echo "make lab        bring up a local Crowbar: control plane, CRDs, operator, example fleet"
@@ -24,6 +24,7 @@ help:
 	@echo "make lab-down   stop a lab left behind"
 	@echo "make test       install what is needed, then lint, type-check, unit and integration tests"
 	@echo "make test-chaos the chaos suite in full: leader kills, partition (short form in make test)"
+	@echo "make native     build the DNS sidecar's native UDP loop (part of make deps)"
 	@echo "make bins       build kube-apiserver, etcd, kube-controller-manager, kubectl, helm (cached)"
 	@echo "make sushy-tools the Redfish emulator's venv for the power tests (cached)"
 	@echo "make generate   regenerate TypeScript types from crds/"
@@ -32,7 +33,7 @@ help:
 	@echo "make bench-dhcp the DHCP sidecar against kea-dhcp4 and kea-dhcp6 with perfdhcp"
 	@echo "make discovery-image  build the discovery image (cached in ~/.cache/crowbar/discovery)"
 
-deps: apt npm
+deps: apt npm native
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -47,6 +48,14 @@ npm: node_modules/.stamp
 node_modules/.stamp: package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
+
+# The DNS sidecar's native UDP loop (recvmmsg/sendmmsg, answers from a table; ADR 0020), built
+# with the machine's C compiler; rebuilt when its source or the headers' package changes.
+NATIVE_UDP := dns-sidecar/native/build/crowbar_udp.node
+native: $(NATIVE_UDP)
+
+$(NATIVE_UDP): dns-sidecar/native/udp.c tools/build-native.sh node_modules/.stamp | apt
+	tools/build-native.sh
 
 # The discovery image (our Sledgehammer) from Debian packages; cached, rebuilt when its recipe changes.
 discovery-image: apt
@@ -79,7 +88,7 @@ lint: npm
 typecheck: npm
 	npx tsc -p tsconfig.json
 
-unit: npm
+unit: npm native
 	npx vitest run --project unit
 
 integration: deps bins sushy-tools

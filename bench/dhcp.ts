@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import type { StaticData } from '../dhcp-sidecar/backend.ts';
 import { deleteNamespace, nsExec, run } from '../test/harness/netns.ts';
 import { startProcess, waitFor, type Started } from '../test/harness/process.ts';
-import { cpuMs, rssMb } from './util.ts';
+import { cpuSeconds, rssMb } from './util.ts';
 
 const CLIENTS = Number(process.env['BENCH_DHCP_CLIENTS'] ?? 10_000);
 const RATE = Number(process.env['BENCH_DHCP_RATE'] ?? 2000);
@@ -150,7 +150,7 @@ async function perfdhcp(
     family === 4 ? SERVER_IP : 'all',
   ];
   const pid = server.proc.pid;
-  const cpu0 = pid === undefined ? 0 : cpuMs(pid);
+  const cpu0 = pid === undefined ? 0 : cpuSeconds(pid);
   const out = await new Promise<string>((resolve, reject) => {
     const p = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const chunks: Buffer[] = [];
@@ -166,7 +166,7 @@ async function perfdhcp(
     });
   });
   const rss = pid === undefined ? 0 : rssMb(pid);
-  const cpu = pid === undefined ? 0 : cpuMs(pid) - cpu0;
+  const cpu = pid === undefined ? 0 : cpuSeconds(pid) - cpu0;
   // The second "received packets" is the REQUEST/ACK exchange; every ACK is a lease.
   const received = [...out.matchAll(/received packets: (\d+)/g)].map((m) => Number(m[1]));
   const sent = [...out.matchAll(/sent packets: (\d+)/g)].map((m) => Number(m[1]));
@@ -184,7 +184,7 @@ async function perfdhcp(
     sent: sent[0] ?? 0,
     completed,
     rssMb: rss,
-    cpuUsPerLease: completed > 0 ? (cpu * 1000) / completed : NaN,
+    cpuUsPerLease: completed > 0 ? (cpu * 1e6) / completed : NaN,
   };
 }
 

@@ -10,6 +10,11 @@
  * and NSD load the zone files the sidecar writes; dnsmasq reads the same names and addresses as a
  * hosts file. All on loopback.
  *
+ * With BENCH_DNS_DGRAM=1 a second sidecar serving UDP with Node's dgram (--udp-engine=dgram) runs
+ * beside them as `ours_dgram`, to compare the two UDP paths in the same run (ADR 0020). Every round
+ * also records each server's CPU time per answered query (from /proc/<pid>/stat), which the shared
+ * machine's load disturbs far less than queries per second.
+ *
  * Prints `RESULT dns ours_qps=... bind_qps=... dnsmasq_qps=... nsd_qps=... ours_p99_ms=...` and
  * writes bench/results/dns.json.
  */
@@ -23,7 +28,7 @@ import { freePortOn, startDnsSidecar } from '../dns-sidecar/lab.ts';
 import { reverseV4, reverseV6 } from '../dns-sidecar/names.ts';
 import { startNamed, startNsd, type RunningServer } from '../test/harness/dns-servers.ts';
 import { loopback } from '../test/harness/dns.ts';
-import { rssMb } from './util.ts';
+import { cpuSeconds, rssMb } from './util.ts';
 
 const run = promisify(execFile);
 const NODES = Number(process.env['BENCH_DNS_NODES'] ?? 10_000);
@@ -32,6 +37,7 @@ const ROUNDS = Number(process.env['BENCH_DNS_ROUNDS'] ?? 3);
 /** Threads every server may use: ours' socket loops, BIND's -n, NSD's server-count. */
 const THREADS = Number(process.env['BENCH_DNS_THREADS'] ?? availableParallelism());
 const DOMAIN = 'bench.crowbar.dev';
+const DGRAM = process.env['BENCH_DNS_DGRAM'] === '1';
 const tmp = mkdtempSync(join(tmpdir(), 'cbdns-bench-'));
 
 const node = (i: number) => `n${i}.${DOMAIN}`;
@@ -80,6 +86,8 @@ function writeInputs(): { manifests: string; hosts: string; queries: string } {
 
 interface PerfResult {
   qps: number;
+  /** The server's CPU time (all threads) per completed query in the round, microseconds. */
+  cpu_us_per_query?: number;
   sent: number;
   completed: number;
   lost: number;
@@ -203,7 +211,7 @@ function startDnsmasq(dir: string, host: string, port: number, hosts: string): R
 }
 
 interface Server {
-  key: 'ours' | 'bind' | 'dnsmasq' | 'nsd';
+  key: 'ours' | 'ours_dgram' | 'bind' | 'dnsmasq' | 'nsd';
   host: string;
   port: number;
   pid: number | undefined;
@@ -243,6 +251,29 @@ async function main(): Promise<void> {
       pid: ours.proc.pid,
       stop: () => ours.stop(),
     });
+    if (DGRAM) {
+      const host = loopback();
+      const dg = await startDnsSidecar({
+        domains: [DOMAIN],
+        host,
+        port: 5353,
+        source: `file:${inputs.manifests}`,
+        logFile: join(tmp, 'sidecar-dgram.log'),
+        env: {
+          LOG_LEVEL: 'warn',
+          CROWBAR_DNS_UDP_WORKERS: String(THREADS - 1),
+          CROWBAR_DNS_UDP_ENGINE: 'dgram',
+        },
+        readyTimeoutMs: 120_000,
+      });
+      servers.push({
+        key: 'ours_dgram',
+        host,
+        port: 5353,
+        pid: dg.proc.pid,
+        stop: () => dg.stop(),
+      });
+    }
     const zones = new Map(
       readdirSync(zoneDir)
         .filter((f) => f.endsWith('.zone'))
@@ -294,12 +325,20 @@ async function main(): Promise<void> {
     const rounds = new Map<string, PerfResult[]>();
     for (let round = 1; round <= ROUNDS; round++) {
       for (const s of servers) {
+        const cpu0 = s.pid ? cpuSeconds(s.pid) : NaN;
         const r = await dnsperf(s.host, s.port, inputs.queries, ['-l', String(SECONDS)]);
+        const cpu = s.pid ? cpuSeconds(s.pid) - cpu0 : NaN;
+        r.cpu_us_per_query = Number(((cpu * 1e6) / r.completed).toFixed(2));
         rounds.set(s.key, [...(rounds.get(s.key) ?? []), r]);
-        say(`round ${round} ${s.key}: ${r.qps.toFixed(0)} qps, p99 ${r.p99_ms.toFixed(2)} ms`);
+        say(
+          `round ${round} ${s.key}: ${r.qps.toFixed(0)} qps, p99 ${r.p99_ms.toFixed(2)} ms, ${r.cpu_us_per_query} us CPU/query, load ${loadavg()[0]?.toFixed(1) ?? '?'}`,
+        );
       }
     }
-    const results: Record<string, PerfResult & { rss_mb?: number; rounds_qps: number[] }> = {};
+    const results: Record<
+      string,
+      PerfResult & { rss_mb?: number; rounds_qps: number[]; rounds_cpu_us_per_query: number[] }
+    > = {};
     for (const s of servers) {
       const all = rounds.get(s.key) ?? [];
       const m = median(all);
@@ -307,6 +346,7 @@ async function main(): Promise<void> {
       results[s.key] = {
         ...m,
         rounds_qps: all.map((r) => Math.round(r.qps)),
+        rounds_cpu_us_per_query: all.map((r) => r.cpu_us_per_query ?? NaN),
         ...(s.key === 'ours' && s.pid ? { rss_mb: rssMb(s.pid) } : {}),
       };
     }
@@ -327,6 +367,9 @@ async function main(): Promise<void> {
       ratio_bind: r('ours') / r('bind'),
       ratio_dnsmasq: r('ours') / r('dnsmasq'),
       ratio_nsd: r('ours') / r('nsd'),
+      ...(DGRAM
+        ? { ours_dgram_qps: r('ours_dgram'), ratio_dgram: r('ours') / r('ours_dgram') }
+        : {}),
       servers: results,
       measured_at: new Date().toISOString(),
       load_average: loadavg().map((x) => Number(x.toFixed(2))),

@@ -25,16 +25,22 @@ export function rssMb(pid: number): number {
 }
 
 /**
- * CPU time (user + system) a process has used, in ms, from /proc/<pid>/stat (clock ticks of 10 ms).
- * CPU per unit of work is the measure a shared machine's load disturbs least: waiting for a core
- * stretches wall time, not the CPU a request costs.
+ * CPU time a process and its child processes (NSD serves from forked children) have used so far,
+ * all threads, in seconds (utime + stime from /proc/<pid>/stat, in ticks of 1/100 s on Linux).
  */
-export function cpuMs(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces) in parentheses; utime and stime are the
-  // 14th and 15th fields, the 12th and 13th after it.
+  // Fields after the command name, which is in parentheses and may hold spaces.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(rest[11]) + Number(rest[12])) * 1000) / 100;
+  let children = 0;
+  try {
+    for (const c of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ')) {
+      if (c.trim()) children += cpuSeconds(Number(c));
+    }
+  } catch {
+    // a child that exited meanwhile, or no children file: its time is not counted
+  }
+  return (Number(rest[11]) + Number(rest[12])) / 100 + children;
 }
 
 /** Cumulative bucket counts of a Prometheus histogram without labels, by upper bound (seconds). */

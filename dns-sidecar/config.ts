@@ -27,6 +27,8 @@ export interface SidecarConfig {
   answerCacheBytes: number;
   /** UDP worker threads besides the main thread (udp-workers.ts). */
   udpWorkers: number;
+  /** `native` (the batched C loop, falling back to dgram) or `dgram` (server.ts, ADR 0020). */
+  udpEngine: 'native' | 'dgram';
 }
 
 const FLAGS: Record<string, string> = {
@@ -48,6 +50,7 @@ const FLAGS: Record<string, string> = {
   'zone-dir': 'CROWBAR_DNS_ZONE_DIR',
   'answer-cache-mb': 'CROWBAR_DNS_ANSWER_CACHE_MB',
   'udp-workers': 'CROWBAR_DNS_UDP_WORKERS',
+  'udp-engine': 'CROWBAR_DNS_UDP_ENGINE',
 };
 
 function parseFlags(argv: readonly string[]): Map<string, string[]> {
@@ -151,6 +154,11 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Sid
   else if (src.startsWith('file:') && src.length > 5) source = { kind: 'file', path: src.slice(5) };
   else throw new Error(`--source must be kube or file:<path>, got ${JSON.stringify(src)}`);
 
+  const engine = one('udp-engine') ?? 'native';
+  if (engine !== 'native' && engine !== 'dgram') {
+    throw new Error(`--udp-engine must be native or dgram, got ${JSON.stringify(engine)}`);
+  }
+
   const day = 86_400;
   return {
     dns: {
@@ -175,6 +183,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Sid
     zoneDir: one('zone-dir'),
     answerCacheBytes: int('answer-cache-mb', one('answer-cache-mb'), 32, 0, 4096) * 2 ** 20,
     // One socket loop per core, the main thread's included (as BIND runs a thread per core).
-    udpWorkers: int('udp-workers', one('udp-workers'), availableParallelism() - 1, 0, 64),
+    udpWorkers: int('udp-workers', one('udp-workers'), availableParallelism() - 1, 0, 63),
+    udpEngine: engine,
   };
 }

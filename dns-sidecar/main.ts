@@ -81,6 +81,7 @@ async function main(): Promise<void> {
     zoneDir: config.zoneDir,
     answerCacheBytes: config.answerCacheBytes,
     udpWorkers: config.udpWorkers,
+    udpEngine: config.udpEngine,
     allowTransferList: config.allowTransferList,
   });
   const http = await health(config.healthHost, config.healthPort, sidecar, metrics);
@@ -93,6 +94,7 @@ async function main(): Promise<void> {
       notify: config.notify.map((n) => `${n.host}:${n.port}`),
       allowTransfer: config.allowTransferList,
       udpWorkers: config.udpWorkers,
+      udpEngine: sidecar.server.udpEngine,
     },
     'serving',
   );

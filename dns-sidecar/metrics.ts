@@ -11,10 +11,13 @@ export interface Tally {
   readonly labels: readonly [transport: string, qtype: string, rcode: string];
 }
 
-const DURATION_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25];
+/** The upper bounds of crowbar_dns_query_duration_seconds (the native UDP loop uses them too). */
+export const DURATION_BUCKETS = [
+  0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25,
+];
 
 /** One transport's query durations: a count per bucket (the last is +Inf), their sum and count. */
-interface Durations {
+export interface Durations {
   buckets: Float64Array;
   sum: number;
   count: number;
@@ -32,6 +35,8 @@ class QueryDuration {
   readonly type = 'histogram';
   readonly aggregator = 'sum';
   private readonly byTransport = new Map<string, Durations>();
+  /** Brings in counts kept elsewhere (the native UDP loop's) before they are read. */
+  before: (() => void) | undefined;
 
   durations(transport: string): Durations {
     let d = this.byTransport.get(transport);
@@ -57,6 +62,7 @@ class QueryDuration {
     aggregator: string;
     values: { labels: Record<string, string | number>; value: number; metricName: string }[];
   }> {
+    this.before?.();
     const values = [];
     for (const [transport, d] of this.byTransport) {
       let cumulative = 0;
@@ -149,8 +155,11 @@ export class DnsMetrics {
   readonly cacheHits: Counter<'transport'>;
   readonly cacheMisses: Counter<'transport'>;
   readonly cacheEntries: Gauge<'transport'>;
+  readonly udpEngine: Gauge<'engine'>;
+  readonly udpBatches: Counter;
   /** Read at scrape time: the server's answer-cache counts (the hot path only bumps numbers). */
   private cacheStats: (() => Record<string, CacheStats>) | undefined;
+  private sync: (() => void) | undefined;
   private readonly cacheSeen = new Map<string, number>();
   /** The hot path's tallies by label set (made once per set). */
   private readonly tallies = new Map<string, Tally>();
@@ -163,12 +172,16 @@ export class DnsMetrics {
     const registers = [this.registry];
     if (defaults) collectDefaultMetrics({ register: this.registry }); // process_*, nodejs_*
     const tallies = this.tallies;
+    const sync = (): void => {
+      this.sync?.();
+    };
     this.queries = new Counter({
       name: 'crowbar_dns_queries_total',
       help: 'Queries answered, by transport, query type and rcode.',
       labelNames: ['transport', 'qtype', 'rcode'],
       registers,
       collect() {
+        sync();
         for (const t of tallies.values()) {
           if (t.n === t.seen) continue;
           const [transport, qtype, rcode] = t.labels;
@@ -178,6 +191,7 @@ export class DnsMetrics {
       },
     });
     this.duration = new QueryDuration();
+    this.duration.before = sync;
     // A metric of our own shape (see QueryDuration); the registry only calls get() and reset().
     this.registry.registerMetric(this.duration as unknown as Histogram);
     this.dropped = new Counter({
@@ -254,6 +268,18 @@ export class DnsMetrics {
         catchUp(this, 'misses');
       },
     });
+    this.udpEngine = new Gauge({
+      name: 'crowbar_dns_udp_engine',
+      help: 'What serves UDP: 1 for native (the batched C loop) or dgram (Node, the fallback).',
+      labelNames: ['engine'],
+      aggregator: 'max',
+      registers,
+    });
+    this.udpBatches = new Counter({
+      name: 'crowbar_dns_udp_batches_total',
+      help: 'Batches the native UDP loop read (one recvmmsg each); queries over batches is the mean batch.',
+      registers,
+    });
     const entries = (): Record<string, CacheStats> => this.cacheStats?.() ?? {};
     this.cacheEntries = new Gauge({
       name: 'crowbar_dns_answer_cache_entries',
@@ -266,6 +292,14 @@ export class DnsMetrics {
         }
       },
     });
+  }
+
+  /**
+   * Registers a function that, at scrape time, adds counts kept outside these objects (the native
+   * UDP loop's, server.ts) to the tallies and duration buckets, before they are read.
+   */
+  syncFrom(fn: () => void): void {
+    this.sync = fn;
   }
 
   /** Registers where the answer-cache counts are read from at scrape time. */

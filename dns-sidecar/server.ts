@@ -10,7 +10,8 @@ import type { Logger } from 'pino';
 import { AnswerCache } from './answer-cache.ts';
 import { HEADER } from './codec.ts';
 import { handleMessage, type Handled, type Transport } from './handler.ts';
-import { DnsMetrics, type Tally } from './metrics.ts';
+import { DnsMetrics, DURATION_BUCKETS, type Tally } from './metrics.ts';
+import { loadNativeUdp, type NativeHandle, type NativeUdp } from './native-udp.ts';
 import { QTYPE, type ZoneSet } from './resolver.ts';
 
 export interface Listen {
@@ -37,6 +38,22 @@ export interface ServerOptions {
    * spreads the clients over them (udp-workers.ts).
    */
   reusePort?: boolean;
+  /**
+   * `native`: UDP through the native loop (native-udp.ts, ADR 0020) with this many threads when
+   * the addon loads, else dgram (logged); `dgram` (default): Node's dgram sockets.
+   */
+  udpEngine?: 'native' | 'dgram';
+  /** Threads of the native loop per listen address (default 1). */
+  udpThreads?: number;
+  /** Where the native addon is (default: where `make native` puts it). */
+  nativeAddon?: string;
+}
+
+/** One native loop and the counts of it already added to the metrics. */
+interface NativeLoop {
+  handle: NativeHandle;
+  seen: { tallies: number[]; buckets: number[]; sum: number; count: number };
+  seenDrops: { queueFull: number; truncated: number; batches: number };
 }
 
 /** A cached answer with the tally it is counted on (no label lookup per query). */
@@ -73,6 +90,15 @@ export class DnsServer {
   private readonly durations: Record<Transport, ReturnType<DnsMetrics['durations']>>;
   /** The bound addresses (port 0 resolved), in listen order. */
   readonly bound: Listen[] = [];
+  /** What serves UDP: `native` only once the addon has loaded. */
+  readonly udpEngine: 'native' | 'dgram';
+  private readonly native: NativeUdp | undefined;
+  private readonly loops: NativeLoop[] = [];
+  /** The zone set the native tables hold answers of. */
+  private nativeZones: ZoneSet | undefined;
+  /** Tallies by the id the native table stores with each answer. */
+  private readonly tallyIds = new Map<Tally, number>();
+  private readonly tallyList: Tally[] = [];
 
   constructor(opts: ServerOptions) {
     this.opts = opts;
@@ -81,6 +107,68 @@ export class DnsServer {
     this.caches = { udp: new AnswerCache(bytes), tcp: new AnswerCache(bytes) };
     opts.metrics.watchCache(() => this.cacheStats());
     this.durations = { udp: opts.metrics.durations('udp'), tcp: opts.metrics.durations('tcp') };
+    if (opts.udpEngine === 'native') {
+      const n = loadNativeUdp(opts.nativeAddon);
+      if ('binding' in n) {
+        this.native = n.binding;
+      } else {
+        opts.log.warn({ err: n.error }, 'native UDP addon not loaded; serving UDP with dgram');
+      }
+    }
+    this.udpEngine = this.native ? 'native' : 'dgram';
+    opts.metrics.udpEngine.labels(this.udpEngine).set(1);
+    if (this.native) {
+      opts.metrics.syncFrom(() => {
+        this.syncNative();
+      });
+    }
+  }
+
+  /**
+   * Tells the native loops that the zone set changed, so that no answer from the previous one is
+   * served from their tables (a dgram server notices on its next query; the native loops answer
+   * hits without asking JS, so they must be told).
+   */
+  zonesChanged(): void {
+    const zones = this.opts.zones();
+    if (!this.native || zones === this.nativeZones) return;
+    this.nativeZones = zones;
+    for (const l of this.loops) this.native.clear(l.handle);
+  }
+
+  /** Adds what the native loops counted since the last scrape to the tallies and buckets. */
+  private syncNative(): void {
+    const native = this.native;
+    if (!native) return;
+    const d = this.durations.udp;
+    for (const l of this.loops) {
+      const st = native.stats(l.handle);
+      for (const [id, v] of st.tallies.entries()) {
+        const t = this.tallyList[id];
+        if (v === undefined || t === undefined) continue;
+        t.n += v - (l.seen.tallies[id] ?? 0);
+        l.seen.tallies[id] = v;
+      }
+      for (const [i, v] of st.buckets.entries()) {
+        d.buckets[i] = (d.buckets[i] ?? 0) + v - (l.seen.buckets[i] ?? 0);
+        l.seen.buckets[i] = v;
+      }
+      d.sum += st.sum - l.seen.sum;
+      d.count += st.count - l.seen.count;
+      l.seen.sum = st.sum;
+      l.seen.count = st.count;
+      const drops = this.opts.metrics.dropped;
+      if (st.queueFull > l.seenDrops.queueFull) {
+        drops.labels('udp', 'queue-full').inc(st.queueFull - l.seenDrops.queueFull);
+      }
+      if (st.truncated > l.seenDrops.truncated) {
+        drops.labels('udp', 'truncated').inc(st.truncated - l.seenDrops.truncated);
+      }
+      if (st.batches > l.seenDrops.batches) {
+        this.opts.metrics.udpBatches.inc(st.batches - l.seenDrops.batches);
+      }
+      l.seenDrops = { queueFull: st.queueFull, truncated: st.truncated, batches: st.batches };
+    }
   }
 
   /** Cache hits and misses per transport (for the metrics collector). */
@@ -90,7 +178,17 @@ export class DnsServer {
       misses: c.misses,
       entries: c.size,
     });
-    return { udp: s(this.caches.udp), tcp: s(this.caches.tcp) };
+    const udp = s(this.caches.udp);
+    const native = this.native;
+    if (native) {
+      for (const l of this.loops) {
+        const st = native.stats(l.handle);
+        udp.hits += st.hits;
+        udp.misses += st.misses;
+        udp.entries += st.entries;
+      }
+    }
+    return { udp, tcp: s(this.caches.tcp) };
   }
 
   private record(transport: Transport, h: Handled, t0: number): void {
@@ -131,6 +229,26 @@ export class DnsServer {
         return out;
       }
     }
+    const { h, tally } = this.answer(buf, transport, remote, zones, t0);
+    const first = h.responses[0];
+    if (cache !== undefined && key !== undefined && first !== undefined && tally !== undefined) {
+      cache.set(key, { response: first, tally });
+    }
+    return h.responses.length === 1 && first !== undefined ? first : h.responses;
+  }
+
+  /**
+   * handleMessage with the metrics recorded; `tally` is set when the single response may be
+   * cached: only answers that depend on nothing but the message and the zones, so never zone
+   * transfers (the client's address decides those) and never drops.
+   */
+  private answer(
+    buf: Buffer,
+    transport: Transport,
+    remote: string,
+    zones: ZoneSet,
+    t0: number,
+  ): { h: Handled; tally: Tally | undefined } {
     let h: Handled;
     try {
       h = handleMessage(buf, {
@@ -145,33 +263,79 @@ export class DnsServer {
       h = { responses: [], outcome: 'drop', reason: 'internal' };
     }
     this.record(transport, h, t0);
-    const first = h.responses[0];
-    // Only answers that depend on nothing but the message and the zones are kept: never zone
-    // transfers (the client's address decides those) and never drops.
-    if (
-      cache !== undefined &&
-      key !== undefined &&
-      first !== undefined &&
+    const cacheable =
+      this.cacheOn &&
+      buf.length > HEADER &&
       h.responses.length === 1 &&
       (h.outcome === 'answer' || h.outcome === 'error') &&
       h.qtype !== QTYPE.AXFR &&
-      h.qtype !== QTYPE.IXFR
-    ) {
-      cache.set(key, {
-        response: first,
-        tally: this.opts.metrics.tally(transport, h.qtype, h.rcode),
-      });
+      h.qtype !== QTYPE.IXFR;
+    return {
+      h,
+      tally: cacheable ? this.opts.metrics.tally(transport, h.qtype, h.rcode) : undefined,
+    };
+  }
+
+  /** The questions the native loop's table did not hold, answered here (one call per batch). */
+  private nativeMisses(
+    native: NativeUdp,
+    handle: NativeHandle,
+    messages: Buffer[],
+    addresses: string[],
+    ports: number[],
+  ): void {
+    this.zonesChanged();
+    const zones = this.opts.zones();
+    for (const [i, msg] of messages.entries()) {
+      const address = addresses[i] ?? '';
+      const port = ports[i] ?? 0;
+      const { h, tally } = this.answer(msg, 'udp', address, zones, performance.now());
+      for (const r of h.responses) native.send(handle, r, address, port);
+      const first = h.responses[0];
+      if (tally === undefined || first === undefined) continue;
+      let id = this.tallyIds.get(tally);
+      if (id === undefined) {
+        id = this.tallyList.length;
+        this.tallyList.push(tally);
+        this.tallyIds.set(tally, id);
+      }
+      if (id < native.maxTallies) native.put(handle, msg, first, id);
     }
-    return h.responses.length === 1 && first !== undefined ? first : h.responses;
   }
 
   async start(): Promise<void> {
     for (const l of this.opts.listen) {
       // TCP first so that port 0 picks one port that UDP then binds too.
       const port = this.opts.tcp === false ? l.port : await this.startTcp(l);
-      await this.startUdp({ host: l.host, port });
-      this.bound.push({ host: l.host, port });
+      if (this.native) this.startNativeUdp(this.native, { host: l.host, port });
+      else await this.startUdp({ host: l.host, port });
+      this.bound.push({ host: l.host, port: port === 0 ? this.nativePort(port) : port });
     }
+  }
+
+  /** The port the last native loop bound (for a UDP-only server asked for port 0). */
+  private nativePort(fallback: number): number {
+    const last = this.loops.at(-1);
+    return this.native && last ? this.native.port(last.handle) : fallback;
+  }
+
+  private startNativeUdp(native: NativeUdp, l: Listen): void {
+    const handle: NativeHandle = native.open(
+      l.host,
+      l.port,
+      this.opts.udpThreads ?? 1,
+      this.cacheOn ? (this.opts.answerCacheBytes ?? 32 << 20) : 0,
+      DURATION_BUCKETS,
+      (messages, addresses, ports) => {
+        this.nativeMisses(native, handle, messages, addresses, ports);
+      },
+    );
+    this.nativeZones = this.opts.zones();
+    this.loops.push({
+      handle,
+      seen: { tallies: [], buckets: [], sum: 0, count: 0 },
+      seenDrops: { queueFull: 0, truncated: 0, batches: 0 },
+    });
   }
 
   private startUdp(l: Listen): Promise<void> {
@@ -264,6 +428,7 @@ export class DnsServer {
 
   async stop(): Promise<void> {
     for (const c of this.conns) c.destroy();
+    for (const l of this.loops) this.native?.close(l.handle);
     await Promise.all([
       ...this.udp.map(
         (s) =>

@@ -33,8 +33,13 @@ export interface SidecarOptions {
   now?: () => number;
   /** Bytes of finished answers the server keeps per transport (server.ts; 0 disables). */
   answerCacheBytes?: number;
-  /** UDP worker threads besides the main thread (udp-workers.ts; default 0). */
+  /**
+   * UDP socket loops besides the main thread's (default 0): threads of the native loop when it
+   * serves UDP, else worker threads with dgram sockets (udp-workers.ts).
+   */
   udpWorkers?: number;
+  /** What serves UDP (server.ts; default dgram). */
+  udpEngine?: 'native' | 'dgram';
   /** The --allow-transfer list, for the workers' own ACL (they answer IXFR over UDP). */
   allowTransferList?: readonly string[];
 }
@@ -65,6 +70,8 @@ export class DnsSidecar {
       transferAllowed: o.transferAllowed,
       ...(o.answerCacheBytes === undefined ? {} : { answerCacheBytes: o.answerCacheBytes }),
       reusePort: (o.udpWorkers ?? 0) > 0,
+      udpEngine: o.udpEngine ?? 'dgram',
+      udpThreads: (o.udpWorkers ?? 0) + 1,
     });
     if (o.stateFile) this.readState(o.stateFile);
   }
@@ -118,7 +125,8 @@ export class DnsSidecar {
   async start(): Promise<void> {
     await this.server.start();
     const count = this.o.udpWorkers ?? 0;
-    if (count > 0) {
+    // The native loop runs its threads itself; worker threads are dgram's way to more cores.
+    if (count > 0 && this.server.udpEngine === 'dgram') {
       this.workers = new UdpWorkers({
         count,
         listen: this.server.bound,
@@ -170,6 +178,7 @@ export class DnsSidecar {
     }
     const removed = [...this.current.keys()].filter((o) => !next.has(o));
     this.current = next;
+    this.server.zonesChanged();
     this.workers?.publish(next);
     if (this.o.backend.ready()) this.loaded = true;
     const m = this.o.metrics;

@@ -1,8 +1,9 @@
 /**
  * Fuzz (issue 11): 1,000,000 malformed messages (compression loops, counts past the end, giant
  * labels, broken OPT, truncations, bit flips, random bytes) through the sidecar's codec path, then
- * 200,000 over UDP and 20,000 over TCP (with broken framing too) to the running sidecar: it never
- * crashes, its memory stays flat, and it keeps answering good queries between the bad ones.
+ * 200,000 over UDP (through the native UDP loop, the default) and 20,000 over TCP (with broken
+ * framing too) to the running sidecar: it never crashes, its memory stays flat, and it keeps
+ * answering good queries between the bad ones.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -131,6 +132,10 @@ describe('fuzz', () => {
       sock.close();
     }
     const end = await rss();
+    // The datagrams went through the native loop (native/udp.c), as they do by default.
+    expect((await dns!.http('/metrics')).body).toContain(
+      'crowbar_dns_udp_engine{engine="native"} 1',
+    );
     console.log(
       `dns fuzz: sidecar RSS ${(baseline / 2 ** 20).toFixed(1)} MiB after 20,000 datagrams, ${(end / 2 ** 20).toFixed(1)} MiB after 200,000`,
     );
