@@ -609,9 +609,11 @@ export class Annealer {
     // commit! refreshes it: runs read committed data only.
     const committing =
       (cur.status?.state === 'proposed' && c.state !== 'proposed') || c.observedRetry !== undefined;
+    // Built as the write is sent, not while it waits behind a burst (ADR 0021); the
+    // precondition is still the resourceVersion read here.
     const res = await this.patchStatus(
       cur,
-      {
+      () => ({
         // Replaced, not merged: keys removed from spec.data leave committedData too.
         ...(committing
           ? { committedData: replacementPatch(cur.status?.committedData, cur.spec.data ?? {}) }
@@ -631,7 +633,7 @@ export class Annealer {
         ...(c.runCount !== undefined ? { runCount: c.runCount } : {}),
         ...(c.observedRetry !== undefined ? { observedRetry: c.observedRetry } : {}),
         ...extra,
-      },
+      }),
       how,
     );
     if (res && cur.status?.state !== c.state) this.transitioned(res, cur.status?.state, c);
@@ -640,18 +642,22 @@ export class Annealer {
 
   private async patchStatus(
     cur: Readonly<NodeRole>,
-    status: Record<string, unknown>,
+    status: Record<string, unknown> | (() => Record<string, unknown>),
     how: Slot = { priority: URGENT },
   ): Promise<NodeRole | undefined> {
     const name = cur.metadata.name ?? '';
-    const signal = how.signal;
+    const resourceVersion = cur.metadata.resourceVersion;
+    const signal = how.ticket;
     try {
       const res = await this.writes.send(
         () =>
           this.o.mgr.client.mergePatchStatus(
             'NodeRole',
             name,
-            { metadata: { resourceVersion: cur.metadata.resourceVersion }, status },
+            {
+              metadata: { resourceVersion },
+              status: typeof status === 'function' ? status() : status,
+            },
             this.o.fieldManager,
           ),
         how,
