@@ -160,6 +160,9 @@ async function main(): Promise<void> {
     );
     const annealMs = performance.now() - t0;
     const rss = op.proc.pid ? rssMb(op.proc.pid) : 0;
+    console.log(
+      `anneal: ${(annealMs / 1000).toFixed(1)} s, operator peak RSS ${rss.toFixed(0)} MB`,
+    );
     const { unblock, runs } = await unblockLatencies(client, 'bench');
 
     // Reaction time alone: CAP nodes, so every node has a free run slot and no child waits behind
@@ -182,6 +185,8 @@ async function main(): Promise<void> {
     const decide = (q: number): number | null =>
       histogramQuantileMs(metricsBefore, metricsAfter, 'crowbar_annealer_unblock_seconds', q) ??
       null;
+    const part = (name: string, q: number): number | null =>
+      histogramQuantileMs(metricsBefore, metricsAfter, name, q) ?? null;
     await op.stop();
     // --- The floor: the same writes, no decisions, same client and concurrency. ---
     // Run after the annealer, with the operator stopped, so neither sees the other's objects.
@@ -245,6 +250,11 @@ async function main(): Promise<void> {
       p99_unblock_ms: quantile(react.unblock, 0.99),
       p50_decide_ms_at_most: decide(0.5),
       p99_decide_ms_at_most: decide(0.99),
+      // The reaction's parts over the reaction phase (bucket bounds): a run start or end waiting
+      // at the status-write gate, then the API server answering it.
+      p99_urgent_write_wait_ms_at_most: part('crowbar_annealer_urgent_write_wait_seconds', 0.99),
+      p50_urgent_write_ms_at_most: part('crowbar_annealer_urgent_write_seconds', 0.5),
+      p99_urgent_write_ms_at_most: part('crowbar_annealer_urgent_write_seconds', 0.99),
       p50_unblock_saturated_ms: quantile(unblock, 0.5),
       p99_unblock_saturated_ms: quantile(unblock, 0.99),
       rss_mb: rss,
@@ -258,7 +268,7 @@ async function main(): Promise<void> {
       `${JSON.stringify(result, null, 2)}\n`,
     );
     console.log(
-      `RESULT annealer noderoles_per_s=${result.noderoles_per_s.toFixed(1)} floor_ratio=${result.floor_ratio.toFixed(2)} p99_unblock_ms=${result.p99_unblock_ms.toFixed(0)} p99_decide_ms<=${String(result.p99_decide_ms_at_most)} p99_unblock_saturated_ms=${result.p99_unblock_saturated_ms.toFixed(0)} rss_mb=${rss.toFixed(0)}`,
+      `RESULT annealer noderoles_per_s=${result.noderoles_per_s.toFixed(1)} floor_ratio=${result.floor_ratio.toFixed(2)} p99_unblock_ms=${result.p99_unblock_ms.toFixed(0)} p99_decide_ms<=${String(result.p99_decide_ms_at_most)} p99_write_ms<=${String(result.p99_urgent_write_ms_at_most)} p99_unblock_saturated_ms=${result.p99_unblock_saturated_ms.toFixed(0)} rss_mb=${rss.toFixed(0)}`,
     );
   } finally {
     await cp.stop();

@@ -44,6 +44,7 @@ import { statusPolicyName } from '../webhooks/status-policy.ts';
 import { applyStatusPolicy, dryRunStatusAs, LAB_RELEASE, LAB_USER } from './status-policy.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { NODE_FLAGS } from '../operator/runtime/heap.ts';
 
 const check = process.argv.includes('--check');
 const say = (msg: string): void => {
@@ -155,6 +156,7 @@ const apiLeaf = issueLeaf(apiPki, 'node-api', '/CN=localhost', true, [fleet.lab.
 const op = startProcess(
   process.execPath,
   [
+    ...NODE_FLAGS,
     join(import.meta.dirname, '..', 'operator', 'main.ts'),
     `--kubeconfig=${KUBECONFIG}`,
     `--health-addr=127.0.0.1:${healthPort}`,

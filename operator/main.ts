@@ -24,6 +24,7 @@ import { rootLogger } from './log.ts';
 import { Manager } from './manager.ts';
 import { provisionerApi, provisionerFlow } from './provisioner/setup.ts';
 import { PowerService, powerHook } from './power/controller.ts';
+import { limitHeapGrowth } from './runtime/heap.ts';
 import { onShutdown } from './runtime/shutdown.ts';
 
 const FIELD_MANAGER = 'crowbar-operator';
@@ -37,6 +38,7 @@ async function main(): Promise<void> {
     log.fatal({ err }, 'bad configuration');
     process.exit(2);
   }
+  limitHeapGrowth(config.heapGrowthPercent);
   const kc = loadKubeConfig(config.kubeconfig);
   log.info(
     {
@@ -44,6 +46,7 @@ async function main(): Promise<void> {
       identity: config.identity,
       executor: config.executor,
       maxConcurrentRuns: config.maxConcurrentRuns,
+      heapGrowthPercent: config.heapGrowthPercent,
     },
     'starting',
   );

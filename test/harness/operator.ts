@@ -1,6 +1,7 @@
 /** Runs the real operator (node operator/main.ts) as a child process against the test cluster. */
 import { get } from 'node:http';
 import { join } from 'node:path';
+import { NODE_FLAGS } from '../../operator/runtime/heap.ts';
 import { freePort, startProcess, waitFor, type Started } from './process.ts';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
@@ -24,6 +25,7 @@ export async function startOperator(opts: {
   const p = startProcess(
     process.execPath,
     [
+      ...NODE_FLAGS,
       join(ROOT, 'operator', 'main.ts'),
       `--kubeconfig=${opts.kubeconfig}`,
       `--health-addr=127.0.0.1:${healthPort}`,

@@ -112,6 +112,8 @@ const ORPHAN_GRACE_MS = 3000;
 
 /** Status writes in flight at once (see write-queue.ts). */
 const WRITE_CONCURRENCY = 16;
+/** Plain writes queued at once (the rest wait in the backlog as keys): enough to keep the gate full. */
+const ADMITTED_WRITES = 4 * WRITE_CONCURRENCY;
 
 /** How often a pass settles every noderole instead of the changed ones. */
 const FULL_SETTLE_MS = 30_000;
@@ -139,6 +141,10 @@ export class Annealer {
   private readonly pending = new Map<string, StateChange>();
   /** Status writes: per noderole in order, through one priority gate. */
   private readonly writes: WriteQueue;
+  /** Plain writes decided but not yet queued (see admit()), in decision order. */
+  private readonly backlog = new Map<string, { c: StateChange; rv: string | undefined }>();
+  /** Plain writes moved from the backlog to the write queue and not finished. */
+  private admitted = 0;
   /** Noderoles whose run start (transition write) is queued. */
   private readonly starting = new Set<string>();
   /** Writes refused (409) or failed; a pass that saw any asks to run again soon. */
@@ -345,17 +351,59 @@ export class Annealer {
     // A change that records a retry or a run count must land; a plain state change may be
     // replaced by a newer decision, which was made with this one applied.
     const plain = c.observedRetry === undefined && c.runCount === undefined;
-    if (!plain) this.writes.replace(c.name);
-    const slot = plain ? this.writes.replaceable(c.name) : { priority: ROUTINE };
+    if (!plain) {
+      this.dropUnsent(c.name);
+      this.chainWrite(c, { priority: ROUTINE });
+      return;
+    }
+    this.writes.replace(c.name);
+    const waiting = this.backlog.get(c.name);
+    // The precondition stays the object the first decision was made from: the newer decision
+    // was made with it applied, and anything else that changed the noderole since makes both
+    // stale (a 409, as if the write had been sent at once).
+    if (waiting) waiting.c = c;
+    else this.backlog.set(c.name, { c, rv: this.view.get(c.name)?.metadata.resourceVersion });
+    this.admit();
+  }
+
+  /**
+   * Moves plain writes from the backlog into their noderoles' write queues, at most
+   * ADMITTED_WRITES at a time. A commit of N noderoles decides N writes in one pass; waiting in
+   * the backlog each is a key and its decision (~0.2 KB), where a queued write with its promises
+   * was ~2 KB (ADR 0021), and a newer decision replaces it there for free.
+   */
+  private admit(): void {
+    while (this.admitted < ADMITTED_WRITES) {
+      const first = this.backlog.entries().next();
+      if (first.done) return;
+      const [name, { c, rv }] = first.value;
+      this.backlog.delete(name);
+      this.admitted++;
+      this.chainWrite(c, this.writes.replaceable(name), rv, () => {
+        this.admitted--;
+        this.admit();
+      });
+    }
+  }
+
+  /** Drops a write of `name` that was not sent yet, queued or in the backlog. */
+  private dropUnsent(name: string): void {
+    this.backlog.delete(name);
+    this.writes.replace(name);
+  }
+
+  /** Writes `c` after the noderole's earlier writes; `rv`: the object it was decided from. */
+  private chainWrite(c: StateChange, slot: Slot, rv?: string, then?: () => void): void {
     this.writes.after(c.name, async () => {
       const before = this.conflicts;
       try {
-        await this.writeChange(c, {}, slot);
+        await this.writeChange(c, {}, slot, rv);
       } finally {
         this.writes.done(c.name, slot);
         if (this.pending.get(c.name) === c) this.pending.delete(c.name);
         // A refused write leaves the noderole as it was: the next pass must look at it again.
         this.view.touch(c.name);
+        then?.();
       }
       if (this.conflicts !== before) this.nudge(this.retryDelayMs());
     });
@@ -401,7 +449,7 @@ export class Annealer {
       }
     }
     for (const name of st.start) {
-      this.writes.replace(name);
+      this.dropUnsent(name);
       this.starting.add(name);
       this.pending.set(name, { name, state: 'transition', message: 'running' });
       this.writes.after(name, async () => {
@@ -602,16 +650,25 @@ export class Annealer {
     c: StateChange,
     extra: Record<string, unknown> = {},
     how: Slot = { priority: URGENT },
+    decidedAt?: string,
   ): Promise<NodeRole | undefined> {
     const cur = this.view.get(c.name);
     if (!cur) return undefined;
+    if (decidedAt !== undefined && cur.metadata.resourceVersion !== decidedAt) {
+      // Changed since the decision (what the API server's precondition would refuse): decide again.
+      this.conflicts++;
+      this.metrics.statusWrites.inc({ outcome: 'conflict' });
+      return undefined;
+    }
     // Commit (§2.2 commit!) and retry copy the proposed data to committedData, as Digital Rebar's
     // commit! refreshes it: runs read committed data only.
     const committing =
       (cur.status?.state === 'proposed' && c.state !== 'proposed') || c.observedRetry !== undefined;
+    // Built as the write is sent, not while it waits behind a burst (ADR 0021); the
+    // precondition is still the resourceVersion read here.
     const res = await this.patchStatus(
       cur,
-      {
+      () => ({
         // Replaced, not merged: keys removed from spec.data leave committedData too.
         ...(committing
           ? { committedData: replacementPatch(cur.status?.committedData, cur.spec.data ?? {}) }
@@ -631,7 +688,7 @@ export class Annealer {
         ...(c.runCount !== undefined ? { runCount: c.runCount } : {}),
         ...(c.observedRetry !== undefined ? { observedRetry: c.observedRetry } : {}),
         ...extra,
-      },
+      }),
       how,
     );
     if (res && cur.status?.state !== c.state) this.transitioned(res, cur.status?.state, c);
@@ -640,22 +697,44 @@ export class Annealer {
 
   private async patchStatus(
     cur: Readonly<NodeRole>,
-    status: Record<string, unknown>,
+    status: Record<string, unknown> | (() => Record<string, unknown>),
     how: Slot = { priority: URGENT },
   ): Promise<NodeRole | undefined> {
     const name = cur.metadata.name ?? '';
-    const signal = how.signal;
+    const resourceVersion = cur.metadata.resourceVersion;
+    const signal = how.ticket;
+    // The reaction's parts (a parent's end written, then its child's start): the wait at the gate
+    // and the API server's answer, for run starts and ends.
+    const queued = performance.now();
+    let sent = queued;
+    const slot: Slot =
+      how.priority === URGENT
+        ? {
+            ...how,
+            onSend: () => {
+              sent = performance.now();
+              how.onSend?.();
+            },
+          }
+        : how;
     try {
       const res = await this.writes.send(
         () =>
           this.o.mgr.client.mergePatchStatus(
             'NodeRole',
             name,
-            { metadata: { resourceVersion: cur.metadata.resourceVersion }, status },
+            {
+              metadata: { resourceVersion },
+              status: typeof status === 'function' ? status() : status,
+            },
             this.o.fieldManager,
           ),
-        how,
+        slot,
       );
+      if (how.priority === URGENT) {
+        this.metrics.urgentWriteWait.observe((sent - queued) / 1000);
+        this.metrics.urgentWriteSeconds.observe((performance.now() - sent) / 1000);
+      }
       this.view.wrote(res);
       this.metrics.statusWrites.inc({ outcome: 'ok' });
       this.writeErrors = 0;

@@ -62,6 +62,18 @@ export function annealerMetrics(registry: Registry) {
       buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
       registers,
     }),
+    urgentWriteWait: new Histogram({
+      name: 'crowbar_annealer_urgent_write_wait_seconds',
+      help: 'How long a run start or end waited at the status-write gate before it was sent.',
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
+      registers,
+    }),
+    urgentWriteSeconds: new Histogram({
+      name: 'crowbar_annealer_urgent_write_seconds',
+      help: 'How long the API server took to answer a run start or end (sent to answered).',
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
+      registers,
+    }),
     settles: new Counter({
       name: 'crowbar_annealer_settles_total',
       help: 'Settles by scope: full (every noderole) or changed (those changed since the last pass and their descendants).',

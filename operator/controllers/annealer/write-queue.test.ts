@@ -56,7 +56,42 @@ describe('WriteQueue', () => {
     blocker.finish();
     await b;
     expect(sent).toEqual(['blocker']);
-    expect(slot.signal?.aborted).toBe(true);
+    expect(slot.ticket?.aborted).toBe(true);
+  });
+
+  it('forgets a replaced write at once, and keeps sending the others in order', async () => {
+    const q = new WriteQueue(1, () => undefined);
+    const sent: string[] = [];
+    const blocker = gated(sent, 'blocker');
+    const b = q.send(blocker.request, { priority: URGENT });
+    const writes = Array.from({ length: 2000 }, (_, i) => {
+      const p = q.send(record(sent, `w${String(i)}`), q.replaceable(`k${String(i)}`));
+      return p.catch(() => 'dropped');
+    });
+    for (let i = 0; i < 2000; i += 2) q.replace(`k${String(i)}`);
+    expect(q.size).toEqual({ waiting: 1000, inFlight: 1 });
+    blocker.finish();
+    await b;
+    const results = await Promise.all(writes);
+    expect(results.filter((r) => r === 'dropped')).toHaveLength(1000);
+    expect(sent).toEqual([
+      'blocker',
+      ...Array.from({ length: 1000 }, (_, i) => `w${String(2 * i + 1)}`),
+    ]);
+    expect(q.size).toEqual({ waiting: 0, inFlight: 0 });
+  });
+
+  it('passes on a request that throws instead of returning a promise', async () => {
+    const q = new WriteQueue(1, () => undefined);
+    await expect(
+      q.send(
+        () => {
+          throw new Error('no promise');
+        },
+        { priority: ROUTINE },
+      ),
+    ).rejects.toThrow('no promise');
+    expect(await q.send(() => Promise.resolve('next'), { priority: ROUTINE })).toBe('next');
   });
 
   it('never drops a write once it is sent, nor another key, nor a write that is not replaceable', async () => {
@@ -73,7 +108,7 @@ describe('WriteQueue', () => {
     expect(await a).toBe('a-sent');
     expect(await b).toBe('b');
     expect(await keep).toBe('keep');
-    expect(slotA.signal?.aborted).toBe(false);
+    expect(slotA.ticket?.aborted).toBe(false);
     expect(sent.sort()).toEqual(['a-sent', 'b', 'keep']);
   });
 
