@@ -154,6 +154,9 @@ class FakeApi {
       const name = sec.metadata?.name ?? '';
       if (this.secrets.has(name)) return failure(409, 'AlreadyExists', `secret ${name} exists`);
       this.secrets.set(name, sec);
+      // As with the snapshot: the pod could start once its last volume exists.
+      const job = this.jobs.get(JOB);
+      if (job) complete(job);
       return { code: 201, body: sec };
     }
     if (path.startsWith(`/api/v1/namespaces/${NS}/secrets/`) && method === 'GET') {
@@ -431,6 +434,40 @@ describe('JobExecutor secretRefs', () => {
     const res = await run(role({ inline: '#!/bin/sh\n' }), false, input);
     expect(res.ok ? '' : res.message).toContain(message);
     expect(api.writes().filter((w) => !w.startsWith('DELETE'))).toEqual([]);
+  });
+
+  const leftJob = (): void => {
+    const job = buildJob({
+      id: RUN_ID,
+      number: 1,
+      noderole: api.noderole,
+      role: role({ inline: '#!/bin/sh\n' }),
+      namespace: NS,
+      image: 'crowbar/operator:test',
+      scriptSnapshot: true,
+      runSecret: true,
+      ttlSecondsAfterFinished: 60,
+    });
+    if (job.metadata) job.metadata.uid = 'job-uid-7';
+    api.jobs.set(JOB, job);
+    api.completeAtOnce = false;
+    api.configMaps.set(SNAP, { metadata: { name: SNAP }, data: { script: 'taken at start' } });
+  };
+
+  it('makes the missing run Secret of a re-adopted Job whose leader died before making it', async () => {
+    leftJob();
+    api.secrets.set('db', { data: { password: Buffer.from(value).toString('base64') } });
+    expect((await run(role({ inline: '#!/bin/sh\n' }), true, input)).ok).toBe(true);
+    const sec = api.secrets.get(runSecretName(JOB));
+    expect(sec?.metadata?.ownerReferences?.[0]?.uid).toBe('job-uid-7');
+    expect(api.writes()).not.toContain(`POST /apis/batch/v1/namespaces/${NS}/jobs`);
+  });
+
+  it('fails a re-adopted Job whose run Secret cannot be made any more, and deletes it', async () => {
+    leftJob();
+    const res = await run(role({ inline: '#!/bin/sh\n' }), true, input);
+    expect(res.ok ? '' : res.message).toContain(`secretRef db/password: Secret ${NS}/db not found`);
+    expect(api.jobs.has(JOB)).toBe(false);
   });
 
   it('makes no run Secret for a run without secretRefs', async () => {
