@@ -3,7 +3,8 @@
  * image). It reads its NodeRole, Role and Node and the input the operator captured in
  * status.run.input, runs the same jig code as the inline executor (test, noop, script; root's SSH
  * key from the mounted Secret; the script from the snapshot the operator took at run start and
- * mounted, see operator/executors/job-spec.ts), writes the result on the NodeRole's status under its own field
+ * mounted, see operator/executors/job-spec.ts; the values of its input's secretRefs from the run
+ * Secret the operator made and mounted, substituted and redacted as the inline jig does), writes the result on the NodeRole's status under its own field
  * manager (see operator/executors/job-spec.ts), and exits 0 when the run succeeded, 1 otherwise.
  *
  * Its ServiceAccount may read only its own NodeRole, Role and Node and write only that NodeRole's
@@ -13,18 +14,19 @@ import { nextWall, replacementPatch } from './jigs/wall.ts';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Node, NodeRole } from '../generated/crowbar.ts';
-import { ENV, RUNNER_FIELD_MANAGER } from './executors/job-spec.ts';
+import { ENV, RUNNER_FIELD_MANAGER, decodeSecretValues } from './executors/job-spec.ts';
 import { JigRegistry } from './jigs/registry.ts';
 import { scriptJig } from './jigs/script/jig.ts';
-import { findSecretRefs } from './jigs/secret-refs.ts';
+import { applySecretValues, findSecretRefs, redact } from './jigs/secret-refs.ts';
 import { LIMITS } from './jigs/script/protocol.ts';
 import {
   SSH_KEY_FIELDS,
   readScriptSnapshot,
   recordHostKey,
+  redactResult,
   sshAddresses,
 } from './jigs/script/wiring.ts';
-import type { Jig, JigResult } from './jigs/types.ts';
+import type { Jig, JigResult, JigRun } from './jigs/types.ts';
 import { CrowbarClient, loadKubeConfig } from './kube/client.ts';
 import { apiMessage, isConflict } from './kube/errors.ts';
 import { rootLogger } from './log.ts';
@@ -57,52 +59,84 @@ async function readKey(dir: string | undefined): Promise<Buffer> {
   throw new Error(`the SSH key Secret mounted at ${dir} has no ${SSH_KEY_FIELDS.join(' or ')} key`);
 }
 
+/**
+ * The run input with its secretRefs' values from the mounted run Secret (the runner's account
+ * cannot read the operator's Secrets; the operator copied the values there at run start), and the
+ * values to redact; or what is wrong.
+ */
+async function resolveFromFile(
+  input: Record<string, unknown>,
+  secretsFile: string | undefined,
+): Promise<{ input: Record<string, unknown>; values: string[] } | { error: string }> {
+  if (findSecretRefs(input).length === 0) return { input, values: [] };
+  if (secretsFile === undefined || secretsFile === '')
+    return {
+      error: `the run input has a secretRef but its Job mounts no run Secret (${ENV.secretsFile} is not set): it was made by an operator without secretRef support; retry the run`,
+    };
+  let values: Map<string, string>;
+  try {
+    values = decodeSecretValues(await readFile(secretsFile, 'utf8'));
+  } catch (e) {
+    return { error: `cannot read the run Secret ${secretsFile}: ${(e as Error).message}` };
+  }
+  return applySecretValues(input, values);
+}
+
 function scriptFor(
   client: CrowbarClient,
   keyDir: string | undefined,
   scriptFile: string | undefined,
+  secretsFile: string | undefined,
 ): Jig {
   return {
     name: 'script',
     async run(run): Promise<JigResult> {
-      // The runner's account cannot read the operator's Secrets: secretRefs need the inline
-      // executor (operator/jigs/secret-refs.ts).
-      if (findSecretRefs(run.input).length > 0) {
-        return {
-          ok: false,
-          message:
-            'the run input has a secretRef, which only the inline executor resolves: run this role with --executor=inline',
-        };
-      }
-      let privateKey: Buffer;
+      const resolved = await resolveFromFile(run.input, secretsFile);
+      if ('error' in resolved) return { ok: false, message: resolved.error };
       try {
-        privateKey = await readKey(keyDir);
+        return redactResult(
+          await runScript(client, keyDir, scriptFile, { ...run, input: resolved.input }),
+          resolved.values,
+        );
       } catch (e) {
-        return { ok: false, message: (e as Error).message };
+        // main() words and reports it; the message may quote the input.
+        if (run.signal.aborted) throw e;
+        throw new Error(redact((e as Error).message, resolved.values));
       }
-      // Networks named on the node's addresses rank which address to try (admin first).
-      const networks = new Map(
-        await Promise.all(
-          [...new Set((run.node.status?.addresses ?? []).map((a) => a.network))].map(
-            async (n) => [n, await client.get('Network', n).catch(() => undefined)] as const,
-          ),
-        ),
-      );
-      return scriptJig({
-        privateKey,
-        resolveAddress: (node) => sshAddresses(node, (n) => networks.get(n))[0],
-        // Never the Role's current script: the snapshot is the script as it was at run start.
-        loadScript: () => readScriptSnapshot(scriptFile),
-        onHostKey: async (node: Readonly<Node>, fp: string) => {
-          log.info(
-            { node: node.metadata.name, fingerprint: fp },
-            'recording a first-seen host key',
-          );
-          await recordHostKey(client, node.metadata.name ?? '', fp, RUNNER_FIELD_MANAGER);
-        },
-      }).run(run);
     },
   };
+}
+
+async function runScript(
+  client: CrowbarClient,
+  keyDir: string | undefined,
+  scriptFile: string | undefined,
+  run: JigRun,
+): Promise<JigResult> {
+  let privateKey: Buffer;
+  try {
+    privateKey = await readKey(keyDir);
+  } catch (e) {
+    return { ok: false, message: (e as Error).message };
+  }
+  // Networks named on the node's addresses rank which address to try (admin first).
+  const networks = new Map(
+    await Promise.all(
+      [...new Set((run.node.status?.addresses ?? []).map((a) => a.network))].map(
+        async (n) => [n, await client.get('Network', n).catch(() => undefined)] as const,
+      ),
+    ),
+  );
+  return scriptJig({
+    privateKey,
+    resolveAddress: (node) => sshAddresses(node, (n) => networks.get(n))[0],
+    // Never the Role's current script: the snapshot is the script as it was at run start.
+    loadScript: () => readScriptSnapshot(scriptFile),
+    onHostKey: async (node: Readonly<Node>, fp: string) => {
+      log.info({ node: node.metadata.name, fingerprint: fp }, 'recording a first-seen host key');
+      await recordHostKey(client, node.metadata.name ?? '', fp, RUNNER_FIELD_MANAGER);
+    },
+  }).run(run);
 }
 
 /**
@@ -176,6 +210,7 @@ async function main(): Promise<number> {
   const number = Number(env(ENV.run));
   const keyDir = process.env[ENV.sshKeyDir];
   const scriptFile = process.env[ENV.scriptFile];
+  const secretsFile = process.env[ENV.secretsFile];
   const rlog = log.child({ noderole: name, run: number, pod: process.env[ENV.podName] });
   const abort = new AbortController();
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
@@ -196,7 +231,7 @@ async function main(): Promise<number> {
   const node = await client.get('Node', nr.spec.node);
   if (!node) throw new Error(`Node ${nr.spec.node} of NodeRole ${name} not found`);
   const jigs = new JigRegistry();
-  jigs.register(scriptFor(client, keyDir, scriptFile));
+  jigs.register(scriptFor(client, keyDir, scriptFile, secretsFile));
   const jig = jigs.get(role.spec.jig);
   rlog.info(
     { role: role.metadata.name, node: node.metadata.name, jig: role.spec.jig },

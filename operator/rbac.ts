@@ -47,7 +47,7 @@ export const CLUSTER_RULES: Rule[] = [
 
 /**
  * In the release namespace: leader election, Jobs of the job executor, the SSH key Secret, script
- * ConfigMaps (and the job executor's per-run script snapshots), node API tokens.
+ * ConfigMaps (and the job executor's per-run script snapshots and run Secrets), node API tokens.
  */
 export const NAMESPACE_RULES: Rule[] = [
   {
@@ -63,7 +63,9 @@ export const NAMESPACE_RULES: Rule[] = [
   // Secrets and ConfigMaps are read by name only (the SSH key, node API tokens, role scripts):
   // no list or watch, so the operator never holds every Secret of its namespace.
   { apiGroups: [''], resources: ['secrets', 'configmaps'], verbs: ['get'] },
-  // The per-node API token Secrets (operator/api/tokens.ts): made, and rotated in place.
+  // The per-node API token Secrets (operator/api/tokens.ts): made, and rotated in place. The job
+  // executor's per-run Secret of a run's secretRef values (owned by its Job) is made with the same
+  // `create`: the Job namespace is this namespace.
   { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'update'] },
   // The job executor: each run's ServiceAccount, and its pod's termination message.
   { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['create', 'delete'] },

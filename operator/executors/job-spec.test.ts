@@ -3,13 +3,18 @@ import { describe, expect, it } from 'vitest';
 import type { NodeRole, Role } from '../../generated/crowbar.ts';
 import {
   ENV,
+  RUN_SECRET_DIR,
   SCRIPT_DIR,
   buildJob,
+  buildRunSecret,
   buildScriptSnapshot,
+  decodeSecretValues,
+  encodeSecretValues,
   failureOf,
   jobName,
   jobState,
   labelValue,
+  mountsRunSecret,
   mountsScriptSnapshot,
   reportOf,
   runnerRules,
@@ -177,6 +182,75 @@ describe('script snapshots', () => {
     if (other.metadata) other.metadata.name = 'someone-else';
     expect(mountsScriptSnapshot(other)).toBe(false);
   });
+});
+
+describe('run Secrets', () => {
+  const job = buildJob({
+    id: 'db.node1.run-4',
+    number: 4,
+    noderole: nr(undefined),
+    role,
+    namespace: 'crowbar',
+    image: 'i',
+    scriptSnapshot: true,
+    runSecret: true,
+    ttlSecondsAfterFinished: 60,
+  });
+  if (job.metadata) job.metadata.uid = 'job-uid-4';
+  const name = job.metadata?.name ?? '';
+  const values = new Map([
+    ['db\u0000password', 'p"w\n$(x)'],
+    ['api\u0000token', ''],
+  ]);
+
+  it('is mounted for the runner only (as the SSH key) and named in the env, never a value', () => {
+    const pod = job.spec?.template.spec;
+    expect(pod?.volumes).toContainEqual({
+      name: 'run-secrets',
+      secret: { secretName: `${name}-secrets`, optional: false, defaultMode: 0o440 },
+    });
+    expect(pod?.containers[0]?.volumeMounts).toContainEqual({
+      name: 'run-secrets',
+      mountPath: RUN_SECRET_DIR,
+      readOnly: true,
+    });
+    expect(pod?.containers[0]?.env).toContainEqual({
+      name: ENV.secretsFile,
+      value: `${RUN_SECRET_DIR}/values.json`,
+    });
+    expect(mountsRunSecret(job)).toBe(true);
+    expect(mountsRunSecret(buildJob({ ...jobInputs(), runSecret: false }))).toBe(false);
+  });
+
+  it('is an immutable Opaque Secret owned by the Job whose file gives back the values', () => {
+    const s = buildRunSecret(job, values);
+    expect(s.type).toBe('Opaque');
+    expect(s.immutable).toBe(true);
+    expect(s.metadata?.name).toBe(`${name}-secrets`);
+    expect(s.metadata?.ownerReferences).toEqual([
+      { apiVersion: 'batch/v1', kind: 'Job', name, uid: 'job-uid-4', controller: true },
+    ]);
+    const file = Buffer.from(s.data?.['values.json'] ?? '', 'base64').toString('utf8');
+    expect(decodeSecretValues(file)).toEqual(values);
+    expect(decodeSecretValues(encodeSecretValues(new Map()))).toEqual(new Map());
+  });
+
+  it('refuses a file that is not a list of string entries', () => {
+    for (const bad of ['{}', '[{"name":"a","key":"b"}]', '[1]', 'nope'])
+      expect(() => decodeSecretValues(bad)).toThrow();
+  });
+
+  function jobInputs() {
+    return {
+      id: 'db.node1.run-5',
+      number: 5,
+      noderole: nr(undefined),
+      role,
+      namespace: 'crowbar',
+      image: 'i',
+      ttlSecondsAfterFinished: 60,
+    };
+  }
 });
 
 describe('runnerRules', () => {

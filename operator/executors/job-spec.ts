@@ -15,12 +15,19 @@
  * after the Job ({@link scriptSnapshotName}), owned by the Job so it goes when the Job goes. The
  * pod mounts it and the runner reads the script from that file ({@link ENV}.scriptFile), so a run
  * executes the script as it was when it started, whatever happens to the source meanwhile.
+ *
+ * Where a run's secret values travel (its input's `secretRef`s, operator/jigs/secret-refs.ts):
+ * the operator reads the referenced Secrets at run start and puts the values in a Secret of the
+ * run's own ({@link runSecretName}), owned by the Job; the pod mounts it readable by the runner
+ * only, and the runner substitutes them into the input and redacts them from its result. The Job
+ * spec names the Secret, never a value; status.run.input keeps the references.
  */
 import { createHash } from 'node:crypto';
 import type {
   V1ConfigMap,
   V1Job,
   V1PolicyRule,
+  V1Secret,
   V1Volume,
   V1VolumeMount,
 } from '@kubernetes/client-node';
@@ -50,6 +57,12 @@ export const SCRIPT_KEY = 'script';
 /** The pod volume of the script snapshot. */
 const SCRIPT_VOLUME = 'script';
 
+/** Where a run's own Secret (its secretRef values) is mounted, and the key (file) holding them. */
+export const RUN_SECRET_DIR = '/var/run/crowbar/secrets';
+export const RUN_SECRET_KEY = 'values.json';
+/** The pod volume of the run's own Secret. */
+const RUN_SECRET_VOLUME = 'run-secrets';
+
 /** The runner's environment: which run it is. */
 export const ENV = {
   noderole: 'CROWBAR_NODEROLE',
@@ -58,6 +71,8 @@ export const ENV = {
   sshKeyDir: 'CROWBAR_SSH_KEY_DIR',
   /** The mounted script snapshot; set only on script runs. */
   scriptFile: 'CROWBAR_SCRIPT_FILE',
+  /** The mounted values of the run input's secretRefs; set only when it has some. */
+  secretsFile: 'CROWBAR_SECRETS_FILE',
   podName: 'POD_NAME',
   podNamespace: 'POD_NAMESPACE',
 } as const;
@@ -120,6 +135,8 @@ export interface JobInputs {
   sshKeySecret?: string | undefined;
   /** Mount the run's script snapshot ({@link buildScriptSnapshot}): script runs only. */
   scriptSnapshot?: boolean;
+  /** Mount the run's own Secret ({@link buildRunSecret}): runs whose input has secretRefs. */
+  runSecret?: boolean;
   ttlSecondsAfterFinished: number;
   /** Extra env for the runner (e.g. LOG_LEVEL). */
   env?: Record<string, string>;
@@ -133,6 +150,11 @@ export function deadlineSeconds(role: Readonly<Role>): number {
 /** The name of a run's script snapshot ConfigMap: its Job's, with a suffix. */
 export function scriptSnapshotName(job: string): string {
   return `${job}-script`;
+}
+
+/** The name of a run's own Secret (the values of its secretRefs): its Job's, with a suffix. */
+export function runSecretName(job: string): string {
+  return `${job}-secrets`;
 }
 
 /**
@@ -176,6 +198,22 @@ export function buildJob(o: JobInputs): V1Job {
               configMap: { name: scriptSnapshotName(name), optional: false, defaultMode: 0o444 },
             },
             mount: { name: SCRIPT_VOLUME, mountPath: SCRIPT_DIR, readOnly: true },
+          },
+        ]
+      : []),
+    ...(o.runSecret === true
+      ? [
+          {
+            // As the SSH key: group-readable for the runner's fsGroup, nobody else.
+            volume: {
+              name: RUN_SECRET_VOLUME,
+              secret: {
+                secretName: runSecretName(name),
+                optional: false,
+                defaultMode: RUNNER_KEY_MODE,
+              },
+            },
+            mount: { name: RUN_SECRET_VOLUME, mountPath: RUN_SECRET_DIR, readOnly: true },
           },
         ]
       : []),
@@ -233,6 +271,9 @@ export function buildJob(o: JobInputs): V1Job {
                 ...(o.scriptSnapshot === true
                   ? [{ name: ENV.scriptFile, value: `${SCRIPT_DIR}/${SCRIPT_KEY}` }]
                   : []),
+                ...(o.runSecret === true
+                  ? [{ name: ENV.secretsFile, value: `${RUN_SECRET_DIR}/${RUN_SECRET_KEY}` }]
+                  : []),
                 fieldEnv(ENV.podName, 'metadata.name'),
                 fieldEnv(ENV.podNamespace, 'metadata.namespace'),
                 ...Object.entries(o.env ?? {}).map(([n, value]) => ({ name: n, value })),
@@ -269,6 +310,77 @@ export function mountsScriptSnapshot(job: Readonly<V1Job>): boolean {
   return (job.spec?.template.spec?.volumes ?? []).some(
     (v) => v.name === SCRIPT_VOLUME && v.configMap?.name === scriptSnapshotName(name),
   );
+}
+
+/** Whether a Job's pod mounts its run's own Secret (Jobs of runs with secretRefs do). */
+export function mountsRunSecret(job: Readonly<V1Job>): boolean {
+  const name = job.metadata?.name ?? '';
+  return (job.spec?.template.spec?.volumes ?? []).some(
+    (v) => v.name === RUN_SECRET_VOLUME && v.secret?.secretName === runSecretName(name),
+  );
+}
+
+/** One resolved secretRef as the run Secret's file lists it. */
+interface SecretValue {
+  name: string;
+  key: string;
+  value: string;
+}
+
+/** The run Secret's file: the resolved values (keyed `<name>\0<key>`) as a JSON list. */
+export function encodeSecretValues(values: ReadonlyMap<string, string>): string {
+  const list: SecretValue[] = [...values].map(([k, value]) => {
+    const [name = '', key = ''] = k.split('\u0000');
+    return { name, key, value };
+  });
+  return JSON.stringify(list);
+}
+
+/** The values in a run Secret's file, keyed `<name>\0<key>`; throws on anything else. */
+export function decodeSecretValues(text: string): Map<string, string> {
+  const list: unknown = JSON.parse(text);
+  if (!Array.isArray(list)) throw new Error('the run Secret does not hold a list of values');
+  const out = new Map<string, string>();
+  for (const e of list as unknown[]) {
+    const { name, key, value } = (e ?? {}) as Partial<Record<keyof SecretValue, unknown>>;
+    if (typeof name !== 'string' || typeof key !== 'string' || typeof value !== 'string')
+      throw new Error('the run Secret holds an entry without a string name, key and value');
+    out.set(`${name}\u0000${key}`, value);
+  }
+  return out;
+}
+
+/**
+ * A run's own Secret: the values of its input's secretRefs, in the Job's namespace, named after
+ * the Job and owned by it (garbage-collected with it), immutable. `job` must be the created Job.
+ */
+export function buildRunSecret(
+  job: Readonly<V1Job>,
+  values: ReadonlyMap<string, string>,
+): V1Secret {
+  const name = job.metadata?.name ?? '';
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'Opaque',
+    metadata: {
+      name: runSecretName(name),
+      namespace: job.metadata?.namespace ?? '',
+      labels: { ...job.metadata?.labels },
+      annotations: { ...job.metadata?.annotations },
+      ownerReferences: [
+        {
+          apiVersion: 'batch/v1',
+          kind: 'Job',
+          name,
+          uid: job.metadata?.uid ?? '',
+          controller: true,
+        },
+      ],
+    },
+    immutable: true,
+    data: { [RUN_SECRET_KEY]: Buffer.from(encodeSecretValues(values)).toString('base64') },
+  };
 }
 
 /**

@@ -5,14 +5,21 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { KubeConfig, type V1ConfigMap, type V1Job } from '@kubernetes/client-node';
+import { KubeConfig, type V1ConfigMap, type V1Job, type V1Secret } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Node, NodeRole, Role } from '../../generated/crowbar.ts';
 import { LIMITS } from '../jigs/script/protocol.ts';
 import type { JigResult } from '../jigs/types.ts';
 import { noopJig } from '../jigs/noop.ts';
-import { ENV, buildJob, jobName, scriptSnapshotName } from './job-spec.ts';
+import {
+  ENV,
+  buildJob,
+  decodeSecretValues,
+  jobName,
+  runSecretName,
+  scriptSnapshotName,
+} from './job-spec.ts';
 import { JobExecutor } from './job.ts';
 
 const NS = 'crowbar';
@@ -31,6 +38,8 @@ class FakeApi {
   readonly calls: Call[] = [];
   readonly jobs = new Map<string, V1Job>();
   readonly configMaps = new Map<string, V1ConfigMap>();
+  /** Secrets by name (the operator's namespace is NS too). */
+  readonly secrets = new Map<string, V1Secret>();
   /** Answer the snapshot's create with this status instead (e.g. 500). */
   failSnapshot: number | undefined;
   /** Jobs start Complete unless this is false (then the snapshot's create completes them). */
@@ -140,6 +149,20 @@ class FakeApi {
         ? { code: 200, body: o }
         : failure(404, 'NotFound', `configmaps "${last}" not found`);
     }
+    if (path === `/api/v1/namespaces/${NS}/secrets` && method === 'POST') {
+      const sec = body as V1Secret;
+      const name = sec.metadata?.name ?? '';
+      if (this.secrets.has(name)) return failure(409, 'AlreadyExists', `secret ${name} exists`);
+      this.secrets.set(name, sec);
+      // As with the snapshot: the pod could start once its last volume exists.
+      const job = this.jobs.get(JOB);
+      if (job) complete(job);
+      return { code: 201, body: sec };
+    }
+    if (path.startsWith(`/api/v1/namespaces/${NS}/secrets/`) && method === 'GET') {
+      const o = this.secrets.get(last);
+      return o ? { code: 200, body: o } : failure(404, 'NotFound', `secrets "${last}" not found`);
+    }
     if (path.startsWith('/apis/crowbar.dev/v1alpha1/noderoles/'))
       return { code: 200, body: this.noderole };
     if (path === `/api/v1/namespaces/${NS}/pods`) return { code: 200, body: { items: [] } };
@@ -200,6 +223,7 @@ beforeEach(async () => {
   exec = new JobExecutor({
     kc: await api.start(),
     namespace: NS,
+    secretNamespace: NS,
     image: 'crowbar/operator:test',
     sshKeySecret: 'root-key',
     pollMs: 20,
@@ -213,13 +237,13 @@ afterEach(async () => {
   await api.stop();
 });
 
-function run(r: Role, resume = false): Promise<JigResult> {
+function run(r: Role, resume = false, input: Record<string, unknown> = {}): Promise<JigResult> {
   const req = {
     noderole: api.noderole,
     role: r,
     node,
     number: 1,
-    input: {},
+    input,
     signal: new AbortController().signal,
     jig: noopJig,
     id: RUN_ID,
@@ -365,5 +389,91 @@ describe('JobExecutor script snapshots', () => {
     expect(api.configMaps.has(SNAP)).toBe(false);
     const pod = api.jobs.get(JOB)?.spec?.template.spec;
     expect(pod?.volumes ?? []).toEqual([]);
+  });
+});
+
+describe('JobExecutor secretRefs', () => {
+  const input = { db: { password: { secretRef: { name: 'db', key: 'password' } } } };
+  const value = 'hunter2-Zq';
+
+  it("puts the values in the run's own Secret, made after the Job and owned by it", async () => {
+    api.secrets.set('db', { data: { password: Buffer.from(value).toString('base64') } });
+    const res = await run(role({ inline: '#!/bin/sh\n' }), false, input);
+    expect(res.ok).toBe(true);
+    const writes = api.writes();
+    const jobAt = writes.indexOf(`POST /apis/batch/v1/namespaces/${NS}/jobs`);
+    expect(writes.indexOf(`POST /api/v1/namespaces/${NS}/secrets`)).toBeGreaterThan(jobAt);
+    const job = api.jobs.get(JOB);
+    const sec = api.secrets.get(runSecretName(JOB));
+    expect(sec?.type).toBe('Opaque');
+    expect(sec?.metadata?.ownerReferences).toEqual([
+      expect.objectContaining({ kind: 'Job', name: JOB, uid: job?.metadata?.uid }),
+    ]);
+    const file = Buffer.from(sec?.data?.['values.json'] ?? '', 'base64').toString('utf8');
+    expect(decodeSecretValues(file)).toEqual(new Map([['db\u0000password', value]]));
+    // The Job names the Secret; no value anywhere in it.
+    expect(JSON.stringify(job)).not.toContain(value);
+    const pod = job?.spec?.template.spec;
+    expect(pod?.volumes?.find((v) => v.secret?.secretName === runSecretName(JOB))?.secret).toEqual({
+      secretName: runSecretName(JOB),
+      optional: false,
+      defaultMode: 0o440,
+    });
+    expect(pod?.containers[0]?.env?.some((e) => e.name === ENV.secretsFile)).toBe(true);
+  });
+
+  it.each([
+    ['a missing Secret', () => undefined, `secretRef db/password: Secret ${NS}/db not found`],
+    [
+      'a missing key',
+      () => api.secrets.set('db', { data: { other: 'eA==' } }),
+      `secretRef db/password: Secret ${NS}/db has no key password`,
+    ],
+  ])('refuses %s before making anything', async (_what, setup, message) => {
+    setup();
+    const res = await run(role({ inline: '#!/bin/sh\n' }), false, input);
+    expect(res.ok ? '' : res.message).toContain(message);
+    expect(api.writes().filter((w) => !w.startsWith('DELETE'))).toEqual([]);
+  });
+
+  const leftJob = (): void => {
+    const job = buildJob({
+      id: RUN_ID,
+      number: 1,
+      noderole: api.noderole,
+      role: role({ inline: '#!/bin/sh\n' }),
+      namespace: NS,
+      image: 'crowbar/operator:test',
+      scriptSnapshot: true,
+      runSecret: true,
+      ttlSecondsAfterFinished: 60,
+    });
+    if (job.metadata) job.metadata.uid = 'job-uid-7';
+    api.jobs.set(JOB, job);
+    api.completeAtOnce = false;
+    api.configMaps.set(SNAP, { metadata: { name: SNAP }, data: { script: 'taken at start' } });
+  };
+
+  it('makes the missing run Secret of a re-adopted Job whose leader died before making it', async () => {
+    leftJob();
+    api.secrets.set('db', { data: { password: Buffer.from(value).toString('base64') } });
+    expect((await run(role({ inline: '#!/bin/sh\n' }), true, input)).ok).toBe(true);
+    const sec = api.secrets.get(runSecretName(JOB));
+    expect(sec?.metadata?.ownerReferences?.[0]?.uid).toBe('job-uid-7');
+    expect(api.writes()).not.toContain(`POST /apis/batch/v1/namespaces/${NS}/jobs`);
+  });
+
+  it('fails a re-adopted Job whose run Secret cannot be made any more, and deletes it', async () => {
+    leftJob();
+    const res = await run(role({ inline: '#!/bin/sh\n' }), true, input);
+    expect(res.ok ? '' : res.message).toContain(`secretRef db/password: Secret ${NS}/db not found`);
+    expect(api.jobs.has(JOB)).toBe(false);
+  });
+
+  it('makes no run Secret for a run without secretRefs', async () => {
+    await run(role({ inline: '#!/bin/sh\n' }));
+    expect(api.secrets.size).toBe(0);
+    const vols = api.jobs.get(JOB)?.spec?.template.spec?.volumes ?? [];
+    expect(vols.some((v) => v.secret?.secretName === runSecretName(JOB))).toBe(false);
   });
 });

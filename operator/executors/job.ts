@@ -11,7 +11,11 @@
  *  - for a script run, the snapshot of its script: read at run start from the Role (inline, or the
  *    ConfigMap key it references), checked as the jig checks it, and put in an immutable
  *    ConfigMap owned by the Job that the pod mounts (create-if-absent too). Bad input (a missing
- *    ConfigMap or key, an empty or oversized script) fails the run before any Job is made.
+ *    ConfigMap or key, an empty or oversized script) fails the run before any Job is made;
+ *  - for a script run whose input has `secretRef`s, the run's own Secret: the values read at run
+ *    start from the Secrets the references name (in the operator's namespace, by name, as the
+ *    inline jig reads them), owned by the Job, mounted by the pod for the runner alone. A missing
+ *    Secret or key fails the run, worded as inline, before any Job is made.
  * The RBAC objects are removed when the run ends; the Job (and its snapshot) stays for
  * ttlSecondsAfterFinished so its pod can be inspected. The result travels as job-spec.ts
  * describes.
@@ -29,7 +33,12 @@ import {
 } from '@kubernetes/client-node';
 import type { OperatorConfig } from '../config.ts';
 import type { ExecRequest, Executor } from '../controllers/annealer/executor.ts';
-import { loadRoleScript, parseSecretRef, scriptProblem } from '../jigs/script/wiring.ts';
+import {
+  loadRoleScript,
+  parseSecretRef,
+  readSecretRefs,
+  scriptProblem,
+} from '../jigs/script/wiring.ts';
 import type { JigResult } from '../jigs/types.ts';
 import { CrowbarClient } from '../kube/client.ts';
 import { apiCode, apiMessage, isNotFound } from '../kube/errors.ts';
@@ -39,14 +48,17 @@ import {
   LABEL_MANAGED_BY,
   MANAGED_BY,
   buildJob,
+  buildRunSecret,
   buildScriptSnapshot,
   failureOf,
   jobName,
   jobState,
+  mountsRunSecret,
   mountsScriptSnapshot,
   reportOf,
   runnerRbacName,
   runnerRules,
+  runSecretName,
   scriptSnapshotName,
   scriptSource,
 } from './job-spec.ts';
@@ -57,6 +69,8 @@ export interface JobExecutorOptions {
   namespace: string;
   /** The operator image; the runner is its `node operator/jig-runner.ts`. */
   image: string;
+  /** Where the Secrets that `secretRef`s name live: the operator's namespace. */
+  secretNamespace: string;
   /** Secret in `namespace` with root's SSH key, mounted into script runs. */
   sshKeySecret?: string | undefined;
   /** How long a finished Job is kept (default 1 h). Longer than any operator outage to ride out. */
@@ -135,7 +149,8 @@ export class JobExecutor implements Executor {
       const job = resuming ? await this.readJob(name) : undefined;
       if (resuming && job) {
         log.info('re-adopting the run Job left by a previous leader');
-        const refused = await this.ensureSnapshot(req, job, log);
+        const refused =
+          (await this.ensureSnapshot(req, job, log)) ?? (await this.ensureRunSecret(req, job, log));
         if (refused) return refused;
       } else {
         if (resuming) {
@@ -153,7 +168,9 @@ export class JobExecutor implements Executor {
         }
         const script = await this.runScript(req);
         if (typeof script === 'object') return script;
-        await this.createJob(req, name, script, log);
+        const secrets = await this.runSecrets(req);
+        if ('error' in secrets) return { ok: false, message: secrets.error };
+        await this.createJob(req, name, script, secrets.values, log);
       }
       const ended = await this.waitForEnd(name, req.signal);
       return await this.result(req, name, ended);
@@ -201,26 +218,103 @@ export class JobExecutor implements Executor {
   }
 
   /**
-   * The Job, then (for a script run) its script snapshot. A snapshot that cannot be made takes
-   * the Job with it, so that no pod is left waiting for a volume that will not come.
+   * The values of a script run's secretRefs (none for other jigs: only the script jig resolves
+   * them, as inline), or the error that fails the run. Values are never logged.
+   */
+  private async runSecrets(
+    req: ExecRequest,
+  ): Promise<{ values: ReadonlyMap<string, string> } | { error: string }> {
+    if (req.role.spec.jig !== 'script') return { values: new Map() };
+    return readSecretRefs(this.core, this.o.secretNamespace, req.input);
+  }
+
+  /**
+   * The Job, then its script snapshot (script runs) and its own Secret (runs with secretRefs):
+   * both are owned by the Job, so they cannot exist first, and its pod waits for their volumes.
+   * One that cannot be made takes the Job with it, so that no pod is left waiting for a volume
+   * that will not come.
    */
   private async createJob(
     req: ExecRequest,
     name: string,
     script: string | undefined,
+    secrets: ReadonlyMap<string, string>,
     log: Logger,
   ): Promise<V1Job> {
     await this.grantRunnerAccess(req, name);
-    const job = await this.createJobObject(req, name, script !== undefined, log);
-    if (script !== undefined && mountsScriptSnapshot(job)) {
-      try {
+    const job = await this.createJobObject(req, name, script !== undefined, secrets.size > 0, log);
+    try {
+      if (script !== undefined && mountsScriptSnapshot(job))
         await this.createSnapshot(req, job, script, log);
-      } catch (e) {
-        await this.deleteJob(name, log, 'its script snapshot could not be made');
-        throw e;
-      }
+      if (secrets.size > 0 && mountsRunSecret(job)) await this.createRunSecret(job, secrets, log);
+    } catch (e) {
+      await this.deleteJob(name, log, 'its script snapshot or run Secret could not be made');
+      throw e;
     }
     return job;
+  }
+
+  /**
+   * A re-adopted running Job whose pod mounts a run Secret that does not exist (the previous
+   * leader died between creating the two): the values are read now (the pod cannot start before
+   * the Secret exists). A failed result (the Job deleted) when they cannot be read.
+   */
+  private async ensureRunSecret(
+    req: ExecRequest,
+    job: V1Job,
+    log: Logger,
+  ): Promise<JigResult | undefined> {
+    if (!mountsRunSecret(job) || jobState(job).kind !== 'running') return undefined;
+    const name = job.metadata?.name ?? '';
+    const secret = runSecretName(name);
+    try {
+      await this.core.readNamespacedSecret({ name: secret, namespace: this.o.namespace });
+      return undefined;
+    } catch (e) {
+      if (!isNotFound(e))
+        throw new Error(`cannot read the run Secret ${secret}: ${apiMessage(e)}`, { cause: e });
+    }
+    log.info('the re-adopted run Job has no run Secret yet; making it now');
+    const secrets = await this.runSecrets(req);
+    if ('error' in secrets || secrets.values.size === 0) {
+      await this.deleteJob(name, log, 'its run Secret could not be made');
+      return {
+        ok: false,
+        message:
+          'error' in secrets
+            ? secrets.error
+            : `run ${req.number}'s Job ${name} mounts a run Secret, but the run input has no secretRef`,
+      };
+    }
+    try {
+      await this.createRunSecret(job, secrets.values, log);
+    } catch (e) {
+      await this.deleteJob(name, log, 'its run Secret could not be made');
+      throw e;
+    }
+    return undefined;
+  }
+
+  /** Creates the run's own Secret; one that already exists is this run's and is kept. */
+  private async createRunSecret(
+    job: V1Job,
+    values: ReadonlyMap<string, string>,
+    log: Logger,
+  ): Promise<void> {
+    const body = buildRunSecret(job, values);
+    const secret = body.metadata?.name ?? '';
+    try {
+      await this.core.createNamespacedSecret({
+        namespace: this.o.namespace,
+        body,
+        fieldManager: this.o.fieldManager,
+      });
+      // The count, never the values.
+      log.info({ secret, refs: values.size }, 'made the run Secret of its secretRefs');
+    } catch (e) {
+      if (apiCode(e) !== 409)
+        throw new Error(`cannot create the run Secret ${secret}: ${apiMessage(e)}`, { cause: e });
+    }
   }
 
   /**
@@ -297,6 +391,7 @@ export class JobExecutor implements Executor {
     req: ExecRequest,
     name: string,
     scriptSnapshot: boolean,
+    runSecret: boolean,
     log: Logger,
   ): Promise<V1Job> {
     const body = buildJob({
@@ -308,6 +403,7 @@ export class JobExecutor implements Executor {
       image: this.o.image,
       sshKeySecret: req.role.spec.jig === 'script' ? this.o.sshKeySecret : undefined,
       scriptSnapshot,
+      runSecret,
       ttlSecondsAfterFinished: this.o.ttlSecondsAfterFinished ?? 3600,
       ...(this.o.runnerEnv ? { env: this.o.runnerEnv } : {}),
     });
@@ -548,7 +644,7 @@ export function jobExecutorFromConfig(
   kc: KubeConfig,
   config: Pick<
     OperatorConfig,
-    'jobNamespace' | 'jobImage' | 'jobTtlSeconds' | 'sshKeySecret' | 'sshKeyFile'
+    'jobNamespace' | 'jobImage' | 'jobTtlSeconds' | 'sshKeySecret' | 'sshKeyFile' | 'leaseNamespace'
   >,
   fieldManager: string,
   log: Logger,
@@ -571,6 +667,8 @@ export function jobExecutorFromConfig(
   return new JobExecutor({
     kc,
     namespace: config.jobNamespace,
+    // As the inline script jig (operator/controllers/aliveness/setup.ts).
+    secretNamespace: config.leaseNamespace,
     image: config.jobImage,
     sshKeySecret,
     ttlSecondsAfterFinished: config.jobTtlSeconds,

@@ -68,6 +68,33 @@ export function substitute(data: Json, value: (ref: SecretRef) => string): Json 
   return Object.fromEntries(Object.entries(data).map(([k, x]) => [k, substitute(x, value)]));
 }
 
+/** The key of a reference in a map of resolved values (names and keys never hold a NUL). */
+export function refKey(ref: SecretRef): string {
+  return `${ref.name}\u0000${ref.key}`;
+}
+
+/**
+ * `input` with every reference replaced by its value from `values` (keyed by {@link refKey}), and
+ * the values used, to redact from what the run returns; or an error naming the first reference
+ * that is bad or has no value.
+ */
+export function applySecretValues(
+  input: Record<string, unknown>,
+  values: ReadonlyMap<string, string>,
+): { input: Record<string, unknown>; values: string[] } | { error: string } {
+  const refs = findSecretRefs(input);
+  if (refs.length === 0) return { input, values: [] };
+  const used: string[] = [];
+  for (const ref of refs) {
+    if ('invalid' in ref) return { error: `the run input has a bad secretRef: ${ref.invalid}` };
+    const v = values.get(refKey(ref));
+    if (v === undefined) return { error: `secretRef ${ref.name}/${ref.key} has no value` };
+    used.push(v);
+  }
+  const resolved = substitute(input, (r) => values.get(refKey(r)) ?? '') as Record<string, unknown>;
+  return { input: resolved, values: used };
+}
+
 /** `text` with every occurrence of each secret value replaced by {@link REDACTED}. */
 export function redact(text: string, values: readonly string[]): string {
   let out = text;

@@ -5,14 +5,19 @@
  * each pod's `node operator/jig-runner.ts` as a local process with a ServiceAccount token of its
  * per-run RBAC. Success, failure, deadline, and a kill -9 of the operator mid-run. Script roles
  * run through the same path against a real OpenSSH server in a network namespace, their script
- * (inline or from a ConfigMap) snapshotted by the operator when the run starts.
+ * (inline or from a ConfigMap) snapshotted by the operator when the run starts, and the values of
+ * their input's secretRefs delivered through a per-run Secret the pod mounts.
  */
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { BatchV1Api, CoreV1Api, RbacAuthorizationV1Api, type V1Job } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   LABEL_NODEROLE,
   jobName,
   labelValue,
+  runSecretName,
   runnerRbacName,
   scriptSnapshotName,
 } from '../../operator/executors/job-spec.ts';
@@ -396,6 +401,84 @@ jq -n --arg n "$CROWBAR_NODE" '{fromConfigMap: {version: ${version}, node: $n}}'
     expect(j?.spec?.template.spec?.volumes?.find((v) => v.name === 'script')?.configMap?.name).toBe(
       scriptSnapshotName(job),
     );
+  });
+
+  it('delivers secretRef values through a per-run Secret and keeps them out of status, Events, logs and the Job', async () => {
+    const value = `pw-${id}-Jb7q`;
+    const secretName = `cbt-db-${id}`;
+    await core.createNamespacedSecret({
+      namespace: ns,
+      body: {
+        metadata: { name: secretName },
+        data: { password: Buffer.from(value).toString('base64') },
+      },
+    });
+    const template = { db: { password: { secretRef: { name: secretName, key: 'password' } } } };
+    await f.createRole('sec', {
+      jig: 'script',
+      timeoutSeconds: 90,
+      template,
+      script: {
+        inline:
+          '#!/bin/sh\nset -eu\npw=$(jq -r .db.password "$CROWBAR_INPUT")\necho "using $pw"\nsha=$(printf %s "$pw" | sha256sum | cut -d" " -f1)\njq -n --arg s "$sha" --arg p "$pw" \'{db: {sha: $s, echo: $p}}\' > "$CROWBAR_OUTPUT"\n',
+      },
+    });
+    const nr = await f.bind('sec', 'n1', dep);
+    const done = await f.waitState(nr, 'active', 90_000);
+    // The script saw the value (its hash came back); what it returned and printed is redacted.
+    const sha = createHash('sha256').update(value).digest('hex');
+    expect(done.status?.wall).toEqual({ db: { sha, echo: '[secret]' } });
+    expect(done.status?.run).toMatchObject({ executor: 'job', result: 'succeeded' });
+    expect(done.status?.run?.logTail).toContain('using [secret]');
+    expect(done.status?.run?.input?.['db']).toEqual(template.db);
+    expect(JSON.stringify(done.status)).not.toContain(value);
+
+    const job = jobName(`${nr}.run-1`);
+    const [j] = await jobsOf(nr);
+    expect(j?.metadata?.name).toBe(job);
+    expect(JSON.stringify(j)).not.toContain(value);
+    expect(JSON.stringify(j)).not.toContain(Buffer.from(value).toString('base64'));
+    const vol = j?.spec?.template.spec?.volumes?.find(
+      (v) => v.secret?.secretName === runSecretName(job),
+    );
+    expect(vol?.secret).toMatchObject({ optional: false, defaultMode: 0o440 });
+    // The run's own Secret: Opaque, immutable, garbage-collected with its Job.
+    const runSecret = await core.readNamespacedSecret({ name: runSecretName(job), namespace: ns });
+    expect(runSecret.type).toBe('Opaque');
+    expect(runSecret.immutable).toBe(true);
+    expect(runSecret.metadata?.ownerReferences).toEqual([
+      expect.objectContaining({ kind: 'Job', name: job, uid: j?.metadata?.uid }),
+    ]);
+    const events = await core.listEventForAllNamespaces({});
+    expect(JSON.stringify(events.items)).not.toContain(value);
+    expect(readFileSync(op?.log ?? '', 'utf8')).not.toContain(value);
+    // The runner's own output (the pod log the stand-in keeps) holds no value either.
+    const podLogs = readdirSync(logDir).filter((n) => n.startsWith(`pod-${job}`));
+    expect(podLogs.length).toBeGreaterThan(0);
+    for (const n of podLogs) {
+      expect({ n, leaks: readFileSync(join(logDir, n), 'utf8').includes(value) }).toEqual({
+        n,
+        leaks: false,
+      });
+    }
+    await core.deleteNamespacedSecret({ name: secretName, namespace: ns }).catch(() => undefined);
+  });
+
+  it('errors a run whose secretRef names a missing Secret, clearly and without making a Job', async () => {
+    const missing = `cbt-none-${id}`;
+    await f.createRole('nosecret', {
+      jig: 'script',
+      template: { db: { password: { secretRef: { name: missing, key: 'password' } } } },
+      script: { inline: '#!/bin/sh\necho should not run\n' },
+    });
+    await f.createNode('s1');
+    const nr = await f.bind('nosecret', 's1', dep);
+    const failed = await f.waitState(nr, 'error', 60_000);
+    expect(failed.status?.message).toContain(
+      `secretRef ${missing}/password: Secret ${ns}/${missing} not found`,
+    );
+    expect(failed.status?.run?.executor).toBe('job');
+    expect(await jobsOf(nr)).toEqual([]);
   });
 
   it('errors a run whose ConfigMap has no such key, clearly and without making a Job', async () => {

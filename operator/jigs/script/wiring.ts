@@ -12,7 +12,7 @@ import type { Logger } from '../../log.ts';
 import type { Jig, JigResult, JigRun } from '../types.ts';
 import { scriptJig, type ScriptJigDeps } from './jig.ts';
 import { LIMITS, formatBytes, stripPrefix } from './protocol.ts';
-import { findSecretRefs, redact, redactDeep, substitute } from '../secret-refs.ts';
+import { applySecretValues, findSecretRefs, redact, redactDeep, refKey } from '../secret-refs.ts';
 
 /** Keys of a Secret that may hold root's private key (ours, and kubernetes.io/ssh-auth's). */
 export const SSH_KEY_FIELDS = ['id_ed25519', 'ssh-privatekey'] as const;
@@ -308,10 +308,22 @@ export async function resolveSecretRefs(
   namespace: string,
   input: Record<string, unknown>,
 ): Promise<{ input: Record<string, unknown>; values: string[] } | { error: string }> {
-  const refs = findSecretRefs(input);
-  if (refs.length === 0) return { input, values: [] };
+  const read = await readSecretRefs(core, namespace, input);
+  return 'error' in read ? read : applySecretValues(input, read.values);
+}
+
+/**
+ * The value of every `secretRef` in `input`, keyed by {@link refKey}, read from the Secrets (by
+ * name) in `namespace`; or an error that says which reference failed. The job executor puts these
+ * in the run's own Secret; the inline jig substitutes them at once.
+ */
+export async function readSecretRefs(
+  core: Pick<CoreV1Api, 'readNamespacedSecret'>,
+  namespace: string,
+  input: Record<string, unknown>,
+): Promise<{ values: Map<string, string> } | { error: string }> {
   const values = new Map<string, string>();
-  for (const ref of refs) {
+  for (const ref of findSecretRefs(input)) {
     if ('invalid' in ref) return { error: `the run input has a bad secretRef: ${ref.invalid}` };
     const where = `${namespace}/${ref.name}`;
     let secret;
@@ -329,13 +341,9 @@ export async function resolveSecretRefs(
     const b64 = secret.data?.[ref.key];
     if (b64 === undefined)
       return { error: `secretRef ${ref.name}/${ref.key}: Secret ${where} has no key ${ref.key}` };
-    values.set(`${ref.name}\u0000${ref.key}`, Buffer.from(b64, 'base64').toString('utf8'));
+    values.set(refKey(ref), Buffer.from(b64, 'base64').toString('utf8'));
   }
-  const resolved = substitute(input, (r) => values.get(`${r.name}\u0000${r.key}`) ?? '') as Record<
-    string,
-    unknown
-  >;
-  return { input: resolved, values: [...values.values()] };
+  return { values };
 }
 
 /** `r` with every secret value replaced in its wall, message and log tail. */
