@@ -49,6 +49,12 @@ export interface OperatorConfig {
   provisionerUrl: string | undefined;
   /** The test jig's journal file (the chaos suite): executions outlive the operator there. */
   testJigJournal: string | undefined;
+  /**
+   * How long an install run resumed after an operator restart waits for the installer's sign of
+   * life (its per-node file fetch) before it power cycles again (ADR 0022), from the moment the
+   * interrupted run asked for the cycle.
+   */
+  installRebootEvidenceMs: number;
 }
 
 function flags(argv: string[]): Map<string, string> {
@@ -236,5 +242,11 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     discoveryBootEnv: get('discovery-bootenv', 'CROWBAR_DISCOVERY_BOOTENV', 'sledgehammer'),
     provisionerUrl: get('provisioner-url', 'CROWBAR_PROVISIONER_URL', '') || undefined,
     testJigJournal: get('test-jig-journal', 'CROWBAR_TEST_JIG_JOURNAL', '') || undefined,
+    installRebootEvidenceMs: int(
+      'install-reboot-evidence-ms',
+      get('install-reboot-evidence-ms', 'CROWBAR_INSTALL_REBOOT_EVIDENCE_MS', '900000'),
+      1000,
+      86_400_000,
+    ),
   };
 }

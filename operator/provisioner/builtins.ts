@@ -23,10 +23,11 @@ export const OS_INSTALL_ROLE_SPEC: RoleSpec = {
 
 /**
  * The late command: the installer fetches this node's `late.sh` from the provisioner API and runs
- * it with the installed system at /target. The stand-in installer of the tests runs this same line.
+ * it with the installed system at /target; the fetch is retried (bounded) because the operator
+ * serving it may be restarting. The stand-in installer of the tests runs this same line.
  */
 export const LATE_COMMAND =
-  'wget -q -O /tmp/crowbar-late.sh {{api}}/provision/v1/nodes/{{name}}/files/late.sh && sh /tmp/crowbar-late.sh';
+  'n=0; until wget -q -O /tmp/crowbar-late.sh {{api}}/provision/v1/nodes/{{name}}/files/late.sh; do n=$((n+1)); [ $n -ge 300 ] && exit 1; sleep 2; done; sh /tmp/crowbar-late.sh';
 
 /** d-i preseed (Debian 12): unattended, root by the operator's SSH key only. */
 export const DEBIAN_PRESEED = `# Crowbar preseed for {{name}} (rendered per node by the provisioner API)
@@ -101,7 +102,11 @@ WantedBy=multi-user.target
 EOS
 ln -sf ../crowbar-firstboot.service "$T/etc/systemd/system/multi-user.target.wants/crowbar-firstboot.service"
 A='Authorization: Bearer {{installToken}}'
-wget -q -O /dev/null --header "$A" --post-data '' '{{api}}/provision/v1/nodes/{{name}}/installed'
+# The operator may be restarting (its API with it): retried, bounded; the callback is idempotent.
+n=0
+until wget -q -O /dev/null --header "$A" --post-data '' '{{api}}/provision/v1/nodes/{{name}}/installed'; do
+  n=$((n + 1)); [ $n -ge 300 ] && { echo 'the completion callback was not taken in 10 min' >&2; exit 1; }; sleep 2
+done
 n=0
 until wget -q -O - --header "$A" '{{api}}/provision/v1/nodes/{{name}}/bootenv' | grep -qx 'applied=local'; do
   n=$((n + 1)); [ $n -ge 600 ] && { echo 'local was not acknowledged in 10 min' >&2; exit 1; }; sleep 1
