@@ -112,6 +112,7 @@ const KNOWN = new Set([
   'provisioner-url',
   'discovery-bootenv',
   'test-jig-journal',
+  'install-reboot-evidence-ms',
 ]);
 
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig {

@@ -74,6 +74,8 @@ describe('debian-12-install', () => {
     expect(env.kernelArgs).toContain(
       'auto=true priority=critical netcfg/no_default_route=true url={{api}}/provision/v1/nodes/{{name}}/files/preseed.cfg',
     );
+    // Answered before the preseed: d-i asks for name servers when DHCP gives none.
+    expect(env.kernelArgs).toMatch(/ netcfg\/get_nameservers= /);
     expect(env.files?.map((f) => f.name)).toEqual(['preseed.cfg', 'late.sh']);
     expect(LATE_COMMAND).toContain('{{api}}');
   });

@@ -120,8 +120,11 @@ export function debianBootEnv(): BootEnvSpec {
     kernel: 'debian-installer/amd64/linux',
     initrds: ['debian-installer/amd64/initrd.gz'],
     // netcfg/no_default_route: a provisioning network without a router (a site mirror on it) is
-    // fine; d-i would otherwise ask before it has fetched the preseed.
-    kernelArgs: `initrd={{initrd}} auto=true priority=critical netcfg/no_default_route=true url={{api}}/provision/v1/nodes/{{name}}/files/preseed.cfg console=ttyS0,115200n8 --- console=ttyS0,115200n8`,
+    // fine; d-i would otherwise ask before it has fetched the preseed. netcfg/get_nameservers
+    // (empty): netcfg asks for name servers at critical priority when DHCP names none, also
+    // before the preseed (seen here with dnsmasq --port=0); answered on the command line it
+    // is not asked, and name servers that DHCP does give are still used.
+    kernelArgs: `initrd={{initrd}} auto=true priority=critical netcfg/no_default_route=true url={{api}}/provision/v1/nodes/{{name}}/files/preseed.cfg netcfg/get_nameservers= console=ttyS0,115200n8 --- console=ttyS0,115200n8`,
     files: [
       { name: 'preseed.cfg', template: DEBIAN_PRESEED },
       { name: 'late.sh', template: DEBIAN_LATE_SH },
