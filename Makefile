@@ -15,7 +15,7 @@ APT_PACKAGES := kmod debconf openssl ca-certificates iproute2 iputils-ping procp
   radvd ndisc6 kea-dhcp6-server \
   openipmi ipmitool cloud-init python3-venv gcc libc6-dev
 
-.PHONY: help deps apt npm native bins sushy-tools generate docs check-generated lint typecheck unit integration test test-chaos lab test-lab-vms lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp discovery-image clean
+.PHONY: help deps apt npm native bins sushy-tools generate docs check-generated lint typecheck unit integration test test-chaos lab test-lab-vms lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp bench-provision discovery-image clean
 
 help:
 	@echo "make lab        bring up a local Crowbar: control plane, CRDs, operator, example fleet"
@@ -31,6 +31,7 @@ help:
 	@echo "make docs       regenerate docs/api-reference.md and the noderole state diagram"
 	@echo "make bench      benchmarks (ratios against a reference measured in the same run)"
 	@echo "make bench-dhcp the DHCP sidecar against kea-dhcp4 and kea-dhcp6 with perfdhcp"
+	@echo "make bench-provision  8 qemu VMs at once, power-on to discovery role active (not in make bench)"
 	@echo "make discovery-image  build the discovery image (cached in ~/.cache/crowbar/discovery)"
 
 deps: apt npm native
@@ -131,6 +132,12 @@ bench-dns: deps
 # perfdhcp -6 (SOLICIT/ADVERTISE/REQUEST/REPLY) against the sidecar's DHCPv6 and kea-dhcp6.
 bench-dhcp: deps
 	node bench/dhcp.ts
+
+# BENCH_PROVISION_VMS BIOS qemu VMs (default 8) powered on at once: PXE, discovery image,
+# registration, discovery role over SSH; prints RESULT provision vms=... seconds=... p50_s p99_s and
+# the load average (not in `make bench`: minutes of TCG).
+bench-provision: deps bins discovery-image
+	node bench/provision.ts
 
 # `make lab VMS=N`: the lab also boots N qemu VMs that PXE-boot discovery and become Nodes.
 VMS ?= 0

@@ -544,6 +544,35 @@ export interface NodeStatus {
     by?: string;
   };
   /**
+   * The install flow's journal (provisioner-os-install, ADR 0022): which run asked for which installer and how far it got. Written before each step it names, so an operator restarted mid-flow resumes the same run without a second power cycle or install.
+   */
+  install?: {
+    /**
+     * The noderole run: <noderole>.run-<n>.
+     */
+    run?: string;
+    /**
+     * The installer boot environment.
+     */
+    target?: string;
+    /**
+     * requested: the boot environment is being set; rebooting: a power cycle was asked for, its outcome not yet known; rebooted: the driver reported it done; fetched: the installer fetched its per-node files; installed: it called back.
+     */
+    phase?: 'requested' | 'rebooting' | 'rebooted' | 'fetched' | 'installed';
+    /**
+     * The spec generation that set the target.
+     */
+    generation?: number;
+    /**
+     * Power cycles asked for by this run.
+     */
+    cycles?: number;
+    /**
+     * When the phase was entered.
+     */
+    at?: string;
+  };
+  /**
    * Fingerprint of the node's SSH host key, recorded on first use.
    */
   sshHostKey?: string;

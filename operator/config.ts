@@ -54,6 +54,12 @@ export interface OperatorConfig {
    * lets the heap grow up to 4x its live size). See operator/runtime/heap.ts and ADR 0021.
    */
   heapGrowthPercent: number;
+  /**
+   * How long an install run resumed after an operator restart waits for the installer's sign of
+   * life (its per-node file fetch) before it power cycles again (ADR 0022), from the moment the
+   * interrupted run asked for the cycle.
+   */
+  installRebootEvidenceMs: number;
 }
 
 /** Measured in ADR 0021: the default that keeps 1,000 x 10 under its memory goal. */
@@ -115,6 +121,8 @@ const KNOWN = new Set([
   'discovery-bootenv',
   'test-jig-journal',
   'heap-growth-percent',
+  'install-reboot-evidence-ms',
+  'api-allow-plain-http',
 ]);
 
 /** 127.0.0.0/8, ::1 or localhost: an address only this machine reaches. */
@@ -208,9 +216,13 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     throw new Error('--retry-period-ms must be shorter than --renew-deadline-ms');
   // Node tokens travel in this API's requests: in clear text only where no other machine can
   // listen (the tests and a lab bound to loopback). Anywhere else it is HTTPS or nothing.
-  if (apiTlsCert === undefined && !isLoopback(apiHost))
+  // --api-allow-plain-http: the tests whose stand-in machines are namespaces on this host, not
+  // machines with the boot sidecar's CA (provision-chaos, bench-provision); never the chart's.
+  const allowPlain =
+    get('api-allow-plain-http', 'CROWBAR_API_ALLOW_PLAIN_HTTP', 'false') === 'true';
+  if (apiTlsCert === undefined && !isLoopback(apiHost) && !allowPlain)
     throw new Error(
-      `the node API on ${apiHost}:${apiPortStr} carries node tokens: pass --api-tls-cert and --api-tls-key (PEM files; the chart makes them), or listen on loopback only (--api-addr=127.0.0.1:PORT)`,
+      `the node API on ${apiHost}:${apiPortStr} carries node tokens: pass --api-tls-cert and --api-tls-key (PEM files; the chart makes them), or listen on loopback only (--api-addr=127.0.0.1:PORT); --api-allow-plain-http=true serves them in clear text anyway (closed test networks only)`,
     );
   return {
     kubeconfig: f.get('kubeconfig') ?? env['KUBECONFIG'],
@@ -266,6 +278,12 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
       ),
       0,
       1000,
+    ),
+    installRebootEvidenceMs: int(
+      'install-reboot-evidence-ms',
+      get('install-reboot-evidence-ms', 'CROWBAR_INSTALL_REBOOT_EVIDENCE_MS', '900000'),
+      1000,
+      86_400_000,
     ),
   };
 }

@@ -24,6 +24,7 @@
  * ./register.ts: 400 for a malformed body, 401 for a wrong token, 403 for a foreign MAC, 409
  * for MACs of two Nodes. A refused request changes nothing.
  */
+import { failpoint } from '../failpoints.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import ssh2 from 'ssh2';
 import type { ExtraRoute } from '../api/server.ts';
@@ -390,6 +391,16 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
       sshKey: await d.sshPublicKey(),
     };
     const body = renderTemplate(tpl.template, vars);
+    // The install run's journal (ADR 0022): the installer's first fetch is the sign that the
+    // power cycle happened, which a run resumed after an operator restart waits for.
+    const rec = node.status?.install;
+    if (rec?.target === envName && (rec.phase === 'rebooting' || rec.phase === 'rebooted'))
+      await d.client.mergePatchStatus(
+        'Node',
+        name,
+        { status: { install: { ...rec, phase: 'fetched', at: new Date().toISOString() } } },
+        d.fieldManager,
+      );
     d.recorder.normal(
       { kind: 'Node', name, uid: node.metadata.uid },
       'InstallerFetched',
@@ -405,8 +416,25 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
     await needInstallToken(req, name);
     await readLimited(req, 4096);
     const was = node.spec.bootEnv ?? '';
+    const rec = node.status?.install;
+    // Journalled first (ADR 0022): once the callback is recorded, no resumed run sets the
+    // installer again. A crash before the spec write leaves the installer without an answer; it
+    // calls again (late.sh retries) and this handler is idempotent.
+    await d.client.mergePatchStatus(
+      'Node',
+      name,
+      {
+        status: {
+          sshHostKey: null,
+          ...(rec?.target === was
+            ? { install: { ...rec, phase: 'installed', at: new Date().toISOString() } }
+            : {}),
+        },
+      },
+      d.fieldManager,
+    );
+    failpoint('provisioner/installed-journalled');
     await d.client.mergePatch('Node', name, { spec: { bootEnv: 'local' } }, d.fieldManager);
-    await d.client.mergePatchStatus('Node', name, { status: { sshHostKey: null } }, d.fieldManager);
     d.recorder.normal(
       { kind: 'Node', name, uid: node.metadata.uid },
       'Installed',

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { renderTemplate } from './api.ts';
 import { DEBIAN_LATE_SH, DEBIAN_PRESEED, LATE_COMMAND, debianBootEnv } from './builtins.ts';
-import { acknowledged, targetOs } from './os-install.ts';
+import { acknowledged, installerSeen, resumeStep, targetOs } from './os-install.ts';
 
 const vars = {
   name: 'd52-54-00-00-00-01.lab.example.com',
@@ -44,7 +44,7 @@ describe('debian-12-install', () => {
       expect(r.code).toBe(0);
       expect(text).toContain('d-i netcfg/get_hostname string d52-54-00-00-00-01');
       expect(text).toContain(
-        `d-i preseed/late_command string export SSL_CERT_FILE=/etc/crowbar/ca.pem; wget -q -O /tmp/crowbar-late.sh ${vars.api}/provision/v1/nodes/${vars.name}/files/late.sh && sh /tmp/crowbar-late.sh`,
+        `d-i preseed/late_command string export SSL_CERT_FILE=/etc/crowbar/ca.pem; n=0; until wget -q -O /tmp/crowbar-late.sh ${vars.api}/provision/v1/nodes/${vars.name}/files/late.sh; do n=$((n+1)); [ $n -ge 300 ] && exit 1; sleep 2; done; sh /tmp/crowbar-late.sh`,
       );
       // The check can fail: a broken line is refused.
       writeFileSync(f, `${text}d-i broken\n`);
@@ -74,6 +74,8 @@ describe('debian-12-install', () => {
     expect(env.kernelArgs).toContain(
       'auto=true priority=critical netcfg/no_default_route=true url={{api}}/provision/v1/nodes/{{name}}/files/preseed.cfg',
     );
+    // Answered before the preseed: d-i asks for name servers when DHCP gives none.
+    expect(env.kernelArgs).toMatch(/ netcfg\/get_nameservers= /);
     expect(env.files?.map((f) => f.name)).toEqual(['preseed.cfg', 'late.sh']);
     expect(LATE_COMMAND).toContain('{{api}}');
   });
@@ -101,5 +103,43 @@ describe('os-install pure parts', () => {
     expect(acknowledged(node('x-install', 2), 'x-install', 3)).toBe(false);
     expect(acknowledged(node('local', 3), 'x-install', 3)).toBe(false);
     expect(acknowledged(undefined, 'x-install', 1)).toBe(false);
+  });
+
+  it('resumes an install run from its journal: never a second power cycle once it happened', () => {
+    const R = 'provisioner-os-install.n.run-1';
+    const T = 'debian-12-install';
+    const at = '2026-12-01T10:00:00.000Z';
+    const rec = (phase: 'requested' | 'rebooting' | 'rebooted' | 'fetched' | 'installed') => ({
+      run: R,
+      target: T,
+      phase,
+      generation: 4,
+      cycles: 1,
+      at,
+    });
+    // Nothing journalled, another run's journal, another target: start from the top.
+    expect(resumeStep(undefined, R, T, 1000)).toEqual({ step: 'request' });
+    expect(resumeStep({ ...rec('rebooted'), run: 'x.run-1' }, R, T, 1000)).toEqual({
+      step: 'request',
+    });
+    expect(resumeStep({ ...rec('rebooted'), target: 'y-install' }, R, T, 1000)).toEqual({
+      step: 'request',
+    });
+    // Asked for the boot environment only: ask again (idempotent), then cycle.
+    expect(resumeStep(rec('requested'), R, T, 1000)).toEqual({ step: 'request' });
+    // Asked for a cycle, outcome unknown: wait for the installer until the request + 1 s.
+    expect(resumeStep(rec('rebooting'), R, T, 1000)).toEqual({
+      step: 'confirm',
+      generation: 4,
+      cycles: 1,
+      deadline: Date.parse(at) + 1000,
+    });
+    // The cycle happened, or the installer showed up: never again.
+    for (const p of ['rebooted', 'fetched', 'installed'] as const)
+      expect(resumeStep(rec(p), R, T, 1000)).toEqual({ step: 'done', phase: p });
+    expect(installerSeen(rec('fetched'), R)).toBe(true);
+    expect(installerSeen(rec('installed'), R)).toBe(true);
+    expect(installerSeen(rec('rebooted'), R)).toBe(false);
+    expect(installerSeen({ ...rec('fetched'), run: 'x.run-2' }, R)).toBe(false);
   });
 });

@@ -23,12 +23,13 @@ export const OS_INSTALL_ROLE_SPEC: RoleSpec = {
 
 /**
  * The late command: the installer fetches this node's `late.sh` from the provisioner API and runs
- * it with the installed system at /target. The stand-in installer of the tests runs this same line.
+ * it with the installed system at /target; the fetch is retried (bounded) because the operator
+ * serving it may be restarting. The stand-in installer of the tests runs this same line.
  * The API is HTTPS; its CA is /etc/crowbar/ca.pem, which the boot sidecar's CA initrd put into the
  * installer's root (ADR 0019); busybox wget verifies against SSL_CERT_FILE through openssl.
  */
 export const LATE_COMMAND =
-  'export SSL_CERT_FILE=/etc/crowbar/ca.pem; wget -q -O /tmp/crowbar-late.sh {{api}}/provision/v1/nodes/{{name}}/files/late.sh && sh /tmp/crowbar-late.sh';
+  'export SSL_CERT_FILE=/etc/crowbar/ca.pem; n=0; until wget -q -O /tmp/crowbar-late.sh {{api}}/provision/v1/nodes/{{name}}/files/late.sh; do n=$((n+1)); [ $n -ge 300 ] && exit 1; sleep 2; done; sh /tmp/crowbar-late.sh';
 
 /** d-i preseed (Debian 12): unattended, root by the operator's SSH key only. */
 export const DEBIAN_PRESEED = `# Crowbar preseed for {{name}} (rendered per node by the provisioner API)
@@ -119,7 +120,11 @@ WantedBy=multi-user.target
 EOS
 ln -sf ../crowbar-firstboot.service "$T/etc/systemd/system/multi-user.target.wants/crowbar-firstboot.service"
 A='Authorization: Bearer {{installToken}}'
-wget -q -O /dev/null --header "$A" --post-data '' '{{api}}/provision/v1/nodes/{{name}}/installed'
+# The operator may be restarting (its API with it): retried, bounded; the callback is idempotent.
+n=0
+until wget -q -O /dev/null --header "$A" --post-data '' '{{api}}/provision/v1/nodes/{{name}}/installed'; do
+  n=$((n + 1)); [ $n -ge 300 ] && { echo 'the completion callback was not taken in 10 min' >&2; exit 1; }; sleep 2
+done
 n=0
 until wget -q -O - --header "$A" '{{api}}/provision/v1/nodes/{{name}}/bootenv' | grep -qx 'applied=local'; do
   n=$((n + 1)); [ $n -ge 600 ] && { echo 'local was not acknowledged in 10 min' >&2; exit 1; }; sleep 1
@@ -133,8 +138,11 @@ export function debianBootEnv(): BootEnvSpec {
     kernel: 'debian-installer/amd64/linux',
     initrds: ['debian-installer/amd64/initrd.gz'],
     // netcfg/no_default_route: a provisioning network without a router (a site mirror on it) is
-    // fine; d-i would otherwise ask before it has fetched the preseed.
-    kernelArgs: `initrd={{initrd}} auto=true priority=critical netcfg/no_default_route=true url={{api}}/provision/v1/nodes/{{name}}/files/preseed.cfg console=ttyS0,115200n8 --- console=ttyS0,115200n8`,
+    // fine; d-i would otherwise ask before it has fetched the preseed. netcfg/get_nameservers
+    // (empty): netcfg asks for name servers at critical priority when DHCP names none, also
+    // before the preseed (seen here with dnsmasq --port=0); answered on the command line it
+    // is not asked, and name servers that DHCP does give are still used.
+    kernelArgs: `initrd={{initrd}} auto=true priority=critical netcfg/no_default_route=true url={{api}}/provision/v1/nodes/{{name}}/files/preseed.cfg netcfg/get_nameservers= console=ttyS0,115200n8 --- console=ttyS0,115200n8`,
     files: [
       { name: 'preseed.cfg', template: DEBIAN_PRESEED },
       { name: 'late.sh', template: DEBIAN_LATE_SH },

@@ -64,6 +64,7 @@ export function provisionerFlow(o: {
       client: o.mgr.client,
       getNode: (n) => o.mgr.caches.Node.get(n),
       rebooter: powerRebooter(o.power),
+      rebootEvidenceMs: o.config.installRebootEvidenceMs,
       recorder: o.recorder,
       fieldManager: o.fieldManager,
       log: o.log,

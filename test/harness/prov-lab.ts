@@ -46,7 +46,11 @@ export interface ProvLab {
   destroy(): Promise<void>;
 }
 
-export async function createProvLab(): Promise<ProvLab> {
+/**
+ * `discovery: false` leaves the discovery image out of the file root, for tests whose machines
+ * never network-boot (the install-flow chaos test's are namespaces with a BMC).
+ */
+export async function createProvLab(o: { discovery?: boolean } = {}): Promise<ProvLab> {
   const id = randomBytes(2).toString('hex');
   const lab = await createLabNetwork({ prefix: `pro-${id}` });
   const net = lab.hostAddress.replace(/\.1$/, '');
@@ -64,8 +68,9 @@ export async function createProvLab(): Promise<ProvLab> {
   });
   try {
     await run('ip', ['-n', lab.hubNs, 'addr', 'add', `${serverIp}/24`, 'dev', 'br0']);
-    for (const f of ['vmlinuz', 'initrd.gz'])
-      copyFileSync(join(DISCOVERY_DIR, f), join(fileRoot, 'disc', f));
+    if (o.discovery ?? true)
+      for (const f of ['vmlinuz', 'initrd.gz'])
+        copyFileSync(join(DISCOVERY_DIR, f), join(fileRoot, 'disc', f));
   } catch (e) {
     await lab.destroy();
     throw e;

@@ -45,9 +45,11 @@ const POST_ROLE = `pro-post-${u}`;
 const OS_INSTALL = 'provisioner-os-install';
 const DI = join(homedir(), '.cache', 'crowbar', 'debian-installer');
 /**
- * The real-d-i test runs with CROWBAR_TEST_REAL_DI=1 until it has passed here: it has fetched
- * nothing yet (d-i's questions before the preseed, fixed; then a TCG kernel panic "IO-APIC +
- * timer doesn't work" at load 20 on 2 cores, for which no_timer_check is the fix under test).
+ * The real-d-i test runs with CROWBAR_TEST_REAL_DI=1 until it passes reliably here: d-i's
+ * questions before the preseed are answered (netcfg/no_default_route, netcfg/get_nameservers on
+ * the kernel command line), and no_timer_check avoids a TCG panic at load 20. 2026-12-01: passed
+ * 1 of 2 runs at load 20-26 (the other: d-i reported "Failed to retrieve the preconfiguration
+ * file" with its reserved address and the operator up; cause not found yet).
  */
 const REAL_DI = process.env['CROWBAR_TEST_REAL_DI'] === '1';
 let lab: ProvLab;
