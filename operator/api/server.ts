@@ -141,8 +141,7 @@ export async function startNodeApi(d: NodeApiDeps): Promise<NodeApi> {
   const log = d.log.child({ component: 'node-api' });
   const limiter = new RateLimiter(d.rate ?? NODE_API_RATE);
   const now = d.now ?? Date.now;
-  if (!d.tls)
-    log.warn('the node API serves plain HTTP on loopback: give it a certificate (--api-tls-cert)');
+  if (!d.tls) log.warn('the node API serves plain HTTP: give it a certificate (--api-tls-cert)');
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '').split('?')[0] ?? '';
