@@ -26,6 +26,7 @@ import { createHash } from 'node:crypto';
 import type {
   V1ConfigMap,
   V1Job,
+  V1ObjectMeta,
   V1PolicyRule,
   V1Secret,
   V1Volume,
@@ -351,6 +352,32 @@ export function decodeSecretValues(text: string): Map<string, string> {
 }
 
 /**
+ * Metadata of an object that lives and dies with a run's Job: in its namespace, with its labels
+ * and annotations, controlled by it (the garbage collector deletes it with the Job).
+ */
+function ownedByJob(
+  job: Readonly<V1Job>,
+  name: string,
+  annotations: Record<string, string> = {},
+): V1ObjectMeta {
+  return {
+    name,
+    namespace: job.metadata?.namespace ?? '',
+    labels: { ...job.metadata?.labels },
+    annotations: { ...job.metadata?.annotations, ...annotations },
+    ownerReferences: [
+      {
+        apiVersion: 'batch/v1',
+        kind: 'Job',
+        name: job.metadata?.name ?? '',
+        uid: job.metadata?.uid ?? '',
+        controller: true,
+      },
+    ],
+  };
+}
+
+/**
  * A run's own Secret: the values of its input's secretRefs, in the Job's namespace, named after
  * the Job and owned by it (garbage-collected with it), immutable. `job` must be the created Job.
  */
@@ -363,21 +390,7 @@ export function buildRunSecret(
     apiVersion: 'v1',
     kind: 'Secret',
     type: 'Opaque',
-    metadata: {
-      name: runSecretName(name),
-      namespace: job.metadata?.namespace ?? '',
-      labels: { ...job.metadata?.labels },
-      annotations: { ...job.metadata?.annotations },
-      ownerReferences: [
-        {
-          apiVersion: 'batch/v1',
-          kind: 'Job',
-          name,
-          uid: job.metadata?.uid ?? '',
-          controller: true,
-        },
-      ],
-    },
+    metadata: ownedByJob(job, runSecretName(name)),
     immutable: true,
     data: { [RUN_SECRET_KEY]: Buffer.from(encodeSecretValues(values)).toString('base64') },
   };
@@ -397,24 +410,7 @@ export function buildScriptSnapshot(
   return {
     apiVersion: 'v1',
     kind: 'ConfigMap',
-    metadata: {
-      name: scriptSnapshotName(name),
-      namespace: job.metadata?.namespace ?? '',
-      labels: { ...job.metadata?.labels },
-      annotations: {
-        ...job.metadata?.annotations,
-        [ANNOTATION_SCRIPT_SOURCE]: source,
-      },
-      ownerReferences: [
-        {
-          apiVersion: 'batch/v1',
-          kind: 'Job',
-          name,
-          uid: job.metadata?.uid ?? '',
-          controller: true,
-        },
-      ],
-    },
+    metadata: ownedByJob(job, scriptSnapshotName(name), { [ANNOTATION_SCRIPT_SOURCE]: source }),
     // A snapshot never changes: the API server refuses edits, so what ran is what it holds.
     immutable: true,
     data: { [SCRIPT_KEY]: script },
