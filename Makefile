@@ -115,7 +115,7 @@ bench-annealer: deps bins
 	node bench/annealer.ts
 
 # The script jig vs OpenSSH's ssh client: BENCH_JIG_NODES sshd machines (default 50) in network
-# namespaces x BENCH_JIG_ROLES script roles (default 4), inline executor, 10 runs at once.
+# namespaces x BENCH_JIG_ROLES script roles (default 4), inline executor, 10 runs at once (one per node).
 bench-jig: deps
 	node bench/jig.ts
 

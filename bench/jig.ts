@@ -2,17 +2,21 @@
  * `make bench-jig`: the script jig against OpenSSH's own client, in the same run, on the same
  * machines. BENCH_JIG_NODES (default 50) lab machines, each a network namespace with its own
  * sshd; BENCH_JIG_ROLES (default 4) script roles bound to each; BENCH_JIG_CONCURRENCY (default
- * 10, the annealer's cluster-wide cap) runs at once. Both sides do exactly the same work per run:
+ * 10, the annealer's cluster-wide cap) runs at once, at most one per node, a node's roles one after
+ * another (the annealer's order). Both sides do exactly the same work per run:
  * connect as root with the same key, run the runner command (operator/jigs/script/protocol.ts)
  * with the same payload on stdin, and read back the same result, which both sides check.
  *
- * - jig: `scriptJig` through the annealer's inline executor (ssh2, one connection per run);
+ * - jig: `scriptJig` through the annealer's inline executor (ssh2), with the operator's pool of
+ *   kept connections (session-pool.ts): a node's next run reuses its last run's connection;
  * - openssh: `ssh -F /dev/null -T root@<address> '<runner command>'` with the payload on its
  *   stdin (OpenSSH's defaults: the host's ssh_config may turn on GSSAPI, which costs seconds).
  *
  * Latency is connect + run, per run, measured by the caller. The sides rotate in rounds so drift
- * on a shared machine hits all of them. OpenSSH runs twice: with ssh2's key exchange
- * (curve25519-sha256, the headline ratio) and with its own default (sntrup761x25519 on 9.x). Every sshd hides root's ~/.bashrc from its sessions
+ * on a shared machine hits all of them. OpenSSH runs three times: with ssh2's key exchange
+ * (curve25519-sha256, the headline ratio: a new connection per run, as `ssh` makes), with its own
+ * default (sntrup761x25519 on 9.x), and, for comparison, reusing connections (ControlMaster) as
+ * the jig does. Every sshd hides root's ~/.bashrc from its sessions
  * (sshd.ts quietRootShell): sshd runs commands through root's login shell, and a bashrc running
  * `pyenv init` adds ~0.5 s to every session, on both sides alike, which would swamp what is
  * measured. Prints `RESULT jig runs_per_s=... p50_ms=... p99_ms=... ratio_vs_openssh=...` and
@@ -20,12 +24,13 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Node, NodeRole, Role } from '../generated/crowbar.ts';
 import { inlineExecutor } from '../operator/controllers/annealer/executor.ts';
 import { scriptJig } from '../operator/jigs/script/jig.ts';
+import { SessionPool } from '../operator/jigs/script/session-pool.ts';
 import {
   RUNNER_COMMAND,
   buildPayload,
@@ -69,12 +74,21 @@ const pct = (sorted: number[], p: number): number =>
 async function measure(work: readonly Work[], one: (w: Work) => Promise<boolean>): Promise<Pass> {
   const latenciesMs: number[] = [];
   let failures = 0;
+  // As the annealer runs them: at most one run per node at a time, a node's roles one after
+  // another, CONCURRENCY nodes at once.
+  const byNode = new Map<string, Work[]>();
+  for (const w of work) {
+    const k = w.node.metadata.name ?? '';
+    byNode.set(k, [...(byNode.get(k) ?? []), w]);
+  }
   const t0 = performance.now();
-  await pool(work, CONCURRENCY, async (w) => {
-    const s = performance.now();
-    const ok = await one(w);
-    latenciesMs.push(performance.now() - s);
-    if (!ok) failures++;
+  await pool([...byNode.values()], CONCURRENCY, async (chain) => {
+    for (const w of chain) {
+      const s = performance.now();
+      const ok = await one(w);
+      latenciesMs.push(performance.now() - s);
+      if (!ok) failures++;
+    }
   });
   return { runs: work.length, failures, seconds: (performance.now() - t0) / 1000, latenciesMs };
 }
@@ -139,6 +153,7 @@ function openssh(keyPath: string, w: Work, run: number, kex: string[]): Promise<
 
 async function main(): Promise<void> {
   const machines = new SshFleet({ prefix: 'cbt-bench-jig', noderoleTag: '.bench.example.com' });
+  const muxDir = mkdtempSync(join(tmpdir(), 'cbj-mux-'));
   try {
     const key = await machines.generateKey('root');
     const t0 = performance.now();
@@ -182,7 +197,10 @@ async function main(): Promise<void> {
     );
 
     const hostKeys = new Map<string, string>();
+    // As the operator runs it: one pool of kept connections (operator/jigs/script/wiring.ts).
+    const sessions = new SessionPool();
     const jig = scriptJig({
+      sessions,
       privateKey: key.privateKey,
       resolveAddress: (n) => n.status?.addresses?.[0]?.address.split('/')[0],
       loadScript: (r) => Promise.resolve(r.spec.script?.inline ?? ''),
@@ -213,12 +231,30 @@ async function main(): Promise<void> {
     const viaSsh = (w: Work): Promise<boolean> =>
       openssh(key.path, w, ++runNo, ['-o', 'KexAlgorithms=curve25519-sha256']);
     const viaSshDefault = (w: Work): Promise<boolean> => openssh(key.path, w, ++runNo, []);
+    // For comparison only: OpenSSH reusing its connections too (ControlMaster), as the jig's pool
+    // does; masters exit on their own after 10 s idle, or with their machine's namespace.
+    const viaSshMux = (w: Work): Promise<boolean> =>
+      openssh(key.path, w, ++runNo, [
+        '-o',
+        'KexAlgorithms=curve25519-sha256',
+        '-o',
+        'ControlMaster=auto',
+        '-o',
+        `ControlPath=${muxDir}/%C`,
+        '-o',
+        'ControlPersist=10',
+      ]);
 
     // Warm up both (page cache, sshd forks, the JIT).
     await measure(work.slice(0, CONCURRENCY * 2), viaJig);
     await measure(work.slice(0, CONCURRENCY * 2), viaSsh);
 
-    const sides = { jig: viaJig, openssh: viaSsh, 'openssh-default-kex': viaSshDefault };
+    const sides = {
+      jig: viaJig,
+      openssh: viaSsh,
+      'openssh-default-kex': viaSshDefault,
+      'openssh-mux': viaSshMux,
+    };
     type Side = keyof typeof sides;
     const passes = new Map<Side, Pass[]>();
     const names = Object.keys(sides) as Side[];
@@ -248,6 +284,7 @@ async function main(): Promise<void> {
     const j = sum(passes.get('jig') ?? []);
     const o = sum(passes.get('openssh') ?? []);
     const od = sum(passes.get('openssh-default-kex') ?? []);
+    const om = sum(passes.get('openssh-mux') ?? []);
     const result = {
       nodes: NODES,
       roles: ROLES,
@@ -257,7 +294,10 @@ async function main(): Promise<void> {
       jig: j,
       openssh: { ...o, kex: 'curve25519-sha256 (as ssh2)' },
       openssh_default_kex: { ...od, kex: 'OpenSSH default (sntrup761x25519-sha512 on 9.x)' },
+      openssh_mux: { ...om, kex: 'curve25519-sha256, ControlMaster connection reuse' },
+      jig_connections_reused: sessions.reused,
       ratio_vs_openssh: j.runs_per_s / o.runs_per_s,
+      ratio_vs_openssh_mux: j.runs_per_s / om.runs_per_s,
       ratio_vs_openssh_default_kex: j.runs_per_s / od.runs_per_s,
       p50_ratio_vs_openssh: j.p50_ms / o.p50_ms,
       root_bashrc_hidden: true,
@@ -271,6 +311,7 @@ async function main(): Promise<void> {
     for (const [name, x] of [
       ['openssh (same kex)', o],
       ['openssh (default kex)', od],
+      ['openssh (ControlMaster)', om],
     ] as const) {
       console.log(
         `bench-jig: ${name} ${x.runs_per_s.toFixed(1)} runs/s p50 ${x.p50_ms.toFixed(0)} ms p99 ${x.p99_ms.toFixed(0)} ms, ${x.failures} failed`,
@@ -279,11 +320,13 @@ async function main(): Promise<void> {
     console.log(
       `RESULT jig runs_per_s=${j.runs_per_s.toFixed(1)} p50_ms=${j.p50_ms.toFixed(0)} p99_ms=${j.p99_ms.toFixed(0)} ratio_vs_openssh=${result.ratio_vs_openssh.toFixed(2)}`,
     );
-    if (j.failures + o.failures + od.failures > 0) process.exitCode = 1;
+    console.log(`bench-jig: the jig reused a kept connection for ${sessions.reused} runs`);
+    if (j.failures + o.failures + od.failures + om.failures > 0) process.exitCode = 1;
   } finally {
     await machines.destroy().catch((e: unknown) => {
       console.error(`bench-jig: cleanup: ${(e as Error).message}`);
     });
+    rmSync(muxDir, { recursive: true, force: true });
   }
 }
 

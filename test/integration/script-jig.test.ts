@@ -12,9 +12,10 @@ import type { Node, NodeRole, Role } from '../../generated/crowbar.ts';
 import { checkAlive } from '../../operator/jigs/script/aliveness.ts';
 import { scriptJig, type ScriptJigDeps } from '../../operator/jigs/script/jig.ts';
 import { firstAdminAddress } from '../../operator/jigs/script/protocol.ts';
+import { SessionPool } from '../../operator/jigs/script/session-pool.ts';
 import type { JigResult } from '../../operator/jigs/types.ts';
 import { eventually } from '../harness/context.ts';
-import { reapStaleLabs, run, type LabNode } from '../harness/netns.ts';
+import { nsExec, reapStaleLabs, run, type LabNode } from '../harness/netns.ts';
 import { adminNode, SshFleet } from '../harness/ssh-fleet.ts';
 import type { KeyPair, Sshd } from '../harness/sshd.ts';
 
@@ -291,6 +292,82 @@ jq -c '{got: .db, role: env.CROWBAR_ROLE, node: env.CROWBAR_NODE, kernel: "linux
     await expect(p).rejects.toThrow('node died');
     const pid = Number(readFileSync(pidFile, 'utf8'));
     await eventually('cancelled script gone', () => processGone(pid), 15_000);
+  });
+});
+
+describe('kept connections (session-pool.ts)', () => {
+  // The script reports which TCP connection it came over: the client's port in SSH_CONNECTION.
+  const portRole = roleObj(
+    'which-conn',
+    '#!/bin/sh\njq -n --arg c "$SSH_CONNECTION" \'{conn: $c}\' > "$CROWBAR_OUTPUT"\n',
+  );
+  const clientPort = (r: JigResult): string => {
+    expect(r.ok, msg(r)).toBe(true);
+    const conn = r.ok ? String(r.wall['conn']) : '';
+    expect(conn).toMatch(/^\S+ \d+ \S+ 22$/);
+    return conn.split(' ')[1] ?? '';
+  };
+  /** The sshd processes holding the node's end of the connection from `port`. */
+  async function sshdPids(n: string, port: string): Promise<number[]> {
+    const out = await nsExec(ln(n).ns, 'ss', ['-tnpH', 'state', 'established', '( sport = :22 )']);
+    const line = out.stdout.split('\n').find((l) => l.includes(`:${port} `));
+    return [...(line ?? '').matchAll(/pid=(\d+)/g)].map((m) => Number(m[1]));
+  }
+
+  it("a node's next run reuses the last run's connection; a failed run's connection is not kept", async () => {
+    const sessions = new SessionPool();
+    const jig = jigWith({ sessions });
+    try {
+      const first = clientPort(await runOn('n3', portRole, { jig }));
+      expect(sessions.size).toBe(1);
+      const second = clientPort(await runOn('n3', portRole, { jig }));
+      expect(second).toBe(first);
+      expect(sessions.reused).toBe(1);
+      const failed = await runOn('n3', roleObj('fails', '#!/bin/sh\nexit 3\n'), { jig });
+      expect(failed.ok).toBe(false);
+      expect(sessions.size).toBe(0);
+      const third = clientPort(await runOn('n3', portRole, { jig }));
+      expect(third).not.toBe(first);
+    } finally {
+      sessions.close();
+    }
+  });
+
+  it('a kept connection whose node went away connects anew: closed, or silent', async () => {
+    const sessions = new SessionPool();
+    const jig = jigWith({ sessions, reuseOpenTimeoutMs: 1000 });
+    const stopped: number[] = [];
+    try {
+      // Closed by the node (its sshd for that connection killed): the pool drops it.
+      const a = clientPort(await runOn('n1', portRole, { jig }));
+      const pidsA = await sshdPids('n1', a);
+      expect(pidsA.length).toBeGreaterThan(0);
+      for (const pid of pidsA) process.kill(pid, 'SIGKILL');
+      await eventually('the pool saw the connection close', () => sessions.size === 0, 10_000, 50);
+      const b = clientPort(await runOn('n1', portRole, { jig }));
+      expect(b).not.toBe(a);
+      // Silent (stopped, as a machine powered off holds the socket without resetting it): the
+      // channel does not open within reuseOpenTimeoutMs, and the run goes over a new connection.
+      const pidsB = await sshdPids('n1', b);
+      expect(pidsB.length).toBeGreaterThan(0);
+      for (const pid of pidsB) {
+        process.kill(pid, 'SIGSTOP');
+        stopped.push(pid);
+      }
+      expect(sessions.size).toBe(1);
+      const c = clientPort(await runOn('n1', portRole, { jig }));
+      expect(c).not.toBe(b);
+      expect(sessions.reused).toBe(1);
+    } finally {
+      sessions.close();
+      for (const pid of stopped) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // Gone already.
+        }
+      }
+    }
   });
 });
 

@@ -22,6 +22,7 @@ import {
   type RunRequest,
 } from './protocol.ts';
 import { SshError, connect, exec, type SshSession } from './ssh.ts';
+import { poolTarget, type SessionPool } from './session-pool.ts';
 
 export interface ScriptJigDeps {
   /** The address to SSH to: the node's first admin address, without prefix length. */
@@ -53,6 +54,13 @@ export interface ScriptJigDeps {
   hardMarginMs?: number;
   /** Clock, injectable for tests. */
   now?: () => number;
+  /** Connections kept between runs (session-pool.ts); without it every run connects anew. */
+  sessions?: SessionPool;
+  /**
+   * On a reused connection, how long the run's channel may take to open before the connection is
+   * taken for dead and the run connects anew; default 5 s.
+   */
+  reuseOpenTimeoutMs?: number;
 }
 
 const fail = (message: string): JigResult => ({ ok: false, message });
@@ -162,26 +170,33 @@ export function scriptJig(deps: ScriptJigDeps): Jig {
         };
         run.signal.addEventListener('abort', onAbort, { once: true });
       });
+      const port = deps.port ?? 22;
+      const target = poolTarget(node, host, port, deps.privateKey);
+      const fresh = (): Promise<SshSession> =>
+        connect({
+          node,
+          host,
+          port,
+          privateKey: deps.privateKey,
+          expectedHostKey: run.node.status?.sshHostKey,
+          ...(deps.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: deps.readyTimeoutMs }),
+          signal: AbortSignal.any([run.signal, cut.signal]),
+        });
       const work = (async (): Promise<JigResult> => {
+        const pooled = deps.sessions?.take(target, run.node.status?.sshHostKey);
+        let s: SshSession;
         try {
-          session = await connect({
-            node,
-            host,
-            ...(deps.port === undefined ? {} : { port: deps.port }),
-            privateKey: deps.privateKey,
-            expectedHostKey: run.node.status?.sshHostKey,
-            ...(deps.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: deps.readyTimeoutMs }),
-            signal: AbortSignal.any([run.signal, cut.signal]),
-          });
+          s = pooled ?? (await fresh());
         } catch (e) {
           run.signal.throwIfAborted();
           return fail(e instanceof SshError ? e.message : `SSH to ${node} failed: ${errText(e)}`);
         }
-        const s = session;
+        session = s;
         // The hard deadline may have passed during the handshake's last step.
         if (cut.signal.aborted) s.destroy();
+        let reusable = false;
         try {
-          if (s.newHostKey !== undefined) {
+          if (s.newHostKey !== undefined && pooled === undefined) {
             try {
               await deps.onHostKey(run.node, s.newHostKey);
             } catch (e) {
@@ -191,13 +206,37 @@ export function scriptJig(deps: ScriptJigDeps): Jig {
             }
           }
           try {
-            return await runScript(s, req, payload, run.signal, deps, now);
+            const openTimeoutMs =
+              pooled === undefined ? undefined : (deps.reuseOpenTimeoutMs ?? 5000);
+            let out: RunOutcome;
+            try {
+              out = await runScript(s, req, payload, run.signal, deps, now, openTimeoutMs);
+            } catch (e) {
+              // A kept connection that turned out dead never started the command: connect anew.
+              if (pooled === undefined || !(e instanceof SshError) || !e.notStarted) throw e;
+              run.signal.throwIfAborted();
+              s.destroy();
+              try {
+                s = await fresh();
+              } catch (e2) {
+                run.signal.throwIfAborted();
+                return fail(
+                  e2 instanceof SshError ? e2.message : `SSH to ${node} failed: ${errText(e2)}`,
+                );
+              }
+              session = s;
+              if (cut.signal.aborted) s.destroy();
+              out = await runScript(s, req, payload, run.signal, deps, now, undefined);
+            }
+            reusable = out.reusable && out.result.ok && !cut.signal.aborted;
+            return out.result;
           } catch (e) {
             run.signal.throwIfAborted();
             return fail(`SSH to ${node} failed during the run: ${errText(e)}`);
           }
         } finally {
-          s.close();
+          if (reusable && deps.sessions !== undefined) deps.sessions.give(target, s);
+          else s.close();
         }
       })();
       try {
@@ -213,6 +252,12 @@ export function scriptJig(deps: ScriptJigDeps): Jig {
   };
 }
 
+/** A run's result, and whether its connection ended the run clean enough to serve another. */
+interface RunOutcome {
+  result: JigResult;
+  reusable: boolean;
+}
+
 async function runScript(
   session: SshSession,
   req: RunRequest,
@@ -220,7 +265,8 @@ async function runScript(
   signal: AbortSignal,
   deps: ScriptJigDeps,
   now: () => number,
-): Promise<JigResult> {
+  openTimeoutMs: number | undefined,
+): Promise<RunOutcome> {
   let head = Buffer.alloc(0);
   let pid: number | undefined;
   let cutOff: 'deadline' | 'cancelled' | undefined;
@@ -275,13 +321,17 @@ async function runScript(
         if (pid !== undefined && cutOff !== undefined) void sendCancel();
       },
       until: stopWaiting,
+      ...(openTimeoutMs === undefined ? {} : { openTimeoutMs }),
     });
     if (cutOff === 'cancelled') signal.throwIfAborted();
     const who = `script of role ${req.role} on node ${req.node}`;
     if (res.overflow) {
-      return fail(`the ${who} made the runner print more than ${MAX_RUNNER_STDOUT} bytes`);
+      return {
+        result: fail(`the ${who} made the runner print more than ${MAX_RUNNER_STDOUT} bytes`),
+        reusable: false,
+      };
     }
-    return interpret(parseRunnerOutput(res.stdout), {
+    const result = interpret(parseRunnerOutput(res.stdout), {
       role: req.role,
       node: req.node,
       noderole: req.noderole,
@@ -290,6 +340,10 @@ async function runScript(
       ...(cutOff === undefined ? {} : { cutOff }),
       stderr: res.stderr,
     });
+    return {
+      result,
+      reusable: !res.stopped && cutOff === undefined && res.code !== null && !cancelSent,
+    };
   } finally {
     clearTimeout(deadline);
     clearTimeout(waitTimer);

@@ -17,10 +17,17 @@ export type SshErrorKind = 'unreachable' | 'auth' | 'host-key' | 'timeout' | 'cl
 /** A failed SSH operation, with a message that tells the user what went wrong. */
 export class SshError extends Error {
   readonly kind: SshErrorKind;
-  constructor(kind: SshErrorKind, message: string, options?: ErrorOptions) {
+  /** The command was never started: its channel or exec request failed (exec only). */
+  readonly notStarted: boolean;
+  constructor(
+    kind: SshErrorKind,
+    message: string,
+    options?: ErrorOptions & { notStarted?: boolean },
+  ) {
     super(message, options);
     this.name = 'SshError';
     this.kind = kind;
+    this.notStarted = options?.notStarted ?? false;
   }
 }
 
@@ -48,6 +55,8 @@ export interface SshSession {
   close(): void;
   /** Destroys the connection now: pending channel opens fail, open channels close. */
   destroy(): void;
+  /** The connection is up, as far as this side knows: not closed, ended or destroyed. */
+  open(): boolean;
 }
 
 /** How long {@link SshSession.close} waits for the peer to close before destroying the socket. */
@@ -61,6 +70,10 @@ export function connect(t: SshTarget): Promise<SshSession> {
   let seen: string | undefined;
   let refused: string | undefined;
   let record: string | undefined;
+  let closed = false;
+  client.once('close', () => {
+    closed = true;
+  });
   return new Promise<SshSession>((resolve, reject) => {
     let settled = false;
     const finish = (err: SshError | undefined): void => {
@@ -85,6 +98,7 @@ export function connect(t: SshTarget): Promise<SshSession> {
         destroy: () => {
           s?.destroy();
         },
+        open: () => s !== undefined && !s.destroyed && s.writable && !closed,
       });
     };
     const onAbort = (): void => {
@@ -181,6 +195,12 @@ export interface ExecOptions {
   onStdout?: (chunk: Buffer) => void;
   /** Resolves when the command ends, or when this promise resolves first (the channel is closed). */
   until?: Promise<unknown>;
+  /**
+   * The command's channel must be open and its exec request answered within this time, or the
+   * whole session is destroyed and exec rejects with `notStarted` (a reused connection to a
+   * machine that went away without resetting it). Default: no deadline of its own.
+   */
+  openTimeoutMs?: number;
 }
 
 export interface ExecResult {
@@ -210,10 +230,27 @@ export function exec(s: SshSession, command: string, o: ExecOptions): Promise<Ex
       untilFired = true;
       stopNow?.();
     });
-    s.client.exec(command, (err, ch: ClientChannel) => {
+    let openTimedOut = false;
+    const openTimer =
+      o.openTimeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            openTimedOut = true;
+            s.destroy();
+          }, o.openTimeoutMs);
+    const onOpen = (err: Error | undefined, ch: ClientChannel): void => {
+      clearTimeout(openTimer);
       if (err) {
         done = true;
-        reject(new SshError('other', `cannot start a command: ${err.message}`, { cause: err }));
+        const why = openTimedOut
+          ? `no channel within ${String(o.openTimeoutMs)} ms; the connection was closed`
+          : err.message;
+        reject(
+          new SshError(openTimedOut ? 'timeout' : 'other', `cannot start a command: ${why}`, {
+            cause: err,
+            notStarted: true,
+          }),
+        );
         return;
       }
       const out: Buffer[] = [];
@@ -270,6 +307,19 @@ export function exec(s: SshSession, command: string, o: ExecOptions): Promise<Ex
       if (untilFired) stopNow();
       if (o.stdin) ch.end(o.stdin);
       else ch.end();
-    });
+    };
+    try {
+      s.client.exec(command, onOpen);
+    } catch (e) {
+      // ssh2 throws at once when the connection is already gone.
+      clearTimeout(openTimer);
+      done = true;
+      reject(
+        new SshError('closed', `cannot start a command: ${(e as Error).message}`, {
+          cause: e,
+          notStarted: true,
+        }),
+      );
+    }
   });
 }

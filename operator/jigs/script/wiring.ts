@@ -12,6 +12,7 @@ import type { Logger } from '../../log.ts';
 import type { Jig, JigResult, JigRun } from '../types.ts';
 import { scriptJig, type ScriptJigDeps } from './jig.ts';
 import { LIMITS, formatBytes, stripPrefix } from './protocol.ts';
+import { SessionPool } from './session-pool.ts';
 import { applySecretValues, findSecretRefs, redact, redactDeep, refKey } from '../secret-refs.ts';
 
 /** Keys of a Secret that may hold root's private key (ours, and kubernetes.io/ssh-auth's). */
@@ -269,6 +270,8 @@ export interface ScriptWiring {
  */
 export function operatorScriptJig(w: ScriptWiring): Jig {
   const base: Omit<ScriptJigDeps, 'privateKey'> = {
+    // A node's roles run one after another: its next run takes the last run's connection.
+    sessions: new SessionPool(),
     resolveAddress: (node) => sshAddresses(node, (n) => w.network(n))[0],
     loadScript: (role) => loadRoleScript(w.core, role),
     onHostKey: async (node, fp) => {
