@@ -1,7 +1,8 @@
 # The operator image (operator, webhook server, jig runner, DNS sidecar): Node 24 runs the TypeScript sources
 # directly (type stripping).
 FROM node:24-bookworm-slim AS native
-# The DNS sidecar's native UDP loop (ADR 0020), built against the Node-API headers package.
+# The DNS and DHCP sidecars' native UDP loops (ADR 0020, 0023), built against the Node-API headers
+# package.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
   && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -9,6 +10,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY tools/build-native.sh ./tools/
 COPY dns-sidecar/native ./dns-sidecar/native
+COPY dhcp-sidecar/native ./dhcp-sidecar/native
 RUN tools/build-native.sh
 
 FROM node:24-bookworm-slim
@@ -24,6 +26,8 @@ COPY operator ./operator
 COPY webhooks ./webhooks
 COPY dns-sidecar ./dns-sidecar
 COPY --from=native /src/dns-sidecar/native/build ./dns-sidecar/native/build
+COPY dhcp-sidecar ./dhcp-sidecar
+COPY --from=native /src/dhcp-sidecar/native/build ./dhcp-sidecar/native/build
 COPY crds ./crds
 USER 65532:65532
 # operator/runtime/heap.ts NODE_FLAGS (heap.test.ts checks they match).

@@ -24,7 +24,7 @@ help:
 	@echo "make lab-down   stop a lab left behind"
 	@echo "make test       install what is needed, then lint, type-check, unit and integration tests"
 	@echo "make test-chaos the chaos suite in full: leader kills, partition (short form in make test)"
-	@echo "make native     build the DNS sidecar's native UDP loop (part of make deps)"
+	@echo "make native     build the DNS and DHCP sidecars' native UDP loops (part of make deps)"
 	@echo "make bins       build kube-apiserver, etcd, kube-controller-manager, kubectl, helm (cached)"
 	@echo "make sushy-tools the Redfish emulator's venv for the power tests (cached)"
 	@echo "make generate   regenerate TypeScript types from crds/"
@@ -50,12 +50,14 @@ node_modules/.stamp: package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-# The DNS sidecar's native UDP loop (recvmmsg/sendmmsg, answers from a table; ADR 0020), built
-# with the machine's C compiler; rebuilt when its source or the headers' package changes.
+# The sidecars' native UDP loops (recvmmsg/sendmmsg): the DNS sidecar's (answers from a table;
+# ADR 0020) and the DHCP sidecar's (batches up to JS, IP_PKTINFO; ADR 0023), built with the
+# machine's C compiler; rebuilt when a source or the headers' package changes.
 NATIVE_UDP := dns-sidecar/native/build/crowbar_udp.node
-native: $(NATIVE_UDP)
+NATIVE_DHCP_UDP := dhcp-sidecar/native/build/crowbar_dhcp_udp.node
+native: $(NATIVE_UDP) $(NATIVE_DHCP_UDP)
 
-$(NATIVE_UDP): dns-sidecar/native/udp.c tools/build-native.sh node_modules/.stamp | apt
+$(NATIVE_UDP) $(NATIVE_DHCP_UDP) &: dns-sidecar/native/udp.c dhcp-sidecar/native/udp4.c tools/build-native.sh node_modules/.stamp | apt
 	tools/build-native.sh
 
 # The discovery image (our Sledgehammer) from Debian packages; cached, rebuilt when its recipe changes.

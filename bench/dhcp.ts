@@ -20,6 +20,9 @@
  * (memfile, the same reservations by hardware address, which Kea too takes from the DUID), same
  * rate, same rounds.
  *
+ * BENCH_DHCP_DGRAM=1 runs a third side in the same rounds: the sidecar with `--udp-engine=dgram`
+ * (Node's dgram instead of the native batched loop, ADR 0023). BENCH_DHCP_FAMILIES=4 skips DHCPv6.
+ *
  * Prints `RESULT dhcp ours_lps=... kea_lps=... ratio=... ours_p99_ms=... kea_p99_ms=...` and
  * `RESULT dhcp6 ours_lps=... kea_lps=... ratio=... ...`, and writes bench/results/dhcp.json.
  */
@@ -44,6 +47,9 @@ const ROUNDS = Number(process.env['BENCH_DHCP_ROUNDS'] ?? 3);
 const RUN_ID = randomBytes(2).toString('hex');
 const SERVER_NS = `cbdhcp-bench-${RUN_ID}-s`;
 const CLIENT_NS = `cbdhcp-bench-${RUN_ID}-c`;
+/** BENCH_DHCP_DGRAM=1: also the sidecar on dgram, in the same rounds. */
+const DGRAM = process.env['BENCH_DHCP_DGRAM'] === '1';
+const FAMILIES = (process.env['BENCH_DHCP_FAMILIES'] ?? '4,6').split(',').map(Number);
 /** BENCH_DHCP_CPU_PROF=DIR runs the sidecar under `node --cpu-prof` and leaves the profile in DIR. */
 const CPU_PROF = process.env['BENCH_DHCP_CPU_PROF'];
 const SERVER_IP = '10.253.0.1';
@@ -207,6 +213,7 @@ function median(runs: Run[]): Run {
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'cbdhcp-bench-'));
+  const load0 = loadavg();
   const procs: Started[] = [];
   try {
     await setup();
@@ -233,7 +240,7 @@ async function main(): Promise<void> {
       bootEnvs: { local: { local: true } },
     };
     writeFileSync(join(dir, 'static.json'), JSON.stringify(data));
-    const startOurs = async (round: number): Promise<Started> => {
+    const startOurs = async (round: number, engine = 'native'): Promise<Started> => {
       const p = startProcess(
         'ip',
         [
@@ -257,6 +264,8 @@ async function main(): Promise<void> {
           dir,
           '--tftp-port',
           '0',
+          '--udp-engine',
+          engine,
         ],
         join(dir, 'ours.log'),
         { env: { ...process.env, LOG_LEVEL: 'warn' } },
@@ -346,17 +355,21 @@ async function main(): Promise<void> {
     // ABBA order over the rounds (ours, kea, kea, ours, ...): on a shared machine the load drifts
     // during a run, and alternating keeps that drift from favouring either side.
     let started = 0;
-    const abba = async (family: 4 | 6, rate: number): Promise<Record<'ours' | 'kea', Run[]>> => {
-      const runs: Record<'ours' | 'kea', Run[]> = { ours: [], kea: [] };
+    type Side = 'ours' | 'kea' | 'dgram';
+    const sides: Side[] = DGRAM ? ['ours', 'kea', 'dgram'] : ['ours', 'kea'];
+    const abba = async (family: 4 | 6, rate: number): Promise<Record<Side, Run[]>> => {
+      const runs: Record<Side, Run[]> = { ours: [], kea: [], dgram: [] };
       for (let round = 0; round < ROUNDS; round++) {
-        const order: ('ours' | 'kea')[] = round % 2 === 0 ? ['ours', 'kea'] : ['kea', 'ours'];
+        const order = round % 2 === 0 ? sides : [...sides].reverse();
         for (const side of order) {
           const server =
             side === 'ours'
               ? await startOurs(started++)
-              : family === 4
-                ? await startKea('kea-dhcp4', 'kea.json', 67)
-                : await startKea('kea-dhcp6', 'kea6.json', 547);
+              : side === 'dgram'
+                ? await startOurs(started++, 'dgram')
+                : family === 4
+                  ? await startKea('kea-dhcp4', 'kea.json', 67)
+                  : await startKea('kea-dhcp6', 'kea6.json', 547);
           console.log(
             `round ${String(round + 1)}/${String(ROUNDS)} ${side}: perfdhcp -${String(family)} -r ${String(rate)} -R ${String(CLIENTS)} for ${String(SECONDS)}s`,
           );
@@ -386,13 +399,17 @@ async function main(): Promise<void> {
     const lat = await abba(4, rate4);
     const ol = median(lat.ours);
     const kl = median(lat.kea);
-    const runs6 = await abba(6, RATE);
+    const v6 = FAMILIES.includes(6);
+    const none: Record<Side, Run[]> = { ours: [], kea: [], dgram: [] };
+    const runs6 = v6 ? await abba(6, RATE) : none;
     const o6 = median(runs6.ours);
     const k6 = median(runs6.kea);
     const rate6 = latencyRate(o6, k6);
-    const lat6 = await abba(6, rate6);
+    const lat6 = v6 ? await abba(6, rate6) : none;
     const ol6 = median(lat6.ours);
     const kl6 = median(lat6.kea);
+    const od = DGRAM ? median(runs.dgram) : undefined;
+    const odl = DGRAM ? median(lat.dgram) : undefined;
     const result = {
       clients: CLIENTS,
       offered_rate: RATE,
@@ -404,6 +421,9 @@ async function main(): Promise<void> {
       rounds_ours: runs.ours,
       rounds_kea: runs.kea,
       latency: { rate: rate4, ours: ol, kea: kl, rounds_ours: lat.ours, rounds_kea: lat.kea },
+      ...(od && odl
+        ? { dgram: { ...od, rounds: runs.dgram, latency: { ...odl, rounds: lat.dgram } } }
+        : {}),
       dhcp6: {
         ours: o6,
         kea: k6,
@@ -412,6 +432,7 @@ async function main(): Promise<void> {
         rounds_kea: runs6.kea,
         latency: { rate: rate6, ours: ol6, kea: kl6, rounds_ours: lat6.ours, rounds_kea: lat6.kea },
       },
+      load_average_start: load0,
       load_average: loadavg(),
       when: new Date().toISOString(),
     };
@@ -421,11 +442,18 @@ async function main(): Promise<void> {
       JSON.stringify(result, null, 2),
     );
     console.log(
-      `RESULT dhcp ours_lps=${o.lps.toFixed(0)} kea_lps=${k.lps.toFixed(0)} ratio=${result.ratio.toFixed(2)} ours_p99_ms=${ol.p99Ms.toFixed(2)} kea_p99_ms=${kl.p99Ms.toFixed(2)} at_rate=${String(rate4)} saturated_p99_ms=${o.p99Ms.toFixed(2)}/${k.p99Ms.toFixed(2)} cpu_us_per_lease=${o.cpuUsPerLease.toFixed(0)}/${k.cpuUsPerLease.toFixed(0)}`,
+      `RESULT dhcp ours_lps=${o.lps.toFixed(0)} kea_lps=${k.lps.toFixed(0)} ratio=${result.ratio.toFixed(2)} ours_p99_ms=${ol.p99Ms.toFixed(2)} kea_p99_ms=${kl.p99Ms.toFixed(2)} at_rate=${String(rate4)} saturated_p99_ms=${o.p99Ms.toFixed(2)}/${k.p99Ms.toFixed(2)} cpu_us_per_lease=${o.cpuUsPerLease.toFixed(0)}/${k.cpuUsPerLease.toFixed(0)} latency_cpu_us_per_lease=${ol.cpuUsPerLease.toFixed(0)}/${kl.cpuUsPerLease.toFixed(0)} load=${load0.map((l) => l.toFixed(1)).join(',')}->${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(',')}`,
     );
-    console.log(
-      `RESULT dhcp6 ours_lps=${o6.lps.toFixed(0)} kea_lps=${k6.lps.toFixed(0)} ratio=${result.dhcp6.ratio.toFixed(2)} ours_p99_ms=${ol6.p99Ms.toFixed(2)} kea_p99_ms=${kl6.p99Ms.toFixed(2)} at_rate=${String(rate6)} saturated_p99_ms=${o6.p99Ms.toFixed(2)}/${k6.p99Ms.toFixed(2)} cpu_us_per_lease=${o6.cpuUsPerLease.toFixed(0)}/${k6.cpuUsPerLease.toFixed(0)}`,
-    );
+    if (od && odl)
+      console.log(
+        `RESULT dhcp-dgram lps=${od.lps.toFixed(0)} ratio=${(od.lps / k.lps).toFixed(2)} p99_ms=${odl.p99Ms.toFixed(2)} at_rate=${String(rate4)} saturated_p99_ms=${od.p99Ms.toFixed(2)} cpu_us_per_lease=${od.cpuUsPerLease.toFixed(0)} latency_cpu_us_per_lease=${odl.cpuUsPerLease.toFixed(0)}`,
+      );
+    if (v6)
+      console.log(
+        `RESULT dhcp6 ours_lps=${o6.lps.toFixed(0)} kea_lps=${k6.lps.toFixed(0)} ratio=${result.dhcp6.ratio.toFixed(2)} ours_p99_ms=${ol6.p99Ms.toFixed(2)} kea_p99_ms=${kl6.p99Ms.toFixed(2)} at_rate=${String(rate6)} saturated_p99_ms=${o6.p99Ms.toFixed(2)}/${k6.p99Ms.toFixed(2)} cpu_us_per_lease=${o6.cpuUsPerLease.toFixed(0)}/${k6.cpuUsPerLease.toFixed(0)}`,
+      );
   } finally {
     for (const p of procs) await p.stop(5000);
     for (const ns of [CLIENT_NS, SERVER_NS]) await deleteNamespace(ns);

@@ -276,7 +276,9 @@ export function encode(p: DhcpPacket, maxSize = DEFAULT_MAX_SIZE): Buffer {
     need += data.length === 0 ? 2 : data.length + 2 * Math.ceil(data.length / 255);
   }
   if (need <= size - HEADER - 1) {
-    const b = Buffer.alloc(Math.max(MIN_SIZE, HEADER + need + 1));
+    // From Node's shared pool (a fresh ArrayBuffer per reply costs more than the rest of encode),
+    // zeroed: the header's unused fields and the padding to MIN_SIZE must be zero.
+    const b = Buffer.allocUnsafe(Math.max(MIN_SIZE, HEADER + need + 1)).fill(0);
     writeHeader(b, p);
     b.write(p.sname.slice(0, SNAME_LEN - 1), SNAME_OFF, 'latin1');
     b.write(p.file.slice(0, FILE_LEN - 1), FILE_OFF, 'latin1');

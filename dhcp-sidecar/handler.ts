@@ -87,7 +87,36 @@ export function replyTarget(req: DhcpPacket, nak: boolean): { address: string; p
   return { address: BROADCAST, port: 68 };
 }
 
+/**
+ * Option values every reply carries, encoded once: a reply only reads them (encode copies them
+ * into its buffer), so replies share them. Bounded: a sidecar has one server address and a few
+ * relay overrides and lease times.
+ */
+const TYPE_OPTS: readonly Buffer[] = Array.from({ length: 9 }, (_, t) => optU8(t));
+const serverIdOpts = new Map<string, Buffer>();
+const leaseOpts = new Map<number, readonly [Buffer, Buffer, Buffer]>();
+
+function cached<K, V>(m: Map<K, V>, k: K, make: () => V): V {
+  let v = m.get(k);
+  if (v === undefined) {
+    v = make();
+    if (m.size >= 64) m.clear();
+    m.set(k, v);
+  }
+  return v;
+}
+
+/** RFC 2132 §9.2, §9.11, §9.12: lease time, T1 = 1/2 and T2 = 7/8 of it. */
+function leaseTimes(seconds: number): readonly [Buffer, Buffer, Buffer] {
+  return cached(leaseOpts, seconds, () => [
+    optU32(seconds),
+    optU32(Math.floor(seconds / 2)),
+    optU32(Math.floor((seconds * 7) / 8)),
+  ]);
+}
+
 function baseReply(req: DhcpPacket, type: number, cfg: ServerConfig): DhcpPacket {
+  const id = cfg.serverIdOverride ?? cfg.serverIp;
   return {
     op: Op.BOOTREPLY,
     htype: req.htype,
@@ -105,8 +134,8 @@ function baseReply(req: DhcpPacket, type: number, cfg: ServerConfig): DhcpPacket
     sname: '',
     file: '',
     options: new Map([
-      [Opt.MESSAGE_TYPE, optU8(type)],
-      [Opt.SERVER_ID, optIps([cfg.serverIdOverride ?? cfg.serverIp])],
+      [Opt.MESSAGE_TYPE, TYPE_OPTS[type] ?? optU8(type)],
+      [Opt.SERVER_ID, cached(serverIdOpts, id, () => optIps([id]))],
     ]),
   };
 }
@@ -205,9 +234,10 @@ function leaseReply(
   const reply = baseReply(req, type, cfg);
   if (b) {
     reply.yiaddr = b.address;
-    reply.options.set(Opt.LEASE_TIME, optU32(b.leaseSeconds));
-    reply.options.set(Opt.RENEWAL_T1, optU32(Math.floor(b.leaseSeconds / 2)));
-    reply.options.set(Opt.REBINDING_T2, optU32(Math.floor((b.leaseSeconds * 7) / 8)));
+    const [lease, t1, t2] = leaseTimes(b.leaseSeconds);
+    reply.options.set(Opt.LEASE_TIME, lease);
+    reply.options.set(Opt.RENEWAL_T1, t1);
+    reply.options.set(Opt.REBINDING_T2, t2);
   } else {
     reply.ciaddr = req.ciaddr;
   }
@@ -276,9 +306,10 @@ export function handle(req: DhcpPacket, deps: HandlerDeps): Result {
     };
   }
   const known = deps.backend.reservation(mac, net.name);
+  // The backend's object itself: nothing below changes it, so a copy would only cost.
   const r: Reserved | undefined =
     known?.address !== undefined && inSubnet(known.address, net.subnet)
-      ? { ...known, address: known.address }
+      ? (known as Reserved)
       : undefined;
   const withRes = known ? { reservation: known } : {};
   if (net.mode === 'proxy') return proxy(req, deps, mac, known, base, withRes);

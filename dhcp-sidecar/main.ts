@@ -58,6 +58,8 @@ const { values: f } = parseArgs({
       type: 'string',
       default: env['CROWBAR_DHCP_RECV_BUFFER_BYTES'] ?? String(256 * 1024),
     },
+    // native: port 67 through the batched C loop (ADR 0023) when it loads, else dgram; dgram: dgram.
+    'udp-engine': { type: 'string', default: env['CROWBAR_DHCP_UDP_ENGINE'] ?? 'native' },
     'discovery-bootenv': { type: 'string', default: 'sledgehammer' },
     // The node API's CA certificate (PEM): served as an initrd with every netbooted kernel so
     // machines verify the node API (ADR 0019). Empty: none (the discovery image then refuses).
@@ -97,6 +99,11 @@ async function main(): Promise<void> {
       '--server-ip (CROWBAR_DHCP_SERVER_IP) must be this sidecar’s IPv4 address on the provisioning interface',
     );
   const httpPort = num('http-port', f['http-port']);
+  const engine = f['udp-engine'];
+  if (engine !== 'native' && engine !== 'dgram')
+    throw new Error(
+      `--udp-engine (CROWBAR_DHCP_UDP_ENGINE) must be native or dgram, got ${engine}`,
+    );
   if (f['api-ca-file'] !== '') {
     try {
       checkCaPem(readFileSync(f['api-ca-file'], 'utf8'));
@@ -233,6 +240,7 @@ async function main(): Promise<void> {
     port: num('dhcp-port', f['dhcp-port']),
     recvBufferBytes: num('recv-buffer-bytes', f['recv-buffer-bytes']),
     pxePort: num('pxe-port', f['pxe-port']),
+    engine,
   });
   await dhcp.start();
   const dhcp6Port = num('dhcp6-port', f['dhcp6-port']);

@@ -84,6 +84,17 @@ export function makeMetrics() {
       labelNames: ['outcome'] as const,
       ...reg,
     }),
+    udpEngine: new Gauge({
+      name: 'crowbar_dhcp_udp_engine',
+      help: 'What serves DHCPv4 on port 67: 1 for native (the batched C loop) or dgram (Node, the fallback).',
+      labelNames: ['engine'] as const,
+      ...reg,
+    }),
+    udpBatches: new Counter({
+      name: 'crowbar_dhcp_udp_batches_total',
+      help: 'Batches the native loop handed to JS (one recvmmsg each); received over batches is the mean batch.',
+      ...reg,
+    }),
     leases: new Gauge({
       name: 'crowbar_dhcp_pool_leases',
       help: 'Live leases in the discovery pool.',
