@@ -15,7 +15,7 @@ APT_PACKAGES := kmod debconf openssl ca-certificates iproute2 iputils-ping procp
   radvd ndisc6 kea-dhcp6-server \
   openipmi ipmitool cloud-init python3-venv gcc libc6-dev
 
-.PHONY: help deps apt npm native bins sushy-tools generate docs check-generated lint typecheck unit integration test test-chaos lab test-lab-vms lab-down bench bench-annealer bench-ipam bench-jig bench-dns bench-dhcp bench-provision discovery-image clean
+.PHONY: help deps apt npm native bins sushy-tools generate docs check-generated lint typecheck unit integration test test-chaos lab test-lab-vms lab-down bench bench-annealer bench-write-cost bench-ipam bench-jig bench-dns bench-dhcp bench-provision discovery-image clean
 
 help:
 	@echo "make lab        bring up a local Crowbar: control plane, CRDs, operator, example fleet"
@@ -115,6 +115,11 @@ bench: bench-annealer bench-ipam bench-jig bench-dns bench-dhcp
 # N nodes x M roles (BENCH_NODES, BENCH_ROLES; default 1000 x 10) against the real API server.
 bench-annealer: deps bins
 	node bench/annealer.ts
+
+# One NodeRole status write's cost to the API server and etcd (latency, CPU per write) by object
+# size (BENCH_WRITE_SIZES_KB, default 0,2,8,32,128) and by kind: merge patch, apply, JSON patch.
+bench-write-cost: deps bins
+	node bench/write-cost.ts
 
 # The script jig vs OpenSSH's ssh client: BENCH_JIG_NODES sshd machines (default 50) in network
 # namespaces x BENCH_JIG_ROLES script roles (default 4), inline executor, 10 runs at once (one per node).

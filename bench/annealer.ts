@@ -15,6 +15,7 @@
  * writes bench/results/annealer.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { NodeRole } from '../generated/crowbar.ts';
 import { CrowbarClient, loadKubeConfig } from '../operator/kube/client.ts';
@@ -27,6 +28,17 @@ const N = Number(process.env['BENCH_NODES'] ?? 1000);
 const M = Number(process.env['BENCH_ROLES'] ?? 10);
 const CAP = Number(process.env['BENCH_MAX_CONCURRENT'] ?? 10);
 const FM = 'crowbar-bench';
+
+/** A Prometheus sample's value (a counter with its labels written out), 0 when absent. */
+function sample(metrics: string, series: string): number {
+  const line = metrics.split('\n').find((l) => l.startsWith(`${series} `));
+  return Number(line?.slice(series.length + 1) ?? 0);
+}
+
+const load = (): string =>
+  loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ');
 
 function quantile(xs: number[], q: number): number {
   if (xs.length === 0) return 0;
@@ -116,6 +128,8 @@ async function main(): Promise<void> {
   console.log(
     `bench-annealer: ${N} nodes x ${M} roles = ${N * M} noderoles, max ${CAP} concurrent runs`,
   );
+  const loadAtStart = load();
+  console.log(`load average at start: ${loadAtStart}`);
   const cp = await startControlPlane({ controllerManager: false });
   try {
     const kc = loadKubeConfig(cp.kubeconfig);
@@ -168,6 +182,7 @@ async function main(): Promise<void> {
     // Reaction time alone: CAP nodes, so every node has a free run slot and no child waits behind
     // other nodes' lower-cohort noderoles (the (cohort, name) order of §3.1 makes that wait the
     // dominant term above). This is the parent-active-to-child-start latency of the annealer.
+    const loadBeforeReaction = load();
     const metricsBefore = (await op.http('/metrics')).body;
     await client.mergePatch('Deployment', 'react', { spec: { state: 'committed' } }, FM);
     await waitFor(
@@ -255,11 +270,34 @@ async function main(): Promise<void> {
       p99_urgent_write_wait_ms_at_most: part('crowbar_annealer_urgent_write_wait_seconds', 0.99),
       p50_urgent_write_ms_at_most: part('crowbar_annealer_urgent_write_seconds', 0.5),
       p99_urgent_write_ms_at_most: part('crowbar_annealer_urgent_write_seconds', 0.99),
+      // The passes of the reaction phase: the longest, and how many settled every noderole or a
+      // slice of the 30 s safety net's sweep (a child's start must not wait behind either).
+      max_pass_ms_at_most: part('crowbar_annealer_pass_duration_seconds', 1),
+      p99_pass_ms_at_most: part('crowbar_annealer_pass_duration_seconds', 0.99),
+      settles_in_reaction: Object.fromEntries(
+        ['full', 'sweep', 'changed'].map((scope) => {
+          const series = `crowbar_annealer_settles_total{scope="${scope}"}`;
+          return [scope, sample(metricsAfter, series) - sample(metricsBefore, series)];
+        }),
+      ),
+      reaction_samples: react.unblock.length,
+      // What else held the operator's thread in the reaction phase: garbage collections over
+      // 10 ms by kind, and the event loop's worst delay (prom-client resets it at each scrape).
+      gc_over_10ms_in_reaction: Object.fromEntries(
+        ['minor', 'major', 'incremental'].map((kind) => {
+          const over = (m: string): number =>
+            sample(m, `nodejs_gc_duration_seconds_bucket{le="+Inf",kind="${kind}"}`) -
+            sample(m, `nodejs_gc_duration_seconds_bucket{le="0.01",kind="${kind}"}`);
+          return [kind, over(metricsAfter) - over(metricsBefore)];
+        }),
+      ),
+      eventloop_lag_max_ms: sample(metricsAfter, 'nodejs_eventloop_lag_max_seconds') * 1000,
       p50_unblock_saturated_ms: quantile(unblock, 0.5),
       p99_unblock_saturated_ms: quantile(unblock, 0.99),
       rss_mb: rss,
       runs_counted: runs,
       measured_at: new Date().toISOString(),
+      load_average: { start: loadAtStart, reaction: loadBeforeReaction, end: load() },
     };
     if (runs !== N * M) throw new Error(`expected ${N * M} runs counted, found ${runs}`);
     mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
@@ -268,7 +306,7 @@ async function main(): Promise<void> {
       `${JSON.stringify(result, null, 2)}\n`,
     );
     console.log(
-      `RESULT annealer noderoles_per_s=${result.noderoles_per_s.toFixed(1)} floor_ratio=${result.floor_ratio.toFixed(2)} p99_unblock_ms=${result.p99_unblock_ms.toFixed(0)} p99_decide_ms<=${String(result.p99_decide_ms_at_most)} p99_write_ms<=${String(result.p99_urgent_write_ms_at_most)} p99_unblock_saturated_ms=${result.p99_unblock_saturated_ms.toFixed(0)} rss_mb=${rss.toFixed(0)}`,
+      `RESULT annealer noderoles_per_s=${result.noderoles_per_s.toFixed(1)} floor_ratio=${result.floor_ratio.toFixed(2)} p99_unblock_ms=${result.p99_unblock_ms.toFixed(0)} p99_decide_ms<=${String(result.p99_decide_ms_at_most)} p99_write_ms<=${String(result.p99_urgent_write_ms_at_most)} p99_write_wait_ms<=${String(result.p99_urgent_write_wait_ms_at_most)} max_pass_ms<=${String(result.max_pass_ms_at_most)} p99_unblock_saturated_ms=${result.p99_unblock_saturated_ms.toFixed(0)} rss_mb=${rss.toFixed(0)} load=${result.load_average.reaction}`,
     );
   } finally {
     await cp.stop();

@@ -12,6 +12,7 @@ import { messages } from '../../annealer/overlay.ts';
 import { planOrphans } from '../../annealer/orphans.ts';
 import { notRunnableReason } from '../../annealer/scheduler.ts';
 import { cancelRun, settle } from '../../annealer/settle.ts';
+import { FIRST_PASS, planScope, type SweepState } from '../../annealer/sweep.ts';
 import { rerun } from '../../annealer/transitions.ts';
 import type { NodeRoleState, StateChange } from '../../annealer/states.ts';
 import {
@@ -112,11 +113,21 @@ const ORPHAN_GRACE_MS = 3000;
 
 /** Status writes in flight at once (see write-queue.ts). */
 const WRITE_CONCURRENCY = 16;
+/** Of those, slots plain writes (commit, ripple) may always take, whatever the run cap. */
+const ROUTINE_WRITES_AT_LEAST = 4;
 /** Plain writes queued at once (the rest wait in the backlog as keys): enough to keep the gate full. */
 const ADMITTED_WRITES = 4 * WRITE_CONCURRENCY;
 
 /** How often a pass settles every noderole instead of the changed ones. */
 const FULL_SETTLE_MS = 30_000;
+/**
+ * The safety net settles every noderole as a sweep: each pass takes the noderoles of the next
+ * nodes, about this many, so no pass holds the thread for a settle of the whole fleet (tens of ms
+ * at 10,000 noderoles, more on a busy machine) while a parent's end waits for its child's start.
+ */
+const SWEEP_SLICE = 500;
+/** The gap between two passes of a sweep when nothing else wakes the annealer. */
+const SWEEP_GAP_MS = 5;
 const LOG_TAIL = 4096;
 /** The CRD's limit on status.message. */
 const MESSAGE_MAX = 4096;
@@ -158,8 +169,8 @@ export class Annealer {
   /** Nodes and deployments changed since the last pass: their noderoles are settled again. */
   private readonly changedNodes = new Set<string>();
   private readonly changedDeployments = new Set<string>();
-  /** When the next full settle is due (the level-triggered safety net under scoped passes). */
-  private fullSettleAt = 0;
+  /** The level-triggered safety net under scoped passes: a sweep over every node (sweep.ts). */
+  private sweep: SweepState = FIRST_PASS;
   /**
    * Decision views of nodes and deployments (kept per event once built) and roles (rebuilt after
    * a role event). Live, like the noderole views: a world is read within one turn.
@@ -189,10 +200,18 @@ export class Annealer {
     this.executor = o.executor ?? inlineExecutor;
     this.view = new NodeRoleView(o.mgr.caches.NodeRole);
     this.metrics = annealerMetrics(o.mgr.metrics.registry);
-    this.writes = new WriteQueue(WRITE_CONCURRENCY, (err, name) => {
-      this.conflicts++;
-      this.log.warn({ err, noderole: name }, 'queued write failed');
-    });
+    // A slot for each run the cap allows (a run has one urgent write at a time, its start or its
+    // end): a burst of plain writes (a commit) then neither holds a parent's end at the gate nor
+    // crowds the API server that answers it.
+    const reserved = Math.min(o.maxConcurrentRuns, WRITE_CONCURRENCY - ROUTINE_WRITES_AT_LEAST);
+    this.writes = new WriteQueue(
+      WRITE_CONCURRENCY,
+      (err, name) => {
+        this.conflicts++;
+        this.log.warn({ err, noderole: name }, 'queued write failed');
+      },
+      reserved,
+    );
     const deleting = (nr: NodeRole): void => {
       if (nr.metadata.deletionTimestamp) this.deleting.add(nr.metadata.name ?? '');
     };
@@ -429,7 +448,7 @@ export class Annealer {
     const scope = this.settleScope(world);
     const settled = settle(world, { running, scope });
     if (!settled.ok) {
-      this.fullSettleAt = 0;
+      this.sweep = FIRST_PASS;
       return Promise.reject(new Error(settled.reason));
     }
     let after = applyChanges(world, settled.changes);
@@ -612,12 +631,12 @@ export class Annealer {
   }
 
   /**
-   * What this pass settles: everything when a full settle is due (the first pass, then every
-   * FULL_SETTLE_MS as a safety net, or when most noderoles changed anyway), else the noderoles
-   * changed since the last pass and those on changed nodes and in changed deployments (settle
-   * adds their descendants).
+   * What this pass settles: the noderoles changed since the last pass and those on changed nodes
+   * and in changed deployments (settle adds their descendants), with a slice of the safety net's
+   * sweep over every node while one is due; everything on the first pass, after a failed settle,
+   * or when most noderoles changed anyway (annealer/sweep.ts).
    */
-  private settleScope(world: World): Set<string> | undefined {
+  private settleScope(world: World): ReadonlySet<string> | undefined {
     const changed = this.view.takeChanged();
     for (const node of this.changedNodes)
       for (const n of this.view.names('node', node)) changed.add(n);
@@ -626,14 +645,19 @@ export class Annealer {
     }
     this.changedNodes.clear();
     this.changedDeployments.clear();
-    const now = Date.now();
-    if (now >= this.fullSettleAt || changed.size * 4 > world.noderoles.size) {
-      this.fullSettleAt = now + FULL_SETTLE_MS;
-      this.metrics.settles.inc({ scope: 'full' });
-      return undefined;
-    }
-    this.metrics.settles.inc({ scope: 'changed' });
-    return changed;
+    const plan = planScope(this.sweep, {
+      changed,
+      noderoles: world.noderoles.size,
+      now: Date.now(),
+      nodes: () => this.view.nodeNames(),
+      namesOn: (node) => this.view.names('node', node),
+      periodMs: FULL_SETTLE_MS,
+      slice: SWEEP_SLICE,
+    });
+    this.sweep = plan.state;
+    if (plan.more) this.nudge(SWEEP_GAP_MS);
+    this.metrics.settles.inc({ scope: plan.kind });
+    return plan.scope;
   }
 
   private observe(world: World): void {

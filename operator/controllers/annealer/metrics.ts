@@ -76,7 +76,7 @@ export function annealerMetrics(registry: Registry) {
     }),
     settles: new Counter({
       name: 'crowbar_annealer_settles_total',
-      help: 'Settles by scope: full (every noderole) or changed (those changed since the last pass and their descendants).',
+      help: 'Settles by scope: full (every noderole at once), sweep (the changed ones and a slice of the periodic sweep over every node) or changed (those changed since the last pass and their descendants).',
       labelNames: ['scope'] as const,
       registers,
     }),

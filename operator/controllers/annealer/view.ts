@@ -169,6 +169,11 @@ export class NodeRoleView {
     return index.get(key) ?? EMPTY;
   }
 
+  /** Names of the nodes that have noderoles (bound or not). */
+  nodeNames(): IterableIterator<string> {
+    return this.byNode.keys();
+  }
+
   /** Names of the bound noderoles in (cohort, name) order, re-sorted only when cohorts change. */
   cohortOrder(): readonly string[] {
     this.order ??= [...this.views.values()]

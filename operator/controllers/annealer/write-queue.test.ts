@@ -44,6 +44,29 @@ describe('WriteQueue', () => {
     expect(sent).toEqual(['first', 'urgent', 'routine']);
   });
 
+  it('keeps the reserved slots for urgent requests', async () => {
+    const q = new WriteQueue(3, () => undefined, 2);
+    const sent: string[] = [];
+    const r1 = gated(sent, 'r1');
+    const u1 = gated(sent, 'u1');
+    const p1 = q.send(r1.request, { priority: ROUTINE });
+    const p2 = q.send(record(sent, 'r2'), { priority: ROUTINE });
+    await tick();
+    expect(sent).toEqual(['r1']); // one routine slot of three
+    expect(q.size).toEqual({ waiting: 1, inFlight: 1 });
+    const p3 = q.send(u1.request, { priority: URGENT });
+    const p4 = q.send(record(sent, 'u2'), { priority: URGENT });
+    await tick();
+    expect(sent).toEqual(['r1', 'u1', 'u2']); // urgent ones go at once, past the waiting routine
+    await p4;
+    expect(sent).toEqual(['r1', 'u1', 'u2']); // and the routine one still waits for its slot
+    r1.finish();
+    u1.finish();
+    await Promise.all([p1, p2, p3]);
+    expect(sent).toEqual(['r1', 'u1', 'u2', 'r2']);
+    expect(q.size).toEqual({ waiting: 0, inFlight: 0 });
+  });
+
   it('drops a replaceable write that was not sent when a newer decision replaces it', async () => {
     const q = new WriteQueue(1, () => undefined);
     const sent: string[] = [];

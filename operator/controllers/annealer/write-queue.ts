@@ -6,6 +6,9 @@
  *   pass) do not wait for each other.
  * - Through one gate: at most `concurrency` requests in flight, higher priority first, so that a
  *   burst (a commit of thousands) does not stand between a parent's end and its child's start.
+ *   Routine requests never take the last `reserved` slots: a run's start or end finds a free one
+ *   at once instead of waiting for a routine write's round trip, and meets fewer of them at the
+ *   API server (which answers each write later the more it is given at once).
  * - Replaceable: a plain state write that has not been sent yet is dropped when a newer decision
  *   for the same noderole is made (the newer one was decided with it applied).
  * - Small while waiting: a commit queues a write per noderole at once, so a waiting write holds
@@ -69,14 +72,20 @@ export class WriteQueue {
   private readonly unsent = new Map<string, Ticket>();
   private readonly onError: (err: unknown, key: string) => void;
   private readonly concurrency: number;
+  private readonly reserved: number;
   /** Waiting requests per priority, and the priorities highest first. */
   private readonly buckets = new Map<number, Fifo<Waiting>>();
   private priorities: number[] = [];
   private waiting = 0;
   private inFlight = 0;
 
-  constructor(concurrency: number, onError: (err: unknown, key: string) => void) {
+  /**
+   * @param concurrency requests in flight at most
+   * @param reserved of those, slots only urgent requests may take
+   */
+  constructor(concurrency: number, onError: (err: unknown, key: string) => void, reserved = 0) {
     this.concurrency = concurrency;
+    this.reserved = Math.min(Math.max(0, reserved), concurrency - 1);
     this.onError = onError;
   }
 
@@ -144,23 +153,25 @@ export class WriteQueue {
   /** Starts waiting requests, highest priority first, while fewer than `concurrency` are out. */
   private pump(): void {
     while (this.inFlight < this.concurrency && this.waiting > 0) {
-      let next: Waiting | undefined;
-      for (const p of this.priorities) {
-        const bucket = this.buckets.get(p);
-        // Dropped requests stay in their list until reached (their start is cleared).
-        while (bucket && !next) {
-          const w = bucket.shift();
-          if (!w) break;
-          if (w.start) next = w;
-        }
-        if (next) break;
-      }
+      const next = this.next();
       if (!next?.start) return;
       const start = next.start;
       next.start = undefined;
       this.waiting--;
       start();
     }
+  }
+
+  /** The next request that may be sent now, highest priority first (see `reserved`). */
+  private next(): Waiting | undefined {
+    for (const p of this.priorities) {
+      const limit = p >= URGENT ? this.concurrency : this.concurrency - this.reserved;
+      if (this.inFlight >= limit) continue;
+      const bucket = this.buckets.get(p);
+      // Dropped requests stay in their list until reached (their start is cleared).
+      for (let w = bucket?.shift(); w; w = bucket?.shift()) if (w.start) return w;
+    }
+    return undefined;
   }
 
   /**

@@ -1,0 +1,160 @@
+/**
+ * `make bench-write-cost`: what one NodeRole status write costs the API server, by the size of
+ * the object and by the kind of write, on the real API server and etcd of the benchmarks.
+ *
+ * For each size (BENCH_WRITE_SIZES_KB, default 0,2,8,32,128: extra status data in the object, as
+ * a run input or a wall would be, in entries of ~64 bytes) one NodeRole is written
+ * BENCH_WRITES times (default 300), one write after another, each changing only its message with
+ * the resourceVersion precondition the annealer sends. Then, at the base size, the same change as
+ * a server-side apply and as a JSON patch. Each case reports the writes' latency (p50, p99) and
+ * the CPU the API server and etcd used per write (from /proc: what the write cost, whatever else
+ * the machine was doing; the latency is what a caller waits on this machine at its load).
+ *
+ * Prints one `RESULT write-cost ...` line per case and writes bench/results/write-cost.json.
+ */
+import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import type { NodeRole } from '../generated/crowbar.ts';
+import { CrowbarClient, loadKubeConfig } from '../operator/kube/client.ts';
+import { startControlPlane } from '../test/harness/control-plane.ts';
+import { cpuSeconds } from './util.ts';
+
+const SIZES_KB = (process.env['BENCH_WRITE_SIZES_KB'] ?? '0,2,8,32,128')
+  .split(',')
+  .map(Number)
+  .filter((n) => Number.isFinite(n) && n >= 0);
+const WRITES = Number(process.env['BENCH_WRITES'] ?? 300);
+const FM = 'crowbar-bench';
+
+/** This process's child processes named `comm` (the control plane it started). */
+function childPids(comm: string): number[] {
+  const pids = readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, 'utf8')
+    .split(' ')
+    .filter((p) => p.trim() !== '')
+    .map(Number);
+  return pids.filter((p) => {
+    try {
+      return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === comm;
+    } catch {
+      return false;
+    }
+  });
+}
+
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0;
+}
+
+/** Status data of about `kb` KiB in entries of ~64 bytes (many small fields, as run input has). */
+function payload(kb: number): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < (kb * 1024) / 64; i++) {
+    out[`key${String(i).padStart(5, '0')}`] = { value: `v-${String(i).padStart(24, '0')}`, n: i };
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  console.log(`bench-write-cost: sizes ${SIZES_KB.join(', ')} KiB, ${WRITES} writes each`);
+  const cp = await startControlPlane({ controllerManager: false });
+  try {
+    const client = new CrowbarClient(loadKubeConfig(cp.kubeconfig));
+    const [apiserver] = childPids('kube-apiserver');
+    const [etcd] = childPids('etcd');
+    if (apiserver === undefined || etcd === undefined)
+      throw new Error('could not find the kube-apiserver and etcd this benchmark started');
+    const cpu = (): number => cpuSeconds(apiserver) + cpuSeconds(etcd);
+
+    const make = async (name: string, kb: number): Promise<NodeRole> => {
+      const nr = await client.create(
+        'NodeRole',
+        { metadata: { name }, spec: { role: 'wc', node: name.slice(3), deployment: 'wc' } },
+        FM,
+      );
+      return client.mergePatchStatus(
+        'NodeRole',
+        name,
+        {
+          metadata: { resourceVersion: nr.metadata.resourceVersion },
+          status: { state: 'active', message: 'seeded', cohort: 0, runCount: 1, wall: payload(kb) },
+        },
+        FM,
+      );
+    };
+
+    const results: Record<string, unknown>[] = [];
+    const measure = async (
+      label: string,
+      kb: number,
+      write: (cur: NodeRole, i: number) => Promise<NodeRole>,
+    ): Promise<void> => {
+      let cur = await make(`wc.${label}.n.bench.crowbar.dev`, kb);
+      const bytes = Buffer.byteLength(JSON.stringify(cur));
+      for (let i = 0; i < 20; i++) cur = await write(cur, i); // warm the connection and caches
+      const ms: number[] = [];
+      const cpu0 = cpu();
+      for (let i = 0; i < WRITES; i++) {
+        const t = performance.now();
+        cur = await write(cur, i);
+        ms.push(performance.now() - t);
+      }
+      const r = {
+        case: label,
+        object_bytes: bytes,
+        writes: WRITES,
+        p50_ms: quantile(ms, 0.5),
+        p99_ms: quantile(ms, 0.99),
+        server_cpu_ms_per_write: ((cpu() - cpu0) * 1000) / WRITES,
+        load: loadavg()[0] ?? 0,
+      };
+      results.push(r);
+      console.log(
+        `RESULT write-cost case=${label} object_bytes=${String(bytes)} p50_ms=${r.p50_ms.toFixed(1)} p99_ms=${r.p99_ms.toFixed(1)} server_cpu_ms_per_write=${r.server_cpu_ms_per_write.toFixed(2)} load=${r.load.toFixed(1)}`,
+      );
+    };
+
+    const merge = (cur: NodeRole, i: number): Promise<NodeRole> =>
+      client.mergePatchStatus(
+        'NodeRole',
+        cur.metadata.name ?? '',
+        {
+          metadata: { resourceVersion: cur.metadata.resourceVersion },
+          status: { message: `w${String(i)}` },
+        },
+        FM,
+      );
+    for (const kb of SIZES_KB) await measure(`merge-${String(kb)}k`, kb, merge);
+    const base = SIZES_KB[0] ?? 0;
+    await measure(`apply-${String(base)}k`, base, (cur, i) =>
+      client.applyStatus(
+        'NodeRole',
+        cur.metadata.name ?? '',
+        { message: `w${String(i)}` },
+        FM,
+        cur.metadata.resourceVersion,
+      ),
+    );
+    await measure(`jsonpatch-${String(base)}k`, base, (cur, i) =>
+      client.jsonPatchStatus(
+        'NodeRole',
+        cur.metadata.name ?? '',
+        [
+          { op: 'test', path: '/metadata/resourceVersion', value: cur.metadata.resourceVersion },
+          { op: 'replace', path: '/status/message', value: `w${String(i)}` },
+        ],
+        FM,
+      ),
+    );
+    mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
+    writeFileSync(
+      join(import.meta.dirname, 'results', 'write-cost.json'),
+      `${JSON.stringify({ measured_at: new Date().toISOString(), results }, null, 2)}\n`,
+    );
+  } finally {
+    await cp.stop();
+  }
+}
+
+await main();
