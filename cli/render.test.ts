@@ -164,6 +164,21 @@ describe('whyReasons', () => {
     const r = whyReasons({ ...base, nr: me, node: node({ available: true }), all: [me] });
     expect(r).toEqual(['network admin: Addressed=False (RangeFull): range host is full']);
   });
+  it('says when a network role’s node lists no address on its network yet', () => {
+    const me = nr('network-admin.n1', 'todo', { role: 'network-admin' });
+    const bare = node({ available: true });
+    expect(whyReasons({ ...base, nr: me, node: bare, all: [me] })).toEqual([
+      'network admin: node n1.lab.example.com lists no address on it yet (the allocator has not allocated one)',
+    ]);
+    const addressed = {
+      ...bare,
+      status: {
+        ...bare.status,
+        addresses: [{ network: 'admin', address: '192.168.124.81/24', family: 'ipv4' as const }],
+      },
+    };
+    expect(whyReasons({ ...base, nr: me, node: addressed, all: [me] })).toEqual([]);
+  });
   it('has nothing to say about an active noderole', () => {
     const me = nr('a.n1', 'active');
     expect(whyReasons({ ...base, nr: me, node: undefined, all: [me] })).toEqual([]);

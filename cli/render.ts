@@ -179,10 +179,18 @@ export function whyReasons(w: WhyInput): string[] {
   if (nr.spec.role.startsWith('network-')) {
     const network = nr.spec.role.slice('network-'.length);
     const c = nr.status?.conditions?.find((x) => x.type === 'Addressed');
-    if (c === undefined)
-      reasons.push(`network ${network}: the allocator has not recorded its addresses yet`);
-    else if (c.status !== 'True')
+    // ADR 0025: a healthy allocation writes no condition; the node's addresses come from its
+    // allocations, and the run that makes the noderole active records them in its wall.
+    const crowbar = nr.status?.wall?.['crowbar'] as
+      { network?: Record<string, unknown> } | undefined;
+    const walled = crowbar?.network?.[network] !== undefined;
+    const listed = (node?.status?.addresses ?? []).some((a) => a.network === network);
+    if (c !== undefined && c.status !== 'True')
       reasons.push(`network ${network}: Addressed=${c.status} (${c.reason}): ${c.message}`);
+    else if (!walled && !listed && node !== undefined)
+      reasons.push(
+        `network ${network}: node ${nr.spec.node} lists no address on it yet (the allocator has not allocated one)`,
+      );
   }
   if (node !== undefined) {
     const busy = w.all.filter(

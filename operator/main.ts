@@ -111,8 +111,10 @@ async function main(): Promise<void> {
     log.fatal({ err }, 'bad configuration');
     process.exit(2);
   }
+  const network = networkControllers({ mgr, recorder, log });
   const annealer = new Annealer({
     mgr,
+    addressing: network.addressing,
     jigs,
     ...(jobExecutor ? { executor: jobExecutor } : {}),
     recorder,
@@ -127,7 +129,7 @@ async function main(): Promise<void> {
   mgr.add(deploymentStatusController(mgr, annealer.view, FIELD_MANAGER));
   mgr.add(nodeStatusController(mgr, annealer.view, FIELD_MANAGER));
   mgr.add(roleStatusController(mgr, FIELD_MANAGER));
-  for (const c of networkControllers({ mgr, recorder, log })) mgr.add(c);
+  for (const c of network.controllers) mgr.add(c);
 
   onShutdown(log, 20_000, async () => {
     // Run Jobs outlive this process: the next leader re-attaches to them.

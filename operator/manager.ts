@@ -38,6 +38,8 @@ export interface Controller {
    * annealer moving hundreds of noderoles) costs one reconcile per key, not one per event.
    */
   coalesceMs?: number;
+  /** A coalescing window per watched kind, in place of coalesceMs for that kind's events. */
+  coalesceMsByKind?: Partial<Record<CrowbarKind, number>>;
   /** For each kind it watches: the keys an event on `obj` should enqueue. */
   watches: Partial<{ [K in CrowbarKind]: (obj: Readonly<Obj<K>>) => string[] }>;
   reconcile(key: string): Promise<ReconcileResult | undefined>;
@@ -131,8 +133,9 @@ export class Manager {
     for (const kind of KINDS) {
       const keysOf = c.watches[kind] as ((o: unknown) => string[]) | undefined;
       if (!keysOf) continue;
+      const after = c.coalesceMsByKind?.[kind] ?? c.coalesceMs ?? 0;
       const enqueue = (o: unknown): void => {
-        for (const k of keysOf(o)) q.addAfter(k, c.coalesceMs ?? 0);
+        for (const k of keysOf(o)) q.addAfter(k, after);
       };
       this.caches[kind].on({ onAdd: enqueue, onUpdate: enqueue, onDelete: enqueue });
     }

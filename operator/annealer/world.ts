@@ -63,8 +63,8 @@ export interface NodeRoleView {
   /** `spec.proposed`: held in proposed for editing (§2.2 propose!) until set back to false. */
   readonly proposedSpec?: boolean;
   /**
-   * Why the noderole may not run yet although it is todo (e.g. a network role whose addresses
-   * the allocator has not recorded); the operator derives it, nothing stores it.
+   * Why the noderole may not run yet although it is todo (e.g. a network role whose node does not
+   * hold its addresses yet); the operator derives it, nothing stores it.
    */
   readonly hold?: string;
   /**

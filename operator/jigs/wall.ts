@@ -1,7 +1,8 @@
 /**
  * The wall (§4.2): the data a jig's last successful run returned. Each run's wall replaces the
- * last one (2015 semantics; 2013 deep-merged), so keys a script stops returning disappear. The
- * allocator owns `crowbar.network` (a network role's addresses), which no jig run replaces.
+ * last one (2015 semantics; 2013 deep-merged), so keys a script stops returning disappear.
+ * `crowbar.network` (a network role's addresses) is the allocator's: the annealer records it in
+ * the write that ends a network role's first run (ADR 0025), and no jig run replaces it.
  */
 type Json = Record<string, unknown>;
 

@@ -43,6 +43,8 @@ import { inputDigest, runInput } from './input.ts';
 import { annealerMetrics, type AnnealerMetrics } from './metrics.ts';
 import { inlineExecutor, type ExecRequest, type Executor } from './executor.ts';
 import { NodeRoleView } from './view.ts';
+import type { Addressing } from '../network/allocator.ts';
+import { networkOfRole, wallOf } from '../network/plan.ts';
 import { ROUTINE, URGENT, WriteQueue, type Slot } from './write-queue.ts';
 
 export interface AnnealerOptions {
@@ -55,6 +57,11 @@ export interface AnnealerOptions {
   fieldManager: string;
   /** Where runs execute; inline when omitted. */
   executor?: Executor;
+  /**
+   * The allocator's answer on network noderoles (ADR 0025): whether one may run, and the addresses
+   * its run's write records in its wall.
+   */
+  addressing: Addressing;
 }
 
 interface InFlight {
@@ -212,6 +219,12 @@ export class Annealer {
       },
       reserved,
     );
+    // A network noderole waiting for its addresses may run once its allocations are in the cache.
+    o.addressing.onChange((name) => {
+      if (this.view.get(name)?.status?.state !== 'todo') return;
+      this.view.touch(name);
+      this.nudge();
+    });
     const deleting = (nr: NodeRole): void => {
       if (nr.metadata.deletionTimestamp) this.deleting.add(nr.metadata.name ?? '');
     };
@@ -327,22 +340,15 @@ export class Annealer {
       byState: this.view.byState(),
       retrying: this.view.retrying(),
     };
-    // A network role hands its node's addresses to jigs: it may run only once the allocator has
-    // recorded them (Addressed=True); until then it is held, and says so.
+    // A network role hands its node's addresses to jigs: it may run only once its node holds them
+    // (ADR 0025: its allocations exist; the write that records its run names them in its wall);
+    // until then it is held, and says so.
     const gated: [string, NodeRoleDecision][] = [];
     for (const name of this.view.networkRoles()) {
       const nr = w.noderoles.get(name);
-      const addressed = this.view
-        .get(name)
-        ?.status?.conditions?.find((c) => c.type === 'Addressed');
-      if (nr && addressed?.status !== 'True') {
-        const network = nr.role.slice('network-'.length);
-        const hold =
-          addressed?.status === 'False'
-            ? `its addresses on network ${network} could not be allocated: ${addressed.message}`
-            : `the allocator has not recorded its addresses on network ${network} yet`;
-        gated.push([name, { ...nr, hold, holdNeedsAction: addressed?.status === 'False' }]);
-      }
+      if (!nr) continue;
+      const why = this.addressHold(name, nr.state);
+      if (why) gated.push([name, { ...nr, hold: why.hold, holdNeedsAction: why.needsAction }]);
     }
     for (const name of this.deleting) {
       const nr = w.noderoles.get(name);
@@ -353,6 +359,29 @@ export class Annealer {
     // Decisions already made but not yet written count as made: the next pass must not make
     // them again (and a run being started must not be picked twice).
     return this.pending.size === 0 ? g : applyChanges(g, [...this.pending.values()]);
+  }
+
+  /**
+   * Why a network noderole may not run yet, or undefined. Only a todo one, whose wall does not name
+   * its addresses yet, is asked about in full: for the others only a failure to allocate
+   * (Addressed=False, which a person must fix) is worth telling.
+   */
+  private addressHold(
+    name: string,
+    state: NodeRoleState,
+  ): { hold: string; needsAction: boolean } | undefined {
+    const cur = this.view.get(name);
+    if (!cur) return undefined;
+    const network = networkOfRole(cur.spec.role) ?? '';
+    const addressed = cur.status?.conditions?.find((c) => c.type === 'Addressed');
+    if (addressed?.status === 'False')
+      return {
+        hold: `its addresses on network ${network} could not be allocated: ${addressed.message}`,
+        needsAction: true,
+      };
+    if (state !== 'todo' || wallOf(cur, network) !== undefined) return undefined;
+    const r = this.o.addressing.readiness(cur);
+    return r.ready ? undefined : { hold: r.why, needsAction: r.needsAction };
   }
 
   /** 25 ms after a conflict; after failed writes, doubling up to 5 s (see writeErrors). */
@@ -1028,6 +1057,28 @@ export class Annealer {
     return { kind: 'cancelled', message: `run cancelled: ${reason}` };
   }
 
+  /**
+   * A network noderole's wall names its node's addresses from its first run on (ADR 0025): this
+   * write records them, so the allocation's create was the only write of a healthy allocation.
+   * The write carries the resourceVersion the noderole was read at, like the allocator's when two
+   * replicas raced: one of them settles which allocation the binding keeps.
+   */
+  private withAddresses(
+    cur: Readonly<NodeRole>,
+    wall: Record<string, unknown>,
+  ): Record<string, unknown> {
+    const network = networkOfRole(cur.spec.role);
+    if (network === undefined) return wall;
+    const isObj = (v: unknown): v is Record<string, unknown> =>
+      typeof v === 'object' && v !== null && !Array.isArray(v);
+    const crowbar = isObj(wall['crowbar']) ? wall['crowbar'] : {};
+    const networks = isObj(crowbar['network']) ? crowbar['network'] : {};
+    if (isObj(networks[network])) return wall;
+    const r = this.o.addressing.readiness(cur);
+    if (!r.ready) return wall; // the allocator writes it once it can (the noderole is active)
+    return { ...wall, crowbar: { ...crowbar, network: { ...networks, [network]: r.wall } } };
+  }
+
   /** Records a run's end on its noderole, retrying on conflicts with fresh reads. */
   private async finish(name: string, f: InFlight, fin: Finish, number: number): Promise<void> {
     if (fin.kind === 'abandoned') return;
@@ -1071,7 +1122,10 @@ export class Annealer {
       };
       // §4.2: the run's wall replaces the last one (a plain merge patch would merge them).
       if (result?.ok && mine.state === 'active')
-        extra['wall'] = replacementPatch(cur.status.wall, nextWall(cur.status.wall, result.wall));
+        extra['wall'] = replacementPatch(
+          cur.status.wall,
+          this.withAddresses(cur, nextWall(cur.status.wall, result.wall)),
+        );
       const res = await this.writeChange(mine, extra);
       if (res) return;
       // Conflict: someone else wrote the object (e.g. a spec edit). Re-read it and try again.

@@ -1,8 +1,9 @@
 /**
- * NetworkAllocation status: `observedGeneration` and a `Held` condition saying who holds the
- * address (the binding that owns it, for its node) or why it is going away. Written when it
- * changes, coalesced and off the allocation path: the address is held by the object's existence,
- * this only tells people (`kubectl get networkallocations -o yaml`).
+ * NetworkAllocation status: a `Held` condition saying why an address is going away while its
+ * node still uses it (an allocation deleted by hand stays Terminating until its binding or node is
+ * gone), with `observedGeneration`. A live allocation gets no status write (ADR 0025): its create
+ * is the one write an allocation costs, and what a Held=True would say is in the object already
+ * (spec.node, spec.network, the owning NodeRole). Coalesced and off the allocation path.
  */
 import type { NetworkAllocation } from '../../../generated/crowbar.ts';
 import { conditionsCurrent, setConditions, type ConditionUpdate } from '../../kube/condition.ts';
@@ -37,6 +38,8 @@ export function allocationStatusController(mgr: Manager, fieldManager: string): 
       const a = mgr.caches.NetworkAllocation.get(name);
       if (!a) return undefined;
       const held = heldCondition(a);
+      if (held.status === 'True' && !a.status?.conditions?.some((c) => c.type === 'Held'))
+        return undefined;
       const generation = a.metadata.generation;
       if (
         a.status?.observedGeneration === generation &&

@@ -10,10 +10,15 @@
  * controller removes, once the binding or the node is gone, like Kubernetes' pvc-protection: an
  * allocation deleted by hand while its node still uses it stays held (Terminating) until then.
  *
- * Two replicas may allocate for the same NodeRole at once and create two addresses for it. The
- * NodeRole's `status.wall.crowbar.network.<name>` is the commit point: it is written with the
- * resourceVersion it was computed from, so one replica's write wins; the other re-reads, adopts
- * the winner's addresses and releases its own.
+ * The allocation's create is the commit point (ADR 0025): a healthy allocation costs that one
+ * write. Every reader (Node addresses, the annealer's gating of network roles, the wall the
+ * network noderole hands its children) takes a binding's address of a family by one rule
+ * (plan.ts bindingAddresses): the one the NodeRole's wall names, else the earliest created. Two
+ * replicas may still allocate for the same NodeRole at once and create two addresses for it;
+ * only then does the allocator write the wall (`status.wall.crowbar.network.<name>`, with the
+ * resourceVersion it read, so one writer wins, the annealer included), and once the wall names
+ * the winner it releases the extra. The wall is otherwise written by the annealer, in the write
+ * that records the network noderole's run (see {@link Allocator.readiness}).
  */
 import {
   GROUP,
@@ -37,6 +42,7 @@ import { NetworkController } from './network.ts';
 import {
   addressEntry,
   ALLOCATION_FINALIZER,
+  bindingAddresses,
   needsUla,
   networkOfRole,
   networkProblems,
@@ -69,6 +75,11 @@ export interface AllocatorOptions {
   workers?: number;
 }
 
+/** The network NodeRole an allocation is held for (its owner, else the name it would have). */
+const ownerOf = (a: Readonly<NetworkAllocation>): string =>
+  a.metadata.ownerReferences?.find((r) => r.kind === 'NodeRole')?.name ??
+  `${networkRoleName(a.spec.network)}.${a.spec.node}`;
+
 interface Failure {
   reason: string;
   message: string;
@@ -76,7 +87,23 @@ interface Failure {
 
 type Outcome = { requeueAfterMs: number } | undefined;
 
-export class Allocator {
+/**
+ * Whether a network noderole may run (its node holds its addresses on the network) and, when it
+ * may, the data its wall hands down (`crowbar.network.<name>`).
+ */
+export type Readiness =
+  | { ready: true; network: string; wall: Record<string, unknown> }
+  | { ready: false; why: string; needsAction: boolean };
+
+/** What the annealer asks the allocator about network noderoles (ADR 0025). */
+export interface Addressing {
+  /** See {@link Readiness}; from the caches, no API call. */
+  readiness(nr: Readonly<NodeRole>): Readiness;
+  /** Calls `fn` with the name of a network noderole whose addresses may have changed. */
+  onChange(fn: (noderole: string) => void): void;
+}
+
+export class Allocator implements Addressing {
   private readonly o: AllocatorOptions;
   private readonly log: Logger;
   /** Network NodeRole names per network and per node (kept from the NodeRole informer). */
@@ -87,6 +114,7 @@ export class Allocator {
   /** What allocation last read from each Network, to skip its status-only updates. */
   private readonly seen = new Map<string, string>();
   private readonly seenNodes = new Map<string, string>();
+  private readonly listeners: ((noderole: string) => void)[] = [];
 
   constructor(o: AllocatorOptions) {
     this.o = o;
@@ -117,6 +145,11 @@ export class Allocator {
         track(nr, true);
       },
     });
+    o.ledger.onChange((a) => {
+      if (this.listeners.length === 0) return;
+      const owner = ownerOf(a);
+      for (const f of this.listeners) f(owner);
+    });
     // A released address may be what a waiting NodeRole needs.
     o.ledger.onChange((a, gone) => {
       if (!gone) return;
@@ -126,27 +159,37 @@ export class Allocator {
     });
   }
 
+  onChange(fn: (noderole: string) => void): void {
+    this.listeners.push(fn);
+  }
+
   controller(): Controller {
     const { ledger } = this.o;
-    const ownerOf = (a: Readonly<NetworkAllocation>): string =>
-      a.metadata.ownerReferences?.find((r) => r.kind === 'NodeRole')?.name ??
-      `${networkRoleName(a.spec.network)}.${a.spec.node}`;
     return {
       name: ALLOCATOR,
       workers: this.o.workers ?? ALLOCATOR_WORKERS,
       watches: {
         NodeRole: (nr) =>
           networkOfRole(nr.spec.role) !== undefined ? [nr.metadata.name ?? ''] : [],
-        // Releases: an allocation deleted, being deleted, or whose binding is gone. A new live
-        // allocation needs nothing: its binding is being reconciled, here or by another replica
-        // whose wall write brings it here.
+        // Releases: an allocation deleted, being deleted, or whose binding is gone; and a second
+        // allocation of one family for one binding (another replica raced this one), which the
+        // wall must settle. A new live allocation needs nothing else: its binding is being
+        // reconciled, here or by another replica.
         NetworkAllocation: (a) => {
           const owner = ownerOf(a);
           const nr = this.o.mgr.caches.NodeRole.get(owner);
           const gone = !this.o.mgr.caches.NetworkAllocation.get(a.metadata.name ?? '');
-          return gone || a.metadata.deletionTimestamp || !nr || !ownedBy(a, nr.metadata.uid)
-            ? [owner]
-            : [];
+          if (gone || a.metadata.deletionTimestamp || !nr || !ownedBy(a, nr.metadata.uid))
+            return [owner];
+          const twins = ledger
+            .ofNode(a.spec.node)
+            .filter(
+              (x) =>
+                x.spec.network === a.spec.network &&
+                x.spec.family === a.spec.family &&
+                ownedBy(x, nr.metadata.uid),
+            );
+          return twins.length > 1 ? [owner] : [];
         },
         // Only what allocation reads: spec, resolved /64, validity (not the counts in status).
         Network: (n) => {
@@ -221,17 +264,18 @@ export class Allocator {
   ): Promise<{ kind: 'done'; outcome: Outcome } | { kind: 'conflict' }> {
     const name = nr.metadata.name ?? '';
     const network = net.metadata.name ?? '';
+    const nodeName = node.metadata.name ?? '';
     const view = NetworkController.view(net);
     const failures: Failure[] = [];
-    const chosen: NetworkAllocation[] = [];
+    const ownedNow = (): NetworkAllocation[] =>
+      this.o.ledger
+        .ofNode(nodeName)
+        .filter((a) => a.spec.network === network && ownedBy(a, nr.metadata.uid));
 
-    const owned = this.o.ledger
-      .ofNode(node.metadata.name ?? '')
-      .filter((a) => a.spec.network === network && ownedBy(a, nr.metadata.uid));
     const committed = wallAddresses(nr, network);
-    /** Families where something failed keep what the wall already names: nothing is released. */
+    /** Families where something failed keep what they hold: nothing of theirs is released. */
     const failedFamilies = new Set<Family>();
-    const problems = this.networkProblems(view, net, owned);
+    const problems = this.networkProblems(view, net, ownedNow());
     if (problems.length > 0) {
       failures.push({
         reason: 'NetworkInvalid',
@@ -242,28 +286,27 @@ export class Allocator {
       const nodeView = this.nodeView(node, net);
       for (const family of ['ipv4', 'ipv6'] as const) {
         const got = await this.allocateFamily(nr, view, nodeView, family, committed);
-        if (got === undefined) continue;
-        if ('reason' in got) {
+        if (got !== undefined && 'reason' in got) {
           failures.push(got);
           failedFamilies.add(family);
-        } else chosen.push(got);
+        }
       }
     }
-    for (const a of owned) {
-      if (failedFamilies.has(a.spec.family) && committed.includes(a.spec.address)) chosen.push(a);
-    }
+    // The addresses every reader takes for this binding (ADR 0025), and a racing replica's extras.
+    const { chosen, extras } = bindingAddresses(ownedNow(), committed);
+    const releasable = extras.filter((a) => !failedFamilies.has(a.spec.family));
 
-    const entries = chosen.map(addressEntry);
-    const wrote = await this.commit(nr, view, entries, failures);
+    const wrote = await this.commit(
+      nr,
+      view,
+      chosen.map(addressEntry),
+      failures,
+      releasable.length > 0,
+    );
     if (wrote === 'conflict') return { kind: 'conflict' };
 
-    // The wall now names this node's addresses: any other allocation of this binding is an
-    // extra (a replica's losing attempt) and goes.
-    const keep = new Set(chosen.map((a) => a.metadata.name));
-    const extras = owned.filter(
-      (a) => !keep.has(a.metadata.name) && !failedFamilies.has(a.spec.family),
-    );
-    await Promise.all(extras.map((a) => this.release(a)));
+    // The wall now names this binding's addresses: the extras go.
+    await Promise.all(releasable.map((a) => this.release(a)));
 
     const waiting = this.waiting.get(network) ?? new Set<string>();
     if (failures.length > 0) {
@@ -273,6 +316,63 @@ export class Allocator {
     }
     waiting.delete(name);
     return { kind: 'done', outcome: undefined };
+  }
+
+  /**
+   * Whether a network noderole may run: its node holds, on the network, every address §7.4 gives
+   * it (each family's decision finds it held or wants none), as the allocator's caches show it,
+   * and its Node's status.addresses lists them.
+   * Asked by the annealer for todo network noderoles whose wall does not name their addresses
+   * yet; the wall it returns goes into the write that records the run (ADR 0025), so the healthy
+   * path writes nothing here.
+   */
+  readiness(nr: Readonly<NodeRole>): Readiness {
+    const network = networkOfRole(nr.spec.role) ?? '';
+    const cond = nr.status?.conditions?.find((c) => c.type === ADDRESSED);
+    if (cond?.status === 'False')
+      return {
+        ready: false,
+        why: `its addresses on network ${network} could not be allocated: ${cond.message}`,
+        needsAction: true,
+      };
+    // One message for "not allocated" and "allocated, not listed yet": a todo noderole's message
+    // says why it waits, and a second wording would cost it a second write.
+    const waiting: Readiness = {
+      ready: false,
+      why: `its node does not list its addresses on network ${network} yet`,
+      needsAction: false,
+    };
+    const { mgr, ledger } = this.o;
+    const net = mgr.caches.Network.get(network);
+    const node = mgr.caches.Node.get(nr.spec.node);
+    if (!net || !node || node.metadata.deletionTimestamp || nr.metadata.deletionTimestamp)
+      return waiting;
+    if (needsUla(net.spec) && net.status?.v6prefix === undefined) return waiting;
+    const view = NetworkController.view(net);
+    const owned = ledger
+      .ofNode(nr.spec.node)
+      .filter((a) => a.spec.network === network && ownedBy(a, nr.metadata.uid));
+    if (this.networkProblems(view, net, owned).length > 0) return waiting;
+    const nodeView = this.nodeView(node, net);
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      const d = decideAllocation({
+        network: view,
+        node: nodeView,
+        family,
+        taken: ledger.viewFor(network, nodeView.name, nr.metadata.uid),
+      });
+      if (d.kind === 'none') continue;
+      // 'existing' is also this process's reservation while its create is in flight.
+      if (d.kind !== 'existing' || !ledger.get(network, d.name)) return waiting;
+    }
+    const { chosen } = bindingAddresses(owned, wallAddresses(nr, network));
+    // Its children (a script reaching the node over SSH, a Job's runner) read the node's addresses
+    // from the Node: they run after it, so it waits for the Node to list them.
+    const listed = new Set(
+      (node.status?.addresses ?? []).filter((x) => x.network === network).map((x) => x.address),
+    );
+    if (!chosen.every((a) => listed.has(a.spec.address))) return waiting;
+    return { ready: true, network, wall: networkWall(view, chosen.map(addressEntry)) };
   }
 
   /**
@@ -430,18 +530,24 @@ export class Allocator {
   }
 
   /**
-   * Writes the node's addresses into the NodeRole's wall (and, when something failed, the message,
-   * the Addressed condition and an Event), with the resourceVersion it read as precondition.
+   * Writes what the allocation's create does not say (ADR 0025), with the resourceVersion it read
+   * as precondition: the wall, when it already names addresses (they changed, e.g. the network's
+   * router), when the noderole is active without them, or when a racing replica left an extra
+   * (the wall settles which one stays); and, when something failed, the message, the Addressed
+   * condition and an Event (Addressed=True only replaces a False). A healthy first allocation
+   * writes nothing.
    */
   private async commit(
     nr: Readonly<NodeRole>,
     view: NetworkView,
     entries: readonly AddressEntry[],
     failures: readonly Failure[],
+    extras: boolean,
   ): Promise<'ok' | 'conflict'> {
     const name = nr.metadata.name ?? '';
     const network = view.name;
     const wall = networkWall(view, entries);
+    const current = wallOf(nr, network);
     const prevCond = nr.status?.conditions?.find((c) => c.type === ADDRESSED);
     const failed = failures.length > 0;
     const message = failed
@@ -453,17 +559,16 @@ export class Allocator {
       reason: failed ? (failures[0]?.reason ?? 'Failed') : 'Allocated',
       message,
     };
-    const wallSame = sameJson(wallOf(nr, network) ?? null, wall);
-    // The condition goes with the first wall and with every change of outcome: the annealer runs
-    // a network role only once Addressed is True, so a first success must say so too (it rides in
-    // the same write as the wall). status.message is the annealer's: it quotes this condition.
+    const wallNeeded =
+      (current !== undefined || nr.status?.state === 'active' || extras) &&
+      !sameJson(current ?? null, wall);
+    // status.message is the annealer's: it quotes this condition while it holds the noderole.
     const condNeeded = failed
       ? prevCond?.message !== message || prevCond.status !== 'False'
-      : prevCond?.status !== 'True';
-    if (wallSame && !condNeeded) return 'ok';
-    const status: Record<string, unknown> = {
-      wall: { crowbar: { network: { [network]: wall } } },
-    };
+      : prevCond?.status === 'False';
+    if (!wallNeeded && !condNeeded) return 'ok';
+    const status: Record<string, unknown> = {};
+    if (wallNeeded) status['wall'] = { crowbar: { network: { [network]: wall } } };
     if (condNeeded) {
       status['conditions'] = setConditions(
         nr.status?.conditions,

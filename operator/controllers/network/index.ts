@@ -8,19 +8,22 @@ import type { Logger } from '../../log.ts';
 import type { Controller, Manager } from '../../manager.ts';
 import { nodeAddressesController } from './addresses.ts';
 import { allocationStatusController } from './allocation-status.ts';
-import { Allocator } from './allocator.ts';
+import { Allocator, type Addressing } from './allocator.ts';
 import { Ledger } from './ledger.ts';
 import { NetworkController } from './network.ts';
 
 /** Field manager of the network controllers' writes. */
 export const NETWORK_FIELD_MANAGER = 'crowbar-network';
 
+/**
+ * The controllers, and the allocator's answer on network noderoles for the annealer (ADR 0025).
+ */
 export function networkControllers(o: {
   mgr: Manager;
   recorder: Recorder;
   log: Logger;
   fieldManager?: string;
-}): Controller[] {
+}): { controllers: Controller[]; addressing: Addressing } {
   const fieldManager = o.fieldManager ?? NETWORK_FIELD_MANAGER;
   const ledger = new Ledger();
   o.mgr.caches.NetworkAllocation.on({
@@ -34,7 +37,14 @@ export function networkControllers(o: {
       ledger.remove(a);
     },
   });
-  return [
+  const allocator = new Allocator({
+    mgr: o.mgr,
+    ledger,
+    recorder: o.recorder,
+    fieldManager,
+    log: o.log,
+  });
+  const controllers = [
     new NetworkController({
       mgr: o.mgr,
       ledger,
@@ -42,14 +52,9 @@ export function networkControllers(o: {
       fieldManager,
       log: o.log,
     }).controller(),
-    new Allocator({
-      mgr: o.mgr,
-      ledger,
-      recorder: o.recorder,
-      fieldManager,
-      log: o.log,
-    }).controller(),
+    allocator.controller(),
     nodeAddressesController(o.mgr, ledger, fieldManager),
     allocationStatusController(o.mgr, fieldManager),
   ];
+  return { controllers, addressing: allocator };
 }

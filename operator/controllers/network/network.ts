@@ -62,6 +62,9 @@ export class NetworkController {
     return {
       name: 'network',
       workers: 2,
+      // A reconcile reads every allocation of the network (counts, usage, the ranges holding
+      // them): while addresses are handed out by the hundred, one a second, not one each.
+      coalesceMsByKind: { NetworkAllocation: COUNT_WRITE_SPACING_MS },
       watches: {
         // Group overlaps compare networks with each other: every network is re-derived.
         Network: (n) => [...new Set([n.metadata.name ?? '', ...all()])],

@@ -3,7 +3,9 @@ import type { NetworkAllocation } from '../../../generated/crowbar.ts';
 import { autoPrefix } from '../../ipam/index.ts';
 import type { NetworkView } from '../../ipam/index.ts';
 import { Ledger } from './ledger.ts';
+import fc from 'fast-check';
 import {
+  bindingAddresses,
   GLOBAL_ID_ANNOTATION,
   networkProblems,
   networkWall,
@@ -193,5 +195,46 @@ describe('ledger', () => {
     l.remove(theirs);
     expect(l.count('admin')).toBe(1);
     expect(l.ofNode('n1')).toHaveLength(1);
+  });
+});
+
+describe("a binding's addresses (ADR 0025)", () => {
+  // As the custom objects API returns it: a string, whatever client-node's type says.
+  const at = (a: NetworkAllocation, t: string): NetworkAllocation => {
+    const b = structuredClone(a);
+    b.metadata.creationTimestamp = t as unknown as Date;
+    return b;
+  };
+  const a10 = at(alloc('admin.192-168-124-90', '192.168.124.90/24', 'n1'), '2026-12-01T10:00:01Z');
+  const a20 = at(alloc('admin.192-168-124-81', '192.168.124.81/24', 'n1'), '2026-12-01T10:00:02Z');
+  const v6 = at(alloc('admin.fd12-v6', 'fd12:3456:789a:1::5/64', 'n1'), '2026-12-01T10:00:03Z');
+
+  it('keeps one per family: the one the wall names, else the earliest, else the lowest name', () => {
+    expect(bindingAddresses([a20, a10, v6], [])).toEqual({ chosen: [a10, v6], extras: [a20] });
+    expect(bindingAddresses([a10, a20, v6], ['192.168.124.81/24'])).toEqual({
+      chosen: [a20, v6],
+      extras: [a10],
+    });
+    const same = at(a20, '2026-12-01T10:00:01Z');
+    expect(bindingAddresses([a10, same], []).chosen).toEqual([same]); // .81 < .90 by name
+    expect(bindingAddresses([v6], []).chosen).toEqual([v6]);
+    expect(bindingAddresses([], ['192.168.124.81/24'])).toEqual({ chosen: [], extras: [] });
+  });
+
+  it('is the same rule for every reader: whatever order they see the allocations in', () => {
+    const pool = [a10, a20, at(a20, '2026-12-01T10:00:01Z'), v6];
+    fc.assert(
+      fc.property(fc.shuffledSubarray(pool, { minLength: 1 }), fc.boolean(), (seen, named) => {
+        const unique = [...new Map(seen.map((a) => [a.metadata.name, a])).values()];
+        const wall = named ? [unique[0]?.spec.address ?? ''] : [];
+        const once = bindingAddresses(unique, wall);
+        const again = bindingAddresses([...unique].reverse(), wall);
+        expect(again.chosen.map((a) => a.metadata.name)).toEqual(
+          once.chosen.map((a) => a.metadata.name),
+        );
+        expect(once.chosen.length + once.extras.length).toBe(unique.length);
+        expect(new Set(once.chosen.map((a) => a.spec.family)).size).toBe(once.chosen.length);
+      }),
+    );
   });
 });

@@ -204,6 +204,45 @@ export function sameJson(a: unknown, b: unknown): boolean {
   return a === b || ((a ?? null) === null && (b ?? null) === null);
 }
 
+/**
+ * Which of a binding's allocations are its addresses (ADR 0025): per family, the one its wall
+ * names, else the earliest created (ties, i.e. two replicas racing within one second: the lowest
+ * name). `owned` are the allocations owned by the binding's NodeRole (its uid). Every reader
+ * applies this same rule, so the allocation's create is the commit point: a second allocation of
+ * one family exists only when two replicas raced, and it is an extra the allocator releases once
+ * the wall names the chosen one.
+ */
+export function bindingAddresses(
+  owned: readonly Readonly<NetworkAllocation>[],
+  wall: readonly string[],
+): { chosen: Readonly<NetworkAllocation>[]; extras: Readonly<NetworkAllocation>[] } {
+  const chosen: Readonly<NetworkAllocation>[] = [];
+  const extras: Readonly<NetworkAllocation>[] = [];
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const mine = owned.filter((a) => a.spec.family === family);
+    if (mine.length === 0) continue;
+    const named = mine.find((a) => wall.includes(a.spec.address));
+    const pick = named ?? mine.reduce((best, a) => (earlier(a, best) ? a : best));
+    chosen.push(pick);
+    for (const a of mine) if (a !== pick) extras.push(a);
+  }
+  return { chosen, extras };
+}
+
+/** Created before `b`; within one second (the API server's resolution), the lower name. */
+function earlier(a: Readonly<NetworkAllocation>, b: Readonly<NetworkAllocation>): boolean {
+  const ta = created(a);
+  const tb = created(b);
+  if (ta !== tb && !Number.isNaN(ta) && !Number.isNaN(tb)) return ta < tb;
+  return (a.metadata.name ?? '') < (b.metadata.name ?? '');
+}
+
+/** Typed as a Date by client-node, but a string as the custom objects API returns it. */
+function created(a: Readonly<NetworkAllocation>): number {
+  const t: unknown = a.metadata.creationTimestamp;
+  return t instanceof Date ? t.getTime() : typeof t === 'string' ? Date.parse(t) : Number.NaN;
+}
+
 /** Node status.addresses entries. */
 export type NodeAddress = NonNullable<NodeStatus['addresses']>[number];
 
