@@ -62,7 +62,8 @@ describe('the CA initrd', () => {
         .trim();
       expect(opensslSubjectHash(new X509Certificate(readFileSync(c.crt)).raw), subj).toBe(want);
     });
-  });
+    // Eight openssl processes: seconds on a loaded machine.
+  }, 60_000);
   it('pads names and data of any length to 4 bytes, and ends with the trailer', () => {
     for (let n = 0; n < 8; n++) {
       const a = newcArchive([{ name: 'x'.repeat(n + 1), mode: 0o100600, data: Buffer.alloc(n) }]);
