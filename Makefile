@@ -13,9 +13,9 @@ APT_PACKAGES := kmod debconf openssl ca-certificates iproute2 iputils-ping procp
   dnsutils knot-dnsutils nsd bind9 dnsmasq-base dnsperf \
   isc-dhcp-client isc-dhcp-relay tcpdump udhcpc busybox-static curl ipxe ipxe-qemu qemu-system-x86 ovmf cpio kea-dhcp4-server kea-admin \
   radvd ndisc6 kea-dhcp6-server \
-  openipmi ipmitool cloud-init python3-venv gcc libc6-dev
+  openipmi ipmitool cloud-init python3-venv gcc libc6-dev xz-utils
 
-.PHONY: help deps apt npm native bins sushy-tools generate docs check-generated lint typecheck unit integration test test-chaos lab test-lab-vms lab-down bench bench-annealer bench-write-cost bench-ipam bench-jig bench-dns bench-dhcp bench-provision discovery-image clean
+.PHONY: help deps apt npm native bins sushy-tools generate docs check-generated lint typecheck unit integration test test-chaos lab test-lab-vms lab-down bench bench-annealer bench-write-cost bench-ipam bench-jig bench-dns bench-dhcp bench-provision discovery-image debian-mirror e2e-install clean
 
 help:
 	@echo "make lab        bring up a local Crowbar: control plane, CRDs, operator, example fleet"
@@ -33,6 +33,7 @@ help:
 	@echo "make bench-dhcp the DHCP sidecar against kea-dhcp4 and kea-dhcp6 with perfdhcp"
 	@echo "make bench-provision  8 qemu VMs at once, power-on to discovery role active (not in make bench)"
 	@echo "make discovery-image  build the discovery image (cached in ~/.cache/crowbar/discovery)"
+	@echo "make e2e-install  a full install with Debian's real installer from a local mirror (not in make test)"
 
 deps: apt npm native
 
@@ -159,6 +160,17 @@ test-lab-vms: deps bins
 	CROWBAR_LAB_DIR=$$d CROWBAR_LAB_PREFIX=cblv-$$(openssl rand -hex 2) CROWBAR_LAB_DNS_PORT=53 \
 	  CROWBAR_LAB_VMS=2 node lab/main.ts --check || rc=$$?; \
 	rm -rf $$d; exit $$rc
+
+# A partial Debian mirror (Debian's signed dists/ files and the pool files a d-i install needs),
+# fetched through apt from the machine's apt source; cached in ~/.cache/crowbar/debian-mirror.
+debian-mirror: apt
+	@tools/debian-mirror.sh
+
+# A full installation onto a qemu VM's disk with Debian's real installer, served that mirror by
+# the boot sidecar, then first boot from the disk (test/e2e/install.test.ts; tens of minutes of
+# TCG: not in `make test`).
+e2e-install: deps bins discovery-image debian-mirror
+	npx vitest run --config vitest.e2e.config.ts
 
 lab-down:
 	node lab/down.ts

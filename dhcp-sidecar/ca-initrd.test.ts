@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { issueLeaf, makeCa } from '../test/harness/pki.ts';
-import { caInitrd, checkCaPem, newcArchive } from './ca-initrd.ts';
+import { X509Certificate } from 'node:crypto';
+import { caInitrd, checkCaPem, newcArchive, opensslSubjectHash } from './ca-initrd.ts';
 import { withInitrdArg } from './render.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ca-initrd-'));
@@ -27,12 +28,42 @@ describe('the CA initrd', () => {
     const f = join(out, 'etc', 'crowbar', 'ca.pem');
     expect(readFileSync(f, 'utf8').trim()).toBe(pem.trim());
     expect(statSync(f).mode & 0o777).toBe(0o644);
+    // And in OpenSSL's hashed directory, where GNU wget (d-i's) finds it with no option at all:
+    // openssl verify -CApath takes the same lookup.
+    const hash = execFileSync('openssl', ['x509', '-subject_hash', '-noout', '-in', ca.crt])
+      .toString()
+      .trim();
+    const hashed = join(out, 'etc', 'ssl', 'certs', `${hash}.0`);
+    expect(readFileSync(hashed, 'utf8').trim()).toBe(pem.trim());
+    execFileSync('openssl', [
+      'verify',
+      '-no-CAfile',
+      '-CApath',
+      join(out, 'etc', 'ssl', 'certs'),
+      leaf.crt,
+    ]);
     // The kernel checks the same framing: every header and payload on a 4-byte boundary.
     const listing = execFileSync('cpio', ['-t', '-v', '--quiet'], {
       input: gunzipSync(caInitrd(pem)),
     });
     expect(listing.toString()).toMatch(/etc\/crowbar\/ca\.pem/);
   });
+  it('names each CA by the subject hash openssl computes, canonical form and all', () => {
+    const subjects = [
+      '/CN=ca-initrd-test-ca',
+      '/C=DE/O=Crowbar   Test/OU=Lab/CN=  Mixed CASE   Ca  ',
+      '/CN=a+O=B two/L=Zürich',
+      '/DC=example/DC=com/CN=x',
+    ];
+    subjects.forEach((subj, i) => {
+      const c = makeCa(join(dir, `hash${String(i)}`), subj);
+      const want = execFileSync('openssl', ['x509', '-subject_hash', '-noout', '-in', c.crt])
+        .toString()
+        .trim();
+      expect(opensslSubjectHash(new X509Certificate(readFileSync(c.crt)).raw), subj).toBe(want);
+    });
+    // Eight openssl processes: seconds on a loaded machine.
+  }, 60_000);
   it('pads names and data of any length to 4 bytes, and ends with the trailer', () => {
     for (let n = 0; n < 8; n++) {
       const a = newcArchive([{ name: 'x'.repeat(n + 1), mode: 0o100600, data: Buffer.alloc(n) }]);

@@ -7,10 +7,14 @@
  * (forged token, a MAC of another Node, a 10 MB body, a flood) is refused and changes nothing.
  * The node API serves HTTPS only, with this file's own CA, which the sidecar delivers to every
  * netbooted machine as a second initrd (--api-ca-file, ADR 0019); a machine given another CA
- * refuses to register and says why on its console.
+ * refuses to register and says why on its console. A second BIOS VM gets the built-in
+ * provisioner-os-install with debian-12-install: Debian's real installer (d-i) fetches its
+ * per-node preseed from us over HTTPS, while the first VM runs the rest of the install flow with
+ * a stand-in installer.
  * Everything runs in namespaces this file creates (pro-<hex>-*) and removes.
  */
 import { execFile, execFileSync } from 'node:child_process';
+import { createSocket, type Socket } from 'node:dgram';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
@@ -45,13 +49,18 @@ const POST_ROLE = `pro-post-${u}`;
 const OS_INSTALL = 'provisioner-os-install';
 const DI = join(homedir(), '.cache', 'crowbar', 'debian-installer');
 /**
- * The real-d-i test runs with CROWBAR_TEST_REAL_DI=1 until it passes reliably here: d-i's
- * questions before the preseed are answered (netcfg/no_default_route, netcfg/get_nameservers on
- * the kernel command line), and no_timer_check avoids a TCG panic at load 20. 2026-12-01: passed
- * 1 of 2 runs at load 20-26 (the other: d-i reported "Failed to retrieve the preconfiguration
- * file" with its reserved address and the operator up; cause not found yet).
+ * d-i's own syslog, sent by its busybox syslogd (`log_host=`/`log_port=` on its command line,
+ * lib/debian-installer-startup.d/S10syslog) to a UDP socket of this file on the lab's host
+ * address: the installer's side of the preseed fetch (wget's error, or "successfully loaded
+ * preseed file"), which its serial console (a newt screen) does not show.
  */
-const REAL_DI = process.env['CROWBAR_TEST_REAL_DI'] === '1';
+let diLog: Socket | undefined;
+const diLines: string[] = [];
+const diLogTail = (re = /preseed|wget|fetch|url|netcfg|dhcp|error|fail/i) =>
+  diLines
+    .filter((l) => re.test(l))
+    .slice(-40)
+    .join('\n');
 let lab: ProvLab;
 let op: OperatorProc | undefined;
 let key: KeyPair;
@@ -59,6 +68,11 @@ let apiPort = 0;
 let vm: Started | undefined;
 /** The second VM: the real Debian installer's. */
 let vm2: Started | undefined;
+/**
+ * The real installer's preseed fetch, started by its first test and awaited after the install
+ * flow, which runs meanwhile (d-i boots under TCG for minutes): an Error when it did not come.
+ */
+let diFetch: Promise<{ reason: string; message: string } | Error> | undefined;
 const MAC2 = `52:54:00:${u.slice(0, 2)}:${u.slice(2, 4)}:02`;
 const node2Name = `d${MAC2.replace(/:/g, '-')}.${domain}`;
 const serial2 = () => join(lab.dir, 'vm2.serial');
@@ -252,6 +266,12 @@ afterAll(async () => {
         } catch {
           // not started
         }
+      try {
+        writeFileSync(join(tmpdir(), 'pro-last-vm2-syslog'), diLines.join('\n'));
+      } catch {
+        // nothing to keep
+      }
+      diLog?.close();
     } finally {
       for (const r of [FACTS_ROLE, POST_ROLE])
         await client.delete('Role', r).catch(() => undefined);
@@ -263,6 +283,21 @@ afterAll(async () => {
     }
   }
 }, 120_000);
+
+/** The real installer's console and syslog, for its failures. */
+function di2Tail(): string {
+  let con = '(no console)';
+  try {
+    con = readFileSync(serial2(), 'utf8')
+      .split('\n')
+      .filter((l) => /crowbar|preseed|Command line|error|fail/i.test(l))
+      .slice(-20)
+      .join('\n');
+  } catch {
+    // not started
+  }
+  return `console:\n${con}\nd-i syslog:\n${diLogTail()}`;
+}
 
 /** A failed wait, rethrown with the tail of a VM's console. */
 const orConsole =
@@ -291,12 +326,10 @@ describe('discovery', () => {
     serial = join(lab.dir, 'vm1.serial');
     vm = lab.startInHub('qemu-system-x86_64', vmArgs('tap1', disk), serial);
     // The real installer's machine boots discovery alongside (1 GiB: d-i needs it later).
-    if (REAL_DI) {
-      const disk2 = join(lab.dir, 'vm2.raw');
-      await nsExec(lab.lab.hubNs, 'truncate', ['-s', '4G', disk2]);
-      await lab.addTap('tap2');
-      vm2 = lab.startInHub('qemu-system-x86_64', vmArgs('tap2', disk2, MAC2, 1024), serial2());
-    }
+    const disk2 = join(lab.dir, 'vm2.raw');
+    await nsExec(lab.lab.hubNs, 'truncate', ['-s', '4G', disk2]);
+    await lab.addTap('tap2');
+    vm2 = lab.startInHub('qemu-system-x86_64', vmArgs('tap2', disk2, MAC2, 1024), serial2());
     // The UEFI machine boots discovery alongside (its own test below).
     const disk3 = join(lab.dir, 'vm3.raw');
     await nsExec(lab.lab.hubNs, 'truncate', ['-s', '1G', disk3]);
@@ -571,69 +604,78 @@ async function nodeEvents(name = nodeName): Promise<{ reason: string; message: s
 }
 
 describe('the real Debian installer', () => {
-  it.runIf(REAL_DI)(
-    'provisioner-os-install with debian-12-install: the sidecar acknowledges, the machine reboots, d-i fetches its per-node preseed from us',
-    async () => {
-      const tail2 = () =>
-        readFileSync(serial2(), 'utf8')
-          .split('\n')
-          .filter((l) => /crowbar|preseed|Command line|error|fail/i.test(l))
-          .slice(-20)
-          .join('\n');
-      const facts2 = await eventually(
-        'the second VM is discovered and its discovery role ran',
-        async () => {
-          const x = await client.get('NodeRole', `${FACTS_ROLE}.${node2Name}`);
-          return x?.status?.state === 'active' ? x : undefined;
+  it('its machine is discovered, and provisioner-os-install with debian-12-install is committed for it', async () => {
+    const facts2 = await eventually(
+      'the second VM is discovered and its discovery role ran',
+      async () => {
+        if (vm2?.proc.exitCode !== null) throw new Error('qemu exited');
+        const x = await client.get('NodeRole', `${FACTS_ROLE}.${node2Name}`);
+        return x?.status?.state === 'active' ? x : undefined;
+      },
+      240_000,
+      500,
+    ).catch(orConsole(di2Tail));
+    expect(facts2.status?.wall?.['cpus']).toBe(1);
+    diLog = createSocket('udp4');
+    diLog.on('message', (m) => {
+      diLines.push(...m.toString('utf8').split('\n').filter(Boolean));
+    });
+    const log = diLog;
+    await new Promise<void>((resolve, reject) => {
+      log.once('error', reject);
+      log.bind({ address: lab.hostIp, port: 0 }, resolve);
+    });
+    const be = await eventually('the built-in debian-12-install', () =>
+      client.get('BootEnv', DEBIAN_BOOTENV),
+    );
+    // no_timer_check: a lab VM under TCG (the IO-APIC timer check can fail under load). The
+    // syslog and DEBCONF_DEBUG go before d-i's `---`: they are the installer's, not the target's.
+    const [before, after] = (be.spec.kernelArgs ?? '').split(' --- ');
+    await client.mergePatch(
+      'BootEnv',
+      DEBIAN_BOOTENV,
+      {
+        spec: {
+          kernelArgs: `${before ?? ''} log_host=${lab.hostIp} log_port=${String(log.address().port)} DEBCONF_DEBUG=5 --- ${after ?? ''} no_timer_check`,
         },
-        120_000,
-        500,
-      ).catch(orConsole(tail2));
-      expect(facts2.status?.wall?.['cpus']).toBe(1);
-      // A lab VM under TCG: the kernel's IO-APIC timer check can fail under load.
-      const be = await eventually('the built-in debian-12-install', () =>
-        client.get('BootEnv', DEBIAN_BOOTENV),
-      );
-      await client.mergePatch(
-        'BootEnv',
-        DEBIAN_BOOTENV,
-        { spec: { kernelArgs: `${be.spec.kernelArgs ?? ''} no_timer_check` } },
-        FM,
-      );
-      // No target_os: the built-in role's template says debian-12-install.
-      await client.create(
-        'NodeRole',
-        {
-          metadata: { name: `${OS_INSTALL}.${node2Name}` },
-          spec: { role: OS_INSTALL, node: node2Name, deployment: 'system' },
-        },
-        FM,
-      );
-      const fetched = await eventually(
-        'd-i fetched its preseed from the provisioner API',
-        async () =>
-          (await nodeEvents(node2Name)).find(
-            (e) => e.reason === 'InstallerFetched' && e.message.includes('fetched preseed.cfg'),
-          ),
-        180_000,
-        500,
-      ).catch(orConsole(tail2));
-      const n2 = await client.get('Node', node2Name);
-      const addr2 = n2?.status?.addresses
-        ?.find((a) => a.network === network)
-        ?.address.split('/')[0];
-      expect(fetched.message).toBe(
-        `the installer of ${DEBIAN_BOOTENV} fetched preseed.cfg from ${addr2 ?? '?'}`,
-      );
-      expect(n2?.status?.bootEnv?.applied).toBe(DEBIAN_BOOTENV);
-      // It is Debian's installer that asked: its kernel command line is on the console.
-      expect(readFileSync(serial2(), 'utf8')).toMatch(
-        /auto=true priority=critical netcfg\/no_default_route=true url=http:\/\/[0-9.:]+\/provision\/v1\/nodes\/[^ ]+\/files\/preseed\.cfg/,
-      );
-      await vm2?.stop(5000);
-    },
-    300_000,
-  );
+      },
+      FM,
+    );
+    // No target_os: the built-in role's template says debian-12-install.
+    await client.create(
+      'NodeRole',
+      {
+        metadata: { name: `${OS_INSTALL}.${node2Name}` },
+        spec: { role: OS_INSTALL, node: node2Name, deployment: 'system' },
+      },
+      FM,
+    );
+    // Awaited after the install flow; the machine is stopped as soon as the fetch is recorded.
+    diFetch = eventually(
+      'd-i fetched its preseed from the provisioner API',
+      async () => {
+        if (vm2?.proc.exitCode !== null) throw new Error('qemu exited');
+        return (await nodeEvents(node2Name)).find(
+          (e) => e.reason === 'InstallerFetched' && e.message.includes('fetched preseed.cfg'),
+        );
+      },
+      600_000,
+      500,
+    ).then(
+      async (e) => {
+        // d-i logs the load once the file is parsed, just after the fetch.
+        await eventually(
+          "d-i's syslog says it loaded the preseed",
+          () => diLines.some((l) => l.includes('successfully loaded preseed file')),
+          60_000,
+          250,
+        ).catch(() => undefined);
+        await vm2?.stop(5000);
+        return e;
+      },
+      (err: unknown) => new Error(`${(err as Error).message}\n${di2Tail()}`, { cause: err }),
+    );
+  }, 300_000);
 });
 
 describe('install flow', () => {
@@ -762,4 +804,33 @@ describe('install flow', () => {
     const n = await client.get('Node', nodeName);
     expect(n?.status?.alive).toBe(true);
   }, 400_000);
+});
+
+describe('the real Debian installer, continued', () => {
+  it('the sidecar acknowledged debian-12-install, the machine rebooted, and d-i fetched its per-node preseed over HTTPS from us', async () => {
+    if (!diFetch) throw new Error("the real installer's first test did not commit its install");
+    const fetched = await diFetch;
+    if (fetched instanceof Error) throw fetched;
+    const n2 = await client.get('Node', node2Name);
+    const addr2 = n2?.status?.addresses?.find((a) => a.network === network)?.address.split('/')[0];
+    // Our HTTP server's record: the request came from the machine's own address.
+    expect(fetched.message).toBe(
+      `the installer of ${DEBIAN_BOOTENV} fetched preseed.cfg from ${addr2 ?? '?'}`,
+    );
+    expect(n2?.status?.bootEnv?.applied).toBe(DEBIAN_BOOTENV);
+    // Events are second-precise: the order is the install run's log's (the install flow test).
+    const ev = (await nodeEvents(node2Name)).map((e) => e.reason);
+    for (const r of ['InstallRequested', 'BootEnvAcknowledged', 'Rebooting'])
+      expect(ev).toContain(r);
+    // It is Debian's installer that asked: its kernel command line is on the console, and its
+    // own syslog says it verified our certificate (GNU wget, OpenSSL's hashed CA directory that
+    // the sidecar's CA initrd adds to) and loaded the file.
+    const url = `${apiUrl()}/provision/v1/nodes/${node2Name}/files/preseed.cfg`;
+    expect(readFileSync(serial2(), 'utf8')).toContain(
+      `auto=true priority=critical netcfg/no_default_route=true url=${url}`,
+    );
+    expect(diLines.join('\n'), diLogTail()).toContain(
+      `successfully loaded preseed file from ${url}`,
+    );
+  }, 300_000);
 });
