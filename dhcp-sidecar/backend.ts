@@ -154,6 +154,6 @@ export const DEFAULT_BOOTENVS: Readonly<Record<string, BootEnvSpec>> = {
     kernel: 'sledgehammer/vmlinuz',
     initrds: ['sledgehammer/initrd.gz'],
     kernelArgs:
-      'initrd={{initrd}} console=ttyS0,115200 crowbar.mac={{mac}} crowbar.server={{server}} crowbar.http={{http}}',
+      'initrd={{initrd}} console=ttyS0,115200 quiet edd=off crowbar.mac={{mac}} crowbar.server={{server}} crowbar.http={{http}}',
   },
 };

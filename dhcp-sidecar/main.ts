@@ -75,6 +75,9 @@ const { values: f } = parseArgs({
     // interface (ADR 0015); empty: none (another router sends them).
     'ra-interface': { type: 'string', default: env['CROWBAR_RA_INTERFACE'] ?? '' },
     'ra-default-router': { type: 'boolean', default: false },
+    // No DHCPv6 server on the link: the advertisements carry neither M nor O, so clients (iPXE
+    // waits 16 s for IPv6 when nothing answers its solicitations) stop at them (ADR 0027).
+    'ra-no-dhcp6': { type: 'boolean', default: env['CROWBAR_RA_NO_DHCP6'] === 'true' },
     'ra-interval': { type: 'string', default: env['CROWBAR_RA_INTERVAL'] ?? '30' },
     id: { type: 'string', default: env['POD_NAME'] ?? hostname() },
     static: { type: 'string', default: env['CROWBAR_DHCP_STATIC'] ?? '' },
@@ -273,6 +276,7 @@ async function main(): Promise<void> {
           iface: f['ra-interface'],
           defaultRouter: f['ra-default-router'],
           maxIntervalSeconds: num('ra-interval', f['ra-interval']),
+          dhcp6: !f['ra-no-dhcp6'],
         },
         log,
       })

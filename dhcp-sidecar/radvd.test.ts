@@ -34,6 +34,13 @@ describe('radvd.conf from a Network', () => {
     expect(c).toContain('AdvDefaultLifetime 12;');
   });
 
+  it('no M and O flags on a link without DHCPv6: clients stop at the advertisement', () => {
+    const c = renderRadvdConf(net, { ...ra, dhcp6: false }) ?? '';
+    expect(c).toContain('AdvManagedFlag off;');
+    expect(c).toContain('AdvOtherConfigFlag off;');
+    expect(c).toMatch(/prefix fd00:1:2:3::\/64 \{\s+AdvOnLink on;\s+AdvAutonomous off;/);
+  });
+
   it('nothing without a prefix, for a network that is off, or for a prefix that is not one', () => {
     const noPrefix: NetworkConfig = { ...net };
     delete noPrefix.v6prefix;

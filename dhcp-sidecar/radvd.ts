@@ -4,7 +4,10 @@
  * restarts radvd when the prefix changes. The M flag (addresses from DHCPv6) and the O flag
  * (other configuration from DHCPv6) tell clients to ask us; the prefix is announced on-link
  * (so a /128 from DHCPv6 still reaches its neighbours) and not for SLAAC, so a machine's only
- * global address is the one its Node holds.
+ * global address is the one its Node holds. On a link with no DHCPv6 server (`dhcp6: false`)
+ * both flags are off: the advertisement then tells a client that IPv6 has nothing more to give
+ * it, and iPXE, which waits for one before it boots (its router solicitations give up only
+ * after 16 s), goes on at once (ADR 0027).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
@@ -19,6 +22,8 @@ export interface RaOptions {
   defaultRouter: boolean;
   /** Seconds between unsolicited advertisements (radvd MaxRtrAdvInterval, 4-1800). */
   maxIntervalSeconds: number;
+  /** A DHCPv6 server answers on the link (the M and O flags); default true. */
+  dhcp6?: boolean;
 }
 
 /** radvd.conf for a network, or undefined when it has no IPv6 prefix (pure). */
@@ -30,13 +35,14 @@ export function renderRadvdConf(net: NetworkConfig, o: RaOptions): string | unde
   const max = Math.min(1800, Math.max(4, Math.floor(o.maxIntervalSeconds)));
   const min = Math.max(3, Math.floor(max / 3));
   const rdnss = (net.dns6 ?? []).filter((a) => /^[0-9a-f:]+$/i.test(a));
+  const dhcp6 = o.dhcp6 === false ? 'off' : 'on';
   return [
     `# Rendered by the Crowbar DHCP sidecar from Network ${net.name}; do not edit.`,
     `interface ${o.iface} {`,
     '  AdvSendAdvert on;',
     // RFC 4861 §4.2: M = addresses via DHCPv6, O = other configuration via DHCPv6.
-    '  AdvManagedFlag on;',
-    '  AdvOtherConfigFlag on;',
+    `  AdvManagedFlag ${dhcp6};`,
+    `  AdvOtherConfigFlag ${dhcp6};`,
     `  MaxRtrAdvInterval ${String(max)};`,
     `  MinRtrAdvInterval ${String(min)};`,
     `  AdvDefaultLifetime ${o.defaultRouter ? String(3 * max) : '0'};`,

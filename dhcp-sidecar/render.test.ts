@@ -26,7 +26,7 @@ describe('templates and scripts', () => {
     expect(s.split('\n')).toEqual([
       '#!ipxe',
       'echo Crowbar: n1.example.com boots sledgehammer',
-      'kernel http://10.0.0.1:8080/files/sledgehammer/vmlinuz initrd=initrd.gz console=ttyS0,115200 crowbar.mac=52:54:00:00:00:01 crowbar.server=10.0.0.1 crowbar.http=http://10.0.0.1:8080',
+      'kernel http://10.0.0.1:8080/files/sledgehammer/vmlinuz initrd=initrd.gz console=ttyS0,115200 quiet edd=off crowbar.mac=52:54:00:00:00:01 crowbar.server=10.0.0.1 crowbar.http=http://10.0.0.1:8080',
       'initrd http://10.0.0.1:8080/files/sledgehammer/initrd.gz',
       'boot',
       '',

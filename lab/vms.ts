@@ -51,7 +51,9 @@ export function discoveryBootEnv(apiUrl: string): Record<string, unknown> {
     kernel: 'disc/vmlinuz',
     initrds: ['disc/initrd.gz'],
     // no_timer_check: TCG on a loaded machine can fail the kernel's IO-APIC timer check.
-    kernelArgs: `initrd={{initrd}} console=ttyS0,115200 no_timer_check crowbar.mac={{mac}} crowbar.api=${apiUrl}`,
+    // quiet, edd=off: no kernel chatter on the serial console and no BIOS disk probe before the
+    // kernel unpacks, each CPU a TCG machine spends before the agent runs (ADR 0027).
+    kernelArgs: `initrd={{initrd}} console=ttyS0,115200 no_timer_check quiet edd=off crowbar.mac={{mac}} crowbar.api=${apiUrl}`,
   };
 }
 

@@ -9,6 +9,9 @@
  *   GET  /provision/v1/nodes/<name>/network   (the node's API token) its address on the
  *        provisioning network once the allocator has given it one: `address=<ip/prefix>` (empty
  *        while there is none yet). The agent then drops its pool lease for it (§8.2 step 6).
+ *        `?wait=<s>` (at most {@link MAX_NETWORK_WAIT_S}) holds the answer until the address is
+ *        there or the seconds pass: one request instead of a poll, each of which costs a
+ *        machine under emulation a TLS handshake.
  *   GET  /provision/v1/nodes/<name>/files/<file>   (only from the node's own address) a per-node
  *        installer file (e.g. preseed.cfg) rendered from the template of that name in the Node's
  *        desired BootEnv (`spec.files`); recorded as an Event `InstallerFetched` on the Node.
@@ -53,6 +56,9 @@ export function renderTemplate(t: string, vars: Readonly<Record<string, string>>
 /** A hardware report of 64 disks and 64 NICs fits many times over. */
 export const MAX_REGISTER_BYTES = 256 * 1024;
 
+/** The longest `?wait=` of the network endpoint, in seconds. */
+export const MAX_NETWORK_WAIT_S = 30;
+
 /** A route on the node API server: true when it handled the request. */
 export type ApiRoute = ExtraRoute;
 
@@ -64,6 +70,16 @@ export interface ProvisionerDeps {
   /** Whether `token` is the node's own node API token (operator/api/tokens.ts). */
   verifyNodeToken(fqdn: string, token: string): Promise<boolean>;
   getNode(name: string): Promise<Readonly<Node> | undefined>;
+  /**
+   * Resolves with the Node once `ready` holds for it (the informer's copy), or undefined when
+   * `ms` pass or `signal` aborts first. Absent: the network endpoint answers at once.
+   */
+  waitForNode?(
+    name: string,
+    ready: (n: Readonly<Node>) => boolean,
+    ms: number,
+    signal: AbortSignal,
+  ): Promise<Readonly<Node> | undefined>;
   /** Every Node (the informer's cache), for the MAC index. */
   nodes(): readonly Readonly<Node>[];
   network(name: string): Readonly<Network> | undefined;
@@ -167,6 +183,19 @@ export function publicKeyLine(privateKey: Buffer): string {
   if (key instanceof Error)
     throw new Error(`the operator's SSH key cannot be parsed: ${key.message}`);
   return `${key.type} ${key.getPublicSSH().toString('base64')} crowbar-operator`;
+}
+
+/**
+ * The network endpoint's `?wait=` in seconds: 0 when absent, undefined when it is not a whole
+ * number from 0 to {@link MAX_NETWORK_WAIT_S}.
+ */
+export function networkWaitSeconds(url: string): number | undefined {
+  const q = url.indexOf('?');
+  const w = new URLSearchParams(q < 0 ? '' : url.slice(q + 1)).get('wait');
+  if (w === null) return 0;
+  if (!/^\d{1,3}$/.test(w)) return undefined;
+  const n = Number(w);
+  return n <= MAX_NETWORK_WAIT_S ? n : undefined;
 }
 
 export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
@@ -330,19 +359,47 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
     else send(res, status, answer);
   };
 
+  const provisionAddress = (node: Readonly<Node>) =>
+    node.status?.addresses?.find(
+      (x) => x.network === d.provisionNetwork && x.family !== 'ipv6' && !x.address.includes(':'),
+    )?.address;
+
   const network = async (req: IncomingMessage, res: ServerResponse, name: string) => {
     if (req.method !== 'GET') throw new HttpError(405, 'use GET', { allow: 'GET' });
-    const node = await d.getNode(name);
+    const wait = networkWaitSeconds(req.url ?? '');
+    if (wait === undefined)
+      throw new HttpError(
+        400,
+        `wait must be a whole number of seconds, 0 to ${MAX_NETWORK_WAIT_S}`,
+      );
+    let node = await d.getNode(name);
     if (!node) throw new HttpError(404, `node ${name} not found`);
     const t = bearer(req);
     if (t === undefined || t === '' || !(await d.verifyNodeToken(name, t)))
       throw new HttpError(401, `a valid bearer token of node ${name} is required`, {
         'www-authenticate': 'Bearer realm="crowbar-node"',
       });
-    const a = node.status?.addresses?.find(
-      (x) => x.network === d.provisionNetwork && x.family !== 'ipv6' && !x.address.includes(':'),
-    );
-    send(res, 200, `address=${a?.address ?? ''}\n`);
+    if (provisionAddress(node) === undefined && wait > 0 && d.waitForNode) {
+      // The client going away ends the wait: nothing is held for a closed connection.
+      const gone = new AbortController();
+      const onClose = (): void => {
+        gone.abort();
+      };
+      res.once('close', onClose);
+      try {
+        node =
+          (await d.waitForNode(
+            name,
+            (n) => provisionAddress(n) !== undefined,
+            wait * 1000,
+            gone.signal,
+          )) ?? node;
+      } finally {
+        res.off('close', onClose);
+      }
+      if (gone.signal.aborted) return;
+    }
+    send(res, 200, `address=${provisionAddress(node) ?? ''}\n`);
   };
 
   const ownAddress = (node: Readonly<Node>, from: string): boolean =>

@@ -1,5 +1,6 @@
 /** Wires the provisioner API into the node API server (operator/main.ts calls this). */
 import type { CoreV1Api } from '@kubernetes/client-node';
+import type { Node } from '../../generated/crowbar.ts';
 import type { ExtraRoute } from '../api/server.ts';
 import type { NodeTokens } from '../api/tokens.ts';
 import type { OperatorConfig } from '../config.ts';
@@ -22,6 +23,46 @@ export function provisionerApi(o: {
   fieldManager: string;
   log: Logger;
 }): (ctx: { core: CoreV1Api; tokens: NodeTokens; key: SshKeySource }) => ExtraRoute[] {
+  const nodes = o.mgr.caches.Node;
+  // Waiters of the network endpoint's long poll, woken by the informer's events for their Node.
+  const waiters = new Map<string, Set<() => void>>();
+  const wake = (n: Readonly<Node>): void => {
+    for (const w of waiters.get(n.metadata.name ?? '') ?? []) w();
+  };
+  nodes.on({ onAdd: wake, onUpdate: wake });
+  const waitForNode = (
+    name: string,
+    ready: (n: Readonly<Node>) => boolean,
+    ms: number,
+    signal: AbortSignal,
+  ): Promise<Readonly<Node> | undefined> =>
+    new Promise((resolve) => {
+      if (signal.aborted) {
+        resolve(undefined);
+        return;
+      }
+      let set = waiters.get(name);
+      if (!set) waiters.set(name, (set = new Set()));
+      const s = set;
+      const finish = (n: Readonly<Node> | undefined): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        s.delete(check);
+        if (s.size === 0) waiters.delete(name);
+        resolve(n);
+      };
+      const check = (): void => {
+        const n = nodes.get(name);
+        if (n && ready(n)) finish(n);
+      };
+      const onAbort = (): void => {
+        finish(undefined);
+      };
+      const timer = setTimeout(onAbort, ms);
+      signal.addEventListener('abort', onAbort, { once: true });
+      s.add(check);
+      check();
+    });
   return ({ core, tokens, key }) => [
     provisionerRoutes({
       client: o.mgr.client,
@@ -30,6 +71,7 @@ export function provisionerApi(o: {
       verifyNodeToken: (fqdn, t) => tokens.verify(fqdn, t),
       getNode: async (name) =>
         o.mgr.caches.Node.hasSynced ? o.mgr.caches.Node.get(name) : o.mgr.client.get('Node', name),
+      waitForNode,
       nodes: () => o.mgr.caches.Node.list(),
       network: (n) => o.mgr.caches.Network.get(n),
       provisionNetwork: o.config.provisionNetwork,

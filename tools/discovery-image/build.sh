@@ -5,7 +5,8 @@
 # (the TLS client busybox wget runs for https, behind ./openssl, a shim that makes it verify) with
 # the libraries they link, and the agent (./agent). The .debs are fetched with apt-get download and unpacked with dpkg-deb -x:
 # nothing is installed on this host. The result is cached outside the repository:
-#   OUTDIR/vmlinuz, OUTDIR/initrd.gz, OUTDIR/version   (OUTDIR default ~/.cache/crowbar/discovery)
+#   OUTDIR/vmlinuz, OUTDIR/initrd.gz (zstd-compressed), OUTDIR/version
+#   (OUTDIR default ~/.cache/crowbar/discovery)
 # The cache key is a hash of this script, the agent, the shim and inittab: a changed one is rebuilt.
 # usage: build.sh [OUTDIR]
 set -eu
@@ -85,7 +86,12 @@ printf '/bin/sh\n' >"$R/etc/shells"
 printf 'PATH=/bin:/sbin:/usr/bin:/usr/sbin\nexport PATH\n' >"$R/etc/profile"
 echo "$KEY" >"$R/etc/crowbar/image-version"
 mkdir -p "$OUT"
-(cd "$R" && find . | cpio -o -H newc --quiet -R 0:0 | gzip -6) >"$W/initrd.gz"
+# zstd, not gzip: the kernel unpacks the initramfs on the machine's one CPU before anything else
+# runs (under TCG, gunzip of these 17 MB took 1.5 s of it) and zstd unpacks several times
+# faster; it is smaller too (5.4 vs 6.9 MB to fetch). ADR 0027. The kernel reads the format from
+# the magic number, so the file keeps its name (what every BootEnv names) and a gzipped CA or
+# overlay initrd after it still unpacks.
+(cd "$R" && find . | cpio -o -H newc --quiet -R 0:0 | zstd -q -19 -T0) >"$W/initrd.gz"
 cp "$W/k/boot/vmlinuz-$KV" "$W/vmlinuz"
 mv "$W/initrd.gz" "$OUT/initrd.gz"
 mv "$W/vmlinuz" "$OUT/vmlinuz"

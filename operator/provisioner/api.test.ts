@@ -1,0 +1,148 @@
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Node } from '../../generated/crowbar.ts';
+import { MAX_NETWORK_WAIT_S, networkWaitSeconds, provisionerRoutes } from './api.ts';
+import type { ProvisionerDeps } from './api.ts';
+
+describe('networkWaitSeconds', () => {
+  it.each([
+    ['/provision/v1/nodes/n/network', 0],
+    ['/provision/v1/nodes/n/network?wait=0', 0],
+    ['/provision/v1/nodes/n/network?wait=15', 15],
+    [`/provision/v1/nodes/n/network?wait=${String(MAX_NETWORK_WAIT_S)}`, MAX_NETWORK_WAIT_S],
+    [`/provision/v1/nodes/n/network?wait=${String(MAX_NETWORK_WAIT_S + 1)}`, undefined],
+    ['/provision/v1/nodes/n/network?wait=-1', undefined],
+    ['/provision/v1/nodes/n/network?wait=1.5', undefined],
+    ['/provision/v1/nodes/n/network?wait=', undefined],
+    ['/provision/v1/nodes/n/network?wait=9999999999', undefined],
+  ])('%s → %s', (url, want) => {
+    expect(networkWaitSeconds(url)).toBe(want);
+  });
+});
+
+describe('the network endpoint', () => {
+  const NAME = 'd52-54-00-00-00-01.example.com';
+  let server: Server | undefined;
+  afterEach(async () => {
+    await new Promise<void>((r) => {
+      if (server)
+        server.close(() => {
+          r();
+        });
+      else r();
+    });
+  });
+
+  /** The route over a loopback server, with a Node whose address the test sets. */
+  async function serve(): Promise<{
+    get: (query: string) => Promise<{ status: number; body: string }>;
+    allocate: () => void;
+    waiting: () => number;
+    /** Resolves when a request starts waiting. */
+    waiter: Promise<void>;
+  }> {
+    let onWaiter: (() => void) | undefined;
+    const waiter = new Promise<void>((r) => (onWaiter = r));
+    let node: Node = {
+      apiVersion: 'crowbar.dev/v1alpha1',
+      kind: 'Node',
+      metadata: { name: NAME },
+      spec: {},
+    };
+    const wakers = new Set<() => void>();
+    const deps = {
+      getNode: (n: string) => Promise.resolve(n === NAME ? node : undefined),
+      verifyNodeToken: (_n: string, t: string) => Promise.resolve(t === 'good'),
+      provisionNetwork: 'admin',
+      log: { child: () => ({ info: () => undefined, warn: () => undefined }) },
+      waitForNode: (
+        _n: string,
+        ready: (x: Readonly<Node>) => boolean,
+        ms: number,
+        signal: AbortSignal,
+      ) =>
+        new Promise<Readonly<Node> | undefined>((resolve) => {
+          const done = (x: Readonly<Node> | undefined): void => {
+            clearTimeout(timer);
+            wakers.delete(check);
+            resolve(x);
+          };
+          const check = (): void => {
+            if (ready(node)) done(node);
+          };
+          const timer = setTimeout(() => {
+            done(undefined);
+          }, ms);
+          signal.addEventListener('abort', () => {
+            done(undefined);
+          });
+          wakers.add(check);
+          onWaiter?.();
+          check();
+        }),
+    } as unknown as ProvisionerDeps;
+    const route = provisionerRoutes(deps);
+    server = createServer((req, res) => {
+      void route(req, res, (req.url ?? '').split('?')[0] ?? '');
+    });
+    await new Promise<void>((r) => server?.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    return {
+      get: (query) =>
+        new Promise((resolve, reject) => {
+          const req = request(
+            {
+              host: '127.0.0.1',
+              port,
+              path: `/provision/v1/nodes/${NAME}/network${query}`,
+              headers: { authorization: 'Bearer good' },
+            },
+            (res) => {
+              let body = '';
+              res.setEncoding('utf8');
+              res.on('data', (c: string) => (body += c));
+              res.on('end', () => {
+                resolve({ status: res.statusCode ?? 0, body });
+              });
+            },
+          );
+          req.on('error', reject);
+          req.end();
+        }),
+      allocate: () => {
+        node = {
+          ...node,
+          status: { addresses: [{ network: 'admin', address: '10.0.0.160/24' }] },
+        };
+        for (const w of [...wakers]) w();
+      },
+      waiting: () => wakers.size,
+      waiter,
+    };
+  }
+
+  it('answers at once without ?wait, empty while there is no address', async () => {
+    const s = await serve();
+    expect(await s.get('')).toEqual({ status: 200, body: 'address=\n' });
+  });
+
+  it('holds a ?wait request until the address is allocated', async () => {
+    const s = await serve();
+    const pending = s.get('?wait=30');
+    // The answer comes from the allocation, not from the 30 s passing: the test would time out.
+    await s.waiter;
+    expect(s.waiting()).toBe(1);
+    s.allocate();
+    expect(await pending).toEqual({ status: 200, body: 'address=10.0.0.160/24\n' });
+    expect(s.waiting()).toBe(0);
+  });
+
+  it('answers empty when the wait passes, and refuses a wait out of bounds', async () => {
+    const s = await serve();
+    expect(await s.get('?wait=1')).toEqual({ status: 200, body: 'address=\n' });
+    const bad = await s.get('?wait=31');
+    expect(bad.status).toBe(400);
+    expect(bad.body).toContain('wait must be a whole number of seconds, 0 to 30');
+  });
+});
