@@ -182,18 +182,25 @@ export function scriptJig(deps: ScriptJigDeps): Jig {
           ...(deps.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: deps.readyTimeoutMs }),
           signal: AbortSignal.any([run.signal, cut.signal]),
         });
+      const connectFailed = (e: unknown): JigResult => {
+        run.signal.throwIfAborted();
+        return fail(e instanceof SshError ? e.message : `SSH to ${node} failed: ${errText(e)}`);
+      };
+      /** The run's connection from now on (the hard deadline destroys it). */
+      const adopt = (s: SshSession): SshSession => {
+        session = s;
+        // The hard deadline may have passed during the handshake's last step.
+        if (cut.signal.aborted) s.destroy();
+        return s;
+      };
       const work = (async (): Promise<JigResult> => {
         const pooled = deps.sessions?.take(target, run.node.status?.sshHostKey);
         let s: SshSession;
         try {
-          s = pooled ?? (await fresh());
+          s = adopt(pooled ?? (await fresh()));
         } catch (e) {
-          run.signal.throwIfAborted();
-          return fail(e instanceof SshError ? e.message : `SSH to ${node} failed: ${errText(e)}`);
+          return connectFailed(e);
         }
-        session = s;
-        // The hard deadline may have passed during the handshake's last step.
-        if (cut.signal.aborted) s.destroy();
         let reusable = false;
         try {
           if (s.newHostKey !== undefined && pooled === undefined) {
@@ -217,15 +224,10 @@ export function scriptJig(deps: ScriptJigDeps): Jig {
               run.signal.throwIfAborted();
               s.destroy();
               try {
-                s = await fresh();
+                s = adopt(await fresh());
               } catch (e2) {
-                run.signal.throwIfAborted();
-                return fail(
-                  e2 instanceof SshError ? e2.message : `SSH to ${node} failed: ${errText(e2)}`,
-                );
+                return connectFailed(e2);
               }
-              session = s;
-              if (cut.signal.aborted) s.destroy();
               out = await runScript(s, req, payload, run.signal, deps, now, undefined);
             }
             reusable = out.reusable && out.result.ok && !cut.signal.aborted;
@@ -342,7 +344,8 @@ async function runScript(
     });
     return {
       result,
-      reusable: !res.stopped && cutOff === undefined && res.code !== null && !cancelSent,
+      // A cancel is sent only after cutOff is set: no cut-off means none went over this connection.
+      reusable: !res.stopped && cutOff === undefined && res.code !== null,
     };
   } finally {
     clearTimeout(deadline);
