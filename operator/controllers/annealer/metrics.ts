@@ -83,7 +83,7 @@ export function annealerMetrics(registry: Registry) {
     passSeconds: new Histogram({
       name: 'crowbar_annealer_pass_duration_seconds',
       help: 'CPU time of one annealer pass (deciding, not writing).',
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     }),
   };
