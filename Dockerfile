@@ -9,6 +9,7 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY tools/build-native.sh ./tools/
+COPY tools/native ./tools/native
 COPY dns-sidecar/native ./dns-sidecar/native
 COPY dhcp-sidecar/native ./dhcp-sidecar/native
 RUN tools/build-native.sh

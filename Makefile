@@ -58,7 +58,7 @@ NATIVE_UDP := dns-sidecar/native/build/crowbar_udp.node
 NATIVE_DHCP_UDP := dhcp-sidecar/native/build/crowbar_dhcp_udp.node
 native: $(NATIVE_UDP) $(NATIVE_DHCP_UDP)
 
-$(NATIVE_UDP) $(NATIVE_DHCP_UDP) &: dns-sidecar/native/udp.c dhcp-sidecar/native/udp4.c tools/build-native.sh node_modules/.stamp | apt
+$(NATIVE_UDP) $(NATIVE_DHCP_UDP) &: dns-sidecar/native/udp.c dhcp-sidecar/native/udp4.c tools/native/napi-addon.h tools/build-native.sh node_modules/.stamp | apt
 	tools/build-native.sh
 
 # The discovery image (our Sledgehammer) from Debian packages; cached, rebuilt when its recipe changes.

@@ -9,14 +9,10 @@
  * close() with datagrams still arriving, and the handle collected. And the fallback: without the
  * addon the server serves with dgram and says why.
  */
-import { execFile } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { pino } from 'pino';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { runSanitized } from '../test/harness/sanitized-addon.ts';
 import { DEFAULT_BOOTENVS, StaticBackend } from './backend.ts';
 import { MessageType, Op, Opt, decode, encode, getIp, getU8, optU8 } from './codec.ts';
 import type { Logger } from './metrics.ts';
@@ -60,55 +56,15 @@ function server(log: Logger, engine: 'native' | 'dgram', nativePath?: string) {
   return { server: s, metrics };
 }
 
-const run = promisify(execFile);
-const root = join(import.meta.dirname, '..');
-const dir = mkdtempSync(join(tmpdir(), 'cbdhcp-asan-'));
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
-
 describe('native DHCP UDP loop under the sanitizers', () => {
   it('answers 20,000 datagrams exactly with their packet info, reads no further than its batches in flight while JS is blocked, and closes cleanly', async () => {
-    const cc = process.env['CC'] ?? 'cc';
-    const addon = join(dir, 'crowbar_dhcp_udp_asan.node');
-    await run(cc, [
-      '-O1',
-      '-g',
-      '-fsanitize=address,undefined',
-      '-fno-omit-frame-pointer',
-      '-Wall',
-      '-Wextra',
-      '-Werror',
-      '-std=gnu11',
-      '-shared',
-      '-fPIC',
-      `-I${join(root, 'node_modules/node-api-headers/include')}`,
-      '-o',
-      addon,
-      join(root, 'dhcp-sidecar/native/udp4.c'),
-      '-pthread',
-    ]);
-    const lib = async (name: string) => (await run(cc, [`-print-file-name=${name}`])).stdout.trim();
-    const preload = `${await lib('libasan.so')}:${await lib('libubsan.so')}`;
-    const { stdout, stderr } = await run(
-      process.execPath,
-      [join(root, 'dhcp-sidecar/native/stress.test-helper.ts'), addon, '20000'],
-      {
-        env: {
-          ...process.env,
-          LD_PRELOAD: preload,
-          // Node itself keeps memory to the end by design; leaks are not what is checked here.
-          ASAN_OPTIONS: 'detect_leaks=0',
-          UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1',
-        },
-        timeout: 240_000,
-        maxBuffer: 16 << 20,
-      },
-    ).catch((err: unknown) => {
-      throw new Error(`the sanitized stress run failed`, { cause: err });
-    });
+    const { result: r, stderr } = await runSanitized(
+      'dhcp-sidecar/native/udp4.c',
+      'dhcp-sidecar/native/stress.test-helper.ts',
+      ['20000'],
+      240_000,
+    );
     expect(stderr).not.toMatch(/AddressSanitizer|runtime error/);
-    const r = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
     expect(r['sent']).toBe(20_000);
     expect(r['replies']).toBe(20_000);
     expect(r['bad']).toBe(0);

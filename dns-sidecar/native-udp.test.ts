@@ -8,59 +8,19 @@
  * datagrams while the child's JS thread is blocked: the misses queued for JS stay within their
  * byte bound, the rest are dropped and counted.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
-
-const run = promisify(execFile);
-const root = join(import.meta.dirname, '..');
-const dir = mkdtempSync(join(tmpdir(), 'cbdns-asan-'));
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
+import { describe, expect, it } from 'vitest';
+import { runSanitized } from '../test/harness/sanitized-addon.ts';
 
 describe('native UDP loop under the sanitizers', () => {
   it('answers 50,000 random datagrams exactly and bounds its queue in a flood, with no memory error', async () => {
-    const cc = process.env['CC'] ?? 'cc';
-    const addon = join(dir, 'crowbar_udp_asan.node');
-    await run(cc, [
-      '-O1',
-      '-g',
-      '-fsanitize=address,undefined',
-      '-fno-omit-frame-pointer',
-      '-std=gnu11',
-      '-shared',
-      '-fPIC',
-      `-I${join(root, 'node_modules/node-api-headers/include')}`,
-      '-o',
-      addon,
-      join(root, 'dns-sidecar/native/udp.c'),
-      '-pthread',
-    ]);
-    const lib = async (name: string) => (await run(cc, [`-print-file-name=${name}`])).stdout.trim();
-    const preload = `${await lib('libasan.so')}:${await lib('libubsan.so')}`;
-    const { stdout, stderr } = await run(
-      process.execPath,
-      [join(root, 'dns-sidecar/native/stress.test-helper.ts'), addon, '50000'],
-      {
-        env: {
-          ...process.env,
-          LD_PRELOAD: preload,
-          // Node itself keeps memory to the end by design; leaks are not what is checked here.
-          ASAN_OPTIONS: 'detect_leaks=0',
-          UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1',
-        },
-        timeout: 120_000,
-        maxBuffer: 16 << 20,
-      },
-    ).catch((err: unknown) => {
-      throw new Error(`the sanitized stress run failed`, { cause: err });
-    });
+    const { result, stderr } = await runSanitized(
+      'dns-sidecar/native/udp.c',
+      'dns-sidecar/native/stress.test-helper.ts',
+      ['50000'],
+      120_000,
+    );
     expect(stderr).not.toMatch(/AddressSanitizer|runtime error/);
-    const r = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, number>;
+    const r = result as Record<string, number>;
     expect(r['bad']).toBe(0);
     // Most questions repeat, so most are answered in C; every one-off went up to JS.
     expect(r['hits']).toBeGreaterThan(20_000);

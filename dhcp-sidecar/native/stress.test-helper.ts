@@ -159,11 +159,13 @@ if (flooder === undefined) throw new Error('no client');
 checking = false;
 const flood = Buffer.alloc(300, 1);
 const before = addon.stats(h).datagrams;
-const until = Date.now() + 300;
+// A count, not a time: on a loaded machine (and slowed by the sanitizers) 300 ms of sending was
+// once fewer than 1,000 datagrams. 5,000 is far past the 128 the loop may read; 20 s bounds it.
+const until = Date.now() + 20_000;
 let flooded = 0;
-// A busy wait, on purpose: the JS thread must not take batches meanwhile. Bounded by time and
-// count; dgram sends synchronously when the socket can take it.
-while (Date.now() < until && flooded < 200_000) {
+// A busy wait, on purpose: the JS thread must not take batches meanwhile. Bounded by count and
+// time; dgram sends synchronously when the socket can take it.
+while (Date.now() < until && flooded < 5_000) {
   flooder.send(flood, port, '127.0.0.1');
   flooded++;
 }

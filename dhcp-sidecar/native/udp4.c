@@ -30,6 +30,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#define ADDON_NAME "crowbar_dhcp_udp"
+#include "napi-addon.h"
+
 #define BATCH 64
 /* Larger datagrams are not DHCP (it fits in 1500 bytes); they arrive cut, flagged, and JS counts
  * them as malformed. */
@@ -42,9 +45,6 @@
 #define SEND_META 4
 /* Batches handed to JS and not yet handled; the thread waits rather than read past this. */
 #define IN_FLIGHT 2
-
-#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
-#define BUMP(x, n) __atomic_store_n(&(x), LOAD(x) + (n), __ATOMIC_RELAXED)
 
 typedef struct {
   uint64_t batches, datagrams, truncated, send_errors, sent;
@@ -170,31 +170,6 @@ static void *serve(void *arg) {
 
 /* ---- JS side ---- */
 
-#define CHECK(call)                                                                 \
-  do {                                                                              \
-    if ((call) != napi_ok) {                                                        \
-      napi_throw_error(env, "ECROWBARUDP", "crowbar_dhcp_udp: " #call " failed");   \
-      return NULL;                                                                  \
-    }                                                                               \
-  } while (0)
-
-static napi_value throw_errno(napi_env env, const char *what, int err) {
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_value m, e, code;
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-  napi_create_error(env, NULL, m, &e);
-  /* The code is what dgram's errors carry (EADDRINUSE, ...), for the same handling. */
-  const char *name = err == EADDRINUSE      ? "EADDRINUSE"
-                     : err == EACCES        ? "EACCES"
-                     : err == EADDRNOTAVAIL ? "EADDRNOTAVAIL"
-                                            : "ESYSCALL";
-  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
-  napi_set_named_property(env, e, "code", code);
-  napi_throw(env, e);
-  return NULL;
-}
-
 /* On the JS thread: onBatch(data: Buffer, meta: Uint32Array, n) once per batch read. */
 static void call_js(napi_env env, napi_value cb, void *context, void *data) {
   (void)context;
@@ -261,22 +236,13 @@ static void finalize_handle(napi_env env, void *data, void *hint) {
   unref(data);
 }
 
-static server_t *get_server(napi_env env, napi_value v) {
-  void *p = NULL;
-  if (napi_get_value_external(env, v, &p) != napi_ok || !p) {
-    napi_throw_type_error(env, NULL, "crowbar_dhcp_udp: not a server handle");
-    return NULL;
-  }
-  return p;
-}
-
 /* open(host, port, recvBufferBytes, onBatch) -> handle */
 static napi_value js_open(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 4) {
-    napi_throw_type_error(env, NULL, "crowbar_dhcp_udp.open(host, port, recvBufferBytes, cb)");
+    napi_throw_type_error(env, NULL, ADDON_NAME ".open(host, port, recvBufferBytes, cb)");
     return NULL;
   }
   char host[INET_ADDRSTRLEN + 1];
@@ -290,7 +256,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   sa.sin_family = AF_INET;
   sa.sin_port = htons((uint16_t)port);
   if (port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-    napi_throw_range_error(env, NULL, "crowbar_dhcp_udp.open: host must be an IPv4 address");
+    napi_throw_range_error(env, NULL, ADDON_NAME ".open: host must be an IPv4 address");
     return NULL;
   }
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -322,14 +288,14 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   napi_value name;
-  napi_create_string_utf8(env, "crowbar_dhcp_udp", NAPI_AUTO_LENGTH, &name);
+  napi_create_string_utf8(env, ADDON_NAME, NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, argv[3], NULL, name, 4 * IN_FLIGHT, 1, s, finalize_tsfn,
                                       NULL, call_js, &s->tsfn) != napi_ok) {
     close(fd);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
-    napi_throw_type_error(env, NULL, "crowbar_dhcp_udp.open: onBatch must be a function");
+    napi_throw_type_error(env, NULL, ADDON_NAME ".open: onBatch must be a function");
     return NULL;
   }
   napi_value handle;
@@ -338,7 +304,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     s->refs = 1;
     close(fd);
     napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
-    napi_throw_error(env, NULL, "crowbar_dhcp_udp.open: napi_create_external failed");
+    napi_throw_error(env, NULL, ADDON_NAME ".open: napi_create_external failed");
     return NULL;
   }
   if (pthread_create(&s->thread, NULL, serve, s) != 0) {
@@ -351,11 +317,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
 
 /* port(handle) -> the bound port (port 0 resolved) */
 static napi_value js_port(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], out;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  server_t *s = argc < 1 ? NULL : get_server(env, argv[0]);
-  if (!s) return NULL;
+  HANDLE_ARGS(1);
+  napi_value out;
   struct sockaddr_in a;
   socklen_t len = sizeof a;
   if (s->closed || getsockname(s->fd, (struct sockaddr *)&a, &len) < 0) {
@@ -367,11 +330,8 @@ static napi_value js_port(napi_env env, napi_callback_info info) {
 
 /* send(handle, replies: Buffer[], meta: Uint32Array, n) -> how many the kernel took */
 static napi_value js_send(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4], out;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  server_t *s = argc < 4 ? NULL : get_server(env, argv[0]);
-  if (!s) return NULL;
+  HANDLE_ARGS(4);
+  napi_value out;
   napi_typedarray_type type;
   size_t words = 0, aoff = 0;
   void *mdata = NULL;
@@ -381,7 +341,7 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_uint32(env, argv[3], &n));
   CHECK(napi_get_array_length(env, argv[1], &have));
   if (type != napi_uint32_array || (size_t)n * SEND_META > words || n > have) {
-    napi_throw_range_error(env, NULL, "crowbar_dhcp_udp.send: meta or replies shorter than n");
+    napi_throw_range_error(env, NULL, ADDON_NAME ".send: meta or replies shorter than n");
     return NULL;
   }
   const uint32_t *meta = mdata;
@@ -445,19 +405,10 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
   return out;
 }
 
-static void set_num(napi_env env, napi_value obj, const char *key, double v) {
-  napi_value n;
-  napi_create_double(env, v, &n);
-  napi_set_named_property(env, obj, key, n);
-}
-
 /* stats(handle) -> counts since open */
 static napi_value js_stats(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], out;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  server_t *s = argc < 1 ? NULL : get_server(env, argv[0]);
-  if (!s) return NULL;
+  HANDLE_ARGS(1);
+  napi_value out;
   CHECK(napi_create_object(env, &out));
   set_num(env, out, "batches", (double)LOAD(s->c.batches));
   set_num(env, out, "datagrams", (double)LOAD(s->c.datagrams));
@@ -469,11 +420,7 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
 
 /* close(handle): stops the thread and closes the socket (the handle stays valid, inert) */
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  server_t *s = argc < 1 ? NULL : get_server(env, argv[0]);
-  if (!s) return NULL;
+  HANDLE_ARGS(1);
   stop_server(s);
   return NULL;
 }

@@ -28,6 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define ADDON_NAME "crowbar_udp"
+#include "napi-addon.h"
+
 #define BATCH 64
 /* The largest UDP payload is 65507 bytes: a slot holds any datagram whole. */
 #define SLOT 65536
@@ -42,9 +45,6 @@
  * counted), so a flood of large one-off datagrams cannot grow the queue past MISS_BYTES. */
 #define MISS_QUEUE 1024
 #define MISS_BYTES (8u << 20)
-
-#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
-#define BUMP(x, n) __atomic_store_n(&(x), LOAD(x) + (n), __ATOMIC_RELAXED)
 
 typedef struct entry {
   struct entry *next;
@@ -356,31 +356,6 @@ static void *serve(void *arg) {
 
 /* ---- JS side ---- */
 
-#define CHECK(call)                                                                 \
-  do {                                                                              \
-    if ((call) != napi_ok) {                                                        \
-      napi_throw_error(env, "ECROWBARUDP", "crowbar_udp: " #call " failed");        \
-      return NULL;                                                                  \
-    }                                                                               \
-  } while (0)
-
-static napi_value throw_errno(napi_env env, const char *what, int err) {
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_value m, e, code;
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-  napi_create_error(env, NULL, m, &e);
-  /* The code is what dgram's errors carry (EADDRINUSE, ...), for the same handling. */
-  const char *name = err == EADDRINUSE      ? "EADDRINUSE"
-                     : err == EACCES        ? "EACCES"
-                     : err == EADDRNOTAVAIL ? "EADDRNOTAVAIL"
-                                            : "ESYSCALL";
-  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
-  napi_set_named_property(env, e, "code", code);
-  napi_throw(env, e);
-  return NULL;
-}
-
 static void addr_string(const struct sockaddr_storage *a, char *out, size_t n, uint32_t *port) {
   if (a->ss_family == AF_INET6) {
     const struct sockaddr_in6 *s6 = (const void *)a;
@@ -463,15 +438,6 @@ static void finalize_server(napi_env env, void *data, void *hint) {
   free(s);
 }
 
-static server_t *get_server(napi_env env, napi_value v) {
-  void *p = NULL;
-  if (napi_get_value_external(env, v, &p) != napi_ok || !p) {
-    napi_throw_type_error(env, NULL, "crowbar_udp: not a server handle");
-    return NULL;
-  }
-  return p;
-}
-
 static int parse_addr(const char *host, uint32_t port, struct sockaddr_storage *a, socklen_t *len) {
   memset(a, 0, sizeof *a);
   struct sockaddr_in *s4 = (void *)a;
@@ -497,7 +463,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   napi_value argv[6];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 6) {
-    napi_throw_type_error(env, NULL, "crowbar_udp.open(host, port, threads, bytes, bounds, cb)");
+    napi_throw_type_error(env, NULL, ADDON_NAME ".open(host, port, threads, bytes, bounds, cb)");
     return NULL;
   }
   char host[INET6_ADDRSTRLEN + 1];
@@ -511,14 +477,14 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   uint32_t nb = 0;
   CHECK(napi_get_array_length(env, argv[4], &nb));
   if (port > 65535 || threads < 1 || threads > MAX_THREADS || nb > MAX_BOUNDS || bytes < 0) {
-    napi_throw_range_error(env, NULL, "crowbar_udp.open: port, threads or bounds out of range");
+    napi_throw_range_error(env, NULL, ADDON_NAME ".open: port, threads or bounds out of range");
     return NULL;
   }
   struct sockaddr_storage sa;
   socklen_t salen = 0;
   int family = parse_addr(host, port, &sa, &salen);
   if (family < 0) {
-    napi_throw_type_error(env, NULL, "crowbar_udp.open: host must be an IP address");
+    napi_throw_type_error(env, NULL, ADDON_NAME ".open: host must be an IP address");
     return NULL;
   }
   server_t *s = calloc(1, sizeof *s);
@@ -558,13 +524,13 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   struct timeval tv = {.tv_sec = 0, .tv_usec = 500000};
   setsockopt(s->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   napi_value name;
-  napi_create_string_utf8(env, "crowbar_udp", NAPI_AUTO_LENGTH, &name);
+  napi_create_string_utf8(env, ADDON_NAME, NAPI_AUTO_LENGTH, &name);
   miss_queue_t *queue = calloc(1, sizeof *queue);
   if (!queue || napi_create_threadsafe_function(env, argv[5], NULL, name, MISS_QUEUE, 1, queue,
                                                 free_queue, queue, call_js, &s->tsfn) != napi_ok) {
     free(queue);
     finalize_server(env, s, NULL);
-    napi_throw_error(env, NULL, "crowbar_udp.open: onMiss must be a function");
+    napi_throw_error(env, NULL, ADDON_NAME ".open: onMiss must be a function");
     return NULL;
   }
   s->queue = queue; /* the tsfn owns it from here (free_queue) */
@@ -581,7 +547,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   napi_value handle;
   if (napi_create_external(env, s, finalize_server, NULL, &handle) != napi_ok) {
     finalize_server(env, s, NULL);
-    napi_throw_error(env, NULL, "crowbar_udp.open: napi_create_external failed");
+    napi_throw_error(env, NULL, ADDON_NAME ".open: napi_create_external failed");
     return NULL;
   }
   return handle;
@@ -589,11 +555,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
 
 /* port(handle) -> the bound port (port 0 resolved) */
 static napi_value js_port(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], out;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  server_t *s = argc < 1 ? NULL : get_server(env, argv[0]);
-  if (!s) return NULL;
+  HANDLE_ARGS(1);
+  napi_value out;
   struct sockaddr_storage a;
   socklen_t len = sizeof a;
   if (s->closed || getsockname(s->fd, (struct sockaddr *)&a, &len) < 0) {
@@ -608,11 +571,8 @@ static napi_value js_port(napi_env env, napi_callback_info info) {
 
 /* send(handle, buffer, host, port) -> true when the kernel took it */
 static napi_value js_send(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4], out;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  server_t *s = argc < 4 ? NULL : get_server(env, argv[0]);
-  if (!s) return NULL;
+  HANDLE_ARGS(4);
+  napi_value out;
   void *data = NULL;
   size_t len = 0;
   char host[INET6_ADDRSTRLEN + 1];
@@ -631,11 +591,7 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
 
 /* put(handle, query, response, tally): caches response for the query's bytes after its ID */
 static napi_value js_put(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  server_t *s = argc < 4 ? NULL : get_server(env, argv[0]);
-  if (!s) return NULL;
+  HANDLE_ARGS(4);
   void *q = NULL, *r = NULL;
   size_t ql = 0, rl = 0;
   uint32_t tally = 0;
@@ -656,11 +612,7 @@ static napi_value js_put(napi_env env, napi_callback_info info) {
 
 /* clear(handle): drops every cached answer (the zones changed) */
 static napi_value js_clear(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  server_t *s = argc < 1 ? NULL : get_server(env, argv[0]);
-  if (!s) return NULL;
+  HANDLE_ARGS(1);
   gen_t y, o;
   if (!gen_init(&y)) return throw_errno(env, "calloc", ENOMEM);
   if (!gen_init(&o)) {
@@ -677,19 +629,10 @@ static napi_value js_clear(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static void set_num(napi_env env, napi_value obj, const char *key, double v) {
-  napi_value n;
-  napi_create_double(env, v, &n);
-  napi_set_named_property(env, obj, key, n);
-}
-
 /* stats(handle) -> counters summed over threads (totals since open) */
 static napi_value js_stats(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], out, tallies, hist;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  server_t *s = argc < 1 ? NULL : get_server(env, argv[0]);
-  if (!s) return NULL;
+  HANDLE_ARGS(1);
+  napi_value out, tallies, hist;
   double hits = 0, misses = 0, full = 0, serr = 0, trunc = 0, sum = 0, count = 0, batches = 0;
   double h[MAX_BOUNDS + 1] = {0};
   CHECK(napi_create_object(env, &out));
@@ -740,11 +683,7 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
 
 /* close(handle): stops the threads and closes the socket (the handle stays valid, inert) */
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  server_t *s = argc < 1 ? NULL : get_server(env, argv[0]);
-  if (!s) return NULL;
+  HANDLE_ARGS(1);
   stop_server(s);
   return NULL;
 }
