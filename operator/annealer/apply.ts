@@ -5,6 +5,7 @@
  */
 import type { BindPlan } from './binding.ts';
 import { LayeredMap } from './layered-map.ts';
+import { withChange } from './pending.ts';
 import type { StateChange } from './states.ts';
 import type { NodeRoleView, NodeView, World } from './world.ts';
 
@@ -15,13 +16,7 @@ export function applyChanges(world: World, changes: readonly StateChange[]): Wor
   for (const c of changes) {
     const nr = replaced.get(c.name) ?? world.noderoles.get(c.name);
     if (!nr) continue;
-    replaced.set(c.name, {
-      ...nr,
-      state: c.state,
-      message: c.message,
-      runCount: c.runCount ?? nr.runCount,
-      observedRetry: c.observedRetry ?? nr.observedRetry,
-    });
+    replaced.set(c.name, withChange(nr, c));
   }
   // States change, names and edges do not: the children index and cohort order still hold.
   return { ...world, noderoles: new LayeredMap(world.noderoles, replaced) };

@@ -3,9 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { applyChanges } from './apply.ts';
 import { pendingRetries } from './converge.ts';
 import { deployment, node, noderole, world } from './fixtures.test-helper.ts';
+import { PendingChanges, PendingView } from './pending.ts';
 import { notRunnableReason, pickRuns } from './scheduler.ts';
 import type { NodeRoleState } from './states.ts';
-import type { NodeRoleView, NodeView, World } from './world.ts';
+import { namesInState, type NodeRoleView, type NodeView, type World } from './world.ts';
 
 const N1 = 'n1.lab.example.com';
 const N2 = 'n2.lab.example.com';
@@ -160,6 +161,67 @@ describe('pickRuns with maintained indexes', () => {
           const opts = { maxConcurrent: max, running: new Set<string>() };
           expect(pickRuns(fast, opts)).toEqual(pickRuns(plain, opts));
           expect(pendingRetries(fast)).toEqual(pendingRetries(plain));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('picks the same with unwritten changes applied per read (PendingView) as with them copied in', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom(...all), fc.nat({ max: 3 }), fc.nat({ max: 2 })), {
+          minLength: 1,
+          maxLength: 30,
+        }),
+        fc.array(fc.tuple(fc.nat(), fc.constantFrom(...all), fc.option(fc.nat({ max: 3 }))), {
+          maxLength: 12,
+        }),
+        fc.array(fc.tuple(fc.nat(), fc.constantFrom(...all)), { maxLength: 4 }),
+        fc.integer({ min: 1, max: 5 }),
+        (specs, unwritten, edits, max) => {
+          const base = world({
+            nodes: [0, 1, 2, 3].map((i) => node(`n${i}.lab.example.com`)),
+            deployments: [deployment('system')],
+            noderoles: specs.map(([state, n, retry], i) =>
+              noderole(`r${i}`, `n${n}.lab.example.com`, { state, cohort: i % 3, retry }),
+            ),
+          });
+          const names = [...base.noderoles.keys()];
+          const pending = new PendingChanges();
+          // The newest decision per noderole wins, as in the operator.
+          for (const [i, state, observedRetry] of unwritten) {
+            const name = names[i % names.length] ?? '';
+            pending.set({
+              name,
+              state,
+              message: 'decided',
+              ...(observedRetry === null ? {} : { observedRetry }),
+            });
+          }
+          const later = edits.map(([i, state]) => ({
+            name: names[i % names.length] ?? '',
+            state,
+            message: '',
+          }));
+          const decided = names.flatMap((n) => pending.get(n) ?? []);
+          const plain = applyChanges(applyChanges(base, decided), later);
+          const lazy = indexed(base);
+          const fast = applyChanges(
+            {
+              ...lazy,
+              noderoles: new PendingView(lazy.noderoles, pending),
+              pendingByState: pending.byState(),
+            },
+            later,
+          );
+          const opts = { maxConcurrent: max, running: new Set<string>() };
+          expect(pickRuns(fast, opts)).toEqual(pickRuns(plain, opts));
+          expect(pendingRetries(fast)).toEqual(pendingRetries(plain));
+          for (const state of all) {
+            expect(namesInState(fast, state).sort()).toEqual(namesInState(plain, state).sort());
+          }
+          expect([...fast.noderoles.values()]).toEqual([...plain.noderoles.values()]);
         },
       ),
       { numRuns: 300 },

@@ -98,6 +98,12 @@ export interface World {
    */
   readonly byState?: ReadonlyMap<NodeRoleState, ReadonlySet<string>>;
   readonly retrying?: ReadonlySet<string>;
+  /**
+   * Per state, the names that changes applied lazily underneath `noderoles` set to it (the
+   * operator's decided but unwritten changes, a `PendingView` of pending.ts); `byState` does not know them
+   * yet. A pending change only records a retry as acted on, so `retrying` needs no such list.
+   */
+  readonly pendingByState?: ReadonlyMap<NodeRoleState, ReadonlySet<string>>;
 }
 
 /** The name of the root deployment, where new nodes land (§1.5). */
@@ -224,13 +230,15 @@ export function childrenIndex(noderoles: ReadonlyMap<string, NodeRoleView>): Map
 
 /**
  * Names of the noderoles that satisfy `test`, among `indexed` (a maintained index that may be
- * stale only for names changed in a layer over it) or, without an index, among all of them.
+ * stale only for names changed in a layer over it, or in `changed` underneath it) or, without an
+ * index, among all of them.
  */
 export function namesWhere(
   world: World,
   indexed: ReadonlySet<string> | undefined,
   present: boolean,
   test: (nr: NodeRoleView) => boolean,
+  changed: Iterable<string> = [],
 ): string[] {
   const out: string[] = [];
   if (!present) {
@@ -245,6 +253,7 @@ export function namesWhere(
     if (nr && test(nr)) out.push(name);
   };
   for (const name of indexed ?? []) consider(name);
+  for (const name of changed) consider(name);
   if (world.noderoles instanceof LayeredMap) {
     for (const name of (world.noderoles as LayeredMap<string, NodeRoleView>).replaced()) {
       consider(name);
@@ -260,6 +269,7 @@ export function namesInState(world: World, state: NodeRoleState): string[] {
     world.byState?.get(state),
     world.byState !== undefined,
     (nr) => nr.state === state,
+    world.pendingByState?.get(state),
   );
 }
 

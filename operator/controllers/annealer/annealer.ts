@@ -30,6 +30,7 @@ import {
   type World,
 } from '../../annealer/world.ts';
 import { LayeredMap } from '../../annealer/layered-map.ts';
+import { PendingChanges, PendingView, withChange } from '../../annealer/pending.ts';
 import type { Recorder } from '../../events.ts';
 import type { JigRegistry } from '../../jigs/registry.ts';
 import type { Jig, JigResult } from '../../jigs/types.ts';
@@ -156,7 +157,7 @@ export class Annealer {
   /** When this process learned that a noderole went active (its write acknowledged). */
   private readonly activeAt = new Map<string, number>();
   /** Status changes decided but not yet written (see world()). */
-  private readonly pending = new Map<string, StateChange>();
+  private readonly pending = new PendingChanges();
   /** Status writes: per noderole in order, through one priority gate. */
   private readonly writes: WriteQueue;
   /** Plain writes decided but not yet queued (see admit()), in decision order. */
@@ -329,36 +330,42 @@ export class Annealer {
     s.deployments ??= new Map(
       c.Deployment.list().map((d) => [d.metadata.name ?? '', toDeploymentView(d)]),
     );
+    const bound = this.view.boundViews();
     const w: World = {
       nodes: s.nodes,
       roles: s.roles,
       deployments: s.deployments,
-      // Unplanned noderoles are the binder's until it records their parents.
-      noderoles: this.view.boundViews(),
+      // Unplanned noderoles are the binder's until it records their parents. Decisions already
+      // made but not yet written count as made: the next pass must not make them again (and a run
+      // being started must not be picked twice). They are applied per read (see pending.ts).
+      noderoles: this.pending.size === 0 ? bound : new PendingView(bound, this.pending),
       children: this.view.childrenIndex(),
       order: this.view.cohortOrder(),
       byState: this.view.byState(),
       retrying: this.view.retrying(),
+      pendingByState: this.pending.byState(),
     };
     // A network role hands its node's addresses to jigs: it may run only once its node holds them
     // (ADR 0025: its allocations exist; the write that records its run names them in its wall);
-    // until then it is held, and says so.
+    // until then it is held, and says so. The hold is judged on the written state; a pending
+    // change still applies over it.
     const gated: [string, NodeRoleDecision][] = [];
+    const hold = (nr: NodeRoleDecision, why: string, needsAction: boolean): void => {
+      const held = { ...nr, hold: why, holdNeedsAction: needsAction };
+      const c = this.pending.get(nr.name);
+      gated.push([nr.name, c === undefined ? held : withChange(held, c)]);
+    };
     for (const name of this.view.networkRoles()) {
-      const nr = w.noderoles.get(name);
+      const nr = bound.get(name);
       if (!nr) continue;
       const why = this.addressHold(name, nr.state);
-      if (why) gated.push([name, { ...nr, hold: why.hold, holdNeedsAction: why.needsAction }]);
+      if (why) hold(nr, why.hold, why.needsAction);
     }
     for (const name of this.deleting) {
-      const nr = w.noderoles.get(name);
-      if (nr) gated.push([name, { ...nr, hold: 'it is being deleted', holdNeedsAction: true }]);
+      const nr = bound.get(name);
+      if (nr) hold(nr, 'it is being deleted', true);
     }
-    const g: World =
-      gated.length === 0 ? w : { ...w, noderoles: new LayeredMap(w.noderoles, gated) };
-    // Decisions already made but not yet written count as made: the next pass must not make
-    // them again (and a run being started must not be picked twice).
-    return this.pending.size === 0 ? g : applyChanges(g, [...this.pending.values()]);
+    return gated.length === 0 ? w : { ...w, noderoles: new LayeredMap(w.noderoles, gated) };
   }
 
   /**
@@ -395,7 +402,7 @@ export class Annealer {
 
   /** Records a decided change as pending, and writes it in the background. */
   private submit(c: StateChange): void {
-    this.pending.set(c.name, c);
+    this.pending.set(c);
     // A change that records a retry or a run count must land; a plain state change may be
     // replaced by a newer decision, which was made with this one applied.
     const plain = c.observedRetry === undefined && c.runCount === undefined;
@@ -448,7 +455,7 @@ export class Annealer {
         await this.writeChange(c, {}, slot, rv);
       } finally {
         this.writes.done(c.name, slot);
-        if (this.pending.get(c.name) === c) this.pending.delete(c.name);
+        this.pending.delete(c.name, c);
         // A refused write leaves the noderole as it was: the next pass must look at it again.
         this.view.touch(c.name);
         then?.();
@@ -499,7 +506,7 @@ export class Annealer {
     for (const name of st.start) {
       this.dropUnsent(name);
       this.starting.add(name);
-      this.pending.set(name, { name, state: 'transition', message: 'running' });
+      this.pending.set({ name, state: 'transition', message: 'running' });
       this.writes.after(name, async () => {
         try {
           await this.startRun(name, prior.get(name));
