@@ -12,13 +12,13 @@
  *
  * Prints one `RESULT write-cost ...` line per case and writes bench/results/write-cost.json.
  */
-import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { NodeRole } from '../generated/crowbar.ts';
 import { CrowbarClient, loadKubeConfig } from '../operator/kube/client.ts';
 import { startControlPlane } from '../test/harness/control-plane.ts';
-import { cpuSeconds } from './util.ts';
+import { childPids, cpuSeconds } from './util.ts';
 
 const SIZES_KB = (process.env['BENCH_WRITE_SIZES_KB'] ?? '0,2,8,32,128')
   .split(',')
@@ -26,21 +26,6 @@ const SIZES_KB = (process.env['BENCH_WRITE_SIZES_KB'] ?? '0,2,8,32,128')
   .filter((n) => Number.isFinite(n) && n >= 0);
 const WRITES = Number(process.env['BENCH_WRITES'] ?? 300);
 const FM = 'crowbar-bench';
-
-/** This process's child processes named `comm` (the control plane it started). */
-function childPids(comm: string): number[] {
-  const pids = readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, 'utf8')
-    .split(' ')
-    .filter((p) => p.trim() !== '')
-    .map(Number);
-  return pids.filter((p) => {
-    try {
-      return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === comm;
-    } catch {
-      return false;
-    }
-  });
-}
 
 function quantile(xs: number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
