@@ -146,7 +146,7 @@ async function seed(
 async function unblockLatencies(
   client: CrowbarClient,
   deployment: string,
-): Promise<{ unblock: number[]; runs: number; byCohort: Record<number, number> }> {
+): Promise<{ unblock: number[]; runs: number; byCohort: Record<number, number>; bytes: number }> {
   const all = (await client.list('NodeRole')).filter((nr) => nr.spec.deployment === deployment);
   const byName = new Map(all.map((nr) => [nr.metadata.name ?? '', nr]));
   const unblock: number[] = [];
@@ -167,7 +167,9 @@ async function unblockLatencies(
       byCohort[cohort] = Math.max(byCohort[cohort] ?? 0, ms);
     }
   }
-  return { unblock, runs, byCohort };
+  // What every write of a noderole costs the API server grows with its size (ADR 0026, 0030).
+  const bytes = all.reduce((n, nr) => n + JSON.stringify(nr).length, 0) / Math.max(1, all.length);
+  return { unblock, runs, byCohort, bytes };
 }
 
 async function main(): Promise<void> {
@@ -344,6 +346,7 @@ async function main(): Promise<void> {
       ),
       reaction_samples: react.unblock.length,
       reaction_phase_s: reactS,
+      noderole_bytes_after_run: Math.round(react.bytes),
       // What the API server was asked in the phase, per noderole it ran (writes and reads).
       api_requests_per_noderole_in_reaction: Object.fromEntries(
         [...apiAfter]
