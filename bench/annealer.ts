@@ -14,15 +14,16 @@
  * Prints `RESULT annealer noderoles_per_s=... floor_ratio=... p99_unblock_ms=... rss_mb=...` and
  * writes bench/results/annealer.json.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { NodeRole } from '../generated/crowbar.ts';
 import { CrowbarClient, loadKubeConfig } from '../operator/kube/client.ts';
-import { startControlPlane } from '../test/harness/control-plane.ts';
+import { startControlPlane, type ControlPlane } from '../test/harness/control-plane.ts';
 import { startOperator } from '../test/harness/operator.ts';
 import { waitFor } from '../test/harness/process.ts';
-import { histogramQuantileMs, pool, rssMb } from './util.ts';
+import { childPids, cpuSeconds, histogramQuantileMs, pool, rssMb } from './util.ts';
 
 const N = Number(process.env['BENCH_NODES'] ?? 1000);
 const M = Number(process.env['BENCH_ROLES'] ?? 10);
@@ -33,6 +34,45 @@ const FM = 'crowbar-bench';
 function sample(metrics: string, series: string): number {
   const line = metrics.split('\n').find((l) => l.startsWith(`${series} `));
   return Number(line?.slice(series.length + 1) ?? 0);
+}
+
+/** A GET of the API server with the admin certificate: its body (the API server's /metrics). */
+function adminText(cp: ControlPlane, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `${cp.server}${path}`,
+      {
+        ca: readFileSync(cp.pki.caCrt),
+        cert: readFileSync(cp.pki.adminCrt),
+        key: readFileSync(cp.pki.adminKey),
+        timeout: 30_000,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => {
+          resolve(body);
+        });
+      },
+    );
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error(`GET ${path} timed out`)));
+    req.end();
+  });
+}
+
+/** The API server's requests by `verb resource[/subresource]`, summed over its other labels. */
+function apiRequests(metrics: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of metrics.split('\n')) {
+    if (!line.startsWith('apiserver_request_total{')) continue;
+    const label = (k: string): string => new RegExp(`[{,]${k}="([^"]*)"`).exec(line)?.[1] ?? '';
+    const sub = label('subresource');
+    const key = `${label('verb')} ${label('resource')}${sub ? `/${sub}` : ''}`;
+    out.set(key, (out.get(key) ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1)));
+  }
+  return out;
 }
 
 const load = (): string =>
@@ -106,10 +146,13 @@ async function seed(
 async function unblockLatencies(
   client: CrowbarClient,
   deployment: string,
-): Promise<{ unblock: number[]; runs: number }> {
+): Promise<{ unblock: number[]; runs: number; byCohort: Record<number, number>; bytes: number }> {
   const all = (await client.list('NodeRole')).filter((nr) => nr.spec.deployment === deployment);
   const byName = new Map(all.map((nr) => [nr.metadata.name ?? '', nr]));
   const unblock: number[] = [];
+  // The slowest sample per child cohort: the first children start while the commit's writes of
+  // every noderole are still reaching the API server, the last ones on a quiet server.
+  const byCohort: Record<number, number> = {};
   let runs = 0;
   for (const nr of all) {
     runs += nr.status?.runCount ?? 0;
@@ -118,10 +161,15 @@ async function unblockLatencies(
       Date.parse(byName.get(p)?.status?.run?.finished ?? ''),
     );
     if (parentsDone.length > 0 && parentsDone.every(Number.isFinite) && Number.isFinite(started)) {
-      unblock.push(started - Math.max(...parentsDone));
+      const ms = started - Math.max(...parentsDone);
+      unblock.push(ms);
+      const cohort = nr.status?.cohort ?? 0;
+      byCohort[cohort] = Math.max(byCohort[cohort] ?? 0, ms);
     }
   }
-  return { unblock, runs };
+  // What every write of a noderole costs the API server grows with its size (ADR 0026, 0030).
+  const bytes = all.reduce((n, nr) => n + JSON.stringify(nr).length, 0) / Math.max(1, all.length);
+  return { unblock, runs, byCohort, bytes };
 }
 
 async function main(): Promise<void> {
@@ -193,6 +241,19 @@ async function main(): Promise<void> {
     // other nodes' lower-cohort noderoles (the (cohort, name) order of §3.1 makes that wait the
     // dominant term above). This is the parent-active-to-child-start latency of the annealer.
     const loadBeforeReaction = load();
+    // Who used the cores in the phase: the operator, the API server, etcd (CPU seconds, /proc).
+    const procs = {
+      operator: op.proc.pid ?? 0,
+      apiserver: childPids('kube-apiserver')[0] ?? 0,
+      etcd: childPids('etcd')[0] ?? 0,
+    };
+    const cpuNow = (): Record<string, number> =>
+      Object.fromEntries(
+        Object.entries(procs).map(([k, pid]) => [k, pid > 0 ? cpuSeconds(pid) : 0]),
+      );
+    const cpuBefore = cpuNow();
+    const apiBefore = apiRequests(await adminText(cp, '/metrics'));
+    const tReact = performance.now();
     const metricsBefore = (await op.http('/metrics')).body;
     await client.mergePatch('Deployment', 'react', { spec: { state: 'committed' } }, FM);
     await waitFor(
@@ -202,6 +263,9 @@ async function main(): Promise<void> {
       10 * 60_000,
       100,
     );
+    const reactS = (performance.now() - tReact) / 1000;
+    const cpuAfter = cpuNow();
+    const apiAfter = apiRequests(await adminText(cp, '/metrics'));
     const react = await unblockLatencies(client, 'react');
     const metricsAfter = (await op.http('/metrics')).body;
     writeFileSync(join(cp.dir, '..', 'crowbar-bench-operator-metrics.txt'), metricsAfter);
@@ -291,6 +355,23 @@ async function main(): Promise<void> {
         }),
       ),
       reaction_samples: react.unblock.length,
+      reaction_phase_s: reactS,
+      noderole_bytes_after_run: Math.round(react.bytes),
+      // What the API server was asked in the phase, per noderole it ran (writes and reads).
+      api_requests_per_noderole_in_reaction: Object.fromEntries(
+        [...apiAfter]
+          .map(([k, n]) => [k, (n - (apiBefore.get(k) ?? 0)) / (reactNodes * M)] as const)
+          .filter(([k, n]) => n > 0 && !k.startsWith('WATCH'))
+          .sort(([, x], [, y]) => y - x),
+      ),
+      // CPU used in the reaction phase per noderole it ran, by process (ms).
+      cpu_ms_per_noderole_in_reaction: Object.fromEntries(
+        Object.keys(procs).map((k) => [
+          k,
+          (((cpuAfter[k] ?? 0) - (cpuBefore[k] ?? 0)) * 1000) / (reactNodes * M),
+        ]),
+      ),
+      reaction_max_ms_by_child_cohort: react.byCohort,
       // What else held the operator's thread in the reaction phase: garbage collections over
       // 10 ms by kind, and the event loop's worst delay (prom-client resets it at each scrape).
       gc_over_10ms_in_reaction: Object.fromEntries(

@@ -43,6 +43,21 @@ export function cpuSeconds(pid: number): number {
   return (Number(rest[11]) + Number(rest[12])) / 100 + children;
 }
 
+/** This process's child processes named `comm` (e.g. the control plane it started). */
+export function childPids(comm: string): number[] {
+  const pids = readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, 'utf8')
+    .split(' ')
+    .filter((p) => p.trim() !== '')
+    .map(Number);
+  return pids.filter((p) => {
+    try {
+      return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === comm;
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** Cumulative bucket counts of a Prometheus histogram without labels, by upper bound (seconds). */
 function buckets(metrics: string, name: string): Map<number, number> {
   const out = new Map<number, number>();

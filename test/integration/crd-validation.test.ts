@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { apiCode, apiMessage } from '../../operator/kube/errors.ts';
+import type { NodeRole } from '../../generated/crowbar.ts';
 import { testClient, uid } from '../harness/context.ts';
 
 const client = testClient();
@@ -344,5 +345,67 @@ describe('status subresource', () => {
       expect(apiCode(e)).toBe(409);
     }
     expect((await client.get('Node', name))?.status?.alive).toBe(true);
+  });
+});
+
+describe('free-form NodeRole status (ADR 0030)', () => {
+  /** The fields a manager owns under status, as the API server tracks them. */
+  const owned = (nr: NodeRole | undefined, manager: string): Record<string, unknown> => {
+    const e = nr?.metadata.managedFields?.find(
+      (m) => m.manager === manager && m.subresource === 'status',
+    );
+    return ((e?.fieldsV1 as Record<string, unknown> | undefined)?.['f:status'] ?? {}) as Record<
+      string,
+      unknown
+    >;
+  };
+  const many = (n: number): Record<string, unknown> =>
+    Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${String(i)}`, { v: i, w: [i] }]));
+
+  it('tracks wall, committed data and run input as one field each, and still merges patches', async () => {
+    const node = fqdn('atomic');
+    const name = `r.${node}`;
+    await createRaw('noderoles', {
+      metadata: { name },
+      spec: { node, role: 'r', deployment: 'system' },
+    });
+    await client.mergePatchStatus(
+      'NodeRole',
+      name,
+      {
+        status: {
+          committedData: many(50),
+          wall: { ...many(200), keep: { a: 1, b: 2 }, drop: true },
+          run: { number: 1, input: many(200) },
+        },
+      },
+      'jig-test',
+    );
+    // Another manager's merge patch: a key nulled, a nested one added, as the allocator's is.
+    await client.mergePatchStatus(
+      'NodeRole',
+      name,
+      {
+        status: {
+          wall: { drop: null, keep: { b: null, c: 3 }, crowbar: { network: { admin: {} } } },
+        },
+      },
+      'allocator-test',
+    );
+    const got = await client.get('NodeRole', name);
+    expect(got?.status?.wall).toMatchObject({
+      keep: { a: 1, c: 3 },
+      crowbar: { network: { admin: {} } },
+    });
+    expect(got?.status?.wall).not.toHaveProperty('drop');
+    expect(got?.status?.wall?.['keep']).not.toHaveProperty('b');
+    expect(Object.keys(got?.status?.run?.input ?? {})).toHaveLength(200);
+    // Ownership is of the whole map, not of its 450 leaves: what the API server stores and
+    // processes on every later write of the object does not grow with the data.
+    const jig = owned(got, 'jig-test');
+    expect(jig['f:committedData']).toEqual({});
+    expect((jig['f:run'] as Record<string, unknown>)['f:input']).toEqual({});
+    expect(owned(got, 'allocator-test')['f:wall']).toEqual({});
+    expect(JSON.stringify(got?.metadata.managedFields).length).toBeLessThan(2000);
   });
 });
