@@ -308,6 +308,12 @@ async function main(): Promise<void> {
 
     // --- The floor: the same creates, no decisions, same client and concurrency. ---
     const owner = await client.get('NodeRole', nrName(0));
+    // The operator has stopped: only the API server and etcd.
+    const serverCpu = () => ({
+      apiserver: metricSum(apiMetrics(cp.kubeconfig), 'process_cpu_seconds_total'),
+      etcd: cp.etcd.proc.pid ? cpuSeconds(cp.etcd.proc.pid) : 0,
+    });
+    const floorCpu0 = serverCpu();
     const tFloor = performance.now();
     await pool(js, CONCURRENCY, async (j) => {
       const ip = { family: 'ipv4' as const, value: 0x0a010000n + BigInt(j + 10) };
@@ -339,7 +345,14 @@ async function main(): Promise<void> {
       );
     });
     const floorMs = performance.now() - tFloor;
-    console.log(`floor: ${N} creates in ${(floorMs / 1000).toFixed(1)} s`);
+    const floorCpu1 = serverCpu();
+    const cpuFloor = {
+      apiserver_s: floorCpu1.apiserver - floorCpu0.apiserver,
+      etcd_s: floorCpu1.etcd - floorCpu0.etcd,
+    };
+    console.log(
+      `floor: ${N} creates in ${(floorMs / 1000).toFixed(1)} s; CPU s apiserver ${cpuFloor.apiserver_s.toFixed(1)} etcd ${cpuFloor.etcd_s.toFixed(1)}`,
+    );
 
     const result = {
       addresses: N,
@@ -355,6 +368,7 @@ async function main(): Promise<void> {
       api_requests_per_allocation: requests,
       api_requests_per_allocation_to_last_node_address: requestsNodes,
       cpu_during_allocation: cpu,
+      cpu_during_floor: cpuFloor,
       allocator_reconciles: reconciles,
       allocator_mean_reconcile_ms: meanReconcileMs,
       load_average: loadavg().map((x) => Number(x.toFixed(1))),

@@ -31,6 +31,11 @@ export interface TakenView {
 export class TakenIndex implements TakenView {
   readonly #holders: Record<Family, Map<bigint, string>> = { ipv4: new Map(), ipv6: new Map() };
   readonly #sorted: Record<Family, bigint[]> = { ipv4: [], ipv6: [] };
+  /**
+   * Per node, what it holds: every allocation asks what its node holds already, and walking the
+   * whole sorted array for it made a burst of N allocations cost N^2 lookups.
+   */
+  readonly #byNode: Record<Family, Map<string, Set<bigint>>> = { ipv4: new Map(), ipv6: new Map() };
 
   /** Builds an index from recorded holdings; the same address held by two nodes is refused. */
   static from(holdings: Iterable<Holding>): TakenIndex {
@@ -48,8 +53,10 @@ export class TakenIndex implements TakenView {
   }
 
   heldBy(node: string, family: Family): Ip[] {
-    return this.#sorted[family]
-      .filter((v) => this.#holders[family].get(v) === node)
+    const held = this.#byNode[family].get(node);
+    if (!held) return [];
+    return [...held]
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
       .map((value) => ({ family, value }));
   }
 
@@ -66,13 +73,21 @@ export class TakenIndex implements TakenView {
       throw new IpamError(`${formatIp(ip)} is held by ${held}, not ${node}`);
     }
     this.#holders[ip.family].set(ip.value, node);
+    const mine = this.#byNode[ip.family].get(node);
+    if (mine) mine.add(ip.value);
+    else this.#byNode[ip.family].set(node, new Set([ip.value]));
     const sorted = this.#sorted[ip.family];
     sorted.splice(lowerBound(sorted, ip.value), 0, ip.value);
   }
 
   /** Forgets the address (released); a no-op when it is free. */
   remove(ip: Ip): void {
-    if (!this.#holders[ip.family].delete(ip.value)) return;
+    const node = this.#holders[ip.family].get(ip.value);
+    if (node === undefined) return;
+    this.#holders[ip.family].delete(ip.value);
+    const mine = this.#byNode[ip.family].get(node);
+    mine?.delete(ip.value);
+    if (mine?.size === 0) this.#byNode[ip.family].delete(node);
     const sorted = this.#sorted[ip.family];
     sorted.splice(lowerBound(sorted, ip.value), 1);
   }

@@ -116,6 +116,9 @@ function noteView<V extends object>(
   return keys.length !== Object.keys(b).length || keys.some((k) => a[k] !== b[k]);
 }
 
+/** A short window that folds a burst of events into one pass. */
+const PASS_COALESCE_MS = 20;
+
 /** How long a noderole is in transition with no run here before it is re-adopted. */
 const ORPHAN_GRACE_MS = 3000;
 
@@ -240,11 +243,24 @@ export class Annealer {
     });
     // Status writes by other controllers (a node's state, a deployment's counts) change nothing
     // the annealer reads: only a change of the decision view marks their noderoles for settling.
+    // A Node event asks for a pass only then, or when the node has a todo network noderole (which
+    // may run once the Node lists its addresses, ADR 0025): a burst of address writes (one per
+    // node, ADR 0029) otherwise cost a pass over every network noderole each.
     const node = (n: Node, deleted = false): void => {
       const name = n.metadata.name ?? '';
       if (noteView(this.small.nodes, name, deleted ? undefined : toNodeView(n))) {
         this.changedNodes.add(name);
+        this.nudge(PASS_COALESCE_MS);
+        return;
       }
+      let waiting = false;
+      for (const nr of this.view.names('node', name)) {
+        if (!this.view.networkRoles().has(nr) || this.view.get(nr)?.status?.state !== 'todo')
+          continue;
+        this.view.touch(nr);
+        waiting = true;
+      }
+      if (waiting) this.nudge(PASS_COALESCE_MS);
     };
     o.mgr.caches.Node.on({
       onAdd: node,
@@ -298,8 +314,9 @@ export class Annealer {
       name: 'annealer',
       workers: 1, // passes are serialized: each sees the writes of the one before
       // A short window folds a burst of events into one pass.
-      coalesceMs: 20,
-      watches: { NodeRole: all, Node: all, Deployment: all, Role: all },
+      coalesceMs: PASS_COALESCE_MS,
+      // Node events nudge from the cache handler above, when they matter.
+      watches: { NodeRole: all, Deployment: all, Role: all },
       onStartedLeading: () => this.adopt(),
       reconcile: () => this.pass(),
     };

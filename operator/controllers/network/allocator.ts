@@ -95,6 +95,17 @@ export type Readiness =
   | { ready: true; network: string; wall: Record<string, unknown> }
   | { ready: false; why: string; needsAction: boolean };
 
+/**
+ * Whether the allocator is in the middle of a burst, for the Node addresses it leaves to others
+ * (ADR 0029): those writes wait until the creates, the commit points, are done.
+ */
+export interface AllocatorActivity {
+  /** True while a reconcile is in flight. */
+  busy(): boolean;
+  /** Calls `fn` each time the last reconcile in flight ends. */
+  onIdle(fn: () => void): void;
+}
+
 /** What the annealer asks the allocator about network noderoles (ADR 0025). */
 export interface Addressing {
   /** See {@link Readiness}; from the caches, no API call. */
@@ -103,7 +114,7 @@ export interface Addressing {
   onChange(fn: (noderole: string) => void): void;
 }
 
-export class Allocator implements Addressing {
+export class Allocator implements Addressing, AllocatorActivity {
   private readonly o: AllocatorOptions;
   private readonly log: Logger;
   /** Network NodeRole names per network and per node (kept from the NodeRole informer). */
@@ -115,6 +126,9 @@ export class Allocator implements Addressing {
   private readonly seen = new Map<string, string>();
   private readonly seenNodes = new Map<string, string>();
   private readonly listeners: ((noderole: string) => void)[] = [];
+  /** Reconciles in flight, and who waits for them to end (see {@link AllocatorActivity}). */
+  private inFlight = 0;
+  private readonly idleListeners: (() => void)[] = [];
 
   constructor(o: AllocatorOptions) {
     this.o = o;
@@ -161,6 +175,14 @@ export class Allocator implements Addressing {
 
   onChange(fn: (noderole: string) => void): void {
     this.listeners.push(fn);
+  }
+
+  busy(): boolean {
+    return this.inFlight > 0;
+  }
+
+  onIdle(fn: () => void): void {
+    this.idleListeners.push(fn);
   }
 
   controller(): Controller {
@@ -214,7 +236,14 @@ export class Allocator implements Addressing {
           ];
         },
       },
-      reconcile: (key) => this.reconcile(key),
+      reconcile: async (key) => {
+        this.inFlight++;
+        try {
+          return await this.reconcile(key);
+        } finally {
+          if (--this.inFlight === 0) for (const f of this.idleListeners) f();
+        }
+      },
     };
   }
 

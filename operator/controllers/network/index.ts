@@ -53,7 +53,7 @@ export function networkControllers(o: {
       log: o.log,
     }).controller(),
     allocator.controller(),
-    nodeAddressesController(o.mgr, ledger, fieldManager),
+    nodeAddressesController(o.mgr, ledger, fieldManager, allocator),
     allocationStatusController(o.mgr, fieldManager),
   ];
   return { controllers, addressing: allocator };

@@ -3,6 +3,7 @@ import type { NetworkAllocation } from '../../../generated/crowbar.ts';
 import { autoPrefix } from '../../ipam/index.ts';
 import type { NetworkView } from '../../ipam/index.ts';
 import { Ledger } from './ledger.ts';
+import { addressWriteWait, MAX_DEFER_MS } from './addresses.ts';
 import fc from 'fast-check';
 import {
   bindingAddresses,
@@ -236,5 +237,15 @@ describe("a binding's addresses (ADR 0025)", () => {
         expect(new Set(once.chosen.map((a) => a.spec.family)).size).toBe(once.chosen.length);
       }),
     );
+  });
+});
+
+describe('Node addresses during a burst (ADR 0029)', () => {
+  it('are written at once when the allocator is idle, else wait for it, never beyond the bound', () => {
+    expect(addressWriteWait(false, 0)).toBe(0);
+    expect(addressWriteWait(false, MAX_DEFER_MS * 2)).toBe(0);
+    expect(addressWriteWait(true, 0)).toBe(MAX_DEFER_MS);
+    expect(addressWriteWait(true, MAX_DEFER_MS - 1)).toBe(1);
+    expect(addressWriteWait(true, MAX_DEFER_MS)).toBe(0);
   });
 });
