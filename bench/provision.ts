@@ -32,14 +32,15 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CrowbarClient, loadKubeConfig } from '../operator/kube/client.ts';
 import { startControlPlane } from '../test/harness/control-plane.ts';
-import { adminNetwork } from '../test/harness/dhcp-sidecar.ts';
 import { nsExec } from '../test/harness/netns.ts';
-import { startOperator, type OperatorProc } from '../test/harness/operator.ts';
-import { freePort, type Started } from '../test/harness/process.ts';
-import { buildDiscoveryImage, createProvLab, type ProvLab } from '../test/harness/prov-lab.ts';
+import type { OperatorProc } from '../test/harness/operator.ts';
+import type { Started } from '../test/harness/process.ts';
+import {
+  buildDiscoveryImage,
+  setUpProvisioning,
+  type Provisioning,
+} from '../test/harness/prov-lab.ts';
 import { qemuArgs } from '../test/harness/qemu.ts';
-import { issueLeaf, makeCa } from '../test/harness/pki.ts';
-import { generateKeyPair } from '../test/harness/sshd.ts';
 import {
   medianPhases,
   stampLines,
@@ -60,7 +61,9 @@ const DISC = 'benchdisc-install';
 const FACTS = 'bench-facts';
 
 // Knobs for comparing one change at a time in a sitting: more kernel arguments, another qemu
-// -cpu model, and the sidecar's router advertisements off (BENCH_PROVISION_RA=0).
+// -cpu model, and the sidecar's router advertisements off (BENCH_PROVISION_RA=0). The image on
+// Debian's cloud kernel (ADR 0027, not the product's): CROWBAR_DISCOVERY_KERNEL=cloud with
+// CROWBAR_DISCOVERY_DIR=<its own cache directory>.
 const EXTRA_ARGS = process.env['BENCH_PROVISION_KERNEL_ARGS'] ?? '';
 const CPU_MODEL = process.env['BENCH_PROVISION_CPU'];
 const RA = process.env['BENCH_PROVISION_RA'] !== '0';
@@ -115,40 +118,24 @@ async function main(): Promise<void> {
   console.log(`bench-provision: ${String(N)} BIOS VMs at once, power-on to discovery role active`);
   buildDiscoveryImage();
   const cp = await startControlPlane({ controllerManager: false });
-  let lab: ProvLab | undefined;
+  let prov: Provisioning | undefined;
   let op: OperatorProc | undefined;
   const vms: Started[] = [];
   const consoles: Console[] = [];
   let reader: NodeJS.Timeout | undefined;
   try {
     const client = new CrowbarClient(loadKubeConfig(cp.kubeconfig));
-    lab = await createProvLab();
-    const l = lab;
-    const key = await generateKeyPair(l.dir, 'root');
-    const apiPort = await freePort();
-    // The node API over HTTPS, as everywhere: its CA reaches the VMs with their kernel (ADR 0019).
-    const pki = join(l.dir, 'api-pki');
-    const apiCa = makeCa(pki, '/CN=bench-provision-node-api-ca').crt;
-    const leaf = issueLeaf(pki, 'node-api', '/CN=localhost', true, [l.hostIp]);
-    const apiUrl = `https://${l.hostIp}:${String(apiPort)}`;
-    await client.create(
-      'Network',
-      adminNetwork(NETWORK, l.net, { dhcp: [100, 150], host: [160, 199] }),
-      FM,
-    );
-    await client.create(
-      'BootEnv',
-      {
-        metadata: { name: DISC },
-        spec: {
-          description: 'the discovery image',
-          kernel: 'disc/vmlinuz',
-          initrds: ['disc/initrd.gz'],
-          kernelArgs: `initrd={{initrd}} console=ttyS0,115200 no_timer_check quiet edd=off crowbar.mac={{mac}} crowbar.api=${apiUrl}${EXTRA_ARGS ? ` ${EXTRA_ARGS}` : ''}`,
-        },
-      },
-      FM,
-    );
+    prov = await setUpProvisioning({
+      client,
+      kubeconfig: cp.kubeconfig,
+      apiServer: cp.server,
+      fieldManager: FM,
+      name: 'bench-provision',
+      network: NETWORK,
+      domain: DOMAIN,
+      discovery: { bootEnv: DISC, kernelArgs: EXTRA_ARGS },
+    });
+    const l = prov.lab;
     await client.create(
       'Role',
       {
@@ -165,19 +152,9 @@ async function main(): Promise<void> {
       } as never,
       FM,
     );
-    op = await startOperator({
-      kubeconfig: cp.kubeconfig,
-      logDir: l.dir,
+    op = await prov.startOperator({
       identity: 'bench-provision',
       args: [
-        `--ssh-key-file=${key.path}`,
-        `--api-addr=${l.hostIp}:${String(apiPort)}`,
-        `--api-tls-cert=${leaf.crt}`,
-        `--api-tls-key=${leaf.key}`,
-        `--domain=${DOMAIN}`,
-        `--provision-network=${NETWORK}`,
-        `--discovery-bootenv=${DISC}`,
-        `--provisioner-url=${apiUrl}`,
         // The test harness's 4 s lease is for failover tests; at load 25 this operator lost it
         // and exited mid-bench. The operator's own defaults are longer still.
         '--lease-duration-ms=15000',
@@ -186,22 +163,7 @@ async function main(): Promise<void> {
       ],
       env: { LOG_LEVEL: 'info' },
     });
-    for (let t = 0; !(await client.get('Role', `network-${NETWORK}`)); t++) {
-      if (t > 600) throw new Error(`role network-${NETWORK} did not appear`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    await l.startSidecar({
-      kubeconfig: cp.kubeconfig,
-      apiServer: cp.server,
-      network: NETWORK,
-      args: [
-        '--discovery-bootenv',
-        DISC,
-        '--api-ca-file',
-        apiCa,
-        ...(RA ? ['--ra-interface', 'br0', '--ra-no-dhcp6'] : []),
-      ],
-    });
+    await prov.startSidecar([], RA);
     // Disks and taps first: only the machines' own work is timed.
     const args: string[][] = [];
     for (let i = 0; i < N; i++) {
@@ -363,7 +325,7 @@ async function main(): Promise<void> {
     await op?.stop().catch(() => undefined);
     // The operator's log outlives the lab directory, for a look at where the time went.
     if (op) copyFileSync(op.log, join(tmpdir(), `bench-provision${LABEL}-operator.log`));
-    await lab?.destroy();
+    await prov?.destroy();
     await cp.stop();
   }
 }

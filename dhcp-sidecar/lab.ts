@@ -33,6 +33,12 @@ export interface LabSidecarOptions {
   domain?: string;
   /** The node API's CA (PEM file), served to netbooted machines as an initrd (--api-ca-file). */
   apiCaFile?: string;
+  /**
+   * Router advertisements on `bridge` without the M and O flags (`--ra-interface`,
+   * `--ra-no-dhcp6`): this lab runs no DHCPv6 server, and iPXE, which waits 15.75 s for IPv6
+   * when nothing answers its router solicitations, stops at them (ADR 0027).
+   */
+  routerAdvertisements?: boolean;
   logLevel?: string;
 }
 
@@ -90,6 +96,7 @@ export async function startLabDhcpSidecar(o: LabSidecarOptions): Promise<LabSide
     ...(o.dns ? ['--dns', o.dns] : []),
     ...(o.domain ? ['--domain', o.domain] : []),
     ...(o.apiCaFile ? ['--api-ca-file', o.apiCaFile] : []),
+    ...(o.routerAdvertisements ? ['--ra-interface', o.bridge, '--ra-no-dhcp6'] : []),
   ];
   const proc = spawn('ip', args, {
     stdio: ['ignore', fd, fd],

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { CrowbarClient } from '../operator/kube/client.ts';
 import { labDriver } from '../operator/power/lab.ts';
 import { run } from '../test/harness/netns.ts';
-import { buildDiscoveryImage, DISCOVERY_DIR } from '../test/harness/prov-lab.ts';
+import { buildDiscoveryImage, discoveryBootEnv, DISCOVERY_DIR } from '../test/harness/prov-lab.ts';
 import { startProcess, waitFor, type Started } from '../test/harness/process.ts';
 import { qemuArgs, type Firmware } from '../test/harness/qemu.ts';
 
@@ -42,19 +42,6 @@ export interface LabVmsOptions {
   domain: string;
   dir: string;
   pidFile: string;
-}
-
-/** The discovery BootEnv's content: the discovery image, registering with `apiUrl`. */
-export function discoveryBootEnv(apiUrl: string): Record<string, unknown> {
-  return {
-    description: 'The discovery image (tools/discovery-image): registers the machine.',
-    kernel: 'disc/vmlinuz',
-    initrds: ['disc/initrd.gz'],
-    // no_timer_check: TCG on a loaded machine can fail the kernel's IO-APIC timer check.
-    // quiet, edd=off: no kernel chatter on the serial console and no BIOS disk probe before the
-    // kernel unpacks, each CPU a TCG machine spends before the agent runs (ADR 0027).
-    kernelArgs: `initrd={{initrd}} console=ttyS0,115200 no_timer_check quiet edd=off crowbar.mac={{mac}} crowbar.api=${apiUrl}`,
-  };
 }
 
 /** A lab VM's MAC: 52:54:00:cb:00:<i>. */

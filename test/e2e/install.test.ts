@@ -32,13 +32,15 @@ import { DEBIAN_BOOTENV, debianBootEnv } from '../../operator/provisioner/builti
 import { e2ePreseed } from '../harness/e2e-preseed.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
 import { nsExec } from '../harness/netns.ts';
-import { startOperator, type OperatorProc } from '../harness/operator.ts';
-import { freePort, type Started } from '../harness/process.ts';
-import { buildDiscoveryImage, createProvLab, type ProvLab } from '../harness/prov-lab.ts';
-import { issueLeaf, makeCa } from '../harness/pki.ts';
-import { adminNetwork } from '../harness/dhcp-sidecar.ts';
+import type { OperatorProc } from '../harness/operator.ts';
+import type { Started } from '../harness/process.ts';
+import {
+  buildDiscoveryImage,
+  setUpProvisioning,
+  type Provisioning,
+  type ProvLab,
+} from '../harness/prov-lab.ts';
 import { qemuArgs } from '../harness/qemu.ts';
-import { generateKeyPair, type KeyPair } from '../harness/sshd.ts';
 
 const kubeconfig = inject('kubeconfig');
 const client = testClient();
@@ -56,15 +58,14 @@ const CACHE = join(homedir(), '.cache', 'crowbar');
 const DI = join(CACHE, 'debian-installer');
 const MIRROR = process.env['CROWBAR_DEBIAN_MIRROR_DIR'] ?? join(CACHE, 'debian-mirror');
 
+let prov: Provisioning | undefined;
 let lab: ProvLab;
 let op: OperatorProc | undefined;
-let key: KeyPair;
-let apiPort = 0;
 let vm: Started | undefined;
 let serial = '';
 let diLog: Socket | undefined;
 const diLines: string[] = [];
-const apiUrl = () => `https://${lab.hostIp}:${apiPort}`;
+const apiUrl = () => prov?.apiUrl ?? '';
 
 async function nodeEvents(name = nodeName): Promise<{ reason: string; message: string }[]> {
   const core = loadKubeConfig(kubeconfig).makeApiClient(CoreV1Api);
@@ -171,12 +172,17 @@ beforeAll(async () => {
       `no Debian mirror at ${MIRROR}: run tools/debian-mirror.sh (make e2e-install does)`,
     );
   buildDiscoveryImage();
-  lab = await createProvLab();
-  key = await generateKeyPair(lab.dir, 'root');
-  apiPort = await freePort();
-  const pki = join(lab.dir, 'api-pki');
-  const apiCa = makeCa(pki, `/CN=e2e-${u}-node-api-ca`).crt;
-  const leaf = issueLeaf(pki, 'node-api', '/CN=localhost', true, [lab.hostIp]);
+  prov = await setUpProvisioning({
+    client,
+    kubeconfig,
+    apiServer: inject('apiServer'),
+    fieldManager: FM,
+    name: `e2e-${u}`,
+    network,
+    domain,
+    discovery: { bootEnv: DISC },
+  });
+  lab = prov.lab;
   // The installer and the mirror under the sidecar's file root (hard links: same file system).
   mkdirSync(join(lab.fileRoot, 'debian-installer', 'amd64'), { recursive: true });
   for (const f of ['linux', 'initrd.gz'])
@@ -185,24 +191,6 @@ beforeAll(async () => {
       join(lab.fileRoot, 'debian-installer', 'amd64', f),
     );
   execFileSync('cp', ['-al', join(MIRROR, 'debian'), join(lab.fileRoot, 'debian')]);
-  await client.create(
-    'Network',
-    adminNetwork(network, lab.net, { dhcp: [100, 150], host: [160, 199] }),
-    FM,
-  );
-  await client.create(
-    'BootEnv',
-    {
-      metadata: { name: DISC },
-      spec: {
-        description: 'the discovery image, for this test',
-        kernel: 'disc/vmlinuz',
-        initrds: ['disc/initrd.gz'],
-        kernelArgs: `initrd={{initrd}} console=ttyS0,115200 no_timer_check crowbar.mac={{mac}} crowbar.api=${apiUrl()}`,
-      },
-    },
-    FM,
-  );
   // Runs on the discovery image and again on the installed system (the annealer re-runs
   // discovery roles when the node comes back).
   await client.create(
@@ -248,24 +236,10 @@ beforeAll(async () => {
     FM,
   );
   await client.delete('BootEnv', DEBIAN_BOOTENV);
-  op = await startOperator({
-    kubeconfig,
-    logDir: lab.dir,
+  op = await prov.startOperator({
     identity: `e2e-${u}`,
-    args: [
-      `--lease-name=e2e-${u}`,
-      `--ssh-key-file=${key.path}`,
-      '--alive-interval-ms=1000',
-      `--api-addr=${lab.hostIp}:${apiPort}`,
-      `--api-tls-cert=${leaf.crt}`,
-      `--api-tls-key=${leaf.key}`,
-      `--domain=${domain}`,
-      `--provision-network=${network}`,
-      `--discovery-bootenv=${DISC}`,
-      `--provisioner-url=${apiUrl()}`,
-    ],
+    args: [`--lease-name=e2e-${u}`, '--alive-interval-ms=1000'],
   });
-  await eventually(`role network-${network}`, () => client.get('Role', `network-${network}`));
   // d-i's syslog to this file (busybox syslogd -R, lib/debian-installer-startup.d/S10syslog).
   diLog = createSocket('udp4');
   diLog.on('message', (m) => {
@@ -297,12 +271,7 @@ beforeAll(async () => {
     },
     FM,
   );
-  await lab.startSidecar({
-    kubeconfig,
-    apiServer: inject('apiServer'),
-    network,
-    args: ['--discovery-bootenv', DISC, '--dns', lab.serverIp, '--api-ca-file', apiCa],
-  });
+  await prov.startSidecar(['--dns', lab.serverIp]);
 }, 600_000);
 
 async function ourNodes(): Promise<Node[]> {
@@ -333,9 +302,7 @@ afterAll(async () => {
       for (const r of [FACTS_ROLE, POST_ROLE])
         await client.delete('Role', r).catch(() => undefined);
       await client.delete('BootEnv', DEBIAN_BOOTENV).catch(() => undefined);
-      await client.delete('BootEnv', DISC).catch(() => undefined);
-      await client.delete('Network', network).catch(() => undefined);
-      await (lab as ProvLab | undefined)?.destroy();
+      await prov?.destroy();
     }
   }
 }, 120_000);

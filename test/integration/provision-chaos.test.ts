@@ -29,13 +29,11 @@ import type { Node } from '../../generated/crowbar.ts';
 import { loadKubeConfig } from '../../operator/kube/client.ts';
 import { debianBootEnv } from '../../operator/provisioner/builtins.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
-import { adminNetwork } from '../harness/dhcp-sidecar.ts';
 import { simVm, startIpmiBmc, type IpmiBmc } from '../harness/ipmi-bmc.ts';
 import type { LabNode } from '../harness/netns.ts';
-import { startOperator, type OperatorProc } from '../harness/operator.ts';
-import { freePort } from '../harness/process.ts';
-import { createProvLab, type ProvLab } from '../harness/prov-lab.ts';
-import { generateKeyPair, startSshd, type KeyPair, type Sshd } from '../harness/sshd.ts';
+import type { OperatorProc } from '../harness/operator.ts';
+import { setUpProvisioning, type Provisioning, type ProvLab } from '../harness/prov-lab.ts';
+import { startSshd, type KeyPair, type Sshd } from '../harness/sshd.ts';
 
 const kubeconfig = inject('kubeconfig');
 const client = testClient();
@@ -52,34 +50,26 @@ const BMC_PASSWORD = `pw-${u}-Kx9`;
 /** How long a resumed run waits for the installer before cycling again (operator flag). */
 const EVIDENCE_MS = 60_000;
 
+let prov: Provisioning | undefined;
 let lab: ProvLab;
 let key: KeyPair;
-let apiPort = 0;
 let op: OperatorProc | undefined;
 let opCount = 0;
 /** An operator started in the background by a kill hook; awaited by the case. */
 let starting: Promise<unknown> | undefined;
 const machines: { sshd: Sshd; bmc: IpmiBmc; ln: LabNode; name: string }[] = [];
 
-const api = (path: string) => `http://${lab.hostIp}:${String(apiPort)}${path}`;
+const api = (path: string) => `${prov?.apiUrl ?? ''}${path}`;
 
 /** A fresh operator; `failpoints` armed in it (it kills itself at the first one it reaches). */
 async function startOp(failpoints: string[] = []): Promise<OperatorProc> {
   opCount++;
-  op = await startOperator({
-    kubeconfig,
-    logDir: lab.dir,
+  if (!prov) throw new Error('no provisioning lab');
+  op = await prov.startOperator({
     identity: `pch-${u}-${String(opCount)}`,
     args: [
       `--lease-name=pch-${u}`,
-      `--ssh-key-file=${key.path}`,
       '--alive-interval-ms=1000',
-      `--api-addr=${lab.hostIp}:${String(apiPort)}`,
-      // The stand-in machines are namespaces on this host without the boot sidecar's CA.
-      '--api-allow-plain-http=true',
-      `--domain=${domain}`,
-      `--provision-network=${network}`,
-      `--provisioner-url=${api('')}`,
       `--install-reboot-evidence-ms=${String(EVIDENCE_MS)}`,
     ],
     env: { CROWBAR_FAILPOINTS: failpoints.join(',') },
@@ -98,14 +88,20 @@ async function exited(p: OperatorProc, timeoutMs: number): Promise<void> {
 }
 
 beforeAll(async () => {
-  lab = await createProvLab({ discovery: false });
-  key = await generateKeyPair(lab.dir, 'root');
-  apiPort = await freePort();
-  await client.create(
-    'Network',
-    adminNetwork(network, lab.net, { dhcp: [100, 150], host: [10, 99] }),
-    FM,
-  );
+  // No discovery: the stand-in machines are namespaces on this host, without the boot
+  // sidecar's CA, so the node API serves plain HTTP.
+  prov = await setUpProvisioning({
+    client,
+    kubeconfig,
+    apiServer: inject('apiServer'),
+    fieldManager: FM,
+    name: `pch-${u}`,
+    network,
+    domain,
+    hostRange: [10, 99],
+  });
+  lab = prov.lab;
+  key = prov.key;
   // The installer BootEnv of this file: the built-in debian-12-install's preseed and late.sh.
   const deb = debianBootEnv();
   await client.create(
@@ -130,9 +126,8 @@ beforeAll(async () => {
     },
   });
   await startOp();
-  await eventually(`role network-${network}`, () => client.get('Role', `network-${network}`));
   await eventually(`role ${OS_INSTALL}`, () => client.get('Role', OS_INSTALL));
-  await lab.startSidecar({ kubeconfig, apiServer: inject('apiServer'), network });
+  await prov.startSidecar();
 }, 300_000);
 
 async function ourNodes(): Promise<Node[]> {
@@ -159,8 +154,7 @@ afterAll(async () => {
       }
       await core.deleteNamespacedSecret({ name: SECRET, namespace: 'default' }).catch(() => 0);
       await client.delete('BootEnv', TARGET).catch(() => undefined);
-      await client.delete('Network', network).catch(() => undefined);
-      await (lab as ProvLab | undefined)?.destroy();
+      await prov?.destroy();
     }
   }
 }, 120_000);

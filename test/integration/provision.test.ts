@@ -25,14 +25,17 @@ import { loadKubeConfig } from '../../operator/kube/client.ts';
 import { DEBIAN_BOOTENV, debianBootEnv } from '../../operator/provisioner/builtins.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
 import { nsExec, type LabNode } from '../harness/netns.ts';
-import { startOperator, type OperatorProc } from '../harness/operator.ts';
-import { freePort, type Started } from '../harness/process.ts';
-import { buildDiscoveryImage, createProvLab, type ProvLab } from '../harness/prov-lab.ts';
+import type { OperatorProc } from '../harness/operator.ts';
+import type { Started } from '../harness/process.ts';
+import {
+  buildDiscoveryImage,
+  setUpProvisioning,
+  type Provisioning,
+  type ProvLab,
+} from '../harness/prov-lab.ts';
 import { caInitrd } from '../../dhcp-sidecar/ca-initrd.ts';
-import { issueLeaf, makeCa } from '../harness/pki.ts';
-import { adminNetwork } from '../harness/dhcp-sidecar.ts';
+import { makeCa } from '../harness/pki.ts';
 import { qemuArgs, type Firmware } from '../harness/qemu.ts';
-import { generateKeyPair, type KeyPair } from '../harness/sshd.ts';
 
 const kubeconfig = inject('kubeconfig');
 const client = testClient();
@@ -61,10 +64,9 @@ const diLogTail = (re = /preseed|wget|fetch|url|netcfg|dhcp|error|fail/i) =>
     .filter((l) => re.test(l))
     .slice(-40)
     .join('\n');
+let prov: Provisioning | undefined;
 let lab: ProvLab;
 let op: OperatorProc | undefined;
-let key: KeyPair;
-let apiPort = 0;
 let vm: Started | undefined;
 /** The second VM: the real Debian installer's. */
 let vm2: Started | undefined;
@@ -108,35 +110,23 @@ function vmArgs(
   });
 }
 
-const apiUrl = () => `https://${lab.hostIp}:${apiPort}`;
+const apiUrl = () => prov?.apiUrl ?? '';
 const api = (path: string) => `${apiUrl()}${path}`;
 
 beforeAll(async () => {
   buildDiscoveryImage();
-  lab = await createProvLab();
-  key = await generateKeyPair(lab.dir, 'root');
-  apiPort = await freePort();
-  const pki = join(lab.dir, 'api-pki');
-  apiCa = makeCa(pki, `/CN=pro-${u}-node-api-ca`).crt;
-  const leaf = issueLeaf(pki, 'node-api', '/CN=localhost', true, [lab.hostIp]);
-  await client.create(
-    'Network',
-    adminNetwork(network, lab.net, { dhcp: [100, 150], host: [160, 199] }),
-    FM,
-  );
-  await client.create(
-    'BootEnv',
-    {
-      metadata: { name: DISC },
-      spec: {
-        description: 'the discovery image, for this test',
-        kernel: 'disc/vmlinuz',
-        initrds: ['disc/initrd.gz'],
-        kernelArgs: `initrd={{initrd}} console=ttyS0,115200 no_timer_check crowbar.mac={{mac}} crowbar.api=${apiUrl()}`,
-      },
-    },
-    FM,
-  );
+  prov = await setUpProvisioning({
+    client,
+    kubeconfig,
+    apiServer: inject('apiServer'),
+    fieldManager: FM,
+    name: `pro-${u}`,
+    network,
+    domain,
+    discovery: { bootEnv: DISC },
+  });
+  lab = prov.lab;
+  apiCa = prov.apiCa;
   await client.create(
     'Role',
     {
@@ -147,7 +137,7 @@ beforeAll(async () => {
         description: 'reads facts on the discovery image over SSH',
         script: {
           inline:
-            '#!/bin/sh\nset -eu\necho "{\\"cpus\\": $(grep -c ^processor /proc/cpuinfo), \\"kernel\\": \\"$(uname -r)\\", \\"image\\": \\"$(cat /etc/crowbar/image-version)\\"}" > "$CROWBAR_OUTPUT"\n',
+            '#!/bin/sh\nset -eu\n[ -d /sys/firmware/efi ] && efi=true || efi=false\necho "{\\"cpus\\": $(grep -c ^processor /proc/cpuinfo), \\"kernel\\": \\"$(uname -r)\\", \\"image\\": \\"$(cat /etc/crowbar/image-version)\\", \\"efi\\": $efi}" > "$CROWBAR_OUTPUT"\n',
         },
       },
     } as never,
@@ -202,32 +192,13 @@ beforeAll(async () => {
     } as never,
     FM,
   );
-  op = await startOperator({
-    kubeconfig,
-    logDir: lab.dir,
+  op = await prov.startOperator({
     identity: `pro-${u}`,
-    args: [
-      `--lease-name=pro-${u}`,
-      `--ssh-key-file=${key.path}`,
-      '--alive-interval-ms=1000',
-      `--api-addr=${lab.hostIp}:${apiPort}`,
-      `--api-tls-cert=${leaf.crt}`,
-      `--api-tls-key=${leaf.key}`,
-      `--domain=${domain}`,
-      `--provision-network=${network}`,
-      `--discovery-bootenv=${DISC}`,
-      `--provisioner-url=${apiUrl()}`,
-    ],
+    args: [`--lease-name=pro-${u}`, '--alive-interval-ms=1000'],
   });
-  await eventually(`role network-${network}`, () => client.get('Role', `network-${network}`));
-  await lab.startSidecar({
-    kubeconfig,
-    apiServer: inject('apiServer'),
-    network,
-    // A name server in the DHCP answers, as a site's has (d-i asks for one otherwise); nothing
-    // listens there and nothing needs to: every URL the machines use is an address.
-    args: ['--discovery-bootenv', DISC, '--dns', lab.serverIp, '--api-ca-file', apiCa],
-  });
+  // A name server in the DHCP answers, as a site's has (d-i asks for one otherwise); nothing
+  // listens there and nothing needs to: every URL the machines use is an address.
+  await prov.startSidecar(['--dns', lab.serverIp]);
 }, 400_000);
 
 /** This file's Nodes (every name ends in its own domain). */
@@ -277,9 +248,7 @@ afterAll(async () => {
         await client.delete('Role', r).catch(() => undefined);
       await client.delete('BootEnv', STANDIN).catch(() => undefined);
       await client.delete('BootEnv', DEBIAN_BOOTENV).catch(() => undefined);
-      await client.delete('BootEnv', DISC).catch(() => undefined);
-      await client.delete('Network', network).catch(() => undefined);
-      await (lab as ProvLab | undefined)?.destroy();
+      await prov?.destroy();
     }
   }
 }, 120_000);
@@ -407,6 +376,8 @@ describe('discovery', () => {
     expect(nr.status?.state, nr.status?.message).toBe('active');
     expect(nr.status?.wall?.['cpus']).toBe(1);
     expect(String(nr.status?.wall?.['kernel'])).toMatch(/-amd64$/);
+    // A BIOS boot: the kernel has no EFI runtime (/sys/firmware/efi).
+    expect(nr.status?.wall?.['efi']).toBe(false);
     const after = await client.get('Node', nodeName);
     expect(after?.status?.alive).toBe(true);
     const addr = after?.status?.addresses?.find((a) => a.network === network)?.address ?? '';
@@ -446,12 +417,14 @@ describe('UEFI discovery', () => {
       expect.objectContaining({ mac: MAC3, driver: 'virtio_net' }),
     );
     expect(n3?.status?.alive).toBe(true);
+    // The discovery kernel was started by UEFI firmware (the BootEnv's `quiet` keeps the
+    // kernel's own `efi: EFI v2.x by EDK II` off the console): its EFI runtime is there.
+    expect(nr.status?.wall?.['efi']).toBe(true);
     // Each step of the UEFI path, from the console: OVMF's own PXE stack (no iPXE ROM), the
-    // sidecar's iPXE (snponly.efi) and then the discovery kernel started by UEFI firmware.
+    // sidecar's iPXE (snponly.efi) and then the discovery image.
     const con = readFileSync(serial3(), 'latin1');
     expect(con).not.toMatch(/iPXE \(http:\/\/ipxe\.org\) 00:0\d\.0 C\d00 PCI/);
     expect(con).toMatch(/iPXE/);
-    expect(con).toMatch(/efi: EFI v[\d.]+ by EDK II/);
     expect(con).toMatch(
       new RegExp(`crowbar-discovery: registered as ${node3Name.replace(/\./g, '\\.')}`),
     );
