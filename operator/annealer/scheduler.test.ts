@@ -133,6 +133,17 @@ describe('pickRuns with maintained indexes', () => {
     return { ...w, byState, retrying };
   }
 
+  /** Four nodes and a noderole per (state, node, retry), in three cohorts. */
+  function fuzzWorld(specs: readonly (readonly [NodeRoleState, number, number])[]): World {
+    return world({
+      nodes: [0, 1, 2, 3].map((i) => node(`n${i}.lab.example.com`)),
+      deployments: [deployment('system')],
+      noderoles: specs.map(([state, n, retry], i) =>
+        noderole(`r${i}`, `n${n}.lab.example.com`, { state, cohort: i % 3, retry }),
+      ),
+    });
+  }
+
   it('picks what a scan of every noderole picks, also after layered changes', () => {
     fc.assert(
       fc.property(
@@ -143,13 +154,7 @@ describe('pickRuns with maintained indexes', () => {
         fc.array(fc.tuple(fc.nat(), fc.constantFrom(...all)), { maxLength: 6 }),
         fc.integer({ min: 1, max: 5 }),
         (specs, changes, max) => {
-          const base = world({
-            nodes: [0, 1, 2, 3].map((i) => node(`n${i}.lab.example.com`)),
-            deployments: [deployment('system')],
-            noderoles: specs.map(([state, n, retry], i) =>
-              noderole(`r${i}`, `n${n}.lab.example.com`, { state, cohort: i % 3, retry }),
-            ),
-          });
+          const base = fuzzWorld(specs);
           const names = [...base.noderoles.keys()];
           const edits = changes.map(([i, state]) => ({
             name: names[i % names.length] ?? '',
@@ -180,13 +185,7 @@ describe('pickRuns with maintained indexes', () => {
         fc.array(fc.tuple(fc.nat(), fc.constantFrom(...all)), { maxLength: 4 }),
         fc.integer({ min: 1, max: 5 }),
         (specs, unwritten, edits, max) => {
-          const base = world({
-            nodes: [0, 1, 2, 3].map((i) => node(`n${i}.lab.example.com`)),
-            deployments: [deployment('system')],
-            noderoles: specs.map(([state, n, retry], i) =>
-              noderole(`r${i}`, `n${n}.lab.example.com`, { state, cohort: i % 3, retry }),
-            ),
-          });
+          const base = fuzzWorld(specs);
           const names = [...base.noderoles.keys()];
           const pending = new PendingChanges();
           // The newest decision per noderole wins, as in the operator.
