@@ -9,11 +9,11 @@ describe('PendingChanges', () => {
     const p = new PendingChanges();
     p.set({ name: `a.${N}`, state: 'todo', message: 'm1' });
     p.set({ name: `b.${N}`, state: 'blocked', message: 'm2' });
-    expect([...p.namesSetTo('todo')]).toEqual([`a.${N}`]);
+    expect([...(p.byState().get('todo') ?? [])]).toEqual([`a.${N}`]);
     p.set({ name: `a.${N}`, state: 'transition', message: 'running' });
     expect(p.size).toBe(2);
-    expect([...p.namesSetTo('todo')]).toEqual([]);
-    expect([...p.namesSetTo('transition')]).toEqual([`a.${N}`]);
+    expect([...(p.byState().get('todo') ?? [])]).toEqual([]);
+    expect([...(p.byState().get('transition') ?? [])]).toEqual([`a.${N}`]);
     expect([...p.byState().keys()].sort()).toEqual(['blocked', 'transition']);
   });
 

@@ -55,18 +55,11 @@ export class PendingChanges {
     if (names?.size === 0) this.states.delete(c.state);
   }
 
-  /** Names whose pending change sets them to `state`. */
-  namesSetTo(state: NodeRoleState): ReadonlySet<string> {
-    return this.states.get(state) ?? EMPTY;
-  }
-
   /** Per state, the names a pending change sets to it (live: read it at once). */
   byState(): ReadonlyMap<NodeRoleState, ReadonlySet<string>> {
     return this.states;
   }
 }
-
-const EMPTY: ReadonlySet<string> = new Set();
 
 /**
  * `base` as it reads with `pending` written: each read applies the noderole's pending change, if
