@@ -61,9 +61,8 @@ const DISC = 'benchdisc-install';
 const FACTS = 'bench-facts';
 
 // Knobs for comparing one change at a time in a sitting: more kernel arguments, another qemu
-// -cpu model, and the sidecar's router advertisements off (BENCH_PROVISION_RA=0). The image on
-// Debian's cloud kernel (ADR 0027, not the product's): CROWBAR_DISCOVERY_KERNEL=cloud with
-// CROWBAR_DISCOVERY_DIR=<its own cache directory>.
+// -cpu model, and the sidecar's router advertisements off (BENCH_PROVISION_RA=0). The VMs have
+// virtio NICs, so they boot the image's virtio kernel variant (ADR 0032).
 const EXTRA_ARGS = process.env['BENCH_PROVISION_KERNEL_ARGS'] ?? '';
 const CPU_MODEL = process.env['BENCH_PROVISION_CPU'];
 const RA = process.env['BENCH_PROVISION_RA'] !== '0';

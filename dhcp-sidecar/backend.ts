@@ -18,6 +18,8 @@ export interface Reservation {
   bootEnv: string;
   /** The Node's metadata.generation the boot environment was read from. */
   generation: number;
+  /** False when the Node's spec.kernelVariants is `off` (absent: variants allowed). */
+  kernelVariants?: boolean;
 }
 
 /** The served network as DHCP needs it (from a Network object plus sidecar flags). */
@@ -115,6 +117,7 @@ export class StaticBackend implements Backend {
       mac: r.mac,
       bootEnv: r.bootEnv,
       generation: r.generation,
+      ...(r.kernelVariants !== undefined ? { kernelVariants: r.kernelVariants } : {}),
       ...(address !== undefined ? { address } : {}),
       ...(address6 !== undefined ? { address6 } : {}),
     };
@@ -153,7 +156,9 @@ export const DEFAULT_BOOTENVS: Readonly<Record<string, BootEnvSpec>> = {
     description: 'The discovery image: registers the machine and reports its hardware.',
     kernel: 'sledgehammer/vmlinuz',
     initrds: ['sledgehammer/initrd.gz'],
+    // Debian's cloud kernel for virtio NICs: it unpacks itself several times faster (ADR 0032).
+    variants: [{ name: 'virtio', nicVendors: ['1af4'], kernel: 'sledgehammer/vmlinuz-virt' }],
     kernelArgs:
-      'initrd={{initrd}} console=ttyS0,115200 quiet edd=off crowbar.mac={{mac}} crowbar.server={{server}} crowbar.http={{http}}',
+      'initrd={{initrd}} console=ttyS0,115200 quiet edd=off crowbar.mac={{mac}} crowbar.variant={{variant}} crowbar.server={{server}} crowbar.http={{http}}',
   },
 };

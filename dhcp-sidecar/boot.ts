@@ -3,7 +3,14 @@
  * boot environment its node should be in, which first stage or script it gets. ANCHORS §7.2.
  */
 import type { BootEnvSpec } from '../generated/crowbar.ts';
-import { Opt, getClientArch, getString, getUserClasses, type DhcpPacket } from './codec.ts';
+import {
+  Opt,
+  getClientArch,
+  getIpxeBusId,
+  getString,
+  getUserClasses,
+  type DhcpPacket,
+} from './codec.ts';
 
 /** RFC 4578 §2.1 and the IANA processor architecture registry. */
 export const Arch = {
@@ -22,15 +29,19 @@ export interface ClientInfo {
   httpClient: boolean;
   /** iPXE: user class "iPXE" (option 77) or iPXE's encapsulated options (175). */
   ipxe: boolean;
+  /** iPXE's boot NIC as `vendor:device` (PCI IDs, lower-case hex), from option 175.177. */
+  pciNic?: string;
 }
 
 export function classify(p: DhcpPacket): ClientInfo {
   const vc = getString(p, Opt.VENDOR_CLASS) ?? '';
+  const bus = getIpxeBusId(p);
   return {
     arch: getClientArch(p),
     pxe: vc.startsWith('PXEClient'),
     httpClient: vc.startsWith('HTTPClient'),
     ipxe: getUserClasses(p).includes('iPXE') || p.options.has(Opt.IPXE_ENCAP),
+    ...(bus?.busType === 1 ? { pciNic: `${bus.vendor}:${bus.device}` } : {}),
   };
 }
 
@@ -64,9 +75,12 @@ export interface BootContext {
   files?: BootFiles;
 }
 
-/** Path of a node's iPXE script on the HTTP server. */
-export function ipxeScriptPath(mac: string): string {
-  return `/ipxe/${mac}`;
+/**
+ * Path of a node's iPXE script on the HTTP server; `pciNic` (the boot NIC's PCI IDs, as iPXE
+ * told DHCP) rides along so that the script can pick a BootEnv's kernel variant for it.
+ */
+export function ipxeScriptPath(mac: string, pciNic?: string): string {
+  return pciNic === undefined ? `/ipxe/${mac}` : `/ipxe/${mac}?pci=${pciNic}`;
 }
 
 /**
@@ -84,7 +98,7 @@ export function decideBoot(
   // iPXE asks again after the first stage: hand it the per-node script, so nothing loops.
   if (c.ipxe) {
     return {
-      file: `${ctx.httpBase}${ipxeScriptPath(ctx.mac)}`,
+      file: `${ctx.httpBase}${ipxeScriptPath(ctx.mac, c.pciNic)}`,
       tftp: false,
       ipxeNoProxy: true,
       ...(c.httpClient ? { vendorClass: 'HTTPClient' as const } : {}),

@@ -9,6 +9,8 @@ import {
   decode,
   encode,
   getClientArch,
+  getEncapsulated,
+  getIpxeBusId,
   getString,
   getU8,
   getUserClasses,
@@ -17,6 +19,7 @@ import {
   macOf,
   optClasslessRoutes,
   optDomainSearch,
+  optEncapsulated,
   optIps,
   type DhcpPacket,
 } from './codec.ts';
@@ -169,6 +172,38 @@ describe('options', () => {
     expect(getUserClasses(p)).toEqual(['iPXE']);
     p.options.set(Opt.USER_CLASS, Buffer.from([4, ...Buffer.from('iPXE'), 2, 0x61, 0x62]));
     expect(getUserClasses(p)).toEqual(['iPXE', 'ab']);
+  });
+
+  it("reads iPXE's bus ID (175.177) among its other encapsulated options, and nothing from a bad block", () => {
+    // As iPXE's dhcp_create_request lays them out: 175 holds the features (e.g. 19 = HTTP,
+    // 17 = PXE ext) as sub-options, then 177 = dhcp_netdev_desc {type 1 PCI, vendor, device}.
+    const block = optEncapsulated([
+      [19, Buffer.from([1])],
+      [17, Buffer.from([1])],
+      [0xb1, Buffer.from([1, 0x1a, 0xf4, 0x10, 0x00])],
+    ]);
+    const p = packet({ options: new Map([[Opt.IPXE_ENCAP, block]]) });
+    expect(getIpxeBusId(p)).toEqual({ busType: 1, vendor: '1af4', device: '1000' });
+    expect(getEncapsulated(p, Opt.IPXE_ENCAP, 17)).toEqual(Buffer.from([1]));
+    // Padding is skipped; a sub-option whose length runs past the block is no answer.
+    p.options.set(Opt.IPXE_ENCAP, Buffer.concat([Buffer.from([0, 0]), block]));
+    expect(getIpxeBusId(p)?.vendor).toBe('1af4');
+    p.options.set(Opt.IPXE_ENCAP, Buffer.from([0xb1, 9, 1, 0x80, 0x86]));
+    expect(getIpxeBusId(p)).toBeUndefined();
+    p.options.set(Opt.IPXE_ENCAP, Buffer.from([0xb1, 3, 1, 0x80, 0x86]));
+    expect(getIpxeBusId(p)).toBeUndefined();
+    p.options.delete(Opt.IPXE_ENCAP);
+    expect(getIpxeBusId(p)).toBeUndefined();
+  });
+
+  it('never throws on arbitrary option 175 bytes', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (b) => {
+        const p = packet({ options: new Map([[Opt.IPXE_ENCAP, Buffer.from(b)]]) });
+        const id = getIpxeBusId(p);
+        if (id) expect(id.vendor).toMatch(/^[0-9a-f]{4}$/);
+      }),
+    );
   });
 
   it.each([

@@ -494,6 +494,50 @@ export function optClasslessRoutes(
   return Buffer.concat(parts);
 }
 
+/**
+ * Reads sub-option `sub` of an encapsulated option block (RFC 2132 §8.4 layout: code, length,
+ * data; 0 pads, 255 ends); undefined when absent or when the block is malformed.
+ */
+export function getEncapsulated(p: DhcpPacket, code: number, sub: number): Buffer | undefined {
+  const v = p.options.get(code);
+  if (!v) return undefined;
+  let i = 0;
+  while (i < v.length) {
+    const c = v.readUInt8(i);
+    if (c === 0) {
+      i++;
+      continue;
+    }
+    if (c === 255 || i + 1 >= v.length) return undefined;
+    const n = v.readUInt8(i + 1);
+    if (i + 2 + n > v.length) return undefined;
+    if (c === sub) return v.subarray(i + 2, i + 2 + n);
+    i += 2 + n;
+  }
+  return undefined;
+}
+
+/** A network device as iPXE names it in option 175.177 (its `dhcp_netdev_desc`). */
+export interface IpxeBusId {
+  /** 1 is PCI; other buses (EFI, ISA, ...) carry vendor and device numbers of their own. */
+  busType: number;
+  /** Lower-case hex, 4 digits. */
+  vendor: string;
+  device: string;
+}
+
+/** iPXE's bus ID of the network device it asks from (option 175, sub-option 177 = 0xb1). */
+export function getIpxeBusId(p: DhcpPacket): IpxeBusId | undefined {
+  const v = getEncapsulated(p, Opt.IPXE_ENCAP, 0xb1);
+  if (v?.length !== 5) return undefined;
+  const hex = (n: number) => n.toString(16).padStart(4, '0');
+  return {
+    busType: v.readUInt8(0),
+    vendor: hex(v.readUInt16BE(1)),
+    device: hex(v.readUInt16BE(3)),
+  };
+}
+
 /** Encodes (code, data) pairs as an encapsulated option block (e.g. option 43 or 175). */
 export function optEncapsulated(sub: readonly (readonly [number, Buffer])[]): Buffer {
   return Buffer.concat(sub.map(([c, d]) => Buffer.concat([Buffer.from([c, d.length]), d])));

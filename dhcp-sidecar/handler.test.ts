@@ -159,6 +159,21 @@ describe('DISCOVER', () => {
     expect(p.sname).toBe(tftp ? SERVER : '');
   });
 
+  it("iPXE's boot NIC (175.177) rides in the script URL when it is PCI, and only then", () => {
+    const bus = (type: number) =>
+      [Opt.IPXE_ENCAP, Buffer.from([19, 1, 1, 0xb1, 5, type, 0x1a, 0xf4, 0x10, 0x41])] as [
+        number,
+        Buffer,
+      ];
+    const pci = handle(req(MessageType.DISCOVER, KNOWN, [...PXE_BIOS, bus(1)]), deps());
+    expect(getString(pci.reply!.packet, Opt.BOOTFILE)).toBe(
+      `${cfg.httpBase}/ipxe/${KNOWN}?pci=1af4:1041`,
+    );
+    // Bus type 5 (EFI, as snponly.efi may say): its numbers are not PCI IDs.
+    const efi = handle(req(MessageType.DISCOVER, KNOWN, [...PXE_BIOS, bus(5)]), deps());
+    expect(getString(efi.reply!.packet, Opt.BOOTFILE)).toBe(`${cfg.httpBase}/ipxe/${KNOWN}`);
+  });
+
   it('bootEnv local gives no boot options', () => {
     const r = handle(req(MessageType.DISCOVER, KNOWN, IPXE), deps({ bootEnv: 'local' }));
     expect(r.outcome).toBe('offered');

@@ -12,6 +12,7 @@ import { caInitrd, CA_INITRD_NAME, CA_INITRD_PATH } from './ca-initrd.ts';
 import type { Logger, Metrics } from './metrics.ts';
 import type { Pool } from './pool.ts';
 import {
+  chooseKernel,
   discoveryName,
   ipxeScript,
   nodeFile,
@@ -52,6 +53,8 @@ export interface HttpOptions {
 }
 
 const MAC = /^([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$/;
+/** `vendor:device` PCI IDs in lower-case hex, as boot.ts puts them in the script URL. */
+const PCI_NIC = /^[0-9a-f]{4}:[0-9a-f]{4}$/;
 
 /** Resolves `rel` under `root`, or undefined when it would leave it (lexically or by symlink). */
 export function safePath(root: string, rel: string): string | undefined {
@@ -123,9 +126,27 @@ export class BootHttpServer {
     this.o.log.info({ host: this.o.host, port: this.port }, 'boot http listening');
   }
 
-  private vars(mac: string, req: IncomingMessage): RenderVars {
+  /** A location is served when it is a URL (someone else's) or a file under our file root. */
+  private readonly available = (location: string): boolean => {
+    if (/^https?:\/\//.test(location)) return true;
+    const p = safePath(this.o.fileRoot, location.replace(/^\/+/, ''));
+    try {
+      return p !== undefined && statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+
+  private vars(mac: string, req: IncomingMessage, url?: URL): RenderVars {
     const r = this.o.backend.reservation(mac);
     const local = req.socket.localAddress ?? '';
+    // The boot NIC's PCI IDs, as our DHCP answer put them in the script's URL (boot.ts);
+    // anything else in that place is ignored (it only ever selects among the BootEnv's variants).
+    const pci = url?.searchParams.get('pci') ?? '';
+    const nic = {
+      ...(PCI_NIC.test(pci) ? { pciNic: pci } : {}),
+      ...(r?.kernelVariants === false ? { variants: false } : {}),
+    };
     // Over IPv6 (not an IPv4-mapped address on the dual-stack socket): the IPv6 names.
     const v6 =
       this.o.serverIp6 !== undefined &&
@@ -140,6 +161,7 @@ export class BootHttpServer {
         server: this.o.serverIp6 ?? '',
         http: this.o.httpBase6 ?? '',
         bootEnv: r?.bootEnv ?? this.o.discoveryBootEnv,
+        ...nic,
       };
     const lease = this.o.pool()?.leaseOf(mac);
     return {
@@ -149,6 +171,7 @@ export class BootHttpServer {
       server: this.o.serverIp,
       http: this.o.httpBase,
       bootEnv: r?.bootEnv ?? this.o.discoveryBootEnv,
+      ...nic,
     };
   }
 
@@ -164,8 +187,10 @@ export class BootHttpServer {
 
   private route(req: IncomingMessage, res: ServerResponse): void {
     let path: string;
+    let url: URL;
     try {
-      path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+      url = new URL(req.url ?? '/', 'http://x');
+      path = decodeURIComponent(url.pathname);
     } catch {
       this.done(res, 'bad', 400, 'bad request\n');
       return;
@@ -202,14 +227,19 @@ export class BootHttpServer {
         this.done(res, 'ipxe', 404, 'no such MAC\n');
         return;
       }
-      const v = this.vars(mac, req);
+      const v = this.vars(mac, req, url);
       this.o.onScript?.(mac, v.bootEnv);
-      this.o.log.info({ mac, bootEnv: v.bootEnv, node: v.name }, 'ipxe script served');
+      const env = this.o.backend.bootEnv(v.bootEnv);
+      const variant = env ? chooseKernel(env, v, this.available).variant : '';
+      this.o.log.info(
+        { mac, bootEnv: v.bootEnv, node: v.name, nic: v.pciNic, variant: variant || undefined },
+        'ipxe script served',
+      );
       const extra: ExtraInitrd | undefined =
         this.o.caFile === undefined
           ? undefined
           : { url: `${v.http}${CA_INITRD_PATH}`, name: CA_INITRD_NAME };
-      this.done(res, 'ipxe', 200, ipxeScript(this.o.backend.bootEnv(v.bootEnv), v, extra));
+      this.done(res, 'ipxe', 200, ipxeScript(env, v, extra, this.available));
       return;
     }
     if (path === CA_INITRD_PATH) {
@@ -224,7 +254,7 @@ export class BootHttpServer {
         return;
       }
       const v = this.vars(mac, req);
-      const body = nodeFile(this.o.backend.bootEnv(v.bootEnv), nf[2] ?? '', v);
+      const body = nodeFile(this.o.backend.bootEnv(v.bootEnv), nf[2] ?? '', v, this.available);
       if (body === undefined)
         this.done(res, 'node-file', 404, 'no such file in this boot environment\n');
       else this.done(res, 'node-file', 200, body);

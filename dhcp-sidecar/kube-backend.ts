@@ -254,6 +254,7 @@ export class KubeBackend implements Backend {
       ...(address6 !== undefined ? { address6 } : {}),
       bootEnv: n.spec.bootEnv ?? this.o.discoveryBootEnv,
       generation: n.metadata.generation ?? 0,
+      ...(n.spec.kernelVariants === 'off' ? { kernelVariants: false } : {}),
     };
   }
 

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
+import type { BootEnvSpec } from '../generated/crowbar.ts';
 import { DEFAULT_BOOTENVS } from './backend.ts';
 import { parseRange } from './http.ts';
-import { discoveryName, fileUrl, ipxeScript, nodeFile, renderTemplate } from './render.ts';
+import {
+  chooseKernel,
+  discoveryName,
+  fileUrl,
+  ipxeScript,
+  nodeFile,
+  renderTemplate,
+} from './render.ts';
 
 const v = {
   name: 'n1.example.com',
@@ -26,7 +34,7 @@ describe('templates and scripts', () => {
     expect(s.split('\n')).toEqual([
       '#!ipxe',
       'echo Crowbar: n1.example.com boots sledgehammer',
-      'kernel http://10.0.0.1:8080/files/sledgehammer/vmlinuz initrd=initrd.gz console=ttyS0,115200 quiet edd=off crowbar.mac=52:54:00:00:00:01 crowbar.server=10.0.0.1 crowbar.http=http://10.0.0.1:8080',
+      'kernel http://10.0.0.1:8080/files/sledgehammer/vmlinuz initrd=initrd.gz console=ttyS0,115200 quiet edd=off crowbar.mac=52:54:00:00:00:01 crowbar.variant= crowbar.server=10.0.0.1 crowbar.http=http://10.0.0.1:8080',
       'initrd http://10.0.0.1:8080/files/sledgehammer/initrd.gz',
       'boot',
       '',
@@ -71,5 +79,56 @@ describe('HTTP Range (RFC 9110 §14)', () => {
     ['bytes=0-1,5-6', undefined],
   ] as const)('%s', (h, want) => {
     expect(parseRange(h, 100)).toEqual(want);
+  });
+});
+
+describe('kernel variants', () => {
+  const env: BootEnvSpec = {
+    kernel: 'disc/vmlinuz',
+    initrds: ['disc/initrd.gz'],
+    kernelArgs: 'initrd={{initrd}} crowbar.variant={{variant}}',
+    variants: [
+      { name: 'virtio', nicVendors: ['1af4'], kernel: 'disc/vmlinuz-virt' },
+      { name: 'virtio-own', nicVendors: ['1af4', '15ad'], kernel: 'v2', initrds: ['v2.img'] },
+    ],
+  };
+  it('gives a virtio NIC the first matching variant, anything else the own kernel', () => {
+    expect(chooseKernel(env, { pciNic: '1af4:1000' })).toEqual({
+      kernel: 'disc/vmlinuz-virt',
+      initrds: ['disc/initrd.gz'],
+      variant: 'virtio',
+    });
+    expect(chooseKernel(env, { pciNic: '15ad:07b0' })).toEqual({
+      kernel: 'v2',
+      initrds: ['v2.img'],
+      variant: 'virtio-own',
+    });
+    const own = { kernel: 'disc/vmlinuz', initrds: ['disc/initrd.gz'], variant: '' };
+    expect(chooseKernel(env, { pciNic: '8086:100e' })).toEqual(own);
+    expect(chooseKernel(env, {})).toEqual(own);
+    expect(chooseKernel(env, { pciNic: 'zz' })).toEqual(own);
+  });
+  it('honours a Node with variants off, and skips a variant whose files are not there', () => {
+    const own = { kernel: 'disc/vmlinuz', initrds: ['disc/initrd.gz'], variant: '' };
+    expect(chooseKernel(env, { pciNic: '1af4:1000', variants: false })).toEqual(own);
+    const noVirt = (loc: string) => loc !== 'disc/vmlinuz-virt';
+    expect(chooseKernel(env, { pciNic: '1af4:1000' }, noVirt).variant).toBe('virtio-own');
+    expect(chooseKernel(env, { pciNic: '1af4:1000' }, (l) => l.startsWith('disc/'))).toEqual({
+      kernel: 'disc/vmlinuz-virt',
+      initrds: ['disc/initrd.gz'],
+      variant: 'virtio',
+    });
+    expect(chooseKernel(env, { pciNic: '1af4:1000' }, () => false)).toEqual(own);
+  });
+  it('renders the variant in the script and in {{variant}}', () => {
+    const s = ipxeScript(env, { ...v, pciNic: '1af4:1041' });
+    expect(s).toContain('boots sledgehammer (kernel variant virtio)');
+    expect(s).toContain(
+      'kernel http://10.0.0.1:8080/files/disc/vmlinuz-virt initrd=initrd.gz crowbar.variant=virtio',
+    );
+    const g = ipxeScript(env, { ...v, pciNic: '8086:10d3' });
+    expect(g).toContain(
+      'kernel http://10.0.0.1:8080/files/disc/vmlinuz initrd=initrd.gz crowbar.variant=\n',
+    );
   });
 });

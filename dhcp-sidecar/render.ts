@@ -8,6 +8,46 @@ export interface RenderVars {
   server: string;
   http: string;
   bootEnv: string;
+  /** The boot NIC's PCI IDs (`vendor:device`, lower-case hex), when iPXE told us. */
+  pciNic?: string;
+  /** False when the Node's spec.kernelVariants is `off`: always the BootEnv's own kernel. */
+  variants?: boolean;
+}
+
+/** The kernel and initrds a machine boots from a BootEnv, and the variant's name if one matched. */
+export interface KernelChoice {
+  kernel: string | undefined;
+  initrds: readonly string[];
+  variant: string;
+}
+
+/** PCI vendor IDs as the CRD spells them: four lower-case hex digits. */
+const PCI_NIC = /^([0-9a-f]{4}):[0-9a-f]{4}$/;
+
+/** Whether a kernel or initrd location can be served (the sidecar checks its file root). */
+export type Available = (location: string) => boolean;
+
+/**
+ * The first of the BootEnv's `variants` whose NIC vendors hold the boot NIC's vendor and whose
+ * files are `available`, unless the node has variants off or the NIC is unknown; else the
+ * BootEnv's own kernel and initrds. A variant whose kernel was never put in place costs a
+ * slower boot, not a failed one.
+ */
+export function chooseKernel(
+  env: BootEnvSpec,
+  v: Pick<RenderVars, 'pciNic' | 'variants'>,
+  available: Available = () => true,
+): KernelChoice {
+  const own: KernelChoice = { kernel: env.kernel, initrds: env.initrds ?? [], variant: '' };
+  const vendor = PCI_NIC.exec(v.pciNic ?? '')?.[1];
+  if (v.variants === false || vendor === undefined) return own;
+  for (const x of env.variants ?? []) {
+    if (!x.nicVendors.includes(vendor)) continue;
+    const initrds = x.initrds ?? own.initrds;
+    if (available(x.kernel) && initrds.every(available))
+      return { kernel: x.kernel, initrds, variant: x.name };
+  }
+  return own;
 }
 
 /** Replaces {{ var }} with its value; unknown variables become empty strings. */
@@ -26,12 +66,19 @@ export function discoveryName(mac: string): string {
   return `d${mac.replace(/:/g, '-')}`;
 }
 
-function allVars(env: BootEnvSpec, v: RenderVars): Record<string, string> {
-  const base: Record<string, string> = { ...v };
-  const initrds = (env.initrds ?? []).map((i) => fileUrl(i, v.http));
-  base['initrd'] = (env.initrds?.[0] ?? '').split('/').pop() ?? '';
-  base['kernel'] = env.kernel ? fileUrl(env.kernel, v.http) : '';
-  base['initrdUrls'] = initrds.join(' ');
+function allVars(env: BootEnvSpec, v: RenderVars, k: KernelChoice): Record<string, string> {
+  const base: Record<string, string> = {
+    name: v.name,
+    mac: v.mac,
+    address: v.address,
+    server: v.server,
+    http: v.http,
+    bootEnv: v.bootEnv,
+    variant: k.variant,
+  };
+  base['initrd'] = (k.initrds[0] ?? '').split('/').pop() ?? '';
+  base['kernel'] = k.kernel ? fileUrl(k.kernel, v.http) : '';
+  base['initrdUrls'] = k.initrds.map((i) => fileUrl(i, v.http)).join(' ');
   base['kernelArgs'] = renderTemplate(env.kernelArgs ?? '', base);
   return base;
 }
@@ -65,25 +112,35 @@ export function ipxeScript(
   env: BootEnvSpec | undefined,
   v: RenderVars,
   extra?: ExtraInitrd,
+  available?: Available,
 ): string {
   if (!env || env.local === true || !env.kernel)
     return '#!ipxe\necho Crowbar: boot from local disk\nexit\n';
-  const vars = allVars(env, v);
+  const k = chooseKernel(env, v, available);
+  const vars = allVars(env, v, k);
   if (env.ipxeScript)
     return renderTemplate(env.ipxeScript, { ...vars, caInitrd: extra?.url ?? '' });
-  const lines = ['#!ipxe', `echo Crowbar: ${v.name} boots ${v.bootEnv}`];
+  const what = k.variant ? `${v.bootEnv} (kernel variant ${k.variant})` : v.bootEnv;
+  const lines = ['#!ipxe', `echo Crowbar: ${v.name} boots ${what}`];
   const args = vars['kernelArgs'] ?? '';
   lines.push(
     `kernel ${vars['kernel'] ?? ''} ${extra ? withInitrdArg(args, extra.name) : args}`.trimEnd(),
   );
-  for (const i of env.initrds ?? []) lines.push(`initrd ${fileUrl(i, v.http)}`);
+  for (const i of k.initrds) lines.push(`initrd ${fileUrl(i, v.http)}`);
   if (extra) lines.push(`initrd ${extra.url}`);
   lines.push('boot', '');
   return lines.join('\n');
 }
 
 /** A per-node file from the boot environment's templates, or undefined when it has none. */
-export function nodeFile(env: BootEnvSpec | undefined, name: string, v: RenderVars) {
+export function nodeFile(
+  env: BootEnvSpec | undefined,
+  name: string,
+  v: RenderVars,
+  available?: Available,
+) {
   const f = env?.files?.find((x) => x.name === name);
-  return f && env ? renderTemplate(f.template, allVars(env, v)) : undefined;
+  return f && env
+    ? renderTemplate(f.template, allVars(env, v, chooseKernel(env, v, available)))
+    : undefined;
 }

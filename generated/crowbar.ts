@@ -32,9 +32,31 @@ export interface BootEnvSpec {
    */
   initrds?: string[];
   /**
-   * Kernel command line template. {{name}} is replaced by the node's name (or d<mac> for unknown machines), {{mac}}, {{address}}, {{server}} (the sidecar's address), {{http}} (its HTTP base URL), {{bootEnv}} and {{initrd}} (the first initrd's file name).
+   * Kernel command line template. {{name}} is replaced by the node's name (or d<mac> for unknown machines), {{mac}}, {{address}}, {{server}} (the sidecar's address), {{http}} (its HTTP base URL), {{bootEnv}} and {{initrd}} (the first initrd's file name) and {{variant}} (the kernel variant booted, or empty).
    */
   kernelArgs?: string;
+  /**
+   * Other kernels for machines whose boot NIC is one of these PCI vendors' (iPXE reports it in DHCP option 175.177), e.g. a virtio-only kernel that boots VMs faster. The first that matches wins; {{variant}} is its name in kernelArgs (empty for none). A Node with spec.kernelVariants off always gets spec.kernel.
+   *
+   * @maxItems 8
+   */
+  variants?: {
+    name: string;
+    /**
+     * PCI vendor IDs in lower-case hex, e.g. 1af4 (virtio).
+     *
+     * @minItems 1
+     * @maxItems 16
+     */
+    nicVendors: [string, ...string[]];
+    kernel: string;
+    /**
+     * The variant's initrds (default the BootEnv's own).
+     *
+     * @maxItems 8
+     */
+    initrds?: string[];
+  }[];
   /**
    * Overrides the per-node iPXE script (same template variables plus {{kernel}}, {{initrdUrls}} and {{kernelArgs}}); the default loads the kernel and initrds and boots.
    */
@@ -428,6 +450,10 @@ export interface NodeSpec {
    */
   bootEnv?: string;
   /**
+   * auto (absent): the boot sidecar may boot this machine on a BootEnv's kernel variant matched by its boot NIC (spec.variants, e.g. a faster kernel for virtio VMs); off: always the BootEnv's own kernel. The provisioner sets off when the discovery image, booted on a variant, finds a controller that kernel cannot drive (ADR 0032).
+   */
+  kernelVariants?: 'auto' | 'off';
+  /**
    * The deployment the node belongs to. New nodes land in the system deployment.
    */
   deployment?: string;
@@ -630,6 +656,21 @@ export interface NodeStatus {
      * The discovery image version.
      */
     agent?: string;
+    /**
+     * The discovery image's running kernel (uname -r).
+     */
+    kernel?: string;
+    /**
+     * PCI storage and network controllers no driver of the discovery image claimed: their disks and NICs are missing from these facts.
+     *
+     * @maxItems 64
+     */
+    unclaimed?: {
+      address: string;
+      class: string;
+      vendor?: string;
+      device?: string;
+    }[];
   };
   /**
    * @maxItems 32

@@ -13,7 +13,12 @@ import { join } from 'node:path';
 import type { CrowbarClient } from '../operator/kube/client.ts';
 import { labDriver } from '../operator/power/lab.ts';
 import { run } from '../test/harness/netns.ts';
-import { buildDiscoveryImage, discoveryBootEnv, DISCOVERY_DIR } from '../test/harness/prov-lab.ts';
+import {
+  buildDiscoveryImage,
+  discoveryBootEnv,
+  DISCOVERY_DIR,
+  DISCOVERY_FILES,
+} from '../test/harness/prov-lab.ts';
 import { startProcess, waitFor, type Started } from '../test/harness/process.ts';
 import { qemuArgs, type Firmware } from '../test/harness/qemu.ts';
 
@@ -58,7 +63,7 @@ export async function startLabVms(o: LabVmsOptions): Promise<LabVm[]> {
     throw new Error(`VMS must be a whole number from 0 to 16, got ${String(o.count)}`);
   buildDiscoveryImage();
   mkdirSync(join(o.fileRoot, 'disc'), { recursive: true });
-  for (const f of ['vmlinuz', 'initrd.gz'])
+  for (const f of DISCOVERY_FILES)
     copyFileSync(join(DISCOVERY_DIR, f), join(o.fileRoot, 'disc', f));
   await o.client.mergePatch('BootEnv', 'sledgehammer', { spec: discoveryBootEnv(o.apiUrl) }, FM);
   if (!(await o.client.get('Role', DISCOVERY_ROLE)))

@@ -6,6 +6,10 @@
  *        {"mac", "address", "hardware": {...}, "agent"}; answers the Node's name, its node API
  *        token (for /api/v1/nodes/<name>/alive), its registration token and the operator's SSH
  *        public key for root. `Accept: text/plain` gives `key=value` lines for a shell agent.
+ *        When the image booted on a BootEnv kernel variant that cannot see the whole machine
+ *        (register.ts `variantShortfall`), the Node gets spec.kernelVariants off, the answer
+ *        waits (at most {@link VARIANT_ACK_MS}) for the boot sidecar to acknowledge that
+ *        generation and then says `reboot=<why>`: the machine boots again on the generic kernel.
  *   GET  /provision/v1/nodes/<name>/network   (the node's API token) its address on the
  *        provisioning network once the allocator has given it one: `address=<ip/prefix>` (empty
  *        while there is none yet). The agent then drops its pool lease for it (§8.2 step 6).
@@ -43,15 +47,20 @@ import {
   humanBytes,
   parseRegistration,
   planRegistration,
+  variantShortfall,
   type Registration,
   type TokenCheck,
 } from './register.ts';
+import { acknowledged } from './os-install.ts';
 import { purposeToken, type PurposeTokens } from './tokens.ts';
 
 /** Replaces {{ var }} with its value; unknown variables become empty (as the boot sidecar does). */
 export function renderTemplate(t: string, vars: Readonly<Record<string, string>>): string {
   return t.replace(/\{\{\s*([A-Za-z][A-Za-z0-9]*)\s*\}\}/g, (_m, k: string) => vars[k] ?? '');
 }
+
+/** How long a registration that turned kernel variants off waits for the sidecar's word. */
+export const VARIANT_ACK_MS = 30_000;
 
 /** A hardware report of 64 disks and 64 NICs fits many times over. */
 export const MAX_REGISTER_BYTES = 256 * 1024;
@@ -215,6 +224,71 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
     return m;
   };
 
+  /**
+   * A machine that booted a kernel variant too small for it: its Node now has kernelVariants
+   * off (generation `node`'s). Waits until the boot sidecar has acknowledged that generation,
+   * so the next boot cannot be served the variant again, and returns why it must reboot; or
+   * returns undefined (and says why in an Event) when it must not: variants were already off
+   * (a stale sidecar served the variant: one more boot would not help) or no acknowledgement came.
+   */
+  const variantFallback = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    node: Readonly<Node>,
+    shortfall: string,
+    wasOff: boolean,
+  ): Promise<string | undefined> => {
+    const name = node.metadata.name ?? '';
+    const target = { kind: 'Node' as const, name, uid: node.metadata.uid };
+    if (wasOff) {
+      d.recorder.warning(
+        target,
+        'KernelVariantShortfall',
+        `${shortfall}, though spec.kernelVariants is off: the boot sidecar served the variant anyway (is its view of this Node stale?); the hardware facts miss what that kernel cannot see`,
+      );
+      return undefined;
+    }
+    const bootEnv = node.spec.bootEnv ?? d.discoveryBootEnv;
+    const generation = node.metadata.generation ?? 0;
+    const gone = new AbortController();
+    const onClose = (): void => {
+      gone.abort();
+    };
+    res.once('close', onClose);
+    let acked: Readonly<Node> | undefined;
+    try {
+      acked = acknowledged(await d.getNode(name), bootEnv, generation)
+        ? node
+        : await d.waitForNode?.(
+            name,
+            (n) => acknowledged(n, bootEnv, generation),
+            VARIANT_ACK_MS,
+            gone.signal,
+          );
+    } finally {
+      res.off('close', onClose);
+    }
+    if (gone.signal.aborted) return undefined;
+    if (!acked) {
+      d.recorder.warning(
+        target,
+        'KernelVariantShortfall',
+        `${shortfall}; spec.kernelVariants is now off, but the boot sidecar did not acknowledge generation ${String(generation)} within ${String(VARIANT_ACK_MS / 1000)} s, so the machine stays up on the variant: reboot it into discovery once the sidecar serves it`,
+      );
+      return undefined;
+    }
+    d.recorder.normal(
+      target,
+      'KernelVariantOff',
+      `${shortfall}: spec.kernelVariants set to off; the machine boots again on ${bootEnv}'s own kernel`,
+    );
+    log.info(
+      { node: name, why: shortfall, from: peerAddress(req) },
+      'kernel variant too small: rebooting',
+    );
+    return `${shortfall}; booting ${bootEnv}'s own kernel`;
+  };
+
   const register = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (req.method !== 'POST') throw new HttpError(405, 'use POST', { allow: 'POST' });
     const from = peerAddress(req);
@@ -263,6 +337,9 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
       );
       throw new HttpError(plan.status, plan.message);
     }
+    // Decided before the Node is written, so that turning variants off costs no extra write.
+    const shortfall = variantShortfall(reg);
+    const variantsOff = shortfall === undefined ? {} : { kernelVariants: 'off' as const };
     let node: Readonly<Node>;
     if (plan.action === 'create') {
       try {
@@ -274,6 +351,7 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
               macs: plan.macs,
               bootEnv: d.discoveryBootEnv,
               available: true,
+              ...variantsOff,
             },
           },
           d.fieldManager,
@@ -287,7 +365,7 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
       node = await d.client.mergePatch(
         'Node',
         plan.name,
-        { spec: { macs: plan.macs } },
+        { spec: { macs: plan.macs, ...variantsOff } },
         d.fieldManager,
       );
     }
@@ -340,12 +418,18 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
       `registered by the discovery image from ${from} (MAC ${reg.mac}, ${reg.hardware.cpus ?? '?'} CPUs, ${reg.hardware.memoryBytes === undefined ? '?' : humanBytes(reg.hardware.memoryBytes)} memory, ${(reg.hardware.disks ?? []).length} disks)`,
     );
     log.info({ node: plan.name, mac: reg.mac, from, action: plan.action }, 'machine registered');
+    const reboot =
+      shortfall === undefined
+        ? undefined
+        : await variantFallback(req, res, node, shortfall, owner?.spec.kernelVariants === 'off');
+    if (res.destroyed) return;
     // The node's `alive` token, never its secret (the key of its other purposes' tokens).
     const answer = {
       name: plan.name,
       token: purposeToken(secret, 'alive'),
       registerToken: registerToken ?? '',
       sshkey,
+      ...(reboot === undefined ? {} : { reboot }),
     };
     const status = plan.action === 'create' ? 201 : 200;
     if (/\btext\/plain\b/.test(req.headers.accept ?? ''))

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import type { Node } from '../../generated/crowbar.ts';
-import { discoveredName, humanBytes, parseRegistration, planRegistration } from './register.ts';
+import {
+  discoveredName,
+  humanBytes,
+  parseRegistration,
+  planRegistration,
+  variantShortfall,
+} from './register.ts';
 
 const node = (name: string, macs: string[]): Node => ({
   apiVersion: 'crowbar.dev/v1alpha1',
@@ -134,5 +140,29 @@ describe('humanBytes', () => {
     [16_743_333_888, '15.6Gi'],
   ])('%d → %s', (n, s) => {
     expect(humanBytes(n)).toBe(s);
+  });
+});
+
+describe('variantShortfall', () => {
+  const reg = (variant: string, hw: object) =>
+    parseRegistration(JSON.stringify({ mac: '52:54:00:00:00:01', variant, hardware: hw }));
+  const disk = { name: 'vda', sizeBytes: 1 << 30 };
+  const ahci = { address: '0000:00:1f.2', class: '010601', vendor: '8086', device: '2922' };
+  const e1000 = { address: '0000:00:03.0', class: '020000', vendor: '8086', device: '100e' };
+  it('sends back a machine whose disks or NICs the variant cannot see', () => {
+    expect(variantShortfall(reg('virtio', { disks: [], unclaimed: [ahci] }))).toBe(
+      'kernel variant virtio sees no disk and has no driver for storage controller 0000:00:1f.2 (8086:2922)',
+    );
+    expect(variantShortfall(reg('virtio', { disks: [disk], unclaimed: [e1000] }))).toMatch(
+      /no driver for network controller 0000:00:03.0 \(8086:100e\)/,
+    );
+  });
+  it('keeps one that sees its disks beside an empty controller, and never judges the own kernel', () => {
+    expect(variantShortfall(reg('virtio', { disks: [disk], unclaimed: [ahci] }))).toBeUndefined();
+    expect(variantShortfall(reg('', { disks: [], unclaimed: [ahci, e1000] }))).toBeUndefined();
+  });
+  it('refuses a variant name that is not one', () => {
+    expect(() => reg('Virt IO', {})).toThrow(/variant must be/);
+    expect(() => reg(3 as never, {})).toThrow(/variant must be/);
   });
 });

@@ -26,6 +26,8 @@ export interface Registration {
   address: string | undefined;
   hardware: Hardware;
   agent: string | undefined;
+  /** The BootEnv kernel variant the image booted on (crowbar.variant=), if any. */
+  variant: string | undefined;
 }
 
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
@@ -89,7 +91,33 @@ export function parseRegistration(text: string): Registration {
   }
   const address = typeof o['address'] === 'string' ? o['address'].slice(0, 64) : undefined;
   const agent = typeof o['agent'] === 'string' ? o['agent'].slice(0, 64) : undefined;
-  return { mac, address, hardware: hw, agent };
+  const variant = o['variant'] ?? '';
+  if (typeof variant !== 'string' || (variant !== '' && !VARIANT.test(variant)))
+    throw new Error('variant must be a BootEnv kernel variant name like virtio (or empty)');
+  return { mac, address, hardware: hw, agent, variant: variant || undefined };
+}
+
+const VARIANT = /^[a-z0-9][-a-z0-9]{0,62}$/;
+
+/**
+ * Why a machine that booted the discovery image on a kernel variant must boot it again on the
+ * BootEnv's own kernel, or undefined when the variant saw enough: a network controller no driver
+ * claimed (a NIC missing from the facts), or a storage controller no driver claimed while no
+ * disk was seen (the machine's disks are behind it). An unclaimed storage controller beside
+ * seen disks is usually an empty one (q35's built-in AHCI) and is only reported.
+ */
+export function variantShortfall(reg: Registration): string | undefined {
+  if (reg.variant === undefined) return undefined;
+  const u = reg.hardware.unclaimed ?? [];
+  const nets = u.filter((d) => d.class.startsWith('02'));
+  const storage = u.filter((d) => d.class.startsWith('01'));
+  const list = (ds: typeof u) =>
+    ds.map((d) => `${d.address} (${d.vendor ?? '?'}:${d.device ?? '?'})`).join(', ');
+  if (nets.length > 0)
+    return `kernel variant ${reg.variant} has no driver for network controller ${list(nets)}`;
+  if (storage.length > 0 && (reg.hardware.disks ?? []).length === 0)
+    return `kernel variant ${reg.variant} sees no disk and has no driver for storage controller ${list(storage)}`;
+  return undefined;
 }
 
 /** §8.2: `d<mac, : as ->.<domain>`. */

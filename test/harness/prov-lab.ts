@@ -24,6 +24,9 @@ const ROOT = join(import.meta.dirname, '..', '..');
 export const DISCOVERY_DIR =
   process.env['CROWBAR_DISCOVERY_DIR'] ?? join(homedir(), '.cache', 'crowbar', 'discovery');
 
+/** The discovery image's files (tools/discovery-image/build.sh). */
+export const DISCOVERY_FILES = ['vmlinuz', 'vmlinuz-virt', 'initrd.gz'] as const;
+
 /** Builds the discovery image unless cached (same recipe as `make discovery-image`). */
 export function buildDiscoveryImage(): void {
   execFileSync(join(ROOT, 'tools', 'discovery-image', 'build.sh'), [DISCOVERY_DIR], {
@@ -73,7 +76,7 @@ export async function createProvLab(o: { discovery?: boolean } = {}): Promise<Pr
   try {
     await run('ip', ['-n', lab.hubNs, 'addr', 'add', `${serverIp}/24`, 'dev', 'br0']);
     if (o.discovery ?? true)
-      for (const f of ['vmlinuz', 'initrd.gz'])
+      for (const f of DISCOVERY_FILES)
         copyFileSync(join(DISCOVERY_DIR, f), join(fileRoot, 'disc', f));
   } catch (e) {
     await lab.destroy();
@@ -134,10 +137,13 @@ export function discoveryBootEnv(apiUrl: string, extraArgs = ''): Record<string,
     description: 'The discovery image (tools/discovery-image): registers the machine.',
     kernel: 'disc/vmlinuz',
     initrds: ['disc/initrd.gz'],
+    // The image's cloud kernel for virtio NICs (ADR 0032); the agent sends a machine back to
+    // the generic one when that kernel cannot see all its disks and NICs.
+    variants: [{ name: 'virtio', nicVendors: ['1af4'], kernel: 'disc/vmlinuz-virt' }],
     // no_timer_check: TCG on a loaded machine can fail the kernel's IO-APIC timer check.
     // quiet, edd=off: no kernel chatter on the serial console and no BIOS disk probe before the
     // kernel unpacks, each CPU a TCG machine spends before the agent runs (ADR 0027).
-    kernelArgs: `initrd={{initrd}} console=ttyS0,115200 no_timer_check quiet edd=off crowbar.mac={{mac}} crowbar.api=${apiUrl}${extraArgs ? ` ${extraArgs}` : ''}`,
+    kernelArgs: `initrd={{initrd}} console=ttyS0,115200 no_timer_check quiet edd=off crowbar.mac={{mac}} crowbar.variant={{variant}} crowbar.api=${apiUrl}${extraArgs ? ` ${extraArgs}` : ''}`,
   };
 }
 

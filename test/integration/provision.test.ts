@@ -84,6 +84,14 @@ const MAC3 = `52:54:00:${u.slice(0, 2)}:${u.slice(2, 4)}:03`;
 const node3Name = `d${MAC3.replace(/:/g, '-')}.${domain}`;
 const serial3 = () => join(lab.dir, 'vm3.serial');
 let serial = '';
+/**
+ * A virtio-NIC VM whose only disk is on q35's AHCI (SATA) controller: the virtio kernel variant
+ * cannot see that disk, so the provisioner sends it back to the generic kernel (ADR 0032).
+ */
+let vm5: Started | undefined;
+const MAC5 = `52:54:00:${u.slice(0, 2)}:${u.slice(2, 4)}:05`;
+const node5Name = `d${MAC5.replace(/:/g, '-')}.${domain}`;
+const serial5 = () => join(lab.dir, 'vm5.serial');
 /** The machine that trusts another CA (direct kernel boot with that CA's initrd). */
 let vm4: Started | undefined;
 const MAC4 = `52:54:00:${u.slice(0, 2)}:${u.slice(2, 4)}:04`;
@@ -212,6 +220,7 @@ afterAll(async () => {
     await vm2?.stop(5000);
     await vm3?.stop(5000);
     await vm4?.stop(5000);
+    await vm5?.stop(5000);
     // Deleted while the operator still runs: it owns the Nodes' and addresses' finalizers.
     for (const n of await ourNodes()) await client.delete('Node', n.metadata.name ?? '');
     await eventually(
@@ -230,6 +239,7 @@ afterAll(async () => {
         'vm2.serial',
         'vm3.serial',
         'vm4.serial',
+        'vm5.serial',
         'vm1-firstboot.serial',
       ])
         try {
@@ -360,6 +370,11 @@ describe('discovery', () => {
       expect.objectContaining({ mac: MAC, driver: 'virtio_net', link: true }),
     );
     expect(hw?.dmi).toEqual({ vendor: 'Crowbar Test', product: 'Provision VM', serial: `SN-${u}` });
+    // A virtio NIC: iPXE named it in DHCP (175.177), so the BootEnv's virtio variant (Debian's
+    // cloud kernel) booted; it saw the virtio disk, so it stays (q35's empty AHCI is reported).
+    expect(hw?.kernel).toMatch(/-cloud-amd64$/);
+    expect(hw?.unclaimed).toContainEqual(expect.objectContaining({ class: '010601' }));
+    expect(node.spec.kernelVariants).toBeUndefined();
     expect(hw?.address).toMatch(new RegExp(`^${lab.net.replace(/\./g, '\\.')}\\.1[0-5]\\d$`));
 
     // The discovery role runs over SSH on the machine, at its allocated address.
@@ -425,6 +440,9 @@ describe('UEFI discovery', () => {
     const con = readFileSync(serial3(), 'latin1');
     expect(con).not.toMatch(/iPXE \(http:\/\/ipxe\.org\) 00:0\d\.0 C\d00 PCI/);
     expect(con).toMatch(/iPXE/);
+    // snponly.efi names its SNP device by its PCI IDs too (175.177): the virtio variant booted.
+    expect(con).toContain(`boots ${DISC} (kernel variant virtio)`);
+    expect(n3?.status?.hardware?.kernel).toMatch(/-cloud-amd64$/);
     expect(con).toMatch(
       new RegExp(`crowbar-discovery: registered as ${node3Name.replace(/\./g, '\\.')}`),
     );
@@ -636,11 +654,19 @@ describe('the real Debian installer', () => {
       500,
     ).then(
       async (e) => {
-        // d-i logs the load once the file is parsed, just after the fetch.
+        // d-i logs the load once it has applied every line of the file: under TCG on a
+        // loaded machine that took it over a minute (debconf SETs 20:28:27-20:29:21 for one
+        // run). Wait for its own verdict, loaded or a retrieve/load error, not for a guess of
+        // how long parsing takes; the bound is the continued test's budget.
         await eventually(
-          "d-i's syslog says it loaded the preseed",
-          () => diLines.some((l) => l.includes('successfully loaded preseed file')),
-          60_000,
+          "d-i's syslog says it loaded the preseed or could not",
+          () =>
+            diLines.some(
+              (l) =>
+                l.includes('successfully loaded preseed file') ||
+                /preseed\/(retrieve|load)_error/.test(l),
+            ),
+          240_000,
           250,
         ).catch(() => undefined);
         await vm2?.stop(5000);
@@ -649,6 +675,74 @@ describe('the real Debian installer', () => {
       (err: unknown) => new Error(`${(err as Error).message}\n${di2Tail()}`, { cause: err }),
     );
   }, 300_000);
+});
+
+describe('kernel variant fallback', () => {
+  it('a virtio VM whose disk the virtio kernel cannot see is sent back to the generic kernel, after the sidecar acknowledged it', async () => {
+    const disk5 = join(lab.dir, 'vm5.raw');
+    await nsExec(lab.lab.hubNs, 'truncate', ['-s', '1G', disk5]);
+    await lab.addTap('tap5');
+    vm5 = lab.startInHub(
+      'qemu-system-x86_64',
+      [
+        ...qemuArgs({
+          name: `pro-${u}-tap5`,
+          mac: MAC5,
+          tap: 'tap5',
+          dir: lab.dir,
+          smbios: { manufacturer: 'Crowbar Test', product: 'SATA VM', serial: `SN5-${u}` },
+        }),
+        // The disk on q35's built-in AHCI controller: Debian's cloud kernel has no ahci driver.
+        '-drive',
+        `file=${disk5},if=none,id=d5,format=raw`,
+        '-device',
+        `ide-hd,drive=d5,bus=ide.0,serial=SATA-${u}`,
+      ],
+      serial5(),
+    );
+    const tail5 = () => {
+      try {
+        return readFileSync(serial5(), 'latin1')
+          .split('\n')
+          .filter((l) => /crowbar|iPXE|http|error|fail/i.test(l))
+          .slice(-30)
+          .join('\n');
+      } catch {
+        return '(no console)';
+      }
+    };
+    const nr = await eventually(
+      'the SATA VM registered on the generic kernel and its discovery role ran',
+      async () => {
+        if (vm5?.proc.exitCode !== null) throw new Error('qemu exited');
+        const x = await client.get('NodeRole', `${FACTS_ROLE}.${node5Name}`);
+        const st = x?.status?.state;
+        return st === 'active' || st === 'error' ? x : undefined;
+      },
+      300_000,
+      500,
+    ).catch(orConsole(tail5));
+    expect(nr.status?.state, nr.status?.message).toBe('active');
+    const n5 = await client.get('Node', node5Name);
+    expect(n5?.spec.kernelVariants).toBe('off');
+    // The second boot's facts: the generic kernel, which drives the AHCI disk.
+    expect(n5?.status?.hardware?.kernel).toMatch(/^\d.*-amd64$/);
+    expect(n5?.status?.hardware?.kernel).not.toMatch(/cloud/);
+    expect(n5?.status?.hardware?.disks).toContainEqual(
+      expect.objectContaining({ name: 'sda', sizeBytes: 1024 ** 3 }),
+    );
+    expect(n5?.status?.hardware?.unclaimed ?? []).toEqual([]);
+    expect(String(nr.status?.wall?.['kernel'])).not.toMatch(/cloud/);
+    const ev = (await nodeEvents(node5Name)).find((e) => e.reason === 'KernelVariantOff');
+    expect(ev?.message).toMatch(
+      /kernel variant virtio sees no disk and has no driver for storage controller 0000:00:1f\.2/,
+    );
+    // On its console: the first boot said why it rebooted, then a second registration.
+    const con = readFileSync(serial5(), 'latin1');
+    expect(con).toMatch(/crowbar-discovery: rebooting: kernel variant virtio sees no disk/);
+    expect(con.match(/crowbar-discovery: registered as/g)?.length).toBe(2);
+    await vm5.stop(5000);
+  }, 330_000);
 });
 
 describe('install flow', () => {

@@ -5,42 +5,42 @@
 # (the TLS client busybox wget runs for https, behind ./openssl, a shim that makes it verify) with
 # the libraries they link, and the agent (./agent). The .debs are fetched with apt-get download and unpacked with dpkg-deb -x:
 # nothing is installed on this host. The result is cached outside the repository:
-#   OUTDIR/vmlinuz, OUTDIR/initrd.gz (zstd-compressed), OUTDIR/version
+#   OUTDIR/vmlinuz, OUTDIR/vmlinuz-virt, OUTDIR/initrd.gz (zstd-compressed), OUTDIR/version
 #   (OUTDIR default ~/.cache/crowbar/discovery)
-# The cache key is a hash of this script, the agent, the shim and inittab (and the flavour): a
-# changed one is rebuilt.
-# CROWBAR_DISCOVERY_KERNEL=cloud takes Debian's cloud kernel (linux-image-cloud-amd64) instead of
-# the generic one: LZ4 instead of xz, so it unpacks itself ~5 s of TCG CPU faster, but it has no
-# e1000, e1000e, igb or ahci (nor most physical NICs): for VMs only, never the product image
-# (ADR 0027). Use another OUTDIR for it.
+# Two kernels, one initrd holding the modules of both: vmlinuz is Debian's generic kernel (every
+# machine), vmlinuz-virt Debian's cloud kernel (linux-image-cloud-amd64): LZ4 instead of xz, so
+# it unpacks itself ~6 s of TCG CPU faster, but it has no e1000, e1000e, igb or AHCI (nor most
+# physical NICs). The sledgehammer BootEnv gives it only to machines whose boot NIC is virtio
+# (its `variants`; the agent sends a machine it cannot fully see back to the generic kernel,
+# docs/adr/0032-discovery-kernel-variants.md).
+# The cache key is a hash of this script, the agent, the shim and inittab: a changed one is
+# rebuilt.
 # usage: build.sh [OUTDIR]
 set -eu
 S=$(cd "$(dirname "$0")" && pwd)
 OUT=${1:-${CROWBAR_DISCOVERY_DIR:-$HOME/.cache/crowbar/discovery}}
-FLAVOUR=${CROWBAR_DISCOVERY_KERNEL:-generic}
-case $FLAVOUR in
-  generic) META=linux-image-amd64 ;;
-  cloud) META=linux-image-cloud-amd64 ;;
-  *) echo "build.sh: CROWBAR_DISCOVERY_KERNEL must be generic or cloud, got '$FLAVOUR'" >&2; exit 2 ;;
-esac
-KEY=$({ cat "$S/build.sh" "$S/agent" "$S/inittab" "$S/openssl"; echo "$FLAVOUR"; } | sha256sum | cut -c1-16)
-if [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd.gz" ] && [ "$(cat "$OUT/version" 2>/dev/null)" = "$KEY" ]; then
+KEY=$(cat "$S/build.sh" "$S/agent" "$S/inittab" "$S/openssl" | sha256sum | cut -c1-16)
+if [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/vmlinuz-virt" ] && [ -s "$OUT/initrd.gz" ] && [ "$(cat "$OUT/version" 2>/dev/null)" = "$KEY" ]; then
   exit 0
 fi
 W=$(mktemp -d /tmp/cbdisc-image-XXXXXX)
 trap 'rm -rf "$W"' EXIT
-KPKG=$(apt-cache depends "$META" | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+kpkg() { apt-cache depends "$1" | awk '/Depends: linux-image-[0-9]/{print $2; exit}'; }
+KPKG=$(kpkg linux-image-amd64)
+VPKG=$(kpkg linux-image-cloud-amd64)
 # apt-get warns that root downloads unsandboxed into a private temp dir: expected here.
-dl() { (cd "$W" && apt-get download -q "$KPKG" busybox-static dropbear-bin libtomcrypt1 libtommath1 util-linux openssl libssl3 >/dev/null 2>&1); }
+dl() { (cd "$W" && apt-get download -q "$KPKG" "$VPKG" busybox-static dropbear-bin libtomcrypt1 libtommath1 util-linux openssl libssl3 >/dev/null 2>&1); }
 # A fresh machine may have no package lists yet: update once and try again.
-dl || { apt-get update -qq >/dev/null 2>&1; dl; } ||
+[ -n "$KPKG" ] && [ -n "$VPKG" ] && dl || { apt-get update -qq >/dev/null 2>&1; KPKG=$(kpkg linux-image-amd64); VPKG=$(kpkg linux-image-cloud-amd64); dl; } ||
   { echo "build.sh: apt-get download failed (is the Debian mirror reachable? run apt-get update)" >&2; exit 1; }
 dpkg-deb -x "$W"/"$KPKG"_*.deb "$W/k"
+dpkg-deb -x "$W"/"$VPKG"_*.deb "$W/v"
 dpkg-deb -x "$W"/busybox-static_*.deb "$W/bb"
 for p in dropbear-bin libtomcrypt1 libtommath1 util-linux openssl libssl3; do dpkg-deb -x "$W"/${p}_*.deb "$W/db"; done
 KV=$(ls "$W/k/lib/modules" | head -1)
+VV=$(ls "$W/v/lib/modules" | head -1)
 R=$W/root
-mkdir -p "$R/bin" "$R/sbin" "$R/etc/crowbar" "$R/etc/dropbear" "$R/root/.ssh" "$R/lib/modules/$KV" \
+mkdir -p "$R/bin" "$R/sbin" "$R/etc/crowbar" "$R/etc/dropbear" "$R/root/.ssh" \
   "$R/dev" "$R/proc" "$R/sys" "$R/tmp" "$R/run" "$R/var/lib" "$R/usr/bin" "$R/usr/sbin"
 chmod 700 "$R/root" "$R/root/.ssh"
 chmod 1777 "$R/tmp"
@@ -50,19 +50,26 @@ for a in $("$R/bin/busybox" --list); do
 done
 ln -sf bin/busybox "$R/init"
 # Modules: network (virtio, e1000/e1000e, igb), disks (virtio-blk, virtio-scsi, AHCI, NVMe), with
-# every dependency, as the kernel's own modules.dep says (depmod from kmod on the extracted tree).
-depmod -b "$W/k" "$KV"
-for m in virtio_pci virtio_net e1000 e1000e igb virtio_blk virtio_scsi sd_mod ahci nvme; do
-  modprobe -d "$W/k" -S "$KV" --show-depends "$m" 2>/dev/null | awk '$1=="insmod"{print $2}'
-done | sort -u | while read -r f; do
-  rel=${f#"$W/k"}
-  mkdir -p "$R$(dirname "$rel")"
-  cp "$f" "$R$rel"
-done
-for f in modules.order modules.builtin modules.builtin.modinfo; do
-  cp "$W/k/lib/modules/$KV/$f" "$R/lib/modules/$KV/"
-done
-depmod -b "$R" "$KV"
+# every dependency, as each kernel's own modules.dep says (depmod from kmod on the extracted
+# tree); the cloud kernel lacks some of them (modprobe finds nothing: skipped). The booted
+# kernel's `uname -r` picks its tree.
+modules() { # <extracted package dir> <kernel version>
+  depmod -b "$1" "$2"
+  mkdir -p "$R/lib/modules/$2"
+  for m in virtio_pci virtio_net e1000 e1000e igb virtio_blk virtio_scsi sd_mod ahci nvme; do
+    modprobe -d "$1" -S "$2" --show-depends "$m" 2>/dev/null | awk '$1=="insmod"{print $2}'
+  done | sort -u | while read -r f; do
+    rel=${f#"$1"}
+    mkdir -p "$R$(dirname "$rel")"
+    cp "$f" "$R$rel"
+  done
+  for f in modules.order modules.builtin modules.builtin.modinfo; do
+    cp "$1/lib/modules/$2/$f" "$R/lib/modules/$2/"
+  done
+  depmod -b "$R" "$2"
+}
+modules "$W/k" "$KV"
+modules "$W/v" "$VV"
 # dropbear, util-linux's flock (the script jig's runner locks its journal; busybox has no flock),
 # openssl (busybox wget's https runs `openssl s_client`; the shim in PATH fixes busybox's
 # arguments and always verifies; docs/adr/0019-node-api-tls-for-discovery.md) and the shared
@@ -104,7 +111,9 @@ mkdir -p "$OUT"
 # overlay initrd after it still unpacks.
 (cd "$R" && find . | cpio -o -H newc --quiet -R 0:0 | zstd -q -19 -T0) >"$W/initrd.gz"
 cp "$W/k/boot/vmlinuz-$KV" "$W/vmlinuz"
+cp "$W/v/boot/vmlinuz-$VV" "$W/vmlinuz-virt"
 mv "$W/initrd.gz" "$OUT/initrd.gz"
 mv "$W/vmlinuz" "$OUT/vmlinuz"
+mv "$W/vmlinuz-virt" "$OUT/vmlinuz-virt"
 echo "$KEY" >"$OUT/version"
-echo "discovery image $KEY (kernel $KV): $OUT"
+echo "discovery image $KEY (kernels $KV, $VV): $OUT"
