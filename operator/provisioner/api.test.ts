@@ -146,3 +146,167 @@ describe('the network endpoint', () => {
     expect(bad.body).toContain('wait must be a whole number of seconds, 0 to 30');
   });
 });
+
+describe('registration on a kernel variant that saw too little', () => {
+  const MAC = '52:54:00:00:00:05';
+  const NAME = `d52-54-00-00-00-05.example.com`;
+  let server: Server | undefined;
+  afterEach(async () => {
+    await new Promise<void>((r) => {
+      if (server)
+        server.close(() => {
+          r();
+        });
+      else r();
+    });
+  });
+
+  /**
+   * The register route over loopback with an in-memory Node store; `ack` is what the boot
+   * sidecar does with each Node write (acknowledge its generation, or not).
+   */
+  async function serve(o: { existing?: Node; ack: boolean }) {
+    let node: Node | undefined = o.existing;
+    const events: { type: string; reason: string; message: string }[] = [];
+    const write = (spec: Node['spec']): Node => {
+      const generation = (node?.metadata.generation ?? 0) + 1;
+      node = {
+        apiVersion: 'crowbar.dev/v1alpha1',
+        kind: 'Node',
+        metadata: { name: NAME, generation, uid: 'u1' },
+        spec: { ...node?.spec, ...spec },
+        ...(o.ack ? { status: { bootEnv: { applied: 'sledgehammer', generation } } } : {}),
+      };
+      return node;
+    };
+    const deps = {
+      client: {
+        create: (kind: string, obj: Node) =>
+          Promise.resolve(kind === 'Node' ? write(obj.spec) : obj),
+        mergePatch: (_k: string, _n: string, p: { spec: Node['spec'] }) =>
+          Promise.resolve(write(p.spec)),
+        mergePatchStatus: () => Promise.resolve(node),
+      },
+      nodes: () => (node ? [node] : []),
+      getNode: () => Promise.resolve(node),
+      waitForNode: (_n: string, ready: (x: Readonly<Node>) => boolean) =>
+        Promise.resolve(node && ready(node) ? node : undefined),
+      network: () => ({ spec: { subnet: '127.0.0.0/8' } }),
+      provisionNetwork: 'admin',
+      discoveryBootEnv: 'sledgehammer',
+      domain: 'example.com',
+      tokens: {
+        verify: () => Promise.resolve(false),
+        token: () => Promise.resolve('reg'),
+        secret: () => Promise.resolve(Buffer.from('s')),
+      },
+      ensureToken: () => Promise.resolve(),
+      sshPublicKey: () => Promise.resolve('ssh-ed25519 AAAA test'),
+      recorder: {
+        normal: (_t: unknown, reason: string, message: string) =>
+          events.push({ type: 'Normal', reason, message }),
+        warning: (_t: unknown, reason: string, message: string) =>
+          events.push({ type: 'Warning', reason, message }),
+      },
+      fieldManager: 'test',
+      log: { child: () => ({ info: () => undefined, warn: () => undefined }) },
+    } as unknown as ProvisionerDeps;
+    const route = provisionerRoutes(deps);
+    server = createServer((req, res) => {
+      void route(req, res, (req.url ?? '').split('?')[0] ?? '');
+    });
+    await new Promise<void>((r) => server?.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const register = (body: object) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(
+          {
+            host: '127.0.0.1',
+            port,
+            method: 'POST',
+            path: '/provision/v1/register',
+            headers: { 'content-type': 'application/json', accept: 'text/plain' },
+          },
+          (res) => {
+            let b = '';
+            res.setEncoding('utf8');
+            res.on('data', (c: string) => (b += c));
+            res.on('end', () => {
+              resolve({ status: res.statusCode ?? 0, body: b });
+            });
+          },
+        );
+        req.on('error', reject);
+        req.end(JSON.stringify(body));
+      });
+    return { register, events, node: () => node };
+  }
+
+  const sata = {
+    mac: MAC,
+    variant: 'virtio',
+    hardware: {
+      disks: [],
+      unclaimed: [{ address: '0000:00:1f.2', class: '010601', vendor: '8086', device: '2922' }],
+    },
+  };
+
+  it('turns variants off with the Node and says reboot once the sidecar acknowledged it', async () => {
+    const s = await serve({ ack: true });
+    const r = await s.register(sata);
+    expect(r.status).toBe(201);
+    expect(r.body).toMatch(
+      /^reboot=kernel variant virtio sees no disk and has no driver for storage controller 0000:00:1f\.2 \(8086:2922\); booting sledgehammer's own kernel$/m,
+    );
+    expect(s.node()?.spec.kernelVariants).toBe('off');
+    expect(s.events.map((e) => e.reason)).toContain('KernelVariantOff');
+  });
+
+  it('does not reboot without the acknowledgement, nor when variants were already off', async () => {
+    const unacked = await serve({ ack: false });
+    const r = await unacked.register(sata);
+    expect(r.status).toBe(201);
+    expect(r.body).not.toMatch(/^reboot=/m);
+    expect(unacked.node()?.spec.kernelVariants).toBe('off');
+    expect(unacked.events).toContainEqual(
+      expect.objectContaining({
+        type: 'Warning',
+        reason: 'KernelVariantShortfall',
+        message: expect.stringMatching(/did not acknowledge generation 1/) as unknown,
+      }),
+    );
+    server?.close();
+    server = undefined;
+    // A stale sidecar served the variant to a Node that has it off: one more boot would not help.
+    const off = await serve({
+      ack: true,
+      existing: {
+        apiVersion: 'crowbar.dev/v1alpha1',
+        kind: 'Node',
+        metadata: { name: NAME, generation: 3, uid: 'u1' },
+        spec: { macs: [MAC], kernelVariants: 'off' },
+        status: { addresses: [{ network: 'admin', address: '127.0.0.1/8' }] },
+      },
+    });
+    const r2 = await off.register(sata);
+    expect(r2.status).toBe(200);
+    expect(r2.body).not.toMatch(/^reboot=/m);
+    expect(off.events).toContainEqual(
+      expect.objectContaining({
+        reason: 'KernelVariantShortfall',
+        message: expect.stringMatching(/served the variant anyway/) as unknown,
+      }),
+    );
+  });
+
+  it('a variant that saw its disks registers as usual', async () => {
+    const s = await serve({ ack: true });
+    const r = await s.register({
+      ...sata,
+      hardware: { ...sata.hardware, disks: [{ name: 'vda', sizeBytes: 1 << 30 }] },
+    });
+    expect(r.body).not.toMatch(/^reboot=/m);
+    expect(s.node()?.spec.kernelVariants).toBeUndefined();
+    expect(s.events).toEqual([expect.objectContaining({ reason: 'Discovered' })]);
+  });
+});
