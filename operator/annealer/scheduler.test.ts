@@ -6,7 +6,13 @@ import { deployment, node, noderole, world } from './fixtures.test-helper.ts';
 import { PendingChanges, PendingView } from './pending.ts';
 import { notRunnableReason, pickRuns } from './scheduler.ts';
 import type { NodeRoleState } from './states.ts';
-import { namesInState, type NodeRoleView, type NodeView, type World } from './world.ts';
+import {
+  compareNames,
+  namesInState,
+  type NodeRoleView,
+  type NodeView,
+  type World,
+} from './world.ts';
 
 const N1 = 'n1.lab.example.com';
 const N2 = 'n2.lab.example.com';
@@ -225,5 +231,96 @@ describe('pickRuns with maintained indexes', () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('pickRuns over many candidates', () => {
+  /** §3.1 as written: every runnable candidate sorted by (cohort, name), walked in order. */
+  function reference(
+    w: World,
+    max: number,
+    running: ReadonlySet<string>,
+  ): { picks: string[]; candidates: number; lastAt: number } {
+    const slots = max - running.size;
+    if (slots <= 0) return { picks: [], candidates: 0, lastAt: -1 };
+    const busy = new Set<string>();
+    for (const r of running) busy.add(w.noderoles.get(r)?.node ?? '');
+    for (const nr of w.noderoles.values())
+      if (nr.state === 'transition' || nr.state === 'error') busy.add(nr.node);
+    const todo = [...w.noderoles.values()]
+      .filter((nr) => nr.state === 'todo' && !busy.has(nr.node) && !running.has(nr.name))
+      .sort((a, b) => a.cohort - b.cohort || compareNames(a.name, b.name));
+    const out: string[] = [];
+    let lastAt = -1;
+    for (const [i, nr] of todo.entries()) {
+      if (out.length >= slots) break;
+      if (busy.has(nr.node) || notRunnableReason(w, nr) !== undefined) continue;
+      busy.add(nr.node);
+      out.push(nr.name);
+      lastAt = i;
+    }
+    return { picks: out, candidates: todo.length, lastAt };
+  }
+
+  it('picks what sorting every candidate picks, with held, unavailable and busy ones among them', () => {
+    const states: NodeRoleState[] = [
+      ...Array.from({ length: 12 }, () => 'todo' as const),
+      'blocked',
+      'transition',
+      'error',
+    ];
+    let fewFilled = 0;
+    let sortedAll = 0;
+    fc.assert(
+      fc.property(
+        // Few nodes: the best candidates share nodes, so they do not fill the slots and the
+        // whole list is sorted; many nodes: the few best fill them.
+        fc.oneof(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 60, max: 200 })),
+        fc.array(
+          fc.record({
+            state: fc.constantFrom(...states),
+            node: fc.nat({ max: 199 }),
+            cohort: fc.nat({ max: 4 }),
+            odd: fc.constantFrom('none', 'none', 'none', 'none', 'none', 'held', 'unavailable'),
+          }),
+          { minLength: 1, maxLength: 200, size: 'max' },
+        ),
+        fc.integer({ min: 1, max: 12 }),
+        fc.array(fc.nat(), { maxLength: 3 }),
+        // Calm: nothing in transition or error, so few nodes still have candidates.
+        fc.boolean(),
+        (nodes, specs, max, run, calm) => {
+          const w = world({
+            nodes: Array.from({ length: nodes }, (_, i) => node(`n${String(i)}.lab.example.com`)),
+            noderoles: specs.map((x, i) =>
+              noderole(`r${String(i)}`, `n${String(x.node % nodes)}.lab.example.com`, {
+                state:
+                  calm && (x.state === 'transition' || x.state === 'error') ? 'blocked' : x.state,
+                cohort: x.cohort,
+                ...(x.odd === 'held' ? { hold: 'held by a test' } : {}),
+                ...(x.odd === 'unavailable' ? { available: false } : {}),
+              }),
+            ),
+          });
+          const names = [...w.noderoles.keys()];
+          const running = new Set(run.map((i) => names[i % names.length] ?? ''));
+          const want = reference(w, max, running);
+          expect(pickRuns(w, { maxConcurrent: max, running })).toEqual(want.picks);
+          // Which path the scheduler must have taken: more candidates than its few best, and
+          // the slots filled within those few, or not.
+          const slots = max - running.size;
+          const few = slots * 2 + 8;
+          if (slots > 0 && want.candidates > few) {
+            if (want.picks.length === slots && want.lastAt < few) fewFilled++;
+            else sortedAll++;
+          }
+        },
+      ),
+      { numRuns: 600 },
+    );
+    // Both paths ran: the few best filling the slots, and the whole list sorted.
+    expect(fewFilled).toBeGreaterThan(20);
+    expect(sortedAll).toBeGreaterThan(20);
+    expect(sortedAll).toBeGreaterThan(20);
   });
 });

@@ -229,20 +229,20 @@ export function childrenIndex(noderoles: ReadonlyMap<string, NodeRoleView>): Map
 }
 
 /**
- * Names of the noderoles that satisfy `test`, among `indexed` (a maintained index that may be
- * stale only for names changed in a layer over it, or in `changed` underneath it) or, without an
- * index, among all of them.
+ * The noderoles that satisfy `test`, among `indexed` (a maintained index that may be stale only
+ * for names changed in a layer over it, or in `changed` underneath it) or, without an index,
+ * among all of them: the views as read, so a caller need not read each one again.
  */
-export function namesWhere(
+export function viewsWhere(
   world: World,
   indexed: ReadonlySet<string> | undefined,
   present: boolean,
   test: (nr: NodeRoleView) => boolean,
   changed: Iterable<string> = [],
-): string[] {
-  const out: string[] = [];
+): NodeRoleView[] {
+  const out: NodeRoleView[] = [];
   if (!present) {
-    for (const nr of world.noderoles.values()) if (test(nr)) out.push(nr.name);
+    for (const nr of world.noderoles.values()) if (test(nr)) out.push(nr);
     return out;
   }
   const seen = new Set<string>();
@@ -250,7 +250,7 @@ export function namesWhere(
     if (seen.has(name)) return;
     seen.add(name);
     const nr = world.noderoles.get(name);
-    if (nr && test(nr)) out.push(name);
+    if (nr && test(nr)) out.push(nr);
   };
   for (const name of indexed ?? []) consider(name);
   for (const name of changed) consider(name);
@@ -262,15 +262,31 @@ export function namesWhere(
   return out;
 }
 
-/** Names of the noderoles in `state`, through the maintained index when there is one. */
-export function namesInState(world: World, state: NodeRoleState): string[] {
-  return namesWhere(
+/** Names of the noderoles that satisfy `test` ({@link viewsWhere}'s names). */
+export function namesWhere(
+  world: World,
+  indexed: ReadonlySet<string> | undefined,
+  present: boolean,
+  test: (nr: NodeRoleView) => boolean,
+  changed: Iterable<string> = [],
+): string[] {
+  return viewsWhere(world, indexed, present, test, changed).map((nr) => nr.name);
+}
+
+/** The noderoles in `state`, through the maintained index when there is one. */
+export function viewsInState(world: World, state: NodeRoleState): NodeRoleView[] {
+  return viewsWhere(
     world,
     world.byState?.get(state),
     world.byState !== undefined,
     (nr) => nr.state === state,
     world.pendingByState?.get(state),
   );
+}
+
+/** Names of the noderoles in `state`, through the maintained index when there is one. */
+export function namesInState(world: World, state: NodeRoleState): string[] {
+  return viewsInState(world, state).map((nr) => nr.name);
 }
 
 /** Noderole names in (cohort, name) order: §3.1 "cohort ASC, id ASC". */
