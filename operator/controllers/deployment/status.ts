@@ -3,6 +3,7 @@ import { deploymentSummary } from '../../annealer/deployment-status.ts';
 import { toDeploymentView, toNodeRoleView } from '../../annealer/world.ts';
 import { setConditions } from '../../kube/condition.ts';
 import type { Controller, Manager } from '../../manager.ts';
+import { DutyCycle } from '../../runtime/duty-cycle.ts';
 import type { NodeRoleView } from '../annealer/view.ts';
 
 export function deploymentStatusController(
@@ -10,6 +11,8 @@ export function deploymentStatusController(
   view: NodeRoleView,
   fieldManager: string,
 ): Controller {
+  // A reconcile reads every noderole of its deployment: at most a twentieth of the time for it.
+  const duty = new DutyCycle(0.05, 30_000);
   return {
     name: 'deployment-status',
     coalesceMs: 500,
@@ -19,9 +22,16 @@ export function deploymentStatusController(
     },
     reconcile: async (name) => {
       const dep = mgr.caches.Deployment.get(name);
-      if (!dep) return undefined;
+      if (!dep) {
+        duty.forget(name);
+        return undefined;
+      }
+      const wait = duty.wait(name, Date.now());
+      if (wait > 0) return { requeueAfterMs: wait };
+      const start = Date.now();
       const mine = view.by('deployment', name);
       const { state, counts } = deploymentSummary(toDeploymentView(dep), mine.map(toNodeRoleView));
+      duty.ran(name, start, Date.now());
       const cur = dep.status;
       const same =
         cur?.state === state &&
