@@ -37,7 +37,12 @@ function sample(metrics: string, series: string): number {
 }
 
 /** A GET of the API server with the admin certificate: its body (the API server's /metrics). */
-function adminText(cp: ControlPlane, path: string): Promise<string> {
+async function adminText(cp: ControlPlane, path: string): Promise<string> {
+  return (await adminBytes(cp, path)).toString('utf8');
+}
+
+/** A GET of the API server with the admin certificate: its body as bytes (a pprof profile). */
+function adminBytes(cp: ControlPlane, path: string, timeoutMs = 30_000): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const req = request(
       `${cp.server}${path}`,
@@ -45,14 +50,13 @@ function adminText(cp: ControlPlane, path: string): Promise<string> {
         ca: readFileSync(cp.pki.caCrt),
         cert: readFileSync(cp.pki.adminCrt),
         key: readFileSync(cp.pki.adminKey),
-        timeout: 30_000,
+        timeout: timeoutMs,
       },
       (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
-          resolve(body);
+          resolve(Buffer.concat(chunks));
         });
       },
     );
@@ -255,6 +259,13 @@ async function main(): Promise<void> {
     const apiBefore = apiRequests(await adminText(cp, '/metrics'));
     const tReact = performance.now();
     const metricsBefore = (await op.http('/metrics')).body;
+    // BENCH_PROFILE_S=n: a CPU profile of the API server over the reaction phase's first n
+    // seconds (go tool pprof bench/results/apiserver-reaction.pprof).
+    const profileS = Number(process.env['BENCH_PROFILE_S'] ?? 0);
+    const profile =
+      profileS > 0
+        ? adminBytes(cp, `/debug/pprof/profile?seconds=${profileS}`, (profileS + 30) * 1000)
+        : undefined;
     await client.mergePatch('Deployment', 'react', { spec: { state: 'committed' } }, FM);
     await waitFor(
       'all reaction noderoles active',
@@ -264,6 +275,13 @@ async function main(): Promise<void> {
       100,
     );
     const reactS = (performance.now() - tReact) / 1000;
+    if (profile) {
+      mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
+      writeFileSync(
+        join(import.meta.dirname, 'results', 'apiserver-reaction.pprof'),
+        await profile,
+      );
+    }
     const cpuAfter = cpuNow();
     const apiAfter = apiRequests(await adminText(cp, '/metrics'));
     const react = await unblockLatencies(client, 'react');
@@ -279,11 +297,14 @@ async function main(): Promise<void> {
     await op.stop();
     // --- The floor: the same writes, no decisions, same client and concurrency. ---
     // Run after the annealer, with the operator stopped, so neither sees the other's objects.
-    const floorNames = await seed(client, 'floor', 'floor');
+    // BENCH_FLOOR=0 leaves it out (floor_ratio null): at 1,000 x 10 it takes as long as the
+    // anneal, and the reaction and the CPU per noderole do not depend on it.
+    const withFloor = process.env['BENCH_FLOOR'] !== '0';
+    const floorNames = withFloor ? await seed(client, 'floor', 'floor') : [];
     const tFloor = performance.now();
     let floorWrites = 0;
     await pool(
-      Array.from({ length: N }, (_, j) => j),
+      Array.from({ length: withFloor ? N : 0 }, (_, j) => j),
       CAP,
       async (j) => {
         for (let i = 0; i < M; i++) {
@@ -334,7 +355,7 @@ async function main(): Promise<void> {
       floor_s: floorMs / 1000,
       floor_writes: floorWrites,
       noderoles_per_s: (N * M) / (annealMs / 1000),
-      floor_ratio: annealMs / floorMs,
+      floor_ratio: withFloor ? annealMs / floorMs : null,
       p50_unblock_ms: quantile(react.unblock, 0.5),
       p99_unblock_ms: quantile(react.unblock, 0.99),
       p50_decide_ms_at_most: decide(0.5),
@@ -401,7 +422,7 @@ async function main(): Promise<void> {
       `${JSON.stringify(result, null, 2)}\n`,
     );
     console.log(
-      `RESULT annealer noderoles_per_s=${result.noderoles_per_s.toFixed(1)} floor_ratio=${result.floor_ratio.toFixed(2)} p99_unblock_ms=${result.p99_unblock_ms.toFixed(0)} p99_decide_ms<=${String(result.p99_decide_ms_at_most)} p99_write_ms<=${String(result.p99_urgent_write_ms_at_most)} p99_write_wait_ms<=${String(result.p99_urgent_write_wait_ms_at_most)} max_pass_ms<=${String(result.max_pass_ms_at_most)} p99_unblock_saturated_ms=${result.p99_unblock_saturated_ms.toFixed(0)} p99_pass_ms_main<=${String(result.p99_pass_ms_at_most_main)} rss_mb=${rss.toFixed(0)} load=${result.load_average.reaction}`,
+      `RESULT annealer noderoles_per_s=${result.noderoles_per_s.toFixed(1)} floor_ratio=${result.floor_ratio?.toFixed(2) ?? 'skipped'} p99_unblock_ms=${result.p99_unblock_ms.toFixed(0)} p99_decide_ms<=${String(result.p99_decide_ms_at_most)} p99_write_ms<=${String(result.p99_urgent_write_ms_at_most)} p99_write_wait_ms<=${String(result.p99_urgent_write_wait_ms_at_most)} max_pass_ms<=${String(result.max_pass_ms_at_most)} p99_unblock_saturated_ms=${result.p99_unblock_saturated_ms.toFixed(0)} p99_pass_ms_main<=${String(result.p99_pass_ms_at_most_main)} rss_mb=${rss.toFixed(0)} load=${result.load_average.reaction}`,
     );
   } finally {
     await cp.stop();
