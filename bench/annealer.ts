@@ -150,7 +150,13 @@ async function seed(
 async function unblockLatencies(
   client: CrowbarClient,
   deployment: string,
-): Promise<{ unblock: number[]; runs: number; byCohort: Record<number, number>; bytes: number }> {
+): Promise<{
+  unblock: number[];
+  runs: number;
+  byCohort: Record<number, number>;
+  bytes: number;
+  managedBytes: number;
+}> {
   const all = (await client.list('NodeRole')).filter((nr) => nr.spec.deployment === deployment);
   const byName = new Map(all.map((nr) => [nr.metadata.name ?? '', nr]));
   const unblock: number[] = [];
@@ -173,7 +179,18 @@ async function unblockLatencies(
   }
   // What every write of a noderole costs the API server grows with its size (ADR 0026, 0030).
   const bytes = all.reduce((n, nr) => n + JSON.stringify(nr).length, 0) / Math.max(1, all.length);
-  return { unblock, runs, byCohort, bytes };
+  // Of which the API server's ownership records, rewritten on every write (ADR 0030, 0031).
+  const managedBytes =
+    all.reduce((n, nr) => n + JSON.stringify(nr.metadata.managedFields ?? []).length, 0) /
+    Math.max(1, all.length);
+  if (process.env['BENCH_DUMP_NODEROLE'] === '1' && all[all.length - 1]) {
+    mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
+    writeFileSync(
+      join(import.meta.dirname, 'results', `noderole-${deployment}.json`),
+      `${JSON.stringify(all[all.length - 1], null, 2)}\n`,
+    );
+  }
+  return { unblock, runs, byCohort, bytes, managedBytes };
 }
 
 async function main(): Promise<void> {
@@ -255,10 +272,12 @@ async function main(): Promise<void> {
       Object.fromEntries(
         Object.entries(procs).map(([k, pid]) => [k, pid > 0 ? cpuSeconds(pid) : 0]),
       );
-    const cpuBefore = cpuNow();
+    // The scrapes come before the CPU is read and after it is read again: rendering the API
+    // server's /metrics costs it more CPU than a dozen writes, which is not the phase's.
     const apiBefore = apiRequests(await adminText(cp, '/metrics'));
-    const tReact = performance.now();
     const metricsBefore = (await op.http('/metrics')).body;
+    const cpuBefore = cpuNow();
+    const tReact = performance.now();
     // BENCH_PROFILE_S=n: a CPU profile of the API server over the reaction phase's first n
     // seconds (go tool pprof bench/results/apiserver-reaction.pprof).
     const profileS = Number(process.env['BENCH_PROFILE_S'] ?? 0);
@@ -378,6 +397,7 @@ async function main(): Promise<void> {
       reaction_samples: react.unblock.length,
       reaction_phase_s: reactS,
       noderole_bytes_after_run: Math.round(react.bytes),
+      noderole_managed_fields_bytes_after_run: Math.round(react.managedBytes),
       // What the API server was asked in the phase, per noderole it ran (writes and reads).
       api_requests_per_noderole_in_reaction: Object.fromEntries(
         [...apiAfter]
