@@ -20,6 +20,7 @@ import { Agent, request } from 'undici';
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { GROUP, PLURALS, VERSION, type NodeRole } from '../generated/crowbar.ts';
 import { CrowbarClient, loadKubeConfig } from '../operator/kube/client.ts';
+import { kubeRequest } from '../operator/kube/request.ts';
 import { startControlPlane } from '../test/harness/control-plane.ts';
 import { childPids, cpuSeconds } from './util.ts';
 
@@ -196,6 +197,35 @@ async function main(): Promise<void> {
       } finally {
         await agent.close();
       }
+    // An Event as the operator's recorder sends one for a transition (operator/events.ts): what
+    // each costs beside the status writes it accompanies (ADR 0031).
+    const kc = loadKubeConfig(cp.kubeconfig);
+    await measure('event', base, async (cur, i) => {
+      const now = new Date().toISOString();
+      await kubeRequest(kc, 'POST', '/api/v1/namespaces/default/events', {
+        contentType: 'application/json',
+        json: JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'Event',
+          metadata: { generateName: `${cur.metadata.name ?? ''}.` },
+          involvedObject: {
+            kind: 'NodeRole',
+            name: cur.metadata.name,
+            uid: cur.metadata.uid,
+            apiVersion: 'crowbar.dev/v1alpha1',
+          },
+          type: 'Normal',
+          reason: 'Running',
+          message: `todo -> transition: running ${String(i)}`,
+          source: { component: 'crowbar-operator' },
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
+          reportingComponent: 'crowbar-operator',
+        }),
+      });
+      return cur;
+    });
     mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
     writeFileSync(
       join(import.meta.dirname, 'results', 'write-cost.json'),
