@@ -114,6 +114,7 @@ test-chaos: deps bins
 bench: bench-annealer bench-ipam bench-jig bench-dns bench-dhcp
 
 # N nodes x M roles (BENCH_NODES, BENCH_ROLES; default 1000 x 10) against the real API server.
+# BENCH_FLOOR=0 leaves the floor out; BENCH_PROFILE_S=n profiles the API server in the reaction phase.
 bench-annealer: deps bins
 	node bench/annealer.ts
 

@@ -37,7 +37,12 @@ function sample(metrics: string, series: string): number {
 }
 
 /** A GET of the API server with the admin certificate: its body (the API server's /metrics). */
-function adminText(cp: ControlPlane, path: string): Promise<string> {
+async function adminText(cp: ControlPlane, path: string): Promise<string> {
+  return (await adminBytes(cp, path)).toString('utf8');
+}
+
+/** A GET of the API server with the admin certificate: its body as bytes (a pprof profile). */
+function adminBytes(cp: ControlPlane, path: string, timeoutMs = 30_000): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const req = request(
       `${cp.server}${path}`,
@@ -45,14 +50,13 @@ function adminText(cp: ControlPlane, path: string): Promise<string> {
         ca: readFileSync(cp.pki.caCrt),
         cert: readFileSync(cp.pki.adminCrt),
         key: readFileSync(cp.pki.adminKey),
-        timeout: 30_000,
+        timeout: timeoutMs,
       },
       (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
-          resolve(body);
+          resolve(Buffer.concat(chunks));
         });
       },
     );
@@ -146,7 +150,13 @@ async function seed(
 async function unblockLatencies(
   client: CrowbarClient,
   deployment: string,
-): Promise<{ unblock: number[]; runs: number; byCohort: Record<number, number>; bytes: number }> {
+): Promise<{
+  unblock: number[];
+  runs: number;
+  byCohort: Record<number, number>;
+  bytes: number;
+  managedBytes: number;
+}> {
   const all = (await client.list('NodeRole')).filter((nr) => nr.spec.deployment === deployment);
   const byName = new Map(all.map((nr) => [nr.metadata.name ?? '', nr]));
   const unblock: number[] = [];
@@ -169,7 +179,18 @@ async function unblockLatencies(
   }
   // What every write of a noderole costs the API server grows with its size (ADR 0026, 0030).
   const bytes = all.reduce((n, nr) => n + JSON.stringify(nr).length, 0) / Math.max(1, all.length);
-  return { unblock, runs, byCohort, bytes };
+  // Of which the API server's ownership records, rewritten on every write (ADR 0030, 0031).
+  const managedBytes =
+    all.reduce((n, nr) => n + JSON.stringify(nr.metadata.managedFields ?? []).length, 0) /
+    Math.max(1, all.length);
+  if (process.env['BENCH_DUMP_NODEROLE'] === '1' && all[all.length - 1]) {
+    mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
+    writeFileSync(
+      join(import.meta.dirname, 'results', `noderole-${deployment}.json`),
+      `${JSON.stringify(all[all.length - 1], null, 2)}\n`,
+    );
+  }
+  return { unblock, runs, byCohort, bytes, managedBytes };
 }
 
 async function main(): Promise<void> {
@@ -235,7 +256,6 @@ async function main(): Promise<void> {
     console.log(
       `anneal: ${(annealMs / 1000).toFixed(1)} s, operator peak RSS ${rss.toFixed(0)} MB`,
     );
-    const { unblock, runs } = await unblockLatencies(client, 'bench');
 
     // Reaction time alone: CAP nodes, so every node has a free run slot and no child waits behind
     // other nodes' lower-cohort noderoles (the (cohort, name) order of §3.1 makes that wait the
@@ -251,10 +271,19 @@ async function main(): Promise<void> {
       Object.fromEntries(
         Object.entries(procs).map(([k, pid]) => [k, pid > 0 ? cpuSeconds(pid) : 0]),
       );
-    const cpuBefore = cpuNow();
+    // The scrapes come before the CPU is read and after it is read again: rendering the API
+    // server's /metrics costs it more CPU than a dozen writes, which is not the phase's.
     const apiBefore = apiRequests(await adminText(cp, '/metrics'));
-    const tReact = performance.now();
     const metricsBefore = (await op.http('/metrics')).body;
+    const cpuBefore = cpuNow();
+    const tReact = performance.now();
+    // BENCH_PROFILE_S=n: a CPU profile of the API server over the reaction phase's first n
+    // seconds (go tool pprof bench/results/apiserver-reaction.pprof).
+    const profileS = Number(process.env['BENCH_PROFILE_S'] ?? 0);
+    const profile =
+      profileS > 0
+        ? adminBytes(cp, `/debug/pprof/profile?seconds=${profileS}`, (profileS + 30) * 1000)
+        : undefined;
     await client.mergePatch('Deployment', 'react', { spec: { state: 'committed' } }, FM);
     await waitFor(
       'all reaction noderoles active',
@@ -264,9 +293,19 @@ async function main(): Promise<void> {
       100,
     );
     const reactS = (performance.now() - tReact) / 1000;
+    if (profile) {
+      mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
+      writeFileSync(
+        join(import.meta.dirname, 'results', 'apiserver-reaction.pprof'),
+        await profile,
+      );
+    }
     const cpuAfter = cpuNow();
     const apiAfter = apiRequests(await adminText(cp, '/metrics'));
     const react = await unblockLatencies(client, 'react');
+    // The main phase's figures are read after the reaction phase: a list of every noderole (26 MB
+    // at 1,000 x 10) is work for the API server that the reaction phase must not start behind.
+    const { unblock, runs } = await unblockLatencies(client, 'bench');
     const metricsAfter = (await op.http('/metrics')).body;
     writeFileSync(join(cp.dir, '..', 'crowbar-bench-operator-metrics.txt'), metricsAfter);
     // The annealer's own part of the reaction: from learning the parent is active to starting
@@ -279,11 +318,14 @@ async function main(): Promise<void> {
     await op.stop();
     // --- The floor: the same writes, no decisions, same client and concurrency. ---
     // Run after the annealer, with the operator stopped, so neither sees the other's objects.
-    const floorNames = await seed(client, 'floor', 'floor');
+    // BENCH_FLOOR=0 leaves it out (floor_ratio null): at 1,000 x 10 it takes as long as the
+    // anneal, and the reaction and the CPU per noderole do not depend on it.
+    const withFloor = process.env['BENCH_FLOOR'] !== '0';
+    const floorNames = withFloor ? await seed(client, 'floor', 'floor') : [];
     const tFloor = performance.now();
     let floorWrites = 0;
     await pool(
-      Array.from({ length: N }, (_, j) => j),
+      Array.from({ length: withFloor ? N : 0 }, (_, j) => j),
       CAP,
       async (j) => {
         for (let i = 0; i < M; i++) {
@@ -334,7 +376,7 @@ async function main(): Promise<void> {
       floor_s: floorMs / 1000,
       floor_writes: floorWrites,
       noderoles_per_s: (N * M) / (annealMs / 1000),
-      floor_ratio: annealMs / floorMs,
+      floor_ratio: withFloor ? annealMs / floorMs : null,
       p50_unblock_ms: quantile(react.unblock, 0.5),
       p99_unblock_ms: quantile(react.unblock, 0.99),
       p50_decide_ms_at_most: decide(0.5),
@@ -357,6 +399,7 @@ async function main(): Promise<void> {
       reaction_samples: react.unblock.length,
       reaction_phase_s: reactS,
       noderole_bytes_after_run: Math.round(react.bytes),
+      noderole_managed_fields_bytes_after_run: Math.round(react.managedBytes),
       // What the API server was asked in the phase, per noderole it ran (writes and reads).
       api_requests_per_noderole_in_reaction: Object.fromEntries(
         [...apiAfter]
@@ -401,7 +444,7 @@ async function main(): Promise<void> {
       `${JSON.stringify(result, null, 2)}\n`,
     );
     console.log(
-      `RESULT annealer noderoles_per_s=${result.noderoles_per_s.toFixed(1)} floor_ratio=${result.floor_ratio.toFixed(2)} p99_unblock_ms=${result.p99_unblock_ms.toFixed(0)} p99_decide_ms<=${String(result.p99_decide_ms_at_most)} p99_write_ms<=${String(result.p99_urgent_write_ms_at_most)} p99_write_wait_ms<=${String(result.p99_urgent_write_wait_ms_at_most)} max_pass_ms<=${String(result.max_pass_ms_at_most)} p99_unblock_saturated_ms=${result.p99_unblock_saturated_ms.toFixed(0)} p99_pass_ms_main<=${String(result.p99_pass_ms_at_most_main)} rss_mb=${rss.toFixed(0)} load=${result.load_average.reaction}`,
+      `RESULT annealer noderoles_per_s=${result.noderoles_per_s.toFixed(1)} floor_ratio=${result.floor_ratio?.toFixed(2) ?? 'skipped'} p99_unblock_ms=${result.p99_unblock_ms.toFixed(0)} p99_decide_ms<=${String(result.p99_decide_ms_at_most)} p99_write_ms<=${String(result.p99_urgent_write_ms_at_most)} p99_write_wait_ms<=${String(result.p99_urgent_write_wait_ms_at_most)} max_pass_ms<=${String(result.max_pass_ms_at_most)} p99_unblock_saturated_ms=${result.p99_unblock_saturated_ms.toFixed(0)} p99_pass_ms_main<=${String(result.p99_pass_ms_at_most_main)} rss_mb=${rss.toFixed(0)} load=${result.load_average.reaction}`,
     );
   } finally {
     await cp.stop();

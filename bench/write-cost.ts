@@ -17,8 +17,10 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
-import type { NodeRole } from '../generated/crowbar.ts';
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { GROUP, PLURALS, VERSION, type NodeRole } from '../generated/crowbar.ts';
 import { CrowbarClient, loadKubeConfig } from '../operator/kube/client.ts';
+import { kubeRequest } from '../operator/kube/request.ts';
 import { startControlPlane } from '../test/harness/control-plane.ts';
 import { childPids, cpuSeconds } from './util.ts';
 
@@ -140,37 +142,90 @@ async function main(): Promise<void> {
         FM,
       ),
     );
-    // The same merge patch without client-node: one undici request on a kept connection with the
-    // same TLS identity. What client-node's request path (its serializer, middleware and
-    // per-request set-up) adds on the caller's side, which the operator pays on every write.
-    const agent = new Agent({
-      connect: {
-        ca: readFileSync(cp.pki.caCrt),
-        cert: readFileSync(cp.pki.adminCrt),
-        key: readFileSync(cp.pki.adminKey),
-      },
-    });
-    try {
-      await measure(`merge-undici-${String(base)}k`, base, async (cur, i) => {
-        const res = await request(
-          `${cp.server}/apis/crowbar.dev/v1alpha1/noderoles/${cur.metadata.name ?? ''}/status?fieldManager=${FM}`,
-          {
-            method: 'PATCH',
-            dispatcher: agent,
-            headers: { 'content-type': 'application/merge-patch+json', accept: 'application/json' },
-            body: JSON.stringify({
-              metadata: { resourceVersion: cur.metadata.resourceVersion },
-              status: { message: `w${String(i)}` },
-            }),
+    // The same merge patch through client-node's generated method, as CrowbarClient sent every
+    // write before ADR 0031 (the cases above take the lean path of operator/kube/request.ts).
+    await measure(`merge-client-node-${String(base)}k`, base, async (cur, i) => {
+      return (await client.api.patchClusterCustomObjectStatus(
+        {
+          group: GROUP,
+          version: VERSION,
+          plural: PLURALS.NodeRole,
+          name: cur.metadata.name ?? '',
+          body: {
+            metadata: { resourceVersion: cur.metadata.resourceVersion },
+            status: { message: `w${String(i)}` },
           },
-        );
-        const body = (await res.body.json()) as NodeRole;
-        if (res.statusCode !== 200) throw new Error(`PATCH answered ${String(res.statusCode)}`);
-        return body;
+          fieldManager: FM,
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      )) as NodeRole;
+    });
+    // The same merge patch without client-node: one undici request on a kept connection with the
+    // same TLS identity, over HTTP/2 (what client-node's dispatcher negotiates) and over HTTP/1.1.
+    // What client-node's request path (its serializer, middleware and per-request set-up) adds on
+    // the caller's side, and what the protocol costs both sides.
+    const tls = {
+      ca: readFileSync(cp.pki.caCrt),
+      cert: readFileSync(cp.pki.adminCrt),
+      key: readFileSync(cp.pki.adminKey),
+    };
+    for (const [label, agent] of [
+      ['merge-undici', new Agent({ connect: tls })],
+      ['merge-undici-http1', new Agent({ connect: tls, allowH2: false })],
+    ] as const)
+      try {
+        await measure(`${label}-${String(base)}k`, base, async (cur, i) => {
+          const res = await request(
+            `${cp.server}/apis/crowbar.dev/v1alpha1/noderoles/${cur.metadata.name ?? ''}/status?fieldManager=${FM}`,
+            {
+              method: 'PATCH',
+              dispatcher: agent,
+              headers: {
+                'content-type': 'application/merge-patch+json',
+                accept: 'application/json',
+              },
+              body: JSON.stringify({
+                metadata: { resourceVersion: cur.metadata.resourceVersion },
+                status: { message: `w${String(i)}` },
+              }),
+            },
+          );
+          const body = (await res.body.json()) as NodeRole;
+          if (res.statusCode !== 200) throw new Error(`PATCH answered ${String(res.statusCode)}`);
+          return body;
+        });
+      } finally {
+        await agent.close();
+      }
+    // An Event as the operator's recorder sends one for a transition (operator/events.ts): what
+    // each costs beside the status writes it accompanies (ADR 0031).
+    const kc = loadKubeConfig(cp.kubeconfig);
+    await measure('event', base, async (cur, i) => {
+      const now = new Date().toISOString();
+      await kubeRequest(kc, 'POST', '/api/v1/namespaces/default/events', {
+        contentType: 'application/json',
+        json: JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'Event',
+          metadata: { generateName: `${cur.metadata.name ?? ''}.` },
+          involvedObject: {
+            kind: 'NodeRole',
+            name: cur.metadata.name,
+            uid: cur.metadata.uid,
+            apiVersion: 'crowbar.dev/v1alpha1',
+          },
+          type: 'Normal',
+          reason: 'Running',
+          message: `todo -> transition: running ${String(i)}`,
+          source: { component: 'crowbar-operator' },
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
+          reportingComponent: 'crowbar-operator',
+        }),
       });
-    } finally {
-      await agent.close();
-    }
+      return cur;
+    });
     mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
     writeFileSync(
       join(import.meta.dirname, 'results', 'write-cost.json'),

@@ -3,7 +3,6 @@
  * own field manager; status writes go only through the status subresource, and carry the
  * resourceVersion they were computed from so a stale write fails with 409 instead of clobbering.
  */
-import { createHash } from 'node:crypto';
 import {
   CustomObjectsApi,
   KubeConfig,
@@ -24,6 +23,7 @@ import {
   type Role,
 } from '../../generated/crowbar.ts';
 import { isNotFound } from './errors.ts';
+import { kubeRequest } from './request.ts';
 import { deadline, defaultDeadline, LIST_REQUEST_MS } from './timeout.ts';
 
 export interface KindMap {
@@ -73,31 +73,34 @@ function poolConnections(kc: KubeConfig): void {
   const target = kc as unknown as { createDispatcher?: DispatcherFactory };
   const original = target.createDispatcher?.bind(kc);
   if (!original) return;
-  const cache = new Map<string, unknown>();
-  const text = (v: unknown): string =>
-    Buffer.isBuffer(v)
-      ? v.toString('base64')
-      : typeof v === 'string'
-        ? v
-        : JSON.stringify(v ?? null);
+  // Compared field by field (buffers byte by byte), not hashed: this runs on every request, and
+  // a SHA-256 over the certificates was 3% of the operator's CPU while it annealed (ADR 0031).
+  const cache: { key: unknown[]; dispatcher: unknown }[] = [];
+  const same = (a: unknown, b: unknown): boolean =>
+    Buffer.isBuffer(a) && Buffer.isBuffer(b)
+      ? a.equals(b)
+      : typeof a === 'object' && a !== null
+        ? JSON.stringify(a) === JSON.stringify(b)
+        : a === b;
   target.createDispatcher = (cluster, opts) => {
     const c = cluster as { name?: string; server?: string } | null;
-    const key = createHash('sha256')
-      .update(
-        JSON.stringify([
-          c?.name,
-          c?.server,
-          text(opts['ca']),
-          text(opts['cert']),
-          text(opts['key']),
-          text(opts['pfx']),
-          opts['rejectUnauthorized'],
-          opts['servername'],
-        ]),
-      )
-      .digest('hex');
-    if (!cache.has(key)) cache.set(key, original(cluster, opts));
-    return cache.get(key);
+    const key = [
+      c?.name,
+      c?.server,
+      opts['ca'],
+      opts['cert'],
+      opts['key'],
+      opts['pfx'],
+      opts['rejectUnauthorized'],
+      opts['servername'],
+    ];
+    const hit = cache.find((e) => e.key.every((v, i) => same(v, key[i])));
+    if (hit) return hit.dispatcher;
+    const dispatcher = original(cluster, opts);
+    // Rotated certificates each get a dispatcher; the old ones' connections close when idle.
+    cache.unshift({ key, dispatcher });
+    cache.length = Math.min(cache.length, 8);
+    return dispatcher;
   };
 }
 
@@ -114,10 +117,34 @@ export class CrowbarClient {
     return { group: GROUP, version: VERSION, plural: PLURALS[kind] };
   }
 
+  /** The path of one object (and a subresource), as client-node's generated methods build it. */
+  private path(kind: CrowbarKind, name: string, sub = '', fieldManager?: string): string {
+    const query = fieldManager ? `?fieldManager=${encodeURIComponent(fieldManager)}` : '';
+    return `/apis/${GROUP}/${VERSION}/${PLURALS[kind]}/${encodeURIComponent(name)}${sub}${query}`;
+  }
+
+  /**
+   * A patch through the lean request path (operator/kube/request.ts, ADR 0031): the annealer's
+   * run starts and ends, and every other single-object write, are the operator's hottest calls.
+   */
+  private async patch<K extends CrowbarKind>(
+    kind: K,
+    name: string,
+    sub: '' | '/status',
+    contentType: PatchStrategy,
+    body: unknown,
+    fieldManager: string,
+  ): Promise<Obj<K>> {
+    return (await kubeRequest(this.kc, 'PATCH', this.path(kind, name, sub, fieldManager), {
+      contentType,
+      json: JSON.stringify(body),
+    })) as Obj<K>;
+  }
+
   /** The object, or undefined when it does not exist. */
   async get<K extends CrowbarKind>(kind: K, name: string): Promise<Obj<K> | undefined> {
     try {
-      return (await this.api.getClusterCustomObject({ ...this.ref(kind), name })) as Obj<K>;
+      return (await kubeRequest(this.kc, 'GET', this.path(kind, name))) as Obj<K>;
     } catch (e) {
       if (isNotFound(e)) return undefined;
       throw e;
@@ -212,10 +239,7 @@ export class CrowbarClient {
     patch: object,
     fieldManager: string,
   ): Promise<Obj<K>> {
-    return (await this.api.patchClusterCustomObject(
-      { ...this.ref(kind), name, body: patch, fieldManager },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    )) as Obj<K>;
+    return this.patch(kind, name, '', PatchStrategy.MergePatch, patch, fieldManager);
   }
 
   /** JSON merge patch of the status subresource. */
@@ -225,10 +249,7 @@ export class CrowbarClient {
     patch: object,
     fieldManager: string,
   ): Promise<Obj<K>> {
-    return (await this.api.patchClusterCustomObjectStatus(
-      { ...this.ref(kind), name, body: patch, fieldManager },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    )) as Obj<K>;
+    return this.patch(kind, name, '/status', PatchStrategy.MergePatch, patch, fieldManager);
   }
 
   /**
@@ -241,10 +262,7 @@ export class CrowbarClient {
     ops: readonly { op: string; path: string; value?: unknown }[],
     fieldManager: string,
   ): Promise<Obj<K>> {
-    return (await this.api.patchClusterCustomObjectStatus(
-      { ...this.ref(kind), name, body: ops, fieldManager },
-      setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
-    )) as Obj<K>;
+    return this.patch(kind, name, '/status', PatchStrategy.JsonPatch, ops, fieldManager);
   }
 
   /** Deletes the object; true if it existed. */

@@ -2,6 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { CoordinationV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { kubeRequest } from './request.ts';
 import { deadline, defaultDeadline, isTimeout } from './timeout.ts';
 
 // An API server that takes every connection and never answers: a lost answer, on loopback.
@@ -54,6 +55,16 @@ describe('API request deadlines', () => {
       .catch((e: unknown) => e);
     expect(isTimeout(err1)).toBe(true);
     expect(isTimeout(err2)).toBe(true);
+  });
+
+  it('gives the lean request path the same default deadline', async () => {
+    const kc = kubeConfig();
+    defaultDeadline(kc, 150);
+    const err: unknown = await kubeRequest(kc, 'PATCH', '/apis/crowbar.dev/v1alpha1/nodes/a', {
+      contentType: 'application/merge-patch+json',
+      json: '{}',
+    }).catch((e: unknown) => e);
+    expect(isTimeout(err)).toBe(true);
   });
 
   it('lets a call set its own deadline instead of the default', async () => {

@@ -404,8 +404,63 @@ describe('free-form NodeRole status (ADR 0030)', () => {
     // processes on every later write of the object does not grow with the data.
     const jig = owned(got, 'jig-test');
     expect(jig['f:committedData']).toEqual({});
-    expect((jig['f:run'] as Record<string, unknown>)['f:input']).toEqual({});
+    // ADR 0031: the whole run record is one field too.
+    expect(jig['f:run']).toEqual({});
     expect(owned(got, 'allocator-test')['f:wall']).toEqual({});
     expect(JSON.stringify(got?.metadata.managedFields).length).toBeLessThan(2000);
+  });
+
+  it('tracks the run record and the conditions as one field each (ADR 0031)', async () => {
+    const node = fqdn('atomic-run');
+    const name = `r.${node}`;
+    await createRaw('noderoles', {
+      metadata: { name },
+      spec: { node, role: 'r', deployment: 'system' },
+    });
+    const cond = (type: string, status: 'True' | 'False') => ({
+      type,
+      status,
+      reason: 'Test',
+      message: `${type} ${status}`,
+      lastTransitionTime: '2026-12-01T00:00:00Z',
+    });
+    await client.mergePatchStatus(
+      'NodeRole',
+      name,
+      {
+        status: {
+          run: { number: 1, id: 'r-1', started: '2026-12-01T00:00:00Z', result: 'running' },
+          conditions: [cond('Active', 'False'), cond('Ready', 'False')],
+        },
+      },
+      'annealer-test',
+    );
+    // A run's end as the annealer writes it: a merge into the record, not a replacement of it.
+    await client.mergePatchStatus(
+      'NodeRole',
+      name,
+      { status: { run: { result: 'succeeded', finished: '2026-12-01T00:00:01Z', exitCode: 0 } } },
+      'annealer-test',
+    );
+    // Another manager replaces the list with one more condition, as the binder does.
+    const before = await client.get('NodeRole', name);
+    await client.mergePatchStatus(
+      'NodeRole',
+      name,
+      { status: { conditions: [...(before?.status?.conditions ?? []), cond('Bound', 'True')] } },
+      'binder-test',
+    );
+    const got = await client.get('NodeRole', name);
+    expect(got?.status?.run).toMatchObject({
+      number: 1,
+      id: 'r-1',
+      result: 'succeeded',
+      exitCode: 0,
+    });
+    expect(got?.status?.conditions?.map((c) => c.type)).toEqual(['Active', 'Ready', 'Bound']);
+    expect(owned(got, 'annealer-test')['f:run']).toEqual({});
+    // The list's last writer owns all of it; no per-type entries are kept.
+    expect(owned(got, 'binder-test')['f:conditions']).toEqual({});
+    expect(owned(got, 'annealer-test')).not.toHaveProperty('f:conditions');
   });
 });

@@ -34,11 +34,37 @@ export function nodeReady(node: Readonly<Node>, state: NodeState, count: number)
   return { type: 'Ready', status, reason, message };
 }
 
+/** How long a node that was `transition` must stay `todo` before that is written. */
+export const TODO_HOLD_MS = 1000;
+
+/**
+ * Whether to write a node's derived state now, or look again after `waitMs`. Between a parent's
+ * end and its child's start (~100 ms) a node in a chain of runs is `todo`, and the 500 ms
+ * coalescing sampled that often enough for 0.2-0.5 extra Node writes per noderole, each of them
+ * then undone, on the API server the run writes wait for (ADR 0031). So `transition` -> `todo`
+ * is written once the node has stayed `todo` for `holdMs`; every other change at once (Ready
+ * reads False either way; `todo` and `transition` differ only in its message).
+ */
+export function todoHold(
+  written: NodeState | undefined,
+  next: NodeState,
+  todoSince: number | undefined,
+  now: number,
+  holdMs = TODO_HOLD_MS,
+): { write: true } | { write: false; waitMs: number } {
+  if (written !== 'transition' || next !== 'todo') return { write: true };
+  const since = todoSince ?? now;
+  return now - since >= holdMs ? { write: true } : { write: false, waitMs: since + holdMs - now };
+}
+
 export function nodeStatusController(
   mgr: Manager,
   view: NodeRoleView,
   fieldManager: string,
 ): Controller {
+  // When each node was first seen todo after transition; one entry per node at most, dropped as
+  // soon as its state is written or changes.
+  const todoSince = new Map<string, number>();
   return {
     name: 'node-status',
     coalesceMs: 500,
@@ -48,7 +74,10 @@ export function nodeStatusController(
     },
     reconcile: async (name) => {
       const node = mgr.caches.Node.get(name);
-      if (!node) return undefined;
+      if (!node) {
+        todoSince.delete(name);
+        return undefined;
+      }
       const mine = view.by('node', name);
       const state = nodeState(mine.map(toNodeRoleView));
       const ready = nodeReady(node, state, mine.length);
@@ -57,8 +86,17 @@ export function nodeStatusController(
         node.status?.state === state &&
         node.status.observedGeneration === generation &&
         conditionsCurrent(node.status.conditions, [ready])
-      )
+      ) {
+        todoSince.delete(name);
         return undefined;
+      }
+      const now = Date.now();
+      const hold = todoHold(node.status?.state, state, todoSince.get(name), now);
+      if (!hold.write) {
+        if (!todoSince.has(name)) todoSince.set(name, now);
+        return { requeueAfterMs: hold.waitMs };
+      }
+      todoSince.delete(name);
       try {
         await mgr.client.mergePatchStatus(
           'Node',
