@@ -21,18 +21,30 @@ describe('networkWaitSeconds', () => {
   });
 });
 
+/** The provisioner's routes on a loopback server. */
+async function listen(deps: ProvisionerDeps): Promise<Server> {
+  const route = provisionerRoutes(deps);
+  const s = createServer((req, res) => {
+    void route(req, res, (req.url ?? '').split('?')[0] ?? '');
+  });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  return s;
+}
+
+function closeServer(server: Server | undefined): Promise<void> {
+  return new Promise<void>((r) => {
+    if (server)
+      server.close(() => {
+        r();
+      });
+    else r();
+  });
+}
+
 describe('the network endpoint', () => {
   const NAME = 'd52-54-00-00-00-01.example.com';
   let server: Server | undefined;
-  afterEach(async () => {
-    await new Promise<void>((r) => {
-      if (server)
-        server.close(() => {
-          r();
-        });
-      else r();
-    });
-  });
+  afterEach(() => closeServer(server));
 
   /** The route over a loopback server, with a Node whose address the test sets. */
   async function serve(): Promise<{
@@ -82,11 +94,7 @@ describe('the network endpoint', () => {
           check();
         }),
     } as unknown as ProvisionerDeps;
-    const route = provisionerRoutes(deps);
-    server = createServer((req, res) => {
-      void route(req, res, (req.url ?? '').split('?')[0] ?? '');
-    });
-    await new Promise<void>((r) => server?.listen(0, '127.0.0.1', r));
+    server = await listen(deps);
     const port = (server.address() as AddressInfo).port;
     return {
       get: (query) =>
@@ -151,15 +159,7 @@ describe('registration on a kernel variant that saw too little', () => {
   const MAC = '52:54:00:00:00:05';
   const NAME = `d52-54-00-00-00-05.example.com`;
   let server: Server | undefined;
-  afterEach(async () => {
-    await new Promise<void>((r) => {
-      if (server)
-        server.close(() => {
-          r();
-        });
-      else r();
-    });
-  });
+  afterEach(() => closeServer(server));
 
   /**
    * The register route over loopback with an in-memory Node store; `ack` is what the boot
@@ -211,11 +211,7 @@ describe('registration on a kernel variant that saw too little', () => {
       fieldManager: 'test',
       log: { child: () => ({ info: () => undefined, warn: () => undefined }) },
     } as unknown as ProvisionerDeps;
-    const route = provisionerRoutes(deps);
-    server = createServer((req, res) => {
-      void route(req, res, (req.url ?? '').split('?')[0] ?? '');
-    });
-    await new Promise<void>((r) => server?.listen(0, '127.0.0.1', r));
+    server = await listen(deps);
     const port = (server.address() as AddressInfo).port;
     const register = (body: object) =>
       new Promise<{ status: number; body: string }>((resolve, reject) => {

@@ -285,16 +285,42 @@ const orConsole =
     throw new Error(`${(e as Error).message}\nconsole:\n${tail()}`, { cause: e });
   };
 
-function consoleTail(): string {
+/** The last `n` lines of a VM's console that match `re`, for a failed wait's message. */
+function tailOf(file: string, re: RegExp, n = 40): string {
   try {
-    return readFileSync(serial, 'utf8')
+    return readFileSync(file, 'latin1')
       .split('\n')
-      .filter((l) => /crowbar|iPXE|http|DHCP|error|fail/i.test(l))
-      .slice(-40)
+      .filter((l) => re.test(l))
+      .slice(-n)
       .join('\n');
   } catch {
     return '(no console)';
   }
+}
+
+function consoleTail(): string {
+  return tailOf(serial, /crowbar|iPXE|http|DHCP|error|fail/i);
+}
+
+/** Waits until the discovery role on `node` (booted by `vm`) is active or in error. */
+function discoveryRoleSettled(
+  what: string,
+  vm: () => Started | undefined,
+  node: string,
+  ms: number,
+  tail: () => string,
+) {
+  return eventually(
+    what,
+    async () => {
+      if (vm()?.proc.exitCode !== null) throw new Error('qemu exited');
+      const x = await client.get('NodeRole', `${FACTS_ROLE}.${node}`);
+      const st = x?.status?.state;
+      return st === 'active' || st === 'error' ? x : undefined;
+    },
+    ms,
+    500,
+  ).catch(orConsole(tail));
 }
 
 describe('discovery', () => {
@@ -403,28 +429,13 @@ describe('discovery', () => {
 
 describe('UEFI discovery', () => {
   it('a UEFI VM (OVMF, no option ROM) PXE-boots snponly.efi, iPXE loads the discovery image, it registers and its discovery role runs', async () => {
-    const tail3 = () => {
-      try {
-        return readFileSync(serial3(), 'latin1')
-          .split('\n')
-          .filter((l) => /crowbar|iPXE|PXE|EFI|http|DHCP|error|fail|Boot/i.test(l))
-          .slice(-40)
-          .join('\n');
-      } catch {
-        return '(no console)';
-      }
-    };
-    const nr = await eventually(
+    const nr = await discoveryRoleSettled(
       'the UEFI VM registered and its discovery role ran',
-      async () => {
-        if (vm3?.proc.exitCode !== null) throw new Error('qemu exited');
-        const x = await client.get('NodeRole', `${FACTS_ROLE}.${node3Name}`);
-        const st = x?.status?.state;
-        return st === 'active' || st === 'error' ? x : undefined;
-      },
+      () => vm3,
+      node3Name,
       240_000,
-      500,
-    ).catch(orConsole(tail3));
+      () => tailOf(serial3(), /crowbar|iPXE|PXE|EFI|http|DHCP|error|fail|Boot/i),
+    );
     expect(nr.status?.state, nr.status?.message).toBe('active');
     const n3 = await client.get('Node', node3Name);
     expect(n3?.spec.macs).toContain(MAC3);
@@ -700,28 +711,13 @@ describe('kernel variant fallback', () => {
       ],
       serial5(),
     );
-    const tail5 = () => {
-      try {
-        return readFileSync(serial5(), 'latin1')
-          .split('\n')
-          .filter((l) => /crowbar|iPXE|http|error|fail/i.test(l))
-          .slice(-30)
-          .join('\n');
-      } catch {
-        return '(no console)';
-      }
-    };
-    const nr = await eventually(
+    const nr = await discoveryRoleSettled(
       'the SATA VM registered on the generic kernel and its discovery role ran',
-      async () => {
-        if (vm5?.proc.exitCode !== null) throw new Error('qemu exited');
-        const x = await client.get('NodeRole', `${FACTS_ROLE}.${node5Name}`);
-        const st = x?.status?.state;
-        return st === 'active' || st === 'error' ? x : undefined;
-      },
+      () => vm5,
+      node5Name,
       300_000,
-      500,
-    ).catch(orConsole(tail5));
+      () => tailOf(serial5(), /crowbar|iPXE|http|error|fail/i, 30),
+    );
     expect(nr.status?.state, nr.status?.message).toBe('active');
     const n5 = await client.get('Node', node5Name);
     expect(n5?.spec.kernelVariants).toBe('off');
