@@ -65,6 +65,15 @@ export interface DhcpLab {
   destroy(): Promise<void>;
 }
 
+/**
+ * A per-run IPv6 hextet from a lab's id, as addresses print it: four digits, the first 8-f. The id
+ * itself (random hex) printed `06a6` where the address reads `6a6`, so one run in sixteen compared
+ * the wrong text.
+ */
+export function idHextet(id: string): string {
+  return (0x8000 | (parseInt(id, 16) & 0x7fff)).toString(16);
+}
+
 export async function createDhcpLab(): Promise<DhcpLab> {
   hook();
   const id = randomBytes(2).toString('hex');

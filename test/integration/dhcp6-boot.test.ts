@@ -18,7 +18,7 @@ import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import type { CrowbarClient } from '../../operator/kube/client.ts';
 import { ip6ToBytes } from '../../dhcp-sidecar/codec6.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
-import { createDhcpLab, type DhcpLab } from '../harness/dhcp-lab.ts';
+import { createDhcpLab, idHextet, type DhcpLab } from '../harness/dhcp-lab.ts';
 import { nsExec, run } from '../harness/netns.ts';
 
 const u = uid();
@@ -73,7 +73,7 @@ beforeAll(async () => {
   });
   client = testClient();
   lab = await createDhcpLab();
-  const prefix = `fd00:cd:${lab.id}::`;
+  const prefix = `fd00:cd:${idHextet(lab.id)}::`;
   serverIp6 = `${prefix}1`;
   address6 = `${prefix}61`;
   await run('ip', ['-n', lab.serverNs, 'addr', 'add', `${serverIp6}/64`, 'dev', 'br0', 'nodad']);

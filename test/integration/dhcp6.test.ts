@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { CrowbarClient } from '../../operator/kube/client.ts';
 import { ip6ToBytes } from '../../dhcp-sidecar/codec6.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
-import { createDhcpLab, type DhcpClientNs, type DhcpLab } from '../harness/dhcp-lab.ts';
+import { createDhcpLab, idHextet, type DhcpClientNs, type DhcpLab } from '../harness/dhcp-lab.ts';
 import { deleteNamespace, nsExec, run } from '../harness/netns.ts';
 import { startProcess, type Started } from '../harness/process.ts';
 
@@ -166,8 +166,8 @@ beforeAll(async () => {
   client = testClient();
   lab = await createDhcpLab();
   // Per-run prefixes from the lab's random id: runs never collide.
-  prefix = `fd00:cb:${lab.id}::`;
-  farPrefix = `fd00:cc:${lab.id}::`;
+  prefix = `fd00:cb:${idHextet(lab.id)}::`;
+  farPrefix = `fd00:cc:${idHextet(lab.id)}::`;
   serverIp6 = `${prefix}1`;
   await run('ip', ['-n', lab.serverNs, 'addr', 'add', `${serverIp6}/64`, 'dev', 'br0', 'nodad']);
   await create('Network', {
