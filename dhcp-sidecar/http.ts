@@ -14,6 +14,7 @@ import type { Pool } from './pool.ts';
 import {
   chooseKernel,
   discoveryName,
+  PCI_NIC,
   ipxeScript,
   nodeFile,
   type ExtraInitrd,
@@ -53,8 +54,6 @@ export interface HttpOptions {
 }
 
 const MAC = /^([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$/;
-/** `vendor:device` PCI IDs in lower-case hex, as boot.ts puts them in the script URL. */
-const PCI_NIC = /^[0-9a-f]{4}:[0-9a-f]{4}$/;
 
 /** Resolves `rel` under `root`, or undefined when it would leave it (lexically or by symlink). */
 export function safePath(root: string, rel: string): string | undefined {
@@ -230,16 +229,17 @@ export class BootHttpServer {
       const v = this.vars(mac, req, url);
       this.o.onScript?.(mac, v.bootEnv);
       const env = this.o.backend.bootEnv(v.bootEnv);
-      const variant = env ? chooseKernel(env, v, this.available).variant : '';
+      // Chosen once: the choice stats the variant's files under the file root.
+      const k = env ? chooseKernel(env, v, this.available) : undefined;
       this.o.log.info(
-        { mac, bootEnv: v.bootEnv, node: v.name, nic: v.pciNic, variant: variant || undefined },
+        { mac, bootEnv: v.bootEnv, node: v.name, nic: v.pciNic, variant: k?.variant || undefined },
         'ipxe script served',
       );
       const extra: ExtraInitrd | undefined =
         this.o.caFile === undefined
           ? undefined
           : { url: `${v.http}${CA_INITRD_PATH}`, name: CA_INITRD_NAME };
-      this.done(res, 'ipxe', 200, ipxeScript(env, v, extra, this.available));
+      this.done(res, 'ipxe', 200, ipxeScript(env, v, extra, k));
       return;
     }
     if (path === CA_INITRD_PATH) {

@@ -21,8 +21,8 @@ export interface KernelChoice {
   variant: string;
 }
 
-/** PCI vendor IDs as the CRD spells them: four lower-case hex digits. */
-const PCI_NIC = /^([0-9a-f]{4}):[0-9a-f]{4}$/;
+/** A boot NIC's `vendor:device` PCI IDs in lower-case hex (the vendor as the CRD spells it). */
+export const PCI_NIC = /^([0-9a-f]{4}):[0-9a-f]{4}$/;
 
 /** Whether a kernel or initrd location can be served (the sidecar checks its file root). */
 export type Available = (location: string) => boolean;
@@ -105,18 +105,19 @@ export interface ExtraInitrd {
 
 /**
  * The iPXE script a node gets: its boot environment's kernel, initrds and arguments, then
- * `extra` (the CA initrd) after the boot environment's own initrds. A BootEnv's own `ipxeScript`
+ * `extra` (the CA initrd) after the boot environment's own initrds; `choice` is the kernel
+ * {@link chooseKernel} picked for it (default: picked here, every location taken as available). A BootEnv's own `ipxeScript`
  * is its author's: it gets the CA initrd's URL as {{caInitrd}} and nothing is added to it.
  */
 export function ipxeScript(
   env: BootEnvSpec | undefined,
   v: RenderVars,
   extra?: ExtraInitrd,
-  available?: Available,
+  choice?: KernelChoice,
 ): string {
   if (!env || env.local === true || !env.kernel)
     return '#!ipxe\necho Crowbar: boot from local disk\nexit\n';
-  const k = chooseKernel(env, v, available);
+  const k = choice ?? chooseKernel(env, v);
   const vars = allVars(env, v, k);
   if (env.ipxeScript)
     return renderTemplate(env.ipxeScript, { ...vars, caInitrd: extra?.url ?? '' });
