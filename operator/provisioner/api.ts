@@ -225,6 +225,31 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
   };
 
   /**
+   * Waits (at most `ms`) until `ready` holds for the informer's copy of Node `name`, while the
+   * client stays connected: its going away ends the wait, so nothing is held for a closed
+   * connection (`closed`). `node` is undefined when the wait ran out or there is no informer.
+   */
+  const waitConnected = async (
+    res: ServerResponse,
+    name: string,
+    ready: (n: Readonly<Node>) => boolean,
+    ms: number,
+  ): Promise<{ node: Readonly<Node> | undefined; closed: boolean }> => {
+    if (!d.waitForNode) return { node: undefined, closed: false };
+    const gone = new AbortController();
+    const onClose = (): void => {
+      gone.abort();
+    };
+    res.once('close', onClose);
+    try {
+      const node = await d.waitForNode(name, ready, ms, gone.signal);
+      return { node, closed: gone.signal.aborted };
+    } finally {
+      res.off('close', onClose);
+    }
+  };
+
+  /**
    * A machine that booted a kernel variant too small for it: its Node now has kernelVariants
    * off (generation `node`'s). Waits until the boot sidecar has acknowledged that generation,
    * so the next boot cannot be served the variant again, and returns why it must reboot; or
@@ -250,26 +275,11 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
     }
     const bootEnv = node.spec.bootEnv ?? d.discoveryBootEnv;
     const generation = node.metadata.generation ?? 0;
-    const gone = new AbortController();
-    const onClose = (): void => {
-      gone.abort();
-    };
-    res.once('close', onClose);
-    let acked: Readonly<Node> | undefined;
-    try {
-      acked = acknowledged(await d.getNode(name), bootEnv, generation)
-        ? node
-        : await d.waitForNode?.(
-            name,
-            (n) => acknowledged(n, bootEnv, generation),
-            VARIANT_ACK_MS,
-            gone.signal,
-          );
-    } finally {
-      res.off('close', onClose);
-    }
-    if (gone.signal.aborted) return undefined;
-    if (!acked) {
+    const r = acknowledged(await d.getNode(name), bootEnv, generation)
+      ? { node, closed: false }
+      : await waitConnected(res, name, (n) => acknowledged(n, bootEnv, generation), VARIANT_ACK_MS);
+    if (r.closed) return undefined;
+    if (!r.node) {
       d.recorder.warning(
         target,
         'KernelVariantShortfall',
@@ -464,24 +474,14 @@ export function provisionerRoutes(d: ProvisionerDeps): ApiRoute {
         'www-authenticate': 'Bearer realm="crowbar-node"',
       });
     if (provisionAddress(node) === undefined && wait > 0 && d.waitForNode) {
-      // The client going away ends the wait: nothing is held for a closed connection.
-      const gone = new AbortController();
-      const onClose = (): void => {
-        gone.abort();
-      };
-      res.once('close', onClose);
-      try {
-        node =
-          (await d.waitForNode(
-            name,
-            (n) => provisionAddress(n) !== undefined,
-            wait * 1000,
-            gone.signal,
-          )) ?? node;
-      } finally {
-        res.off('close', onClose);
-      }
-      if (gone.signal.aborted) return;
+      const r = await waitConnected(
+        res,
+        name,
+        (n) => provisionAddress(n) !== undefined,
+        wait * 1000,
+      );
+      if (r.closed) return;
+      node = r.node ?? node;
     }
     send(res, 200, `address=${provisionAddress(node) ?? ''}\n`);
   };
