@@ -8,7 +8,7 @@ import { applyChanges } from './apply.ts';
 import { pickRuns } from './scheduler.ts';
 import type { Outcome, StateChange } from './states.ts';
 import { retry, toActive, toError, toTransition } from './transitions.ts';
-import { namesWhere, type World } from './world.ts';
+import { viewsWhere, type World } from './world.ts';
 
 /** Limits of a pass and what is running. */
 export interface StepOptions {
@@ -30,12 +30,14 @@ export interface Step {
 
 /** Noderoles whose `spec.retry` was raised past the value the operator acted on. */
 export function pendingRetries(world: World): string[] {
-  return namesWhere(
+  return viewsWhere(
     world,
     world.retrying,
     world.retrying !== undefined,
     (nr) => nr.retry > nr.observedRetry,
-  ).sort();
+  )
+    .map((nr) => nr.name)
+    .sort();
 }
 
 /**

@@ -266,17 +266,6 @@ export function viewsWhere(
   return out;
 }
 
-/** Names of the noderoles that satisfy `test` ({@link viewsWhere}'s names). */
-export function namesWhere(
-  world: World,
-  indexed: ReadonlySet<string> | undefined,
-  present: boolean,
-  test: (nr: NodeRoleView) => boolean,
-  changed: Iterable<string> = [],
-): string[] {
-  return viewsWhere(world, indexed, present, test, changed).map((nr) => nr.name);
-}
-
 /** The noderoles in `state`, through the maintained index when there is one. */
 export function viewsInState(world: World, state: NodeRoleState): NodeRoleView[] {
   return viewsWhere(
