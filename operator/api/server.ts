@@ -27,6 +27,7 @@ import type { Verdict } from '../controllers/aliveness/plan.ts';
 import { writeVerdict } from '../controllers/aliveness/status.ts';
 import type { CrowbarClient } from '../kube/client.ts';
 import type { Logger } from '../log.ts';
+import { deferContinue, HttpError, readLimited } from './body.ts';
 import { NODE_API_RATE, RateLimiter, type RateLimitOptions } from './rate-limit.ts';
 
 export const MAX_BODY_BYTES = 4096;
@@ -77,41 +78,6 @@ export interface NodeApi {
   close(): Promise<void>;
 }
 
-class HttpError extends Error {
-  readonly status: number;
-  readonly headers: Record<string, string>;
-  constructor(status: number, message: string, headers: Record<string, string> = {}) {
-    super(message);
-    this.status = status;
-    this.headers = headers;
-  }
-}
-
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? '0');
-    if (declared > MAX_BODY_BYTES) {
-      reject(new HttpError(413, `the body is over ${MAX_BODY_BYTES} bytes`));
-      return;
-    }
-    const parts: Buffer[] = [];
-    let n = 0;
-    req.on('data', (c: Buffer) => {
-      n += c.length;
-      if (n > MAX_BODY_BYTES) {
-        reject(new HttpError(413, `the body is over ${MAX_BODY_BYTES} bytes`));
-        req.pause();
-        return;
-      }
-      parts.push(c);
-    });
-    req.on('end', () => {
-      resolve(Buffer.concat(parts));
-    });
-    req.on('error', reject);
-  });
-}
-
 function message(body: Buffer): string | undefined {
   if (body.toString('utf8').trim() === '') return undefined;
   let v: unknown;
@@ -159,7 +125,7 @@ export async function startNodeApi(d: NodeApiDeps): Promise<NodeApi> {
         'retry-after': String(wait),
       });
     }
-    const body = await readBody(req);
+    const body = await readLimited(req, MAX_BODY_BYTES);
     // Authentication before lookup: an unknown node and a wrong token get the same answer.
     const token = bearerToken(req);
     if (token === undefined || !(await d.verify(fqdn, token))) {
@@ -216,6 +182,7 @@ export async function startNodeApi(d: NodeApiDeps): Promise<NodeApi> {
   const server: Server = d.tls
     ? createTlsServer({ cert: d.tls.cert, key: d.tls.key }, onRequest)
     : createServer(onRequest);
+  deferContinue(server, onRequest);
   server.on('tlsClientError', (err: Error) => {
     log.debug({ err }, 'TLS handshake failed');
   });

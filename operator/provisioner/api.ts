@@ -34,6 +34,7 @@
 import { failpoint } from '../failpoints.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import ssh2 from 'ssh2';
+import { HttpError, readLimited } from '../api/body.ts';
 import type { ExtraRoute } from '../api/server.ts';
 import type { BootEnv, Network, Node } from '../../generated/crowbar.ts';
 import type { Recorder } from '../events.ts';
@@ -112,44 +113,6 @@ export interface ProvisionerDeps {
     perAddress: { burst: number; perSecond: number };
     all: { burst: number; perSecond: number };
   };
-}
-
-export class HttpError extends Error {
-  readonly status: number;
-  readonly headers: Record<string, string>;
-  constructor(status: number, message: string, headers: Record<string, string> = {}) {
-    super(message);
-    this.status = status;
-    this.headers = headers;
-  }
-}
-
-/** Reads at most `max` bytes; 413 as soon as the declared or received size is over. */
-export function readLimited(req: IncomingMessage, max: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? '0');
-    if (declared > max) {
-      reject(new HttpError(413, `the body is over ${max} bytes`));
-      return;
-    }
-    const parts: Buffer[] = [];
-    let n = 0;
-    let over = false;
-    req.on('data', (c: Buffer) => {
-      if (over) return;
-      n += c.length;
-      if (n > max) {
-        over = true;
-        reject(new HttpError(413, `the body is over ${max} bytes`));
-        return;
-      }
-      parts.push(c);
-    });
-    req.on('end', () => {
-      if (!over) resolve(Buffer.concat(parts));
-    });
-    req.on('error', reject);
-  });
 }
 
 export function send(
