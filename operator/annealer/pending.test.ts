@@ -30,6 +30,20 @@ describe('PendingChanges', () => {
     expect(p.has(first.name)).toBe(false);
     expect(p.byState().size).toBe(0);
   });
+
+  it('tells each name whose change was set or dropped, once the change is in place', () => {
+    const told: string[] = [];
+    const p = new PendingChanges((name) => {
+      told.push(`${name}:${p.get(name)?.state ?? 'none'}`);
+    });
+    const first = { name: 'a', state: 'todo' as const, message: 'first' };
+    p.set(first);
+    p.set({ name: 'a', state: 'transition', message: 'running' });
+    p.delete('a', first); // not the pending one: nothing changed
+    p.delete('b'); // none pending
+    p.delete('a');
+    expect(told).toEqual(['a:todo', 'a:transition', 'a:none']);
+  });
 });
 
 describe('PendingView', () => {

@@ -30,6 +30,12 @@ export class PendingChanges {
    * most of the operator's garbage. Keyed by the change; valid while the base view is the same.
    */
   private readonly applied = new WeakMap<StateChange, { base: NodeRoleView; out: NodeRoleView }>();
+  private readonly onChange: ((name: string) => void) | undefined;
+
+  /** `onChange`: told the name after each change set or dropped (to keep indexes over them). */
+  constructor(onChange?: (name: string) => void) {
+    this.onChange = onChange;
+  }
 
   /** `base` with its pending change `c` applied (the same object while neither changes). */
   apply<V extends NodeRoleView>(base: V, c: StateChange): V {
@@ -53,21 +59,27 @@ export class PendingChanges {
   }
 
   set(c: StateChange): void {
-    this.delete(c.name);
+    this.drop(c.name);
     this.changes.set(c.name, c);
     let names = this.states.get(c.state);
     if (!names) this.states.set(c.state, (names = new Set()));
     names.add(c.name);
+    this.onChange?.(c.name);
   }
 
   /** Drops the change of `name`; with `only`, only if that very change is still the pending one. */
   delete(name: string, only?: StateChange): void {
+    if (this.drop(name, only)) this.onChange?.(name);
+  }
+
+  private drop(name: string, only?: StateChange): boolean {
     const c = this.changes.get(name);
-    if (!c || (only !== undefined && c !== only)) return;
+    if (!c || (only !== undefined && c !== only)) return false;
     this.changes.delete(name);
     const names = this.states.get(c.state);
     names?.delete(name);
     if (names?.size === 0) this.states.delete(c.state);
+    return true;
   }
 
   /** Per state, the names a pending change sets to it (live: read it at once). */

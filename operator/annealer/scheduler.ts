@@ -2,6 +2,7 @@
  * Which noderoles the annealer starts next: §3.1 runnable selection with the §3.4 caps (one run
  * per node, at most N in flight cluster-wide).
  */
+import { LayeredMap } from './layered-map.ts';
 import { freezesNode } from './states.ts';
 import type { NodeRoleView, World } from './world.ts';
 import { compareNames, isNodeAlive, nodeOfNoderoleName, viewsInState } from './world.ts';
@@ -52,6 +53,7 @@ export function pickRuns(world: World, options: PickOptions): string[] {
   const slots = options.maxConcurrent - options.running.size;
   if (slots <= 0) return [];
   const busy = busyNodes(world, options.running);
+  if (world.todoOrder !== undefined) return pickFrom(world, todoInOrder(world), slots, busy);
   const candidates: NodeRoleView[] = [];
   for (const nr of viewsInState(world, 'todo'))
     if (!busy.has(nr.node) && !options.running.has(nr.name)) candidates.push(nr);
@@ -66,6 +68,38 @@ export function pickRuns(world: World, options: PickOptions): string[] {
   }
   candidates.sort(byCohortName);
   return pickFrom(world, candidates, slots, busy);
+}
+
+/**
+ * The todo noderoles in (cohort, name) order, read lazily through the maintained order: the names
+ * a layer over the world replaced (a pass's own changes: few) are sorted and merged in.
+ */
+function* todoInOrder(world: World): Generator<NodeRoleView> {
+  const replaced = new Set<string>(
+    world.noderoles instanceof LayeredMap
+      ? (world.noderoles as LayeredMap<string, NodeRoleView>).replaced()
+      : [],
+  );
+  const layered: NodeRoleView[] = [];
+  for (const name of replaced) {
+    const nr = world.noderoles.get(name);
+    if (nr?.state === 'todo') layered.push(nr);
+  }
+  layered.sort(byCohortName);
+  let i = 0;
+  for (const name of world.todoOrder ?? []) {
+    if (replaced.has(name)) continue;
+    const nr = world.noderoles.get(name);
+    if (nr === undefined) continue;
+    for (
+      let next = layered[i];
+      next !== undefined && byCohortName(next, nr) < 0;
+      next = layered[++i]
+    )
+      yield next;
+    yield nr;
+  }
+  for (; i < layered.length; i++) yield layered[i] as NodeRoleView;
 }
 
 function byCohortName(a: NodeRoleView, b: NodeRoleView): number {
@@ -95,7 +129,7 @@ function smallest(all: readonly NodeRoleView[], k: number): NodeRoleView[] {
 /** Walks `ordered` and takes what may run, one per node, until `slots` are taken. */
 function pickFrom(
   world: World,
-  ordered: readonly NodeRoleView[],
+  ordered: Iterable<NodeRoleView>,
   slots: number,
   busyBefore: ReadonlySet<string>,
 ): string[] {

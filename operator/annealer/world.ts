@@ -104,6 +104,12 @@ export interface World {
    * yet. A pending change only records a retry as acted on, so `retrying` needs no such list.
    */
   readonly pendingByState?: ReadonlyMap<NodeRoleState, ReadonlySet<string>>;
+  /**
+   * Names in (cohort, name) order that hold every noderole `todo` in `noderoles` (pending changes
+   * included), when the caller maintains it (a `CohortOrder`); it may hold names that are no longer
+   * todo, and need not know the names a `LayeredMap` over `noderoles` replaced: readers check both.
+   */
+  readonly todoOrder?: Iterable<string>;
 }
 
 /** The name of the root deployment, where new nodes land (§1.5). */

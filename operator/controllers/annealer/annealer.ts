@@ -30,6 +30,7 @@ import {
   type World,
 } from '../../annealer/world.ts';
 import { LayeredMap } from '../../annealer/layered-map.ts';
+import { CohortOrder } from '../../annealer/cohort-order.ts';
 import { PendingChanges, PendingView, withChange } from '../../annealer/pending.ts';
 import type { Recorder } from '../../events.ts';
 import type { JigRegistry } from '../../jigs/registry.ts';
@@ -160,7 +161,11 @@ export class Annealer {
   /** When this process learned that a noderole went active (its write acknowledged). */
   private readonly activeAt = new Map<string, number>();
   /** Status changes decided but not yet written (see world()). */
-  private readonly pending = new PendingChanges();
+  private readonly pending = new PendingChanges((name) => {
+    this.recheckTodo(name);
+  });
+  /** The todo noderoles (pending changes applied) in (cohort, name) order: runnable selection. */
+  private readonly todoOrder = new CohortOrder();
   /** Status writes: per noderole in order, through one priority gate. */
   private readonly writes: WriteQueue;
   /** Plain writes decided but not yet queued (see admit()), in decision order. */
@@ -209,7 +214,10 @@ export class Annealer {
     this.o = o;
     this.log = o.log.child({ controller: 'annealer' });
     this.executor = o.executor ?? inlineExecutor;
-    this.view = new NodeRoleView(o.mgr.caches.NodeRole);
+    this.view = new NodeRoleView(o.mgr.caches.NodeRole, (name) => {
+      this.recheckTodo(name);
+    });
+    for (const name of this.view.boundViews().keys()) this.recheckTodo(name);
     this.metrics = annealerMetrics(o.mgr.metrics.registry);
     // A slot for each run the cap allows (a run has one urgent write at a time, its start or its
     // end): a burst of plain writes (a commit) then neither holds a parent's end at the gate nor
@@ -361,6 +369,7 @@ export class Annealer {
       byState: this.view.byState(),
       retrying: this.view.retrying(),
       pendingByState: this.pending.byState(),
+      todoOrder: this.todoOrder,
     };
     // A network role hands its node's addresses to jigs: it may run only once its node holds them
     // (ADR 0025: its allocations exist; the write that records its run names them in its wall);
@@ -406,6 +415,14 @@ export class Annealer {
     if (state !== 'todo' || wallOf(cur, network) !== undefined) return undefined;
     const r = this.o.addressing.readiness(cur);
     return r.ready ? undefined : { hold: r.why, needsAction: r.needsAction };
+  }
+
+  /** Keeps `name` in the todo order while it is todo with its pending change applied. */
+  private recheckTodo(name: string): void {
+    // The view is not there yet while its constructor registers with the cache.
+    const v = (this.view as NodeRoleView | undefined)?.boundViews().get(name);
+    const state = this.pending.get(name)?.state ?? v?.state;
+    this.todoOrder.set(name, v !== undefined && state === 'todo' ? v.cohort : undefined);
   }
 
   /** 25 ms after a conflict; after failed writes, doubling up to 5 s (see writeErrors). */

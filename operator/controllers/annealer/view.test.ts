@@ -71,3 +71,21 @@ describe('NodeRoleView', () => {
     expect(view.boundViews().get('a.n1')?.state).toBe('error');
   });
 });
+
+describe('NodeRoleView refresh listener', () => {
+  it('tells each name after the view reads its new object: cache events, own writes, forgets', () => {
+    const cache = new MemoryCache();
+    const told: string[] = [];
+    const view: NodeRoleView = new NodeRoleView(
+      cache as unknown as CachedInformer<NodeRole>,
+      (name) => {
+        told.push(`${name}:${view.boundViews().get(name)?.state ?? 'none'}`);
+      },
+    );
+    cache.put(nr('a.n1', 1, 0));
+    view.wrote({ ...nr('a.n1', 3, 0), status: { cohort: 0, state: 'active' } });
+    cache.put({ ...nr('b.n1', 2, undefined) });
+    view.forget('a.n1');
+    expect(told).toEqual(['a.n1:todo', 'a.n1:active', 'b.n1:none', 'a.n1:todo']);
+  });
+});

@@ -68,8 +68,12 @@ export class NodeRoleView {
   /** Noderoles changed since the annealer last took this set (see takeChanged). */
   private changed = new Set<string>();
 
-  constructor(cache: CachedInformer<NodeRole>) {
+  private readonly onRefresh: ((name: string) => void) | undefined;
+
+  /** `onRefresh`: told each name whose object (as this view reads it) may have changed. */
+  constructor(cache: CachedInformer<NodeRole>, onRefresh?: (name: string) => void) {
     this.cache = cache;
+    this.onRefresh = onRefresh;
     const changed = (o: NodeRole): void => {
       this.refresh(o.metadata.name ?? '');
     };
@@ -120,6 +124,7 @@ export class NodeRoleView {
     toggle(this.network, name, v?.role.startsWith('network-') ?? false);
     if (before?.parents.join('\n') !== v?.parents.join('\n')) this.children = undefined;
     if (before?.cohort !== v?.cohort) this.order = undefined;
+    this.onRefresh?.(name);
   }
 
   /** Keeps the node, deployment and role indexes (spec.node, .deployment, .role are immutable). */
