@@ -34,27 +34,32 @@ export function nodeReady(node: Readonly<Node>, state: NodeState, count: number)
   return { type: 'Ready', status, reason, message };
 }
 
-/** How long a node that was `transition` must stay `todo` before that is written. */
-export const TODO_HOLD_MS = 1000;
+/** How long a node must stay `todo` or `transition`, coming from the other, before that is written. */
+export const ANNEALING_HOLD_MS = 1000;
+
+/** The two states of a node whose noderoles are annealing: Ready is False (Annealing) in both. */
+const ANNEALING: ReadonlySet<NodeState | undefined> = new Set(['todo', 'transition']);
 
 /**
- * Whether to write a node's derived state now, or look again after `waitMs`. Between a parent's
- * end and its child's start (~100 ms) a node in a chain of runs is `todo`, and the 500 ms
- * coalescing sampled that often enough for 0.2-0.5 extra Node writes per noderole, each of them
- * then undone, on the API server the run writes wait for (ADR 0031). So `transition` -> `todo`
- * is written once the node has stayed `todo` for `holdMs`; every other change at once (Ready
- * reads False either way; `todo` and `transition` differ only in its message).
+ * Whether to write a node's derived state now, or look again after `waitMs`. A change between
+ * `todo` and `transition` is written once the node has stayed in the new one for `holdMs`; every
+ * other change at once. Between a parent's end and its child's start (~100 ms) a node in a chain
+ * of runs is `todo` (ADR 0031: 0.2-0.5 extra Node writes per noderole, each then undone), and in
+ * (cohort, name) order a node waits for the whole fleet's cohort between two runs of a second or
+ * less: written both ways, that was two Node writes per noderole, as many as the run writes
+ * themselves, on the API server those wait for. Ready reads False either way; `todo` and
+ * `transition` differ only in its message, and a run that lasts is shown after the hold.
  */
-export function todoHold(
+export function annealingHold(
   written: NodeState | undefined,
   next: NodeState,
-  todoSince: number | undefined,
+  since: number | undefined,
   now: number,
-  holdMs = TODO_HOLD_MS,
+  holdMs = ANNEALING_HOLD_MS,
 ): { write: true } | { write: false; waitMs: number } {
-  if (written !== 'transition' || next !== 'todo') return { write: true };
-  const since = todoSince ?? now;
-  return now - since >= holdMs ? { write: true } : { write: false, waitMs: since + holdMs - now };
+  if (written === next || !ANNEALING.has(written) || !ANNEALING.has(next)) return { write: true };
+  const from = since ?? now;
+  return now - from >= holdMs ? { write: true } : { write: false, waitMs: from + holdMs - now };
 }
 
 export function nodeStatusController(
@@ -62,9 +67,9 @@ export function nodeStatusController(
   view: NodeRoleView,
   fieldManager: string,
 ): Controller {
-  // When each node was first seen todo after transition; one entry per node at most, dropped as
-  // soon as its state is written or changes.
-  const todoSince = new Map<string, number>();
+  // When each node was first seen in the annealing state it has not been written in (todo after
+  // transition, or the other way); one entry per node at most, dropped once written or back.
+  const since = new Map<string, { state: NodeState; at: number }>();
   return {
     name: 'node-status',
     coalesceMs: 500,
@@ -75,28 +80,30 @@ export function nodeStatusController(
     reconcile: async (name) => {
       const node = mgr.caches.Node.get(name);
       if (!node) {
-        todoSince.delete(name);
+        since.delete(name);
         return undefined;
       }
       const mine = view.by('node', name);
       const state = nodeState(mine.map(toNodeRoleView));
-      const ready = nodeReady(node, state, mine.length);
+      const written = node.status?.state;
+      const seen = since.get(name);
+      const first = seen?.state === state ? seen.at : undefined;
+      const now = Date.now();
+      const hold = annealingHold(written, state, first, now);
+      if (hold.write) since.delete(name);
+      else if (first === undefined) since.set(name, { state, at: now });
+      // Held, the node shows the annealing state it was written in; anything else (Ready after
+      // its aliveness, observedGeneration) is still written at once.
+      const shown = hold.write || written === undefined ? state : written;
+      const later = hold.write ? undefined : { requeueAfterMs: hold.waitMs };
+      const ready = nodeReady(node, shown, mine.length);
       const generation = node.metadata.generation;
       if (
-        node.status?.state === state &&
-        node.status.observedGeneration === generation &&
-        conditionsCurrent(node.status.conditions, [ready])
-      ) {
-        todoSince.delete(name);
-        return undefined;
-      }
-      const now = Date.now();
-      const hold = todoHold(node.status?.state, state, todoSince.get(name), now);
-      if (!hold.write) {
-        if (!todoSince.has(name)) todoSince.set(name, now);
-        return { requeueAfterMs: hold.waitMs };
-      }
-      todoSince.delete(name);
+        written === shown &&
+        node.status?.observedGeneration === generation &&
+        conditionsCurrent(node.status?.conditions, [ready])
+      )
+        return later;
       try {
         await mgr.client.mergePatchStatus(
           'Node',
@@ -105,7 +112,7 @@ export function nodeStatusController(
             // Conditions are one list shared with the aliveness controller: write over what was read.
             metadata: { resourceVersion: node.metadata.resourceVersion },
             status: {
-              state,
+              state: shown,
               ...(generation !== undefined ? { observedGeneration: generation } : {}),
               conditions: setConditions(node.status?.conditions, [ready], new Date(), generation),
             },
@@ -118,7 +125,7 @@ export function nodeStatusController(
         if (isNotFound(e)) return undefined;
         throw e;
       }
-      return undefined;
+      return later;
     },
   };
 }
