@@ -31,8 +31,13 @@ export const PREVIOUS_EXPIRES_ANNOTATION = 'crowbar.dev/previous-expires';
  * every replica sees a rotated or deleted Secret.
  */
 export const TOKEN_CACHE_MS = 30_000;
-/** How often, on average, the leader checks each node's token Secret (made again, rotated). */
-export const TOKEN_CHECK_MS = 300_000;
+/**
+ * How often, on average, the leader checks each node's token Secret (made again, rotated). A
+ * Secret found missing when a node presents a token is made again at once (see verify), so this
+ * only bounds the time for nodes that are silent: every check is a read, and every 5 minutes was
+ * 33 reads a second at 10,000 nodes.
+ */
+export const TOKEN_CHECK_MS = 3_600_000;
 /** How long a node secret (and every token derived from it) is valid. */
 export const TOKEN_TTL_MS = 30 * 24 * 3600 * 1000;
 export const NODE_LABEL = 'crowbar.dev/node';
@@ -130,6 +135,8 @@ export interface NodeTokensOptions {
   now?: () => number;
   /** Life of a node secret; default {@link TOKEN_TTL_MS}. */
   ttlMs?: number;
+  /** Told a node whose Secret a token check found missing (the controller makes it again). */
+  onMissing?: (fqdn: string) => void;
 }
 
 export class NodeTokens {
@@ -142,9 +149,11 @@ export class NodeTokens {
   >();
   private readonly now: () => number;
   private readonly ttlMs: number;
+  private onMissing: ((fqdn: string) => void) | undefined;
 
   constructor(core: Core, namespace: string, log: Logger, o: NodeTokensOptions = {}) {
     this.now = o.now ?? Date.now;
+    this.onMissing = o.onMissing;
     this.ttlMs = o.ttlMs ?? TOKEN_TTL_MS;
     this.core = core;
     this.namespace = namespace;
@@ -286,11 +295,17 @@ export class NodeTokens {
       return true;
     if (k && age < 5000) return false;
     const ns = await this.read(fqdn);
+    // A node is using a token whose Secret is gone (deleted by a person): make it again now, not
+    // at the next periodic check; the node gets its new token from the provisioner.
+    if (ns === undefined) this.onMissing?.(fqdn);
     return ns !== undefined && tokenValid(ns, purpose, presented, this.now());
   }
 
   /** Makes sure every Node has a token Secret and rotates it in time (leader only). */
   controller(mgr: Manager): Controller {
+    this.onMissing ??= (fqdn) => {
+      mgr.enqueue('node-tokens', fqdn);
+    };
     return {
       name: 'node-tokens',
       workers: 2,
@@ -305,9 +320,9 @@ export class NodeTokens {
         }
         await this.ensure({ name, uid: node.metadata.uid });
         // Checked again now and then: a deleted Secret is made again, an aging one rotated. Each
-        // check reads the Secret, so every 30 s was 33 reads a second at 1,000 nodes, all at once
-        // after a start, on the API server the annealer's writes wait for (ADR 0031): spread over
-        // 4-6 minutes instead. verify() still re-reads at once a token the cache does not take.
+        // check reads the Secret, on the API server the annealer's writes wait for (ADR 0031:
+        // every 30 s was 33 reads a second at 1,000 nodes), so spread over 48-72 minutes; a
+        // Secret missing when a node presents a token is made again at once (onMissing).
         return { requeueAfterMs: Math.round(TOKEN_CHECK_MS * (0.8 + 0.4 * Math.random())) };
       },
     };
