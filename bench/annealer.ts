@@ -275,6 +275,24 @@ async function main(): Promise<void> {
       `anneal: ${(annealMs / 1000).toFixed(1)} s, operator peak RSS ${rss.toFixed(0)} MB`,
     );
 
+    // In (cohort, name) order every node finishes its last run in the anneal's last minutes, and
+    // the node-status controller writes each one active after it (10,000 writes at 10,000 nodes,
+    // minutes of them): 1.8 Node writes per noderole landed in a reaction phase started at once.
+    // The phase measures the reaction on an API server at rest, so it starts once they are done.
+    const tSettle = performance.now();
+    // (The reaction phase's nodes read `proposed`: their react noderoles wait for its commit.)
+    await waitFor(
+      'every node written out of todo and transition',
+      async () =>
+        (await client.list('Node')).every(
+          (n) => n.status?.state !== 'todo' && n.status?.state !== 'transition',
+        ),
+      Math.max(5 * 60_000, N * 60),
+      2000,
+    );
+    const settleS = (performance.now() - tSettle) / 1000;
+    console.log(`nodes written active ${settleS.toFixed(1)} s after the last noderole`);
+
     // Reaction time alone: CAP nodes, so every node has a free run slot and no child waits behind
     // other nodes' lower-cohort noderoles (the (cohort, name) order of §3.1 makes that wait the
     // dominant term above). This is the parent-active-to-child-start latency of the annealer.
@@ -414,6 +432,9 @@ async function main(): Promise<void> {
           return [scope, sample(metricsAfter, series) - sample(metricsBefore, series)];
         }),
       ),
+      // How long the node-status controller took to write the fleet's nodes active after the
+      // last noderole went active (the reaction phase waits for it).
+      nodes_settled_s: settleS,
       reaction_samples: react.unblock.length,
       reaction_phase_s: reactS,
       noderole_bytes_after_run: Math.round(react.bytes),
