@@ -32,8 +32,14 @@ async function boot(action: () => Promise<void>): Promise<string> {
   try {
     return await eventually('the VM to boot', () => firstBootLine(vm.serial), 60_000);
   } catch (e) {
+    // Once (CI, load from parallel VM tests) the console stayed empty for 60 s after power-on:
+    // say what QEMU thought of the VM then, and what it logged.
     const tail = readFileSync(vm.serial, 'latin1').slice(-600);
-    throw new Error(`${(e as Error).message}; serial console ends: ${JSON.stringify(tail)}`);
+    const state = await driver.status().catch((err: unknown) => `unknown (${String(err)})`);
+    const log = readFileSync(join(dir, 'qemu.log'), 'latin1').slice(-600);
+    throw new Error(
+      `${(e as Error).message}; serial console ends: ${JSON.stringify(tail)}; power state now: ${state}; qemu log ends: ${JSON.stringify(log)}`,
+    );
   }
 }
 
