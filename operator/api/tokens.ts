@@ -238,8 +238,9 @@ export class NodeTokens {
     if (plan === 'keep') return;
     const next = randomBytes(32).toString('base64url');
     try {
+      let written: V1Secret;
       if (plan === 'create' || ns === undefined) {
-        await this.core.createNamespacedSecret({
+        written = await this.core.createNamespacedSecret({
           namespace: this.namespace,
           body: this.body(node, next, undefined),
         });
@@ -250,14 +251,24 @@ export class NodeTokens {
           secret: ns.current,
           expires: ns.expires ?? this.now() + this.ttlMs / 2,
         };
-        await this.core.replaceNamespacedSecret({
+        written = await this.core.replaceNamespacedSecret({
           name: tokenSecretName(node.name),
           namespace: this.namespace,
           body: this.body(node, next, previous, this.known.get(node.name)?.resourceVersion),
         });
         this.log.info({ node: node.name }, 'rotated the node API token');
       }
-      this.known.delete(node.name); // read back (with its resourceVersion) when next needed
+      // Kept as written: deleted, it was read back on the node's next event, and with the Node
+      // hold (ADR 0033) that event is its last noderole going active, so a fleet's reads landed
+      // together at the end of an anneal.
+      const mine = parseNodeSecret(written, node.name);
+      if (mine)
+        this.known.set(node.name, {
+          secret: mine,
+          readAt: this.now(),
+          resourceVersion: written.metadata?.resourceVersion,
+        });
+      else this.known.delete(node.name);
     } catch (e) {
       if (isConflict(e)) {
         this.known.delete(node.name);

@@ -156,6 +156,29 @@ describe('node self-report API', () => {
     expect(flood.map((r) => r.status).sort()).toEqual([401, 401, 401, 401, 401, 429]);
   });
 
+  it('keeps the Secret it made or rotated: no read back before the node next reports', async () => {
+    const name = `c-${id}.api.example.com`;
+    await client.create('Node', { metadata: { name }, spec: {} }, FM);
+    let reads = 0;
+    const counting = {
+      readNamespacedSecret: (a: Parameters<CoreV1Api['readNamespacedSecret']>[0]) => {
+        reads++;
+        return core.readNamespacedSecret(a);
+      },
+      createNamespacedSecret: (a: Parameters<CoreV1Api['createNamespacedSecret']>[0]) =>
+        core.createNamespacedSecret(a),
+      replaceNamespacedSecret: (a: Parameters<CoreV1Api['replaceNamespacedSecret']>[0]) =>
+        core.replaceNamespacedSecret(a),
+    };
+    const own = new NodeTokens(counting, ns, log, { now: () => clock, ttlMs: TTL });
+    const uid = (await client.get('Node', name))?.metadata.uid;
+    await own.ensure({ name, uid });
+    expect(reads).toBe(1); // the Secret did not exist yet
+    expect(await own.verify(name, await tokenOf(name))).toBe(true);
+    expect(reads).toBe(1);
+    await client.delete('Node', name);
+  });
+
   it('rotates: a deleted token Secret is made again and the old token stops working', async () => {
     clock += 60_000;
     const old = await tokenOf(nodeB);
