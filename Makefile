@@ -11,7 +11,7 @@ export CROWBAR_BIN_DIR ?= $(HOME)/.cache/crowbar/bin/v1.36.3
 
 APT_PACKAGES := kmod debconf openssl ca-certificates iproute2 iputils-ping procps openssh-server openssh-client jq graphviz \
   dnsutils knot-dnsutils nsd bind9 dnsmasq-base dnsperf \
-  isc-dhcp-client isc-dhcp-relay tcpdump udhcpc busybox-static curl ipxe ipxe-qemu qemu-system-x86 ovmf cpio zstd kea-dhcp4-server kea-admin \
+  isc-dhcp-client isc-dhcp-relay tcpdump udhcpc busybox-static curl ipxe ipxe-qemu qemu-system-x86 qemu-utils ovmf cpio zstd kea-dhcp4-server kea-admin \
   radvd ndisc6 kea-dhcp6-server \
   openipmi ipmitool cloud-init python3-venv gcc libc6-dev xz-utils
 

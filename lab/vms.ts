@@ -11,7 +11,8 @@
 import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CrowbarClient } from '../operator/kube/client.ts';
-import { labDriver } from '../operator/power/lab.ts';
+import { labDriver, savePowerOnState } from '../operator/power/lab.ts';
+import { qmpAnswers } from '../operator/power/qmp.ts';
 import { run } from '../test/harness/netns.ts';
 import {
   buildDiscoveryImage,
@@ -20,7 +21,7 @@ import {
   DISCOVERY_FILES,
 } from '../test/harness/prov-lab.ts';
 import { startProcess, waitFor, type Started } from '../test/harness/process.ts';
-import { qemuArgs, type Firmware } from '../test/harness/qemu.ts';
+import { makeColdStateFile, qemuArgs, type Firmware } from '../test/harness/qemu.ts';
 
 export const DISCOVERY_ROLE = 'lab-discovery-facts';
 const FM = 'crowbar-lab';
@@ -98,6 +99,9 @@ export async function startLabVms(o: LabVmsOptions): Promise<LabVm[]> {
     await run('truncate', ['-s', '1G', disk]);
     const qmp = join(vdir, `${name}.qmp`);
     const serial = join(vdir, `${name}.serial`);
+    // SeaBIOS needs a saved power-on state for a cold boot (operator/power/lab.ts); OVMF does not.
+    const coldState = firmware === 'bios' ? join(vdir, `${name}.cold.qcow2`) : undefined;
+    if (coldState) makeColdStateFile(coldState);
     const proc = startProcess(
       'ip',
       [
@@ -114,11 +118,24 @@ export async function startLabVms(o: LabVmsOptions): Promise<LabVm[]> {
           disk: { file: disk, serial: `LAB-${name.toUpperCase()}` },
           smbios: { manufacturer: 'Crowbar Lab', product: 'Lab VM', serial: `LAB-${name}` },
           qmp,
+          ...(coldState ? { coldState } : {}),
         }),
       ],
       serial,
       { pidFile: o.pidFile },
     );
+    if (coldState) {
+      await waitFor(
+        `${name}'s QMP socket (${qmp})`,
+        async () => {
+          if (proc.proc.exitCode !== null) throw new Error(`${name}: qemu exited; see ${serial}`);
+          return qmpAnswers(qmp);
+        },
+        30_000,
+        100,
+      );
+      await savePowerOnState(qmp);
+    }
     vms.push({
       name,
       mac,

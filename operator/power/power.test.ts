@@ -109,17 +109,45 @@ describe('lab (QMP)', () => {
   it('maps run states', () => {
     expect(powerFromRunState('running')).toBe('on');
     expect(powerFromRunState('paused')).toBe('off');
+    // Started with -S and not yet let run: no instruction executed, as a machine without power.
+    expect(powerFromRunState('prelaunch')).toBe('off');
     expect(powerFromRunState('shutdown')).toBe('off');
     expect(powerFromRunState(3)).toBe('unknown');
   });
   it('never gives two devices one boot index', () => {
-    const cmds = bootOrderCommands('network', ['network', 'disk']);
+    const cmds = bootOrderCommands('network', { network: 2, disk: 1 });
     expect(cmds.map((c) => [c.arguments?.['path'], c.arguments?.['value']])).toEqual([
       ['/machine/peripheral/disk0', 9],
       ['/machine/peripheral/net0', 1],
       ['/machine/peripheral/disk0', 2],
     ]);
-    expect(bootOrderCommands('disk', ['disk'])).toHaveLength(1);
+    // Already so: nothing to set (QEMU refuses an index the device itself holds).
+    expect(bootOrderCommands('network', { network: 1, disk: 2 })).toEqual([]);
+    expect(bootOrderCommands('disk', { disk: 1 })).toEqual([]);
+    expect(bootOrderCommands('disk', { disk: -1 })).toHaveLength(1);
+  });
+  it('reaches any boot order from any other as QEMU allows it', () => {
+    // QEMU's rule: a device may not take an index that any device holds, itself included.
+    const values = [-1, 1, 2, 8, 9, 10];
+    for (const first of ['network', 'disk'] as const)
+      for (const n of values)
+        for (const d of values) {
+          if (n === d && n !== -1) continue;
+          for (const current of [{ network: n, disk: d }, { network: n }, { disk: d }]) {
+            if (!(first in current)) continue; // the driver refuses a device the VM lacks
+            const state = new Map(Object.entries(current));
+            const name = (path: unknown): string =>
+              String(path).endsWith('net0') ? 'network' : 'disk';
+            for (const c of bootOrderCommands(first, current)) {
+              const v = c.arguments?.['value'] as number;
+              expect([...state.values()], JSON.stringify({ first, current, c })).not.toContain(v);
+              state.set(name(c.arguments?.['path']), v);
+            }
+            const other = first === 'network' ? 'disk' : 'network';
+            expect(state.get(first)).toBe(1);
+            if (state.has(other)) expect(state.get(other)).toBe(2);
+          }
+        }
   });
   it('splits QMP lines', () => {
     expect(splitLines('{"a":1}\n{"b"')).toEqual({ lines: ['{"a":1}'], rest: '{"b"' });

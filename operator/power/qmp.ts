@@ -116,3 +116,13 @@ export function qmp(
     });
   });
 }
+
+/** Whether the QMP socket answers yet (qemu makes it a moment after it starts). */
+export async function qmpAnswers(socketPath: string, timeoutMs = 2000): Promise<boolean> {
+  try {
+    await qmp(socketPath, [{ execute: 'query-status' }], timeoutMs);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -7,8 +7,10 @@
  * stdio and, where asked, a raw disk (second), SMBIOS identity and a QMP socket (the lab power
  * driver's, operator/power/lab.ts, which knows the devices as net0 and disk0).
  */
+import { execFileSync } from 'node:child_process';
 import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { coldStateArgs } from '../../operator/power/lab.ts';
 
 export type Firmware = 'bios' | 'uefi' | 'uefi-http';
 
@@ -30,6 +32,16 @@ export interface QemuVm {
   noReboot?: boolean;
   /** A QMP socket (server, no wait) at this path. */
   qmp?: string;
+  /**
+   * Where the lab power driver keeps the VM's power-on state (a qcow2 file this makes): the VM
+   * starts paused, for its launcher to save that state and let it run (savePowerOnState).
+   */
+  coldState?: string;
+}
+
+/** Makes the small qcow2 file that holds a VM's power-on state (RAM is mostly zero pages). */
+export function makeColdStateFile(file: string): void {
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', file, '1M']);
 }
 
 /** qemu-system-x86_64's arguments for `vm` (copies the OVMF variables for a UEFI VM). */
@@ -55,6 +67,7 @@ export function qemuArgs(vm: QemuVm): string[] {
     ...(vm.noReboot ? ['-no-reboot'] : []),
     // The lab power driver's (operator/power/lab.ts): power off is a halt, the process stays.
     ...(vm.qmp ? ['-qmp', `unix:${vm.qmp},server=on,wait=off`, '-no-shutdown'] : []),
+    ...(vm.coldState ? ['-S', ...coldStateArgs(vm.coldState)] : []),
     ...(vm.smbios
       ? [
           '-smbios',
