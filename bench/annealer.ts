@@ -82,14 +82,20 @@ function perNoderole(
   );
 }
 
-/** The API server's requests by `verb resource[/subresource]`, summed over its other labels. */
+/**
+ * The API server's requests by `verb resource[/subresource]` (and the code when not 2xx), summed
+ * over its other labels.
+ */
 function apiRequests(metrics: string): Map<string, number> {
   const out = new Map<string, number>();
   for (const line of metrics.split('\n')) {
     if (!line.startsWith('apiserver_request_total{')) continue;
     const label = (k: string): string => new RegExp(`[{,]${k}="([^"]*)"`).exec(line)?.[1] ?? '';
     const sub = label('subresource');
-    const key = `${label('verb')} ${label('resource')}${sub ? `/${sub}` : ''}`;
+    // A refused request (409 conflict, 429) is named with its code: it is work done twice.
+    const code = label('code');
+    const refused = code !== '' && !code.startsWith('2') ? ` ${code}` : '';
+    const key = `${label('verb')} ${label('resource')}${sub ? `/${sub}` : ''}${refused}`;
     out.set(key, (out.get(key) ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1)));
   }
   return out;
