@@ -25,6 +25,11 @@ export interface Jig {
    * its stored result, so an interrupted inline run may be re-adopted even for a destructive role.
    */
   readonly resumable?: boolean;
+  /**
+   * The jig does nothing outside the operator and returns no data (noop): its run starts and ends
+   * in one status write (todo -> active), with nothing to execute, adopt or cancel in between.
+   */
+  readonly instant?: boolean;
   run(run: JigRun): Promise<JigResult>;
 }
 

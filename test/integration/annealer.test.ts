@@ -3,7 +3,10 @@
  * commit, convergence, error and retry, node death and availability, restarts, and replicas.
  */
 import { isDeepStrictEqual } from 'node:util';
+import { Watch } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { NodeRole } from '../../generated/crowbar.ts';
+import { loadKubeConfig } from '../../operator/kube/client.ts';
 import { eventually, testClient, uid } from '../harness/context.ts';
 import { Fleet } from '../harness/fleet.ts';
 import { metricValue, startOperator, type OperatorProc } from '../harness/operator.ts';
@@ -85,6 +88,52 @@ describe('annealer', () => {
       return got?.status?.state === 'active' ? got : undefined;
     });
     expect(d.status?.counts).toMatchObject({ total: 16, active: 16, error: 0 });
+  });
+
+  it('runs a noop role in one write: todo to active with its run recorded, never transition', async () => {
+    const f = new Fleet(client, uid());
+    await f.createRole('m1', { jig: 'noop', flags: ['implicit'] });
+    await f.createRole('m2', { jig: 'noop', flags: ['implicit'], requires: ['m1'] });
+    await f.createRole('work', { requires: ['m2'], test: { delayMs: 30 } });
+    for (const n of ['n1', 'n2']) await f.createNode(n);
+    const dep = await f.createDeployment('d');
+    for (const n of ['n1', 'n2']) await f.bind('work', n, dep);
+    await eventually('all bound', async () => (await f.noderoles()).length === 6);
+    // Every state each noderole of this test was written in, in order, from the API server.
+    const seen = new Map<string, string[]>();
+    const req = await new Watch(loadKubeConfig(kubeconfig)).watch(
+      '/apis/crowbar.dev/v1alpha1/noderoles',
+      {},
+      (type: string, obj: NodeRole) => {
+        const name = obj.metadata.name ?? '';
+        if (type !== 'MODIFIED' || !name.includes(f.id)) return;
+        const states = seen.get(name) ?? [];
+        const state = obj.status?.state ?? '';
+        if (states.at(-1) !== state) states.push(state);
+        seen.set(name, states);
+      },
+      () => undefined,
+    );
+    try {
+      await f.commit(dep);
+      const done = await f.waitAll('active', 6);
+      for (const nr of done) {
+        const run = nr.status?.run;
+        expect(nr.status?.runCount, nr.metadata.name).toBe(1);
+        expect(run?.result).toBe('succeeded');
+        expect(run?.finished).toBeTruthy();
+        if (nr.spec.role === f.role('work')) continue;
+        // The milestone's start and end are one write.
+        expect(run?.started).toBe(run?.finished);
+        expect(seen.get(nr.metadata.name ?? ''), nr.metadata.name).not.toContain('transition');
+      }
+      // The script-like role after them still runs as a start and an end.
+      await eventually('the work runs seen', () =>
+        ['n1', 'n2'].every((n) => seen.get(f.nr('work', n))?.includes('transition')),
+      );
+    } finally {
+      req.abort();
+    }
   });
 
   it('blocks the subtree of an error and recovers it on retry', async () => {

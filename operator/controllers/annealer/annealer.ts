@@ -954,6 +954,10 @@ export class Annealer {
       getDeployment: (d) => this.o.mgr.caches.Deployment.get(d),
       get: (n) => this.view.get(n),
     });
+    if (jig.instant === true) {
+      await this.runInstantly(nr, jig, number, id, input, alreadyRan, prior);
+      return;
+    }
     const res = await this.writeChange(
       {
         name,
@@ -983,6 +987,69 @@ export class Annealer {
     if (since !== undefined) this.metrics.todoToTransition.observe((Date.now() - since) / 1000);
     this.metrics.runsStarted.inc({ jig: jig.name });
     this.launch(res, role, node, jig, number, id, input, alreadyRan ? 'skip' : 'execute');
+  }
+
+  /**
+   * A run of an instant jig (noop): it has nothing to execute, so its start and its end are one
+   * write, todo -> active, carrying the run record a finished run carries (number, input, started
+   * and finished). The run slot is held by the pass's `starting` set until the write lands, as
+   * for any start; a refused write leaves the noderole todo for the next pass. On a chain of
+   * milestones this halves the writes per noderole, and the API server's time between a parent's
+   * end and its child's start with it (ADR 0034).
+   */
+  private async runInstantly(
+    nr: Readonly<NodeRole>,
+    jig: Jig,
+    number: number,
+    id: string,
+    input: Record<string, unknown>,
+    skipped: boolean,
+    prior?: StateChange,
+  ): Promise<void> {
+    const name = nr.metadata.name ?? '';
+    const now = new Date().toISOString();
+    const result = skipped ? 'skipped' : 'succeeded';
+    const since = this.todoSince.get(name); // the write's transition forgets it
+    const res = await this.writeChange(
+      {
+        name,
+        state: 'active',
+        message: skipped
+          ? `active: destructive role already ran; run ${number} skipped`
+          : messages.active(number),
+        runCount: number,
+        ...(prior?.observedRetry !== undefined ? { observedRetry: prior.observedRetry } : {}),
+      },
+      {
+        run: {
+          number,
+          id,
+          owner: this.o.identity,
+          executor: this.executor.name,
+          started: now,
+          finished: now,
+          result,
+          exitCode: 0,
+          logTail: null,
+          input,
+          inputDigest: inputDigest(input),
+        },
+        // As a finished run's (finish()): the wall replaced, with a network role's addresses.
+        ...(skipped
+          ? {}
+          : {
+              wall: replacementPatch(
+                nr.status?.wall,
+                this.withAddresses(nr, nextWall(nr.status?.wall, {})),
+              ),
+            }),
+      },
+    );
+    if (!res) return;
+    if (since !== undefined) this.metrics.todoToTransition.observe((Date.now() - since) / 1000);
+    this.metrics.runsStarted.inc({ jig: jig.name });
+    this.metrics.runsFinished.inc({ jig: jig.name, result });
+    this.metrics.transitionSeconds.observe({ jig: jig.name }, 0);
   }
 
   /**
