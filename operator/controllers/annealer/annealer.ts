@@ -542,14 +542,17 @@ export class Annealer {
       this.starting.add(name);
       this.pending.set({ name, state: 'transition', message: 'running' });
       this.writes.after(name, async () => {
+        let ended = false;
         try {
-          await this.startRun(name, prior.get(name));
+          ended = await this.startRun(name, prior.get(name));
         } finally {
           this.starting.delete(name);
           if (this.pending.get(name)?.state === 'transition') this.pending.delete(name);
           this.view.touch(name);
-          // The start did not happen: decide again.
-          if (!this.inflight.has(name)) this.nudge(this.retryDelayMs());
+          // An instant run ended in its start: its children may start now, as after any run's
+          // end. A start that did not happen: decide again, after a pause.
+          if (ended) this.nudge();
+          else if (!this.inflight.has(name)) this.nudge(this.retryDelayMs());
         }
       });
     }
@@ -909,13 +912,16 @@ export class Annealer {
     else this.o.recorder.normal(target, REASON[c.state], msg);
   }
 
-  /** Moves a noderole to transition, capturing the run's input, and starts its jig. */
-  private async startRun(name: string, prior?: StateChange): Promise<void> {
-    if (!this.o.mgr.holdsLease()) return;
+  /**
+   * Moves a noderole to transition, capturing the run's input, and starts its jig; an instant
+   * jig's run ends in the same write. Resolves true when the run has ended so.
+   */
+  private async startRun(name: string, prior?: StateChange): Promise<boolean> {
+    if (!this.o.mgr.holdsLease()) return false;
     const nr = this.view.get(name);
     const role = nr && this.o.mgr.caches.Role.get(nr.spec.role);
     const node = nr && this.o.mgr.caches.Node.get(nr.spec.node);
-    if (!nr) return;
+    if (!nr) return false;
     if (!role || !node) {
       // Not a reason to try again every pass: say what is missing, and wait for a person.
       const missing = !role ? `role ${nr.spec.role}` : `node ${nr.spec.node}`;
@@ -924,7 +930,7 @@ export class Annealer {
         state: 'error',
         message: `${missing} does not exist; create it, then retry this noderole (or delete it)`,
       });
-      return;
+      return false;
     }
     const jig = this.o.jigs.get(role.spec.jig);
     if (!jig) {
@@ -933,7 +939,7 @@ export class Annealer {
         state: 'error',
         message: `role ${role.metadata.name ?? ''} uses jig ${role.spec.jig}, which this operator does not run`,
       });
-      return;
+      return false;
     }
     this.observeUnblock(nr);
     // §1.2 destructive: the jig runs on the first transition only. "Ran" means started: the start
@@ -954,10 +960,8 @@ export class Annealer {
       getDeployment: (d) => this.o.mgr.caches.Deployment.get(d),
       get: (n) => this.view.get(n),
     });
-    if (jig.instant === true) {
-      await this.runInstantly(nr, jig, number, id, input, alreadyRan, prior);
-      return;
-    }
+    if (jig.instant === true)
+      return this.runInstantly(nr, jig, number, id, input, alreadyRan, prior);
     const res = await this.writeChange(
       {
         name,
@@ -982,11 +986,12 @@ export class Annealer {
         },
       },
     );
-    if (!res) return;
+    if (!res) return false;
     const since = this.todoSince.get(name);
     if (since !== undefined) this.metrics.todoToTransition.observe((Date.now() - since) / 1000);
     this.metrics.runsStarted.inc({ jig: jig.name });
     this.launch(res, role, node, jig, number, id, input, alreadyRan ? 'skip' : 'execute');
+    return false;
   }
 
   /**
@@ -1005,7 +1010,7 @@ export class Annealer {
     input: Record<string, unknown>,
     skipped: boolean,
     prior?: StateChange,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const name = nr.metadata.name ?? '';
     const now = new Date().toISOString();
     const result = skipped ? 'skipped' : 'succeeded';
@@ -1045,11 +1050,12 @@ export class Annealer {
             }),
       },
     );
-    if (!res) return;
+    if (!res) return false;
     if (since !== undefined) this.metrics.todoToTransition.observe((Date.now() - since) / 1000);
     this.metrics.runsStarted.inc({ jig: jig.name });
     this.metrics.runsFinished.inc({ jig: jig.name, result });
     this.metrics.transitionSeconds.observe({ jig: jig.name }, 0);
+    return true;
   }
 
   /**
