@@ -303,8 +303,19 @@ async function main(): Promise<void> {
       Math.max(5 * 60_000, N * 60),
       2000,
     );
+    // Events admitted during the anneal (20 a second) are sent one at a time, slower than that on
+    // a busy API server: at 1,000 x 10 a backlog of them was still being sent in the reaction
+    // phase (1.24 Event creates per noderole of it, against 0.3-0.5 of its own).
+    await waitFor(
+      'the Events of the anneal sent',
+      async () => /^crowbar_events_queued 0$/m.test((await op.http('/metrics')).body),
+      5 * 60_000,
+      500,
+    );
     const settleS = (performance.now() - tSettle) / 1000;
-    console.log(`nodes written active ${settleS.toFixed(1)} s after the last noderole`);
+    console.log(
+      `nodes written active and Events sent ${settleS.toFixed(1)} s after the last noderole`,
+    );
 
     // Reaction time alone: CAP nodes, so every node has a free run slot and no child waits behind
     // other nodes' lower-cohort noderoles (the (cohort, name) order of §3.1 makes that wait the

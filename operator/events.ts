@@ -5,7 +5,7 @@
  * rather than slowing the state machine down.
  */
 import type { KubeConfig } from '@kubernetes/client-node';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { kubeRequest } from './kube/request.ts';
 import type { Logger } from './log.ts';
 
@@ -69,6 +69,15 @@ export class EventRecorder implements Recorder {
       name: 'crowbar_events_dropped_total',
       help: 'Kubernetes Events dropped by the rate limit or a full queue.',
       registers: [registry],
+    });
+    const queue = this.queue;
+    new Gauge({
+      name: 'crowbar_events_queued',
+      help: 'Kubernetes Events admitted by the rate limit and not yet sent (sent one at a time).',
+      registers: [registry],
+      collect() {
+        this.set(queue.length);
+      },
     });
   }
 

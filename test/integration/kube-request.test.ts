@@ -163,12 +163,19 @@ describe('the lean request path', () => {
   });
 
   it("sends the recorder's Events", async () => {
-    const recorder = new EventRecorder(kc, new Registry(), pino({ level: 'silent' }), {
+    const registry = new Registry();
+    const recorder = new EventRecorder(kc, registry, pino({ level: 'silent' }), {
       namespace: NS,
       component: 'crowbar-test',
     });
+    const queued = async (): Promise<string> =>
+      /^crowbar_events_queued (\d+)$/m.exec(await registry.metrics())?.[1] ?? 'missing';
     const name = `kr-${id}.n1.kr.crowbar.dev`;
     recorder.normal({ kind: 'NodeRole', name, uid: `uid-${id}` }, 'Succeeded', 'lean event');
+    // The first is on its way; the second waits for it (one at a time).
+    const second = `kr-${id}.n2.kr.crowbar.dev`;
+    recorder.normal({ kind: 'NodeRole', name: second }, 'Succeeded', 'second event');
+    expect(await queued()).toBe('1');
     const ev = await eventually('the event', async () => {
       const list = await core.listNamespacedEvent({
         namespace: NS,
@@ -176,7 +183,6 @@ describe('the lean request path', () => {
       });
       return list.items[0];
     });
-    cleanup.push(() => core.deleteNamespacedEvent({ name: ev.metadata.name ?? '', namespace: NS }));
     expect(ev.reason).toBe('Succeeded');
     expect(ev.message).toBe('lean event');
     expect(ev.type).toBe('Normal');
@@ -184,5 +190,14 @@ describe('the lean request path', () => {
     expect(ev.source?.component).toBe('crowbar-test');
     expect(ev.count).toBe(1);
     expect(ev.firstTimestamp).toBeInstanceOf(Date);
+    await eventually('the queue sent', async () => (await queued()) === '0');
+    const list = await core.listNamespacedEvent({
+      namespace: NS,
+      fieldSelector: `involvedObject.name=${name}`,
+    });
+    for (const e of list.items)
+      cleanup.push(() =>
+        core.deleteNamespacedEvent({ name: e.metadata.name ?? '', namespace: NS }),
+      );
   });
 });
