@@ -12,7 +12,7 @@
  * it got must fit the CRD (the API server would refuse it otherwise).
  * Traffic goes only to the lab's own 10.251.S.0/24 and to loopback.
  */
-import { cpSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Node, NodeRole } from '../../generated/crowbar.ts';
@@ -79,19 +79,56 @@ async function node(short: string): Promise<Node> {
 
 const aliveCond = (n: Node) => n.status?.conditions?.find((c) => c.type === 'Alive');
 
-function waitAlive(short: string, alive: boolean, reason?: RegExp): Promise<Node> {
-  return eventually(
-    `${short} alive=${String(alive)}`,
-    async () => {
-      const n = await node(short);
+/**
+ * What the operator made of this file's machines, for a wait that timed out: every noderole's
+ * state and message, every node's aliveness and addresses, the runs in flight, and the end of the
+ * operator's log (CI saw all three tests time out once, under load; idle they pass).
+ */
+async function explain(): Promise<string> {
+  const nrs = (await f.noderoles()).map(
+    (nr) => `${nr.metadata.name ?? ''}: ${nr.status?.state ?? '-'} (${nr.status?.message ?? ''})`,
+  );
+  const nodes = (await client.list('Node'))
+    .filter((n) => n.metadata.name?.includes(id))
+    .map((n) => {
       const c = aliveCond(n);
-      return n.status?.alive === alive &&
-        (!reason || reason.test(`${c?.reason ?? ''} ${c?.message ?? ''}`))
-        ? n
-        : undefined;
-    },
-    60_000,
-    200,
+      return `${n.metadata.name ?? ''}: alive=${String(n.status?.alive)} ${c?.reason ?? ''} ${c?.message ?? ''} addresses=${String(n.status?.addresses?.length ?? 0)}`;
+    });
+  const inFlight = op
+    ? metricValue(
+        (await op.http('/metrics').catch(() => ({ body: '' }))).body,
+        'crowbar_runs_in_flight',
+      )
+    : undefined;
+  const log =
+    op && existsSync(op.log) ? readFileSync(op.log, 'utf8').split('\n').slice(-25).join('\n') : '';
+  return `noderoles: ${nrs.join('; ')}\nnodes: ${nodes.join('; ')}\nruns in flight: ${String(inFlight)}\noperator log ends:\n${log}`;
+}
+
+/** `wait`, its timeout said with {@link explain}. */
+async function explained<T>(wait: Promise<T>): Promise<T> {
+  try {
+    return await wait;
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n${await explain()}`, { cause: e });
+  }
+}
+
+function waitAlive(short: string, alive: boolean, reason?: RegExp): Promise<Node> {
+  return explained(
+    eventually(
+      `${short} alive=${String(alive)}`,
+      async () => {
+        const n = await node(short);
+        const c = aliveCond(n);
+        return n.status?.alive === alive &&
+          (!reason || reason.test(`${c?.reason ?? ''} ${c?.message ?? ''}`))
+          ? n
+          : undefined;
+      },
+      60_000,
+      200,
+    ),
   );
 }
 
@@ -203,12 +240,12 @@ describe('hostile nodes', () => {
         htail: /wrote output that the jig cannot use: it is not valid JSON/,
       };
       for (const [m, re] of Object.entries(expected)) {
-        const nr = await f.waitState(f.nr(roleOf(m), m), 'error', 150_000);
+        const nr = await explained(f.waitState(f.nr(roleOf(m), m), 'error', 150_000));
         expect(nr.status?.message, m).toMatch(re);
         fitsStatus(nr);
       }
       for (const m of REAL) {
-        const more = await f.waitState(f.nr('more', m), 'active', 120_000);
+        const more = await explained(f.waitState(f.nr('more', m), 'active', 120_000));
         expect(more.status?.run?.input).toMatchObject({ work: f.node(m) });
       }
       // Every slot is free again: nothing is in flight once the last run ended.

@@ -970,20 +970,13 @@ export class Annealer {
         ...(prior?.observedRetry !== undefined ? { observedRetry: prior.observedRetry } : {}),
       },
       {
-        run: {
-          number,
-          id,
-          owner: this.o.identity,
-          executor: this.executor.name,
+        run: this.runRecord(number, id, input, {
           started: new Date().toISOString(),
           // A skipped run says so from its start: a leader that re-adopts it must not execute it.
           result: alreadyRan ? 'skipped' : 'running',
           finished: null,
           exitCode: null,
-          logTail: null,
-          input,
-          inputDigest: inputDigest(input),
-        },
+        }),
       },
     );
     if (!res) return false;
@@ -992,6 +985,25 @@ export class Annealer {
     this.metrics.runsStarted.inc({ jig: jig.name });
     this.launch(res, role, node, jig, number, id, input, alreadyRan ? 'skip' : 'execute');
     return false;
+  }
+
+  /** `status.run` as a run's start writes it (an instant run's start is its end too). */
+  private runRecord(
+    number: number,
+    id: string,
+    input: Record<string, unknown>,
+    at: { started: string; result: string; finished: string | null; exitCode: number | null },
+  ): Record<string, unknown> {
+    return {
+      number,
+      id,
+      owner: this.o.identity,
+      executor: this.executor.name,
+      ...at,
+      logTail: null,
+      input,
+      inputDigest: inputDigest(input),
+    };
   }
 
   /**
@@ -1026,19 +1038,12 @@ export class Annealer {
         ...(prior?.observedRetry !== undefined ? { observedRetry: prior.observedRetry } : {}),
       },
       {
-        run: {
-          number,
-          id,
-          owner: this.o.identity,
-          executor: this.executor.name,
+        run: this.runRecord(number, id, input, {
           started: now,
-          finished: now,
           result,
+          finished: now,
           exitCode: 0,
-          logTail: null,
-          input,
-          inputDigest: inputDigest(input),
-        },
+        }),
         // As a finished run's (finish()): the wall replaced, with a network role's addresses.
         ...(skipped
           ? {}
