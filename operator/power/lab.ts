@@ -16,6 +16,7 @@
  * guest's disk), then lets it run; power on loads it. VMs without one (UEFI: OVMF runs from flash
  * and its variables must survive a power cycle) get the warm reset.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { qmp, type QmpCommand } from './qmp.ts';
 import {
   PowerError,
@@ -64,11 +65,6 @@ export function hasColdState(nodes: unknown): boolean {
     );
   });
 }
-
-const sleep = (ms: number): Promise<void> =>
-  new Promise((resolve) => {
-    setTimeout(resolve, ms);
-  });
 
 /**
  * Runs a snapshot job (`snapshot-save` or `snapshot-load`) of the power-on state to its end and

@@ -1044,15 +1044,8 @@ export class Annealer {
           finished: now,
           exitCode: 0,
         }),
-        // As a finished run's (finish()): the wall replaced, with a network role's addresses.
-        ...(skipped
-          ? {}
-          : {
-              wall: replacementPatch(
-                nr.status?.wall,
-                this.withAddresses(nr, nextWall(nr.status?.wall, {})),
-              ),
-            }),
+        // As a finished run's (finish()); the noop jig's output is no data.
+        ...(skipped ? {} : { wall: this.endWall(nr, {}) }),
       },
     );
     if (!res) return false;
@@ -1198,6 +1191,20 @@ export class Annealer {
     return { ...wall, crowbar: { ...crowbar, network: { ...networks, [network]: r.wall } } };
   }
 
+  /**
+   * The wall a successful run's end writes (§4.2): the run's output replaces the last one (a
+   * plain merge patch would merge them), with a network role's addresses.
+   */
+  private endWall(
+    cur: Readonly<NodeRole>,
+    output: Record<string, unknown>,
+  ): Record<string, unknown> {
+    return replacementPatch(
+      cur.status?.wall,
+      this.withAddresses(cur, nextWall(cur.status?.wall, output)),
+    );
+  }
+
   /** Records a run's end on its noderole, retrying on conflicts with fresh reads. */
   private async finish(name: string, f: InFlight, fin: Finish, number: number): Promise<void> {
     if (fin.kind === 'abandoned') return;
@@ -1239,12 +1246,7 @@ export class Annealer {
             result?.logTail?.slice(-LOG_TAIL) ?? (result && !result.ok ? result.message : null),
         },
       };
-      // §4.2: the run's wall replaces the last one (a plain merge patch would merge them).
-      if (result?.ok && mine.state === 'active')
-        extra['wall'] = replacementPatch(
-          cur.status.wall,
-          this.withAddresses(cur, nextWall(cur.status.wall, result.wall)),
-        );
+      if (result?.ok && mine.state === 'active') extra['wall'] = this.endWall(cur, result.wall);
       const res = await this.writeChange(mine, extra);
       if (res) return;
       // Conflict: someone else wrote the object (e.g. a spec edit). Re-read it and try again.
